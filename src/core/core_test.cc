@@ -1,0 +1,93 @@
+#include <gtest/gtest.h>
+
+#include "core/crypto.h"
+#include "core/normalize.h"
+#include "core/time_util.h"
+
+namespace nucleon {
+namespace {
+
+TEST(TimeUtilTest, ParsesTheSdkDateForms) {
+  EXPECT_EQ(ParseIsoTime("2026-11-26T09:38:04.549Z"), 1795685884549);
+  // Python: local time without an offset is taken as UTC; microseconds cut to ms.
+  EXPECT_EQ(ParseIsoTime("2026-11-26T09:38:04.549123"), 1795685884549);
+  EXPECT_EQ(ParseIsoTime("2026-11-26T10:38:04.549+01:00"), 1795685884549);
+  EXPECT_EQ(ParseIsoTime("2026-11-26T04:08:04.549-0530"), 1795685884549);
+  EXPECT_EQ(ParseIsoTime("2026-11-26 09:38:04Z"), 1795685884000);
+  EXPECT_EQ(ParseIsoTime("1970-01-01"), 0);
+  EXPECT_EQ(ParseIsoTime("1969-12-31T23:59:59.999Z"), -1);
+}
+
+TEST(TimeUtilTest, RejectsMalformedDates) {
+  for (const char* bad : {"", "2026", "2026-13-01", "2026-02-30", "2026-11-26T25:00",
+                          "2026-11-26T09:38:04.Z", "2026-11-26T09:38:04Zjunk", "yesterday",
+                          "2026-11-26T09:38:04+1"}) {
+    EXPECT_FALSE(ParseIsoTime(bad).has_value()) << bad;
+  }
+}
+
+TEST(TimeUtilTest, FormatsAndKeysDays) {
+  EXPECT_EQ(FormatIsoMs(1795685884549), "2026-11-26T09:38:04.549Z");
+  EXPECT_EQ(FormatIsoMs(-1), "1969-12-31T23:59:59.999Z");
+  EXPECT_EQ(DayKey(0), "1970-01-01");
+  EXPECT_EQ(DayKey(-1), "1969-12-31");
+  EXPECT_EQ(DayKey(DaysFromCivil(2024, 2, 29)), "2024-02-29");
+  EXPECT_EQ(FloorDiv(-1, 86400), -1);
+  EXPECT_EQ(FloorDiv(86399, 86400), 0);
+}
+
+TEST(NormalizeTest, Platforms) {
+  for (const char* mac : {"Darwin", "darwin", "mac", "macos", "macOS"}) {
+    EXPECT_EQ(NormalizePlatform(mac), "mac") << mac;
+  }
+  for (const char* win : {"Windows_NT", "win32", "windows"}) EXPECT_EQ(NormalizePlatform(win), "win");
+  EXPECT_EQ(NormalizePlatform("Linux"), "linux");
+  EXPECT_EQ(NormalizePlatform("iPadOS"), "ipados");
+  EXPECT_EQ(NormalizePlatform(""), "");
+}
+
+TEST(NormalizeTest, Languages) {
+  EXPECT_EQ(LanguageOf("en-US"), "en");
+  EXPECT_EQ(LanguageOf("en_US.UTF-8"), "en");
+  EXPECT_EQ(LanguageOf("FR"), "fr");
+  EXPECT_EQ(LanguageOf("C"), "");
+  EXPECT_EQ(LanguageOf("POSIX"), "");
+  EXPECT_EQ(LanguageOf(""), "");
+  EXPECT_EQ(LanguageOf("C.UTF-8"), "");
+}
+
+TEST(NormalizeTest, RamAndNumbers) {
+  EXPECT_EQ(RamBucket(23.54), "24");
+  EXPECT_EQ(RamBucket(7.5), "8");
+  EXPECT_EQ(RamBucket(8), "8");
+  EXPECT_EQ(RenderNumber(120), "120");
+  EXPECT_EQ(RenderNumber(1.5), "1.5");
+  EXPECT_EQ(RenderNumber(-0.25), "-0.25");
+  EXPECT_EQ(RenderNumber(0.1 + 0.2), "0.30000000000000004");
+}
+
+TEST(CryptoTest, HashesAreStableAndTokensRandom) {
+  Sha256Digest d = Sha256("abc");
+  EXPECT_EQ(HexEncode(d.data(), d.size()),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(StableHash64("abc"), static_cast<int64_t>(0xba7816bf8f01cfeaULL));
+  EXPECT_NE(RandomBytes(32), RandomBytes(32));
+  EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));
+  EXPECT_FALSE(ConstantTimeEquals("abc", "ab"));
+  const uint8_t bytes[] = {0xfb, 0xff};
+  EXPECT_EQ(Base64UrlEncode(bytes, 2), "-_8");
+}
+
+TEST(CryptoTest, ErrorHashUsesNameMessageAndFirstFrame) {
+  const std::string a = ErrorHash("TypeError", "boom", "Error: boom\n    at f (a.js:1:1)\n    at g (b.js:2:2)");
+  // Deeper frames do not change the group.
+  EXPECT_EQ(a, ErrorHash("TypeError", "boom", "Error: boom\n    at f (a.js:1:1)\n    at h (c.js:9:9)"));
+  EXPECT_NE(a, ErrorHash("TypeError", "boom", "Error: boom\n    at z (a.js:1:1)"));
+  EXPECT_NE(a, ErrorHash("TypeError", "bang", "Error: boom\n    at f (a.js:1:1)"));
+  EXPECT_NE(a, ErrorHash("RangeError", "boom", "Error: boom\n    at f (a.js:1:1)"));
+  EXPECT_EQ(a.size(), 32u);
+}
+
+}  // namespace
+}  // namespace nucleon

@@ -1,0 +1,295 @@
+#include "ingest/batch_decoder.h"
+
+#include <boost/json.hpp>
+#include <cmath>
+
+#include "core/crypto.h"
+#include "core/normalize.h"
+#include "core/time_util.h"
+
+namespace nucleon {
+
+namespace json = boost::json;
+
+namespace {
+
+// Cuts `s` to at most `max_chars` code points (UTF-8), never inside a code point.
+bool TruncateChars(std::string& s, size_t max_chars) {
+  size_t chars = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) != 0x80) {
+      if (chars == max_chars) {
+        s.resize(i);
+        return true;
+      }
+      ++chars;
+    }
+  }
+  return false;
+}
+
+// Cuts `s` to at most `max_bytes` bytes, never inside a code point.
+bool TruncateBytes(std::string& s, size_t max_bytes) {
+  if (s.size() <= max_bytes) return false;
+  size_t cut = max_bytes;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  s.resize(cut);
+  return true;
+}
+
+// A string field; numbers are accepted and rendered; null/absent/other -> "".
+std::string Text(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  if (!v) return {};
+  if (v->is_string()) return std::string(v->get_string());
+  if (v->is_int64()) return std::to_string(v->get_int64());
+  if (v->is_uint64()) return std::to_string(v->get_uint64());
+  if (v->is_double()) return RenderNumber(v->get_double());
+  return {};
+}
+
+std::optional<double> Number(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  if (!v) return std::nullopt;
+  if (v->is_number()) return v->to_number<double>();
+  if (v->is_string()) {
+    try {
+      size_t used = 0;
+      std::string s(v->get_string());
+      double d = std::stod(s, &used);
+      if (used == s.size() && std::isfinite(d)) return d;
+    } catch (...) {
+    }
+  }
+  return std::nullopt;
+}
+
+// The client's date: milliseconds (number or digit string) or ISO 8601.
+std::optional<int64_t> ClientDate(const json::value& v) {
+  if (v.is_int64()) return v.get_int64();
+  if (v.is_uint64()) {
+    return v.get_uint64() > static_cast<uint64_t>(INT64_MAX) ? std::nullopt
+                                                             : std::optional<int64_t>(v.get_uint64());
+  }
+  if (v.is_double()) {
+    double d = v.get_double();
+    if (!std::isfinite(d) || std::fabs(d) > 9e15) return std::nullopt;
+    return static_cast<int64_t>(std::floor(d));
+  }
+  if (v.is_string()) {
+    std::string_view s = v.get_string();
+    bool digits = !s.empty() && s.size() <= 16;
+    for (char c : s) digits = digits && c >= '0' && c <= '9';
+    if (digits) return std::stoll(std::string(s));
+    return ParseIsoTime(s);
+  }
+  return std::nullopt;
+}
+
+// Caps and flattens the payload object. Returns false when it is not an object.
+bool ReadPayload(const json::value* v, const IngestLimits& limits, Event* e, bool* truncated) {
+  if (!v || v->is_null()) return true;
+  if (!v->is_object()) return false;
+  const json::object& in = v->get_object();
+  json::object out;
+  size_t kept = 0;
+  for (const auto& kv : in) {
+    if (kept == limits.max_payload_keys) {
+      *truncated = true;
+      break;
+    }
+    std::string key(kv.key());
+    if (TruncateChars(key, limits.max_name_chars)) *truncated = true;
+    const json::value& val = kv.value();
+    if (val.is_string()) {
+      std::string s(val.get_string());
+      if (TruncateBytes(s, limits.max_value_bytes)) *truncated = true;
+      e->props.push_back({key, PropValue{PropValue::Kind::kString, s}});
+      out[key] = s;
+    } else if (val.is_bool()) {
+      e->props.push_back({key, PropValue{PropValue::Kind::kBool, val.get_bool() ? "true" : "false"}});
+      out[key] = val;
+    } else if (val.is_number()) {
+      e->props.push_back({key, PropValue{PropValue::Kind::kNumber, RenderNumber(val.to_number<double>())}});
+      out[key] = val;
+    } else if (val.is_null()) {
+      out[key] = nullptr;
+    } else {
+      // Objects and arrays are kept as data but are not properties.
+      if (json::serialize(val).size() > limits.max_value_bytes) {
+        *truncated = true;
+        continue;
+      }
+      out[key] = val;
+    }
+    ++kept;
+  }
+  e->payload_json = json::serialize(out);
+  return true;
+}
+
+DecodedEvent DecodeOne(const json::value& item, std::string_view app_id, int64_t now_ms,
+                       const IngestLimits& limits) {
+  DecodedEvent d;
+  if (!item.is_object()) {
+    d.outcome = DecodedEvent::Outcome::kInvalid;
+    d.invalid_reason = "an event must be an object";
+    return d;
+  }
+  const json::object& o = item.get_object();
+  if (const json::value* id = o.if_contains("id")) {
+    if (id->is_number() || id->is_string()) d.ack_id = json::serialize(*id);
+  }
+  Event& e = d.event;
+  e.app_id = std::string(app_id);
+
+  // Type and name: `type` and `name`, with `event` as an alias of either.
+  std::string type_text = Text(o, "type");
+  std::string name = Text(o, "name");
+  std::string event_alias = Text(o, "event");
+  if (!event_alias.empty()) {
+    if (type_text.empty() && ParseEventType(event_alias)) {
+      type_text = event_alias;
+    } else if (name.empty()) {
+      name = event_alias;
+    }
+  }
+  if (type_text.empty()) type_text = "event";
+  std::optional<EventType> type = ParseEventType(type_text);
+  if (!type) {
+    // An unknown type is an event named by it (older clients sent the name there).
+    type = EventType::kEvent;
+    if (name.empty()) name = type_text;
+  }
+  e.type = *type;
+  if (TruncateChars(name, limits.max_name_chars)) d.truncated = true;
+  e.name = std::move(name);
+
+  e.device_id = Text(o, "deviceId");
+  if (e.device_id.empty()) e.device_id = Text(o, "machineId");
+  e.session_id = Text(o, "sessionId");
+  e.user_id = Text(o, "userId");
+  e.anon_id = Text(o, "anonId");
+  if (TruncateChars(e.device_id, limits.max_name_chars)) d.truncated = true;
+  if (TruncateChars(e.session_id, limits.max_name_chars)) d.truncated = true;
+  if (TruncateChars(e.user_id, limits.max_name_chars)) d.truncated = true;
+  if (TruncateChars(e.anon_id, limits.max_name_chars)) d.truncated = true;
+  e.user_key = !e.user_id.empty() ? e.user_id : !e.anon_id.empty() ? e.anon_id : e.device_id;
+
+  if (e.type == EventType::kHeartbeat) {
+    d.outcome = DecodedEvent::Outcome::kHeartbeat;
+    e.time_ms = now_ms;
+    if (e.device_id.empty()) {
+      d.outcome = DecodedEvent::Outcome::kInvalid;
+      d.invalid_reason = "heartbeat without deviceId or machineId";
+    }
+    return d;
+  }
+
+  auto invalid = [&d](const char* why) {
+    d.outcome = DecodedEvent::Outcome::kInvalid;
+    d.invalid_reason = why;
+    return d;
+  };
+  if (e.device_id.empty()) return invalid("event without deviceId or machineId");
+  if (e.session_id.empty()) return invalid("event without sessionId");
+  if (e.name.empty() && (e.type == EventType::kEvent || e.type == EventType::kError ||
+                         e.type == EventType::kView)) {
+    return invalid("event without a name");
+  }
+
+  // Time: the client's date unless absent, unreadable or more than 24 h ahead.
+  e.time_ms = now_ms;
+  if (const json::value* date = o.if_contains("date"); date && !date->is_null()) {
+    std::optional<int64_t> client_ms = ClientDate(*date);
+    if (client_ms && *client_ms <= now_ms + limits.max_future_ms) e.time_ms = *client_ms;
+  }
+
+  const json::value* payload = o.if_contains("payload");
+  if (!ReadPayload(payload, limits, &e, &d.truncated)) return invalid("payload is not an object");
+
+  e.platform = Text(o, "platform");
+  e.os_version = Text(o, "osVersion");
+  e.locale = Text(o, "locale");
+  if (e.locale.empty()) e.locale = Text(o, "language");
+  e.version = Text(o, "version");
+  e.module_version = Text(o, "moduleVersion");
+  e.arch = Text(o, "arch");
+  e.client = Text(o, "client");
+  e.total_ram = Number(o, "totalRam");
+  for (std::string* s : {&e.platform, &e.os_version, &e.locale, &e.version, &e.module_version,
+                         &e.arch, &e.client}) {
+    if (TruncateChars(*s, limits.max_name_chars)) d.truncated = true;
+  }
+
+  if (e.type == EventType::kError) {
+    std::string message, stack;
+    if (payload && payload->is_object()) {
+      const json::object& p = payload->get_object();
+      message = Text(p, "message");
+      stack = Text(p, "stack");
+    }
+    e.error_hash = ErrorHash(e.name, message, stack);
+  }
+
+  // The identity of an event: its app, device, session (the store adds those),
+  // client id, type, name and the date exactly as the client sent it.
+  if (!d.ack_id.empty()) {
+    e.client_id = d.ack_id;
+    if (const json::value* date = o.if_contains("date")) e.client_date = json::serialize(*date);
+  }
+  return d;
+}
+
+}  // namespace
+
+Result<DecodedBatch> DecodeBatch(std::string_view body, std::string_view app_id, int64_t now_ms,
+                                 const IngestLimits& limits) {
+  json::parse_options opts;
+  opts.max_depth = static_cast<std::size_t>(limits.max_json_depth);
+  boost::system::error_code ec;
+  json::monotonic_resource mr;
+  json::value root = json::parse(body, ec, &mr, opts);
+  if (ec) {
+    if (ec == json::error::too_deep) {
+      return Status::InvalidArgument("JSON nested deeper than " +
+                                     std::to_string(limits.max_json_depth) + " levels");
+    }
+    return Status::InvalidArgument("malformed JSON: " + ec.message());
+  }
+  const json::array* data = nullptr;
+  if (root.is_object()) {
+    if (const json::value* d = root.get_object().if_contains("data"); d && d->is_array()) {
+      data = &d->get_array();
+    }
+  }
+  if (!data) return Status::InvalidArgument("body must be an object with a \"data\" array");
+  if (data->size() > limits.max_events_per_batch) {
+    return Status::PayloadTooLarge("batch holds " + std::to_string(data->size()) +
+                                   " events; at most " +
+                                   std::to_string(limits.max_events_per_batch) + " are allowed");
+  }
+  DecodedBatch batch;
+  batch.events.reserve(data->size());
+  for (const json::value& item : *data) {
+    batch.events.push_back(DecodeOne(item, app_id, now_ms, limits));
+    if (batch.events.back().outcome == DecodedEvent::Outcome::kInvalid) ++batch.invalid;
+    if (batch.events.back().truncated) ++batch.truncated;
+  }
+  return batch;
+}
+
+std::string AckJson(const DecodedBatch& batch) {
+  std::string out = "{\"reportedIds\":[";
+  bool first = true;
+  for (const DecodedEvent& d : batch.events) {
+    if (d.ack_id.empty()) continue;
+    if (!first) out += ',';
+    out += d.ack_id;
+    first = false;
+  }
+  out += "]}";
+  return out;
+}
+
+}  // namespace nucleon

@@ -1,0 +1,127 @@
+#include "ingest/group_committer.h"
+
+#include <chrono>
+
+#include "core/log.h"
+
+namespace nucleon {
+
+GroupCommitter::GroupCommitter(EventStore* store, Options options, IngestCounters* counters)
+    : store_(store), options_(options), counters_(counters) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+GroupCommitter::~GroupCommitter() { Stop(); }
+
+Status GroupCommitter::Submit(std::vector<Event> events, Done done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return Status::Unavailable("server is shutting down");
+    if (pending_events_ > 0 && pending_events_ + events.size() > options_.max_pending_events) {
+      counters_->rejected_backlog.fetch_add(1, std::memory_order_relaxed);
+      return Status::Unavailable("storage is behind; try again shortly");
+    }
+    pending_events_ += events.size();
+    ++submitted_;
+    queue_.push_back({std::move(events), std::move(done)});
+  }
+  cv_.notify_one();
+  return Status::Ok();
+}
+
+void GroupCommitter::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void GroupCommitter::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  const uint64_t target = submitted_;
+  flushed_cv_.wait(lock, [&] { return completed_ >= target || !thread_.joinable(); });
+}
+
+void GroupCommitter::Run() {
+  std::vector<Pending> group;
+  std::vector<Event> events;
+  std::vector<uint8_t> inserted;
+  std::vector<uint8_t> slice;
+  auto last_activity = std::chrono::steady_clock::now();
+  for (;;) {
+    group.clear();
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      const auto probe_every = std::chrono::milliseconds(options_.probe_interval_ms);
+      cv_.wait_until(lock, last_activity + probe_every,
+                     [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) {
+        if (stopping_) break;
+        lock.unlock();
+        Status st = store_->Probe();
+        if (healthy_.exchange(st.ok()) != st.ok()) {
+          st.ok() ? LogInfo("storage is writable again") : LogError("storage probe failed: " + st.ToString());
+        }
+        last_activity = std::chrono::steady_clock::now();
+        continue;
+      }
+      size_t n = 0;
+      while (!queue_.empty() && (group.empty() || n + queue_.front().events.size() <= options_.max_group_events)) {
+        n += queue_.front().events.size();
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      pending_events_ -= n;
+    }
+    events.clear();
+    for (Pending& p : group) {
+      for (Event& e : p.events) events.push_back(std::move(e));
+    }
+    Status st = store_->Append(events, &inserted);
+    last_activity = std::chrono::steady_clock::now();
+    if (healthy_.exchange(st.ok()) != st.ok() && st.ok()) LogInfo("storage is writable again");
+    if (st.ok()) {
+      counters_->commits.fetch_add(1, std::memory_order_relaxed);
+      uint64_t stored = 0, hb = 0;
+      for (size_t i = 0; i < events.size(); ++i) {
+        if (events[i].type == EventType::kHeartbeat) ++hb;
+        else if (inserted[i]) ++stored;
+      }
+      counters_->events_stored.fetch_add(stored, std::memory_order_relaxed);
+      counters_->heartbeats.fetch_add(hb, std::memory_order_relaxed);
+      counters_->events_duplicate.fetch_add(events.size() - stored - hb, std::memory_order_relaxed);
+      if (observer_) observer_->OnCommitted(events, inserted);
+    } else {
+      counters_->commit_failures.fetch_add(1, std::memory_order_relaxed);
+      LogError("commit of " + std::to_string(events.size()) + " events failed: " + st.ToString());
+    }
+    size_t offset = 0;
+    for (Pending& p : group) {
+      const size_t n = p.events.size();
+      if (st.ok()) {
+        slice.assign(inserted.begin() + static_cast<std::ptrdiff_t>(offset),
+                     inserted.begin() + static_cast<std::ptrdiff_t>(offset + n));
+      } else {
+        slice.assign(n, 0);
+      }
+      offset += n;
+      try {
+        p.done(st, slice);
+      } catch (const std::exception& ex) {
+        LogError(std::string("ack completion threw: ") + ex.what());
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      completed_ += group.size();
+    }
+    flushed_cv_.notify_all();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  flushed_cv_.notify_all();
+}
+
+}  // namespace nucleon

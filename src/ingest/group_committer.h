@@ -1,0 +1,103 @@
+// GroupCommitter: turns many connections' batches into few durable commits.
+// Connections Submit() decoded events; one writer thread takes everything
+// queued (up to a cap), appends it to the EventStore in one transaction and
+// only then runs each batch's completion, which sends the acks. So an ack never
+// leaves before its events are durable, and an fsync is shared by every batch
+// that arrived while the previous commit was running.
+//
+// Thread-safety: Submit, Healthy and the counters may be called from any
+// thread; completions run on the writer thread and must not block.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/event.h"
+#include "core/status.h"
+#include "store/event_store.h"
+
+namespace nucleon {
+
+struct IngestCounters {
+  std::atomic<uint64_t> batches{0};
+  std::atomic<uint64_t> events_received{0};
+  std::atomic<uint64_t> events_stored{0};
+  std::atomic<uint64_t> events_duplicate{0};
+  std::atomic<uint64_t> events_invalid{0};
+  std::atomic<uint64_t> events_truncated{0};
+  std::atomic<uint64_t> heartbeats{0};
+  std::atomic<uint64_t> commits{0};
+  std::atomic<uint64_t> commit_failures{0};
+  std::atomic<uint64_t> rejected_backlog{0};
+};
+
+// Told about every committed group (live presence, the recent-events window).
+class CommitObserver {
+ public:
+  virtual ~CommitObserver() = default;
+  // Runs on the writer thread after a successful commit, before the acks;
+  // must not block. `inserted[i]` tells whether events[i] was newly stored.
+  virtual void OnCommitted(const std::vector<Event>& events,
+                           const std::vector<uint8_t>& inserted) = 0;
+};
+
+class GroupCommitter {
+ public:
+  struct Options {
+    size_t max_group_events = 20000;     // events in one commit (whole batches are never split)
+    size_t max_pending_events = 400000;  // backlog beyond which Submit refuses (bounded memory)
+    int probe_interval_ms = 2000;        // idle health probe of the storage
+  };
+  // Called after the commit with Ok, or with the error that made it fail
+  // (nothing of the batch is stored then). `inserted[i]` as EventStore::Append.
+  using Done = std::function<void(const Status&, const std::vector<uint8_t>& inserted)>;
+
+  GroupCommitter(EventStore* store, Options options, IngestCounters* counters);
+  ~GroupCommitter();
+
+  // Queues a batch for the next commit. Unavailable (and `done` never runs)
+  // when the backlog is full or the committer is stopping.
+  Status Submit(std::vector<Event> events, Done done);
+
+  // Set before the first Submit.
+  void SetObserver(CommitObserver* observer) { observer_ = observer; }
+
+  // Commits everything queued, runs its completions, then stops the thread.
+  void Stop();
+
+  // False while the last commit or probe failed: storage is not writable.
+  bool Healthy() const { return healthy_.load(std::memory_order_relaxed); }
+
+  // Blocks until everything submitted before the call has been committed.
+  void Flush();
+
+ private:
+  struct Pending {
+    std::vector<Event> events;
+    Done done;
+  };
+  void Run();
+
+  EventStore* store_;
+  Options options_;
+  IngestCounters* counters_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::condition_variable flushed_cv_;
+  std::deque<Pending> queue_;
+  size_t pending_events_ = 0;
+  uint64_t submitted_ = 0;
+  uint64_t completed_ = 0;
+  bool stopping_ = false;
+  CommitObserver* observer_ = nullptr;
+  std::atomic<bool> healthy_{true};
+  std::thread thread_;
+};
+
+}  // namespace nucleon

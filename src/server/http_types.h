@@ -1,0 +1,46 @@
+// Transport-neutral HTTP request and response, so that routing, auth and the
+// API live outside the one translation unit that includes Boost.Beast (and can
+// be fuzzed without a socket). Plain values; thread-compatible.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/status.h"
+
+namespace nucleon {
+
+struct HttpRequest {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // path and query, as received
+  std::vector<std::pair<std::string, std::string>> headers;  // names lowercased
+  std::string body;
+  std::string country;  // of the client address, when known (the address itself never travels)
+
+  // First value of a header (name lowercased), or "".
+  std::string_view Header(std::string_view name) const {
+    for (const auto& [k, v] : headers) {
+      if (k == name) return v;
+    }
+    return {};
+  }
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+using Respond = std::function<void(HttpResponse)>;
+
+// {"error": message} with the status that fits `status`.
+HttpResponse ErrorResponse(const Status& status);
+int HttpStatusOf(StatusCode code);
+// Escapes a string for inclusion in JSON (quotes included).
+std::string JsonQuote(std::string_view s);
+
+}  // namespace nucleon

@@ -1,0 +1,230 @@
+#include "server/router.h"
+
+#include <memory>
+
+namespace nucleon {
+
+int HttpStatusOf(StatusCode code) {
+  switch (code) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kUnauthenticated: return 401;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kMethodNotAllowed: return 405;
+    case StatusCode::kPayloadTooLarge: return 413;
+    case StatusCode::kRateLimited: return 429;
+    case StatusCode::kInternal: return 500;
+    case StatusCode::kUnavailable: return 503;
+  }
+  return 500;
+}
+
+std::string JsonQuote(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          static const char kHex[] = "0123456789abcdef";
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 15];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+HttpResponse ErrorResponse(const Status& status) {
+  HttpResponse r;
+  r.status = HttpStatusOf(status.code());
+  r.body = "{\"error\":" + JsonQuote(status.message().empty() ? "error" : status.message()) + "}";
+  return r;
+}
+
+void AddCorsHeaders(HttpResponse* response) {
+  response->headers.emplace_back("Access-Control-Allow-Origin", "*");
+}
+
+namespace {
+
+std::string_view PathOf(std::string_view target) {
+  size_t q = target.find_first_of("?#");
+  return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+// Splits "/a/b/c" into its non-empty segments.
+std::vector<std::string_view> Segments(std::string_view path) {
+  std::vector<std::string_view> out;
+  size_t pos = 0;
+  while (pos < path.size()) {
+    size_t end = path.find('/', pos);
+    if (end == std::string_view::npos) end = path.size();
+    if (end > pos) out.push_back(path.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return out;
+}
+
+bool ValidAppId(std::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+          c == '_')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The app of `POST /app/:appId/track`, or nullopt.
+std::optional<std::string> HttpTrackingApp(std::string_view path) {
+  auto seg = Segments(path);
+  if (seg.size() == 3 && seg[0] == "app" && seg[2] == "track" && ValidAppId(seg[1])) {
+    return std::string(seg[1]);
+  }
+  return std::nullopt;
+}
+
+HttpResponse Json(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+}  // namespace
+
+std::optional<std::string> Router::TrackingSocketApp(std::string_view target) {
+  std::string_view path = PathOf(target);
+  if (auto app = HttpTrackingApp(path)) return app;
+  auto seg = Segments(path);
+  static const std::string_view kReserved[] = {"api", "app", "healthz", "metrics"};
+  if (seg.size() == 1 && ValidAppId(seg[0])) {
+    for (std::string_view r : kReserved) {
+      if (seg[0] == r) return std::nullopt;
+    }
+    return std::string(seg[0]);
+  }
+  return std::nullopt;
+}
+
+void Router::Handle(const HttpRequest& request, Respond respond) {
+  auto finish = [&respond](HttpResponse r) {
+    AddCorsHeaders(&r);
+    respond(std::move(r));
+  };
+  const std::string_view path = PathOf(request.target);
+
+  if (request.method == "OPTIONS") {
+    // CORS preflight: any origin may track and query (tokens, not cookies, authorise).
+    HttpResponse r;
+    r.status = 204;
+    r.content_type.clear();
+    r.headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
+    std::string_view asked = request.Header("access-control-request-headers");
+    r.headers.emplace_back("Access-Control-Allow-Headers",
+                           asked.empty() ? "Content-Type, Authorization" : std::string(asked));
+    r.headers.emplace_back("Access-Control-Max-Age", "86400");
+    return finish(std::move(r));
+  }
+
+  if (path == "/healthz") {
+    if (request.method != "GET" && request.method != "HEAD") {
+      return finish(ErrorResponse(Status::MethodNotAllowed("use GET for /healthz")));
+    }
+    if (deps_.committer->Healthy()) return finish(Json(200, "{\"status\":\"ok\"}"));
+    return finish(Json(503, "{\"status\":\"unavailable\",\"error\":\"storage is not writable\"}"));
+  }
+
+  if (path == "/metrics") {
+    if (request.method != "GET") {
+      return finish(ErrorResponse(Status::MethodNotAllowed("use GET for /metrics")));
+    }
+    return finish(Metrics());
+  }
+
+  if (auto app = HttpTrackingApp(path)) {
+    if (request.method != "POST") {
+      return finish(ErrorResponse(Status::MethodNotAllowed(
+          "use POST (or a WebSocket upgrade) for " + std::string(path))));
+    }
+    if (!deps_.apps->AppExists(*app)) {
+      return finish(ErrorResponse(Status::NotFound("unknown app " + *app)));
+    }
+    if (request.body.empty()) {
+      return finish(ErrorResponse(Status::InvalidArgument("empty body; expected {\"data\":[...]}")));
+    }
+    auto shared = std::make_shared<Respond>(std::move(respond));
+    deps_.ingestor->Ingest(*app, request.body, request.country,
+                           [shared](const Status& st, std::string ack) {
+                             HttpResponse r = st.ok() ? Json(200, std::move(ack)) : ErrorResponse(st);
+                             AddCorsHeaders(&r);
+                             (*shared)(std::move(r));
+                           });
+    return;
+  }
+
+  if (path == "/api/v1" || path.rfind("/api/v1/", 0) == 0) {
+    if (deps_.api) {
+      auto shared = std::make_shared<Respond>(std::move(respond));
+      deps_.api->Handle(request, path, [shared](HttpResponse r) {
+        AddCorsHeaders(&r);
+        (*shared)(std::move(r));
+      });
+      return;
+    }
+  }
+
+  if (path == "/" && request.method == "GET") {
+    return finish(Json(200, "{\"name\":\"nucleon\",\"status\":\"ok\"}"));
+  }
+  return finish(ErrorResponse(Status::NotFound("no such endpoint: " + std::string(path))));
+}
+
+HttpResponse Router::Metrics() const {
+  const IngestCounters& c = *deps_.counters;
+  std::string out;
+  auto line = [&out](const char* name, const char* help, uint64_t v) {
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    out += help;
+    out += "\n# TYPE ";
+    out += name;
+    out += " counter\n";
+    out += name;
+    out += ' ';
+    out += std::to_string(v);
+    out += '\n';
+  };
+  line("nucleon_batches_total", "Tracking messages decoded.", c.batches);
+  line("nucleon_events_received_total", "Events received, resends included.", c.events_received);
+  line("nucleon_events_stored_total", "Events newly stored.", c.events_stored);
+  line("nucleon_events_duplicate_total", "Resent events recognised and not stored again.",
+       c.events_duplicate);
+  line("nucleon_events_invalid_total", "Invalid events acked and dropped.", c.events_invalid);
+  line("nucleon_events_truncated_total", "Events with a name or value cut to its cap.",
+       c.events_truncated);
+  line("nucleon_heartbeats_total", "Heartbeats received.", c.heartbeats);
+  line("nucleon_commits_total", "Durable group commits.", c.commits);
+  line("nucleon_commit_failures_total", "Commits that failed (nothing acked).", c.commit_failures);
+  line("nucleon_backlog_rejections_total", "Batches refused because storage was behind.",
+       c.rejected_backlog);
+  HttpResponse r;
+  r.content_type = "text/plain; version=0.0.4";
+  r.body = std::move(out);
+  return r;
+}
+
+}  // namespace nucleon

@@ -1,0 +1,60 @@
+// The catalog: apps and their API tokens. Shared by the server and the admin
+// CLI, which may run at the same time on the same data folder; the server
+// notices the CLI's changes through DataVersion(). Tokens are stored only as
+// SHA-256 hashes plus a short prefix for revocation.
+// A Catalog object is used by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "core/crypto.h"
+#include "core/status.h"
+
+namespace nucleon {
+
+struct AppInfo {
+  std::string app_id;
+  std::string name;
+  int64_t created_ms = 0;
+  int active_tokens = 0;
+};
+
+struct NewCredential {
+  std::string app_id;
+  std::string token;  // shown once, never stored
+};
+
+// What the server needs at request time, loaded whole and replaced on change.
+struct CatalogSnapshot {
+  std::unordered_set<std::string> apps;
+  // hex SHA-256 of a token -> the app it grants.
+  std::unordered_map<std::string, std::string> token_apps;
+};
+
+class Catalog {
+ public:
+  virtual ~Catalog() = default;
+  virtual Result<NewCredential> CreateApp(const std::string& name) = 0;
+  virtual Result<std::vector<AppInfo>> ListApps() = 0;
+  virtual Result<NewCredential> CreateToken(const std::string& app_id) = 0;
+  // Revokes every active token whose text starts with `prefix` (at least 8 characters).
+  virtual Result<int> RevokeTokens(const std::string& prefix) = 0;
+  virtual Result<std::shared_ptr<const CatalogSnapshot>> Load() = 0;
+  // Changes whenever any connection committed a change to the catalog.
+  virtual Result<int64_t> DataVersion() = 0;
+};
+
+// Opens `<data_dir>/catalog.db`, creating and migrating it when needed.
+Result<std::unique_ptr<Catalog>> OpenSqliteCatalog(const std::string& data_dir);
+
+// Token text: "nct_" + 43 base64url characters (256 random bits).
+std::string NewToken();
+std::string TokenHashHex(std::string_view token);
+inline constexpr size_t kTokenPrefixChars = 12;
+
+}  // namespace nucleon

@@ -1,0 +1,173 @@
+#include <filesystem>
+
+#include "core/time_util.h"
+#include "store/catalog.h"
+#include "store/sqlite/sqlite_db.h"
+
+namespace nucleon {
+
+std::string NewToken() {
+  std::string raw = RandomBytes(32);
+  return "nct_" + Base64UrlEncode(reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
+}
+
+std::string TokenHashHex(std::string_view token) {
+  Sha256Digest d = Sha256(token);
+  return HexEncode(d.data(), d.size());
+}
+
+namespace {
+
+constexpr const char* kMigrations[] = {
+    // v1
+    "CREATE TABLE apps(id INTEGER PRIMARY KEY, app_id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL);"
+    "CREATE TABLE tokens(id INTEGER PRIMARY KEY, app_id TEXT NOT NULL REFERENCES apps(app_id),"
+    " prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL,"
+    " revoked_ms INTEGER);"
+    "CREATE INDEX tokens_prefix ON tokens(prefix);",
+};
+
+class SqliteCatalog final : public Catalog {
+ public:
+  Status Open(const std::string& data_dir) {
+    std::error_code ec;
+    std::filesystem::create_directories(data_dir, ec);
+    NUCLEON_RETURN_IF_ERROR(db_.Open(data_dir + "/catalog.db", /*create=*/true));
+    NUCLEON_RETURN_IF_ERROR(db_.Exec("PRAGMA synchronous=FULL"));
+    auto version = db_.UserVersion();
+    if (!version.ok()) return version.status();
+    const int64_t target = static_cast<int64_t>(std::size(kMigrations));
+    for (int64_t v = *version; v < target; ++v) {
+      NUCLEON_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
+      Status st = db_.Exec(kMigrations[v]);
+      if (st.ok()) st = db_.Exec("PRAGMA user_version=" + std::to_string(v + 1));
+      if (!st.ok()) {
+        (void)db_.Exec("ROLLBACK");
+        return st;
+      }
+      NUCLEON_RETURN_IF_ERROR(db_.Exec("COMMIT"));
+    }
+    return Status::Ok();
+  }
+
+  Result<NewCredential> CreateApp(const std::string& name) override {
+    std::string raw = RandomBytes(12);
+    NewCredential cred{HexEncode(reinterpret_cast<const uint8_t*>(raw.data()), raw.size()), ""};
+    NUCLEON_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
+    auto stmt = db_.Prepare("INSERT INTO apps(app_id, name, created_ms) VALUES(?,?,?)");
+    if (!stmt.ok()) return Rollback(stmt.status());
+    stmt->Bind(1, cred.app_id);
+    stmt->Bind(2, name);
+    stmt->Bind(3, NowMs());
+    if (Status st = stmt->Run(); !st.ok()) return Rollback(st);
+    auto token = InsertToken(cred.app_id);
+    if (!token.ok()) return Rollback(token.status());
+    NUCLEON_RETURN_IF_ERROR(db_.Exec("COMMIT"));
+    cred.token = *token;
+    return cred;
+  }
+
+  Result<std::vector<AppInfo>> ListApps() override {
+    auto stmt = db_.Prepare(
+        "SELECT a.app_id, a.name, a.created_ms,"
+        " (SELECT count(*) FROM tokens t WHERE t.app_id = a.app_id AND t.revoked_ms IS NULL)"
+        " FROM apps a ORDER BY a.created_ms, a.id");
+    if (!stmt.ok()) return stmt.status();
+    std::vector<AppInfo> apps;
+    Status st;
+    while (stmt->Step(&st)) {
+      apps.push_back({std::string(stmt->Text(0)), std::string(stmt->Text(1)), stmt->Int(2),
+                      static_cast<int>(stmt->Int(3))});
+    }
+    if (!st.ok()) return st;
+    return apps;
+  }
+
+  Result<NewCredential> CreateToken(const std::string& app_id) override {
+    NUCLEON_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
+    auto exists = db_.Prepare("SELECT 1 FROM apps WHERE app_id = ?");
+    if (!exists.ok()) return Rollback(exists.status());
+    exists->Bind(1, app_id);
+    Status st;
+    if (!exists->Step(&st)) return Rollback(st.ok() ? Status::NotFound("unknown app " + app_id) : st);
+    auto token = InsertToken(app_id);
+    if (!token.ok()) return Rollback(token.status());
+    NUCLEON_RETURN_IF_ERROR(db_.Exec("COMMIT"));
+    return NewCredential{app_id, *token};
+  }
+
+  Result<int> RevokeTokens(const std::string& prefix) override {
+    if (prefix.size() < 8) {
+      return Status::InvalidArgument("a token prefix needs at least 8 characters");
+    }
+    // The stored prefix holds the first kTokenPrefixChars characters; a longer
+    // argument (a whole token) is checked against the hash too.
+    std::string head = prefix.substr(0, std::min(prefix.size(), kTokenPrefixChars));
+    auto stmt = db_.Prepare(
+        "UPDATE tokens SET revoked_ms = ? WHERE revoked_ms IS NULL AND substr(prefix, 1, ?) = ?"
+        " AND (? = 0 OR hash = ?)");
+    if (!stmt.ok()) return stmt.status();
+    const bool whole = prefix.size() > kTokenPrefixChars;
+    stmt->Bind(1, NowMs());
+    stmt->Bind(2, static_cast<int64_t>(head.size()));
+    stmt->Bind(3, head);
+    stmt->Bind(4, static_cast<int64_t>(whole ? 1 : 0));
+    stmt->Bind(5, whole ? TokenHashHex(prefix) : std::string());
+    NUCLEON_RETURN_IF_ERROR(stmt->Run());
+    return db_.Changes();
+  }
+
+  Result<std::shared_ptr<const CatalogSnapshot>> Load() override {
+    auto snap = std::make_shared<CatalogSnapshot>();
+    auto apps = db_.Prepare("SELECT app_id FROM apps");
+    if (!apps.ok()) return apps.status();
+    Status st;
+    while (apps->Step(&st)) snap->apps.emplace(apps->Text(0));
+    if (!st.ok()) return st;
+    auto tokens = db_.Prepare("SELECT hash, app_id FROM tokens WHERE revoked_ms IS NULL");
+    if (!tokens.ok()) return tokens.status();
+    while (tokens->Step(&st)) snap->token_apps.emplace(tokens->Text(0), tokens->Text(1));
+    if (!st.ok()) return st;
+    return std::shared_ptr<const CatalogSnapshot>(std::move(snap));
+  }
+
+  Result<int64_t> DataVersion() override {
+    auto stmt = db_.Prepare("PRAGMA data_version");
+    if (!stmt.ok()) return stmt.status();
+    Status st;
+    if (!stmt->Step(&st)) return st.ok() ? Status::Internal("no data_version") : st;
+    return stmt->Int(0);
+  }
+
+ private:
+  Result<std::string> InsertToken(const std::string& app_id) {
+    std::string token = NewToken();
+    auto stmt = db_.Prepare(
+        "INSERT INTO tokens(app_id, prefix, hash, created_ms) VALUES(?,?,?,?)");
+    if (!stmt.ok()) return stmt.status();
+    stmt->Bind(1, app_id);
+    stmt->Bind(2, std::string_view(token).substr(0, kTokenPrefixChars));
+    stmt->Bind(3, TokenHashHex(token));
+    stmt->Bind(4, NowMs());
+    NUCLEON_RETURN_IF_ERROR(stmt->Run());
+    return token;
+  }
+
+  Status Rollback(Status st) {
+    (void)db_.Exec("ROLLBACK");
+    return st;
+  }
+
+  SqliteDb db_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Catalog>> OpenSqliteCatalog(const std::string& data_dir) {
+  auto catalog = std::make_unique<SqliteCatalog>();
+  NUCLEON_RETURN_IF_ERROR(catalog->Open(data_dir));
+  return std::unique_ptr<Catalog>(std::move(catalog));
+}
+
+}  // namespace nucleon
