@@ -24,6 +24,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -42,16 +51,6 @@
 #include <string_view>
 #include <thread>
 #include <vector>
-
-#include <boost/asio/connect.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/websocket.hpp>
 
 namespace nucleon {
 namespace {
@@ -110,10 +109,10 @@ class Rng {
 };
 
 constexpr std::string_view kNames[] = {
-    "OPENED_APP",    "CLICKED_BUTTON", "PLAYED_TRACK",   "VIEWED_SCREEN",   "SEARCHED",
-    "SAVED_FILE",    "OPENED_FILE",    "SYNC_COMPLETED", "CHANGED_SETTING", "EXPORTED_PDF",
-    "SHARED_LINK",   "ADDED_TO_CART",  "SIGNED_IN",      "UPLOADED_IMAGE",  "DELETED_ITEM",
-    "SYNC_FAILED",   "INVITED_USER",   "CHANGED_THEME",  "PURCHASED",       "UPGRADED_PLAN",
+    "OPENED_APP",  "CLICKED_BUTTON", "PLAYED_TRACK",   "VIEWED_SCREEN",   "SEARCHED",
+    "SAVED_FILE",  "OPENED_FILE",    "SYNC_COMPLETED", "CHANGED_SETTING", "EXPORTED_PDF",
+    "SHARED_LINK", "ADDED_TO_CART",  "SIGNED_IN",      "UPLOADED_IMAGE",  "DELETED_ITEM",
+    "SYNC_FAILED", "INVITED_USER",   "CHANGED_THEME",  "PURCHASED",       "UPGRADED_PLAN",
 };
 constexpr size_t kNameCount = std::size(kNames);
 
@@ -124,14 +123,14 @@ struct PropSpec {
   int lo, hi;  // kInt range; kString index range into kPropStrings
 };
 constexpr std::string_view kPropStrings[] = {
-    "home", "editor", "settings", "library", "search",  "menu", "shortcut",
-    "toolbar", "context", "free", "pro", "team", "pdf", "png", "csv", "json",
+    "home",    "editor", "settings", "library", "search", "menu", "shortcut", "toolbar",
+    "context", "free",   "pro",      "team",    "pdf",    "png",  "csv",      "json",
 };
 constexpr PropSpec kProps[] = {
-    {"screen", PropKind::kString, 0, 4},  {"duration", PropKind::kInt, 1, 600},
-    {"count", PropKind::kInt, 1, 20},     {"source", PropKind::kString, 5, 8},
-    {"success", PropKind::kBool, 0, 1},   {"plan", PropKind::kString, 9, 11},
-    {"size", PropKind::kInt, 1, 50000},   {"format", PropKind::kString, 12, 15},
+    {"screen", PropKind::kString, 0, 4}, {"duration", PropKind::kInt, 1, 600},
+    {"count", PropKind::kInt, 1, 20},    {"source", PropKind::kString, 5, 8},
+    {"success", PropKind::kBool, 0, 1},  {"plan", PropKind::kString, 9, 11},
+    {"size", PropKind::kInt, 1, 50000},  {"format", PropKind::kString, 12, 15},
 };
 constexpr size_t kPropCount = std::size(kProps);
 static_assert(kPropCount == 8, "the key picks in AppendPayload assume 8 props");
@@ -173,7 +172,8 @@ std::vector<uint8_t> MakeNameTable() {
   size_t k = 0;
   double cumulative = weight[0] / total;
   for (size_t i = 0; i < table.size(); ++i) {
-    while ((i + 0.5) / table.size() > cumulative && k + 1 < kNameCount) cumulative += weight[++k] / total;
+    while ((i + 0.5) / table.size() > cumulative && k + 1 < kNameCount)
+      cumulative += weight[++k] / total;
     table[i] = static_cast<uint8_t>(k);
   }
   return table;
@@ -200,6 +200,7 @@ class EventFactory {
                const std::vector<uint8_t>& name_table, std::atomic<uint64_t>& next_session,
                uint64_t seed)
       : devices_(devices), name_table_(name_table), next_session_(next_session), rng_(seed) {
+    counter_ = rng_.Next() % kIdSpace;  // ids look random, as the SDK's do
     for (uint32_t d : my_devices) slots_.push_back({d, 0, 0, 0});
   }
 
@@ -212,7 +213,9 @@ class EventFactory {
     *first = counter_;
     Slot& slot = slots_[next_slot_++ % slots_.size()];
     const Device& dev = devices_[slot.device];
-    const int64_t now_ms = NowMillis();
+    // Dates rise through the message, the last one at most "now": a queue
+    // that filled up over the last second or so.
+    int64_t date_ms = NowMillis() - count * 20;
     for (int i = 0; i < count; ++i) {
       if (i) out += ',';
       const uint64_t c = counter_++;
@@ -221,9 +224,9 @@ class EventFactory {
         slot.session = next_session_.fetch_add(1, std::memory_order_relaxed);
         slot.left = static_cast<int>(rng_.Range(20, 400));
         slot.generation = generation_;
-        AppendInit(out, dev, slot, c, now_ms);
+        AppendInit(out, dev, slot, c, date_ms);
       } else {
-        AppendEvent(out, dev, slot, c, now_ms);
+        AppendEvent(out, dev, slot, c, date_ms);
         --slot.left;
       }
     }
@@ -238,11 +241,12 @@ class EventFactory {
     uint64_t generation;
   };
 
-  void AppendCommon(std::string& out, uint64_t c, int64_t now_ms) {
+  void AppendCommon(std::string& out, uint64_t c, int64_t& date_ms) {
     out += R"(,"id":)";
     AppendInt(out, static_cast<int64_t>(c % kIdSpace + 1));
     out += R"(,"date":)";
-    AppendInt(out, now_ms - rng_.Range(0, 2000));
+    date_ms += rng_.Range(0, 20);
+    AppendInt(out, date_ms);
   }
 
   void AppendIdentity(std::string& out, const Device& dev, const Slot& slot) {
@@ -261,9 +265,9 @@ class EventFactory {
   }
 
   void AppendInit(std::string& out, const Device& dev, const Slot& slot, uint64_t c,
-                  int64_t now_ms) {
+                  int64_t& date_ms) {
     out += R"({"type":"init")";
-    AppendCommon(out, c, now_ms);
+    AppendCommon(out, c, date_ms);
     out += R"(,"payload":{"plan":")";
     out += kPropStrings[rng_.Range(9, 11)];
     out += R"(","age":)";
@@ -274,12 +278,12 @@ class EventFactory {
   }
 
   void AppendEvent(std::string& out, const Device& dev, const Slot& slot, uint64_t c,
-                   int64_t now_ms) {
+                   int64_t& date_ms) {
     const size_t name = name_table_[rng_.Next() % name_table_.size()];
     out += R"({"type":"event","name":")";
     out += kNames[name];
     out += '"';
-    AppendCommon(out, c, now_ms);
+    AppendCommon(out, c, date_ms);
     AppendPayload(out, name);
     AppendIdentity(out, dev, slot);
     out += '}';
@@ -320,7 +324,7 @@ class EventFactory {
   Rng rng_;
   std::vector<Slot> slots_;
   size_t next_slot_ = 0;
-  uint64_t counter_ = 0;
+  uint64_t counter_;
   uint64_t generation_ = 0;
 };
 
@@ -360,13 +364,13 @@ struct Stats {
   uint64_t messages_sent = 0;
   uint64_t events_acked_window = 0;  // acks that arrived inside the measured window
   uint64_t events_acked_total = 0;
-  uint64_t events_missing = 0;       // absent from the answer to their batch
-  uint64_t events_lost = 0;          // in flight when the connection failed
-  uint64_t events_unacked_end = 0;   // still in flight when the drain time ran out
-  uint64_t events_rejected = 0;      // their request got a non-200 answer
-  uint64_t duplicate_ids = 0;        // an id acked twice for one batch
-  uint64_t unexpected_ids = 0;       // an id matching nothing in flight
-  uint64_t empty_acks = 0;           // an answer that acked nothing we had sent
+  uint64_t events_missing = 0;      // absent from the answer to their batch
+  uint64_t events_lost = 0;         // in flight when the connection failed
+  uint64_t events_unacked_end = 0;  // still in flight when the drain time ran out
+  uint64_t events_rejected = 0;     // their request got a non-200 answer
+  uint64_t duplicate_ids = 0;       // an id acked twice for one batch
+  uint64_t unexpected_ids = 0;      // an id matching nothing in flight
+  uint64_t empty_acks = 0;          // an answer that acked nothing we had sent
   uint64_t reconnects = 0;
   double max_ack_ms = 0;
   std::vector<float> ack_ms;  // per batch, for batches fully acked in the window
@@ -594,6 +598,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (it->acked == it->count) {
         const double ms = std::chrono::duration<double, std::milli>(now - it->sent).count();
         if (in_window) stats_.ack_ms.push_back(static_cast<float>(ms));
+        // Over the whole run, so that a stall at the window's edges shows too.
         stats_.max_ack_ms = std::max(stats_.max_ack_ms, ms);
       }
       it = in_flight_.erase(it);
@@ -614,12 +619,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (drain_expired_) {
         // Our own doing: the drain deadline closed the socket.
       } else if (!Sending() && ec == beast::error::timeout) {
+        // tcp_stream's own drain deadline (HTTP).
         stats_.events_unacked_end += EventsInFlight();
-        in_flight_.clear();
       } else {
         stats_.Error(std::string(where) + ": " + ec.message());
+        stats_.events_lost += EventsInFlight();
       }
-      stats_.events_lost += EventsInFlight();
       in_flight_.clear();
       CloseSocket();
     }
@@ -682,6 +687,7 @@ class HttpConnection final : public Connection {
  private:
   void Connect() override {
     stream_.emplace(ioc_);
+    buffer_.clear();  // bytes left from a failed socket must not prefix the next answer
     stream_->expires_after(kConnectTimeout);
     busy_ = true;
     stream_->async_connect(shared_.endpoint, [self = Self()](error_code ec) {
@@ -783,6 +789,7 @@ class WsConnection final : public Connection {
 
   void Connect() override {
     ws_.emplace(ioc_);
+    rbuf_.clear();  // a failed read may have left part of a message behind
     auto& tcp_layer = beast::get_lowest_layer(*ws_);
     tcp_layer.expires_after(kConnectTimeout);
     connecting_ = true;
@@ -802,9 +809,8 @@ class WsConnection final : public Connection {
         websocket::stream_base::timeout::suggested(beast::role_type::client);
     timeouts.handshake_timeout = kConnectTimeout;
     ws_->set_option(timeouts);
-    ws_->set_option(websocket::stream_base::decorator([](websocket::request_type& req) {
-      req.set(http::field::user_agent, "nucleon_load");
-    }));
+    ws_->set_option(websocket::stream_base::decorator(
+        [](websocket::request_type& req) { req.set(http::field::user_agent, "nucleon_load"); }));
     if (opt_.deflate) {
       websocket::permessage_deflate pmd;
       pmd.client_enable = true;
@@ -943,22 +949,34 @@ Options ParseOptions(int argc, char** argv) {
     } else {
       Usage("missing value for " + flag);
     }
-    if (flag == "--target") target = value;
-    else if (flag == "--app") opt.app = value;
-    else if (flag == "--mode") {
-      if (value == "http") opt.mode = Mode::kHttp;
-      else if (value == "ws") opt.mode = Mode::kWs;
-      else Usage("--mode is http or ws");
-    } else if (flag == "--connections") opt.connections = ParseNumber(flag, value, 1, 10000);
-    else if (flag == "--batch") opt.batch = ParseNumber(flag, value, 1, 100000);
-    else if (flag == "--pipeline") opt.pipeline = ParseNumber(flag, value, 1, 10000);
-    else if (flag == "--seconds") opt.seconds = ParseNumber(flag, value, 0.1, 86400.0);
-    else if (flag == "--warmup") opt.warmup = ParseNumber(flag, value, 0.0, 3600.0);
-    else if (flag == "--drain") opt.drain = ParseNumber(flag, value, 0.1, 3600.0);
-    else if (flag == "--devices") opt.devices = ParseNumber(flag, value, 1, 10'000'000);
-    else if (flag == "--threads") opt.threads = ParseNumber(flag, value, 1, 256);
-    else if (flag == "--seed") opt.seed = ParseNumber(flag, value, uint64_t{0}, ~uint64_t{0});
-    else Usage("unknown flag " + flag);
+    if (flag == "--target") {
+      target = value;
+    } else if (flag == "--app") {
+      opt.app = value;
+    } else if (flag == "--mode") {
+      if (value != "http" && value != "ws") Usage("--mode is http or ws");
+      opt.mode = value == "http" ? Mode::kHttp : Mode::kWs;
+    } else if (flag == "--connections") {
+      opt.connections = ParseNumber(flag, value, 1, 10000);
+    } else if (flag == "--batch") {
+      opt.batch = ParseNumber(flag, value, 1, 100000);
+    } else if (flag == "--pipeline") {
+      opt.pipeline = ParseNumber(flag, value, 1, 10000);
+    } else if (flag == "--seconds") {
+      opt.seconds = ParseNumber(flag, value, 0.1, 86400.0);
+    } else if (flag == "--warmup") {
+      opt.warmup = ParseNumber(flag, value, 0.0, 3600.0);
+    } else if (flag == "--drain") {
+      opt.drain = ParseNumber(flag, value, 0.1, 3600.0);
+    } else if (flag == "--devices") {
+      opt.devices = ParseNumber(flag, value, 1, 10'000'000);
+    } else if (flag == "--threads") {
+      opt.threads = ParseNumber(flag, value, 1, 256);
+    } else if (flag == "--seed") {
+      opt.seed = ParseNumber(flag, value, uint64_t{0}, ~uint64_t{0});
+    } else {
+      Usage("unknown flag " + flag);
+    }
   }
   if (target.empty() || opt.app.empty()) Usage("--target and --app are required");
   const auto colon = target.rfind(':');
@@ -1045,9 +1063,8 @@ int Run(const Options& opt) {
   int started = 0;
   {
     std::unique_lock lock(shared.mu);
-    shared.cv.wait_for(lock, kConnectTimeout + std::chrono::seconds(1), [&] {
-      return shared.connected + shared.connect_failed >= opt.connections;
-    });
+    shared.cv.wait_for(lock, kConnectTimeout + std::chrono::seconds(1),
+                       [&] { return shared.connected + shared.connect_failed >= opt.connections; });
     started = shared.connected;
   }
   const auto to_duration = [](double s) {
@@ -1102,6 +1119,7 @@ int Run(const Options& opt) {
   json += ",\"pipeline\":" + std::to_string(opt.pipeline);
   json += ",\"connections_ok\":" + std::to_string(started);
   json += ",\"events_sent\":" + std::to_string(total.events_sent);
+  json += ",\"events_acked_total\":" + std::to_string(total.events_acked_total);
   json += ",\"events_unacked\":" + std::to_string(unacked);
   json += ",\"max_ack_ms\":" + Fixed(total.max_ack_ms, 3);
   json += ",\"errors\":{";

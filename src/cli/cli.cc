@@ -12,6 +12,9 @@
 #include "core/time_util.h"
 #include "ingest/group_committer.h"
 #include "ingest/ingestor.h"
+#include "live/live_state.h"
+#include "query/api.h"
+#include "query/openapi.h"
 #include "server/app_registry.h"
 #include "server/http_server.h"
 #include "server/router.h"
@@ -168,15 +171,31 @@ int Serve(const Args& args, const std::string& data) {
   if (Status st = registry.Start(); !st.ok()) return Fail(st);
 
   IngestCounters counters;
+  LiveState live;
   GroupCommitter committer(store->get(), GroupCommitter::Options{}, &counters);
+  committer.SetObserver(&live);
   Ingestor ingestor(&committer, &counters, limits);
-  Router router(RouterDeps{&registry, &ingestor, &committer, &counters, nullptr});
+  ingestor.SetPresenceSink(&live);
+  ApiDeps api_deps;
+  api_deps.store = store->get();
+  api_deps.live = &live;
+  api_deps.app_for_token = [&registry](std::string_view token) {
+    return registry.AppForToken(token);
+  };
+  api_deps.run_exclusive = [&committer](std::function<Status()> task,
+                                        std::function<void(const Status&)> done) {
+    return committer.RunExclusive(std::move(task), std::move(done));
+  };
+  api_deps.now_ms = [] { return NowMs(); };
+  api_deps.openapi_json = std::string(OpenApiJson());
+  Api api(std::move(api_deps));
+  Router router(RouterDeps{&registry, &ingestor, &committer, &counters, &api});
   HttpServerOptions options;
   options.host = host;
   options.port = port;
   options.threads = threads;
   options.max_body_bytes = limits.max_body_bytes;
-  HttpServer server(options, &router, &ingestor);
+  HttpServer server(options, &router, &ingestor, &live);
   auto bound = server.Listen();
   if (!bound.ok()) return Fail(bound.status());
   const std::string where = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +

@@ -6,6 +6,7 @@
 #include "core/crypto.h"
 #include "core/normalize.h"
 #include "core/time_util.h"
+#include "store/payload_props.h"
 
 namespace nucleon {
 
@@ -102,28 +103,22 @@ bool ReadPayload(const json::value* v, const IngestLimits& limits, Event* e, boo
     if (TruncateChars(key, limits.max_name_chars)) *truncated = true;
     const json::value& val = kv.value();
     if (val.is_string()) {
-      std::string s(val.get_string());
-      if (TruncateBytes(s, limits.max_value_bytes)) *truncated = true;
-      e->props.push_back({key, PropValue{PropValue::Kind::kString, s}});
-      out[key] = s;
-    } else if (val.is_bool()) {
-      e->props.push_back({key, PropValue{PropValue::Kind::kBool, val.get_bool() ? "true" : "false"}});
-      out[key] = val;
-    } else if (val.is_number()) {
-      e->props.push_back({key, PropValue{PropValue::Kind::kNumber, RenderNumber(val.to_number<double>())}});
-      out[key] = val;
-    } else if (val.is_null()) {
-      out[key] = nullptr;
-    } else {
-      // Objects and arrays are kept as data but are not properties.
+      std::string str(val.get_string());
+      if (TruncateBytes(str, limits.max_value_bytes)) *truncated = true;
+      out[key] = str;
+    } else if (val.is_object() || val.is_array()) {
+      // Objects and arrays are kept as data (not properties) when small enough.
       if (json::serialize(val).size() > limits.max_value_bytes) {
         *truncated = true;
         continue;
       }
       out[key] = val;
+    } else {
+      out[key] = val;
     }
     ++kept;
   }
+  e->props = ScalarProps(out);
   e->payload_json = json::serialize(out);
   return true;
 }

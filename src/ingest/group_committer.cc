@@ -23,7 +23,22 @@ Status GroupCommitter::Submit(std::vector<Event> events, Done done) {
     }
     pending_events_ += events.size();
     ++submitted_;
-    queue_.push_back({std::move(events), std::move(done)});
+    queue_.push_back({std::move(events), std::move(done), {}, {}});
+  }
+  cv_.notify_one();
+  return Status::Ok();
+}
+
+Status GroupCommitter::RunExclusive(std::function<Status()> task,
+                                    std::function<void(const Status&)> done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return Status::Unavailable("server is shutting down");
+    ++submitted_;
+    Pending p;
+    p.task = std::move(task);
+    p.task_done = std::move(done);
+    queue_.push_back(std::move(p));
   }
   cv_.notify_one();
   return Status::Ok();
@@ -68,8 +83,21 @@ void GroupCommitter::Run() {
         last_activity = std::chrono::steady_clock::now();
         continue;
       }
+      if (queue_.front().task) {
+        Pending p = std::move(queue_.front());
+        queue_.pop_front();
+        lock.unlock();
+        Status st = p.task();
+        last_activity = std::chrono::steady_clock::now();
+        p.task_done(st);
+        lock.lock();
+        ++completed_;
+        flushed_cv_.notify_all();
+        continue;
+      }
       size_t n = 0;
-      while (!queue_.empty() && (group.empty() || n + queue_.front().events.size() <= options_.max_group_events)) {
+      while (!queue_.empty() && !queue_.front().task &&
+             (group.empty() || n + queue_.front().events.size() <= options_.max_group_events)) {
         n += queue_.front().events.size();
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();

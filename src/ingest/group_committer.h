@@ -65,6 +65,10 @@ class GroupCommitter {
   // when the backlog is full or the committer is stopping.
   Status Submit(std::vector<Event> events, Done done);
 
+  // Runs `task` on the writer thread between two commits (so it is ordered
+  // with every batch submitted before it), then `done` with its status.
+  Status RunExclusive(std::function<Status()> task, std::function<void(const Status&)> done);
+
   // Set before the first Submit.
   void SetObserver(CommitObserver* observer) { observer_ = observer; }
 
@@ -81,6 +85,8 @@ class GroupCommitter {
   struct Pending {
     std::vector<Event> events;
     Done done;
+    std::function<Status()> task;  // set for RunExclusive entries
+    std::function<void(const Status&)> task_done;
   };
   void Run();
 

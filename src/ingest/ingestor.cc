@@ -8,8 +8,9 @@
 namespace nucleon {
 
 void Ingestor::Ingest(std::string_view app_id, std::string_view body, std::string_view country,
-                      Reply reply) {
-  auto decoded = DecodeBatch(body, app_id, NowMs(), limits_);
+                      uint64_t connection, Reply reply) {
+  const int64_t now = NowMs();
+  auto decoded = DecodeBatch(body, app_id, now, limits_);
   if (!decoded.ok()) {
     reply(decoded.status(), {});
     return;
@@ -33,6 +34,7 @@ void Ingestor::Ingest(std::string_view app_id, std::string_view body, std::strin
   for (DecodedEvent& d : batch.events) {
     if (d.outcome == DecodedEvent::Outcome::kInvalid) continue;
     d.event.country = std::string(country);
+    if (presence_ && connection != 0) presence_->Seen(connection, app_id, d.event, now);
     events.push_back(std::move(d.event));
   }
   if (events.empty()) {

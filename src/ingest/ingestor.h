@@ -15,6 +15,17 @@
 
 namespace nucleon {
 
+// Told which devices a tracking WebSocket delivered events or heartbeats for
+// (live presence). Called on network threads as messages are decoded.
+class PresenceSink {
+ public:
+  virtual ~PresenceSink() = default;
+  virtual void Seen(uint64_t connection, std::string_view app_id, const Event& event,
+                    int64_t now_ms) = 0;
+  // The WebSocket closed: its devices are no longer live through it.
+  virtual void Closed(uint64_t connection) = 0;
+};
+
 class Ingestor {
  public:
   // Runs exactly once: Ok with the ack text (`{"reportedIds":[...]}`), or the
@@ -26,14 +37,18 @@ class Ingestor {
 
   const IngestLimits& limits() const { return limits_; }
 
+  void SetPresenceSink(PresenceSink* sink) { presence_ = sink; }
+
   // `country` (ISO alpha-2 or empty) is stamped on the message's events.
+  // `connection` identifies a tracking WebSocket (0 for HTTP, which is not live).
   void Ingest(std::string_view app_id, std::string_view body, std::string_view country,
-              Reply reply);
+              uint64_t connection, Reply reply);
 
  private:
   GroupCommitter* committer_;
   IngestCounters* counters_;
   IngestLimits limits_;
+  PresenceSink* presence_ = nullptr;
 };
 
 }  // namespace nucleon

@@ -31,12 +31,22 @@ struct Context {
   HttpServerOptions options;
   Router* router;
   Ingestor* ingestor;
+  PresenceSink* presence;
 };
+
+uint64_t NextConnectionId() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1);
+}
 
 class WsSession : public std::enable_shared_from_this<WsSession> {
  public:
   WsSession(tcp::socket&& socket, const Context* ctx, std::string app)
-      : ws_(std::move(socket)), ctx_(ctx), app_(std::move(app)) {}
+      : ws_(std::move(socket)), ctx_(ctx), app_(std::move(app)), id_(NextConnectionId()) {}
+
+  ~WsSession() {
+    if (ctx_->presence) ctx_->presence->Closed(id_);
+  }
 
   void Start(http::request<http::string_body> req) {
     beast::get_lowest_layer(ws_).expires_never();
@@ -79,7 +89,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     ++inflight_;
     g_inflight.fetch_add(1);
     auto self = shared_from_this();
-    ctx_->ingestor->Ingest(app_, message, "", [self](const Status& st, std::string ack) {
+    ctx_->ingestor->Ingest(app_, message, "", id_, [self](const Status& st, std::string ack) {
       net::post(self->ws_.get_executor(), [self, st, ack = std::move(ack)]() mutable {
         self->OnIngested(st, std::move(ack));
       });
@@ -126,6 +136,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   websocket::stream<beast::tcp_stream> ws_;
   const Context* ctx_;
   std::string app_;
+  const uint64_t id_;
   beast::flat_buffer buffer_;
   std::deque<std::string> outbox_;
   int inflight_ = 0;
@@ -251,8 +262,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
 class HttpServer::Impl {
  public:
-  Impl(HttpServerOptions options, Router* router, Ingestor* ingestor)
-      : ctx_{std::move(options), router, ingestor},
+  Impl(HttpServerOptions options, Router* router, Ingestor* ingestor, PresenceSink* presence)
+      : ctx_{std::move(options), router, ingestor, presence},
         ioc_(std::max(1, ctx_.options.threads)),
         acceptor_(net::make_strand(ioc_)),
         signals_(ioc_, SIGINT, SIGTERM) {}
@@ -333,8 +344,9 @@ class HttpServer::Impl {
   std::thread stopper_;
 };
 
-HttpServer::HttpServer(HttpServerOptions options, Router* router, Ingestor* ingestor)
-    : impl_(std::make_unique<Impl>(std::move(options), router, ingestor)) {}
+HttpServer::HttpServer(HttpServerOptions options, Router* router, Ingestor* ingestor,
+                       PresenceSink* presence)
+    : impl_(std::make_unique<Impl>(std::move(options), router, ingestor, presence)) {}
 
 HttpServer::~HttpServer() = default;
 

@@ -28,7 +28,9 @@ struct HttpServerOptions {
 
 class HttpServer {
  public:
-  HttpServer(HttpServerOptions options, Router* router, Ingestor* ingestor);
+  // `presence` may be null.
+  HttpServer(HttpServerOptions options, Router* router, Ingestor* ingestor,
+             PresenceSink* presence);
   ~HttpServer();
 
   // Binds and listens; returns the bound port (useful with port 0).

@@ -4,54 +4,6 @@
 
 namespace nucleon {
 
-int HttpStatusOf(StatusCode code) {
-  switch (code) {
-    case StatusCode::kOk: return 200;
-    case StatusCode::kInvalidArgument: return 400;
-    case StatusCode::kUnauthenticated: return 401;
-    case StatusCode::kNotFound: return 404;
-    case StatusCode::kMethodNotAllowed: return 405;
-    case StatusCode::kPayloadTooLarge: return 413;
-    case StatusCode::kRateLimited: return 429;
-    case StatusCode::kInternal: return 500;
-    case StatusCode::kUnavailable: return 503;
-  }
-  return 500;
-}
-
-std::string JsonQuote(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          static const char kHex[] = "0123456789abcdef";
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 15];
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
-
-HttpResponse ErrorResponse(const Status& status) {
-  HttpResponse r;
-  r.status = HttpStatusOf(status.code());
-  r.body = "{\"error\":" + JsonQuote(status.message().empty() ? "error" : status.message()) + "}";
-  return r;
-}
-
 void AddCorsHeaders(HttpResponse* response) {
   response->headers.emplace_back("Access-Control-Allow-Origin", "*");
 }
@@ -166,7 +118,7 @@ void Router::Handle(const HttpRequest& request, Respond respond) {
       return finish(ErrorResponse(Status::InvalidArgument("empty body; expected {\"data\":[...]}")));
     }
     auto shared = std::make_shared<Respond>(std::move(respond));
-    deps_.ingestor->Ingest(*app, request.body, request.country,
+    deps_.ingestor->Ingest(*app, request.body, request.country, 0,
                            [shared](const Status& st, std::string ack) {
                              HttpResponse r = st.ok() ? Json(200, std::move(ack)) : ErrorResponse(st);
                              AddCorsHeaders(&r);

@@ -11,23 +11,16 @@
 #include "ingest/group_committer.h"
 #include "ingest/ingestor.h"
 #include "server/app_registry.h"
-#include "server/http_types.h"
+#include "core/http_types.h"
 
 namespace nucleon {
-
-// The API under /api/v1 (a later layer); may be absent.
-class ApiHandler {
- public:
-  virtual ~ApiHandler() = default;
-  virtual void Handle(const HttpRequest& request, std::string_view path, Respond respond) = 0;
-};
 
 struct RouterDeps {
   AppRegistry* apps = nullptr;
   Ingestor* ingestor = nullptr;
   GroupCommitter* committer = nullptr;
   IngestCounters* counters = nullptr;
-  ApiHandler* api = nullptr;
+  HttpHandler* api = nullptr;  // the API under /api/v1; may be absent
 };
 
 class Router {

@@ -18,6 +18,7 @@
 
 #include "core/event.h"
 #include "core/status.h"
+#include "store/analytics.h"
 
 namespace nucleon {
 
@@ -53,6 +54,44 @@ class EventStore {
 
   // Counts; over all apps when `app_id` is empty.
   virtual Result<StoreStats> Stats(std::string_view app_id) = 0;
+
+  // --- The API's questions. An app without events answers with empty
+  // results; whether the app exists is the catalog's business. Ranges are
+  // inclusive; every number is as semantics.md defines it.
+
+  virtual Result<QuickGlanceCounts> QuickGlance(std::string_view app_id, int64_t from_ms,
+                                                int64_t to_ms) = 0;
+  virtual Result<DailyAnalytics> Daily(std::string_view app_id, const QueryRange& range) = 0;
+  // name -> local day -> count, over `event` events (or `error` events).
+  virtual Result<DailyCounts> EventCounts(std::string_view app_id, const QueryRange& range,
+                                          bool errors) = 0;
+  virtual Result<std::vector<EventPropKeys>> EventProps(std::string_view app_id,
+                                                        const QueryRange& range) = 0;
+  virtual Result<std::vector<ValueCount>> EventAttribute(std::string_view app_id,
+                                                         const QueryRange& range,
+                                                         std::string_view event,
+                                                         std::string_view attr) = 0;
+  // Sorted by last seen, newest first; `page` from 1.
+  virtual Result<UserList> Users(std::string_view app_id, int64_t page, int64_t limit) = 0;
+  // NotFound for an unknown user.
+  virtual Result<UserDetails> User(std::string_view app_id, std::string_view user_key) = 0;
+  // The events of the user's sessions with that id (on `device_id` only, when
+  // given), oldest first. NotFound for an unknown user or session.
+  virtual Result<std::vector<EventView>> SessionEvents(std::string_view app_id,
+                                                       std::string_view user_key,
+                                                       std::string_view session_id,
+                                                       std::string_view device_id) = 0;
+  // The platform, OS version and country of a device's latest session.
+  virtual Result<EventView> DeviceContext(std::string_view app_id, std::string_view device_id) = 0;
+  // Fills an event's missing context fields from its session's init and sets
+  // first_time; the event as it is when the session is unknown.
+  virtual EventView WithSessionContext(const Event& event) = 0;
+
+  // Removes every event, session, device and prop of the user so that every
+  // answer is as if the user never existed, and remembers the identities of
+  // the removed events so their late resends are not stored again. Called on
+  // the writer thread (between commits). NotFound for an unknown user.
+  virtual Status DeleteUser(std::string_view app_id, std::string_view user_key) = 0;
 };
 
 struct SqliteStoreOptions {

@@ -10,7 +10,7 @@ const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const http = require('node:http');
-const zlib = require('node:zlib');
+const crypto = require('node:crypto');
 const WebSocket = require('ws');
 const { Server, tempDir, createApp, sleep } = require('./lib/server');
 const { rawRequest, exportAll, wsKey } = require('./lib/load_client');
@@ -288,7 +288,7 @@ for (const [what, over] of invalid) {
 {
   const id = nid();
   rows.push({
-    name: 'WebSocket: a message of 5 MiB + 1 closes the socket with 1009', kind: 'ws-close', perMessageDeflate: false,
+    name: 'WebSocket: a message of 5 MiB + 1 closes the socket with 1009', kind: 'ws-close', perMessageDeflate: false, holdMs: 300,
     message: padTo(batch(ev({ id })), MAX_BODY + 1), expect: { closeCode: 1009 }, stored: notStored(id),
   });
 }
@@ -297,6 +297,61 @@ for (const [what, over] of invalid) {
   rows.push({
     name: 'WebSocket: a compressed message inflating to 5 MiB + 1 closes the socket with 1009', kind: 'ws-close', perMessageDeflate: true,
     message: padTo(batch(ev({ id })), MAX_BODY + 1), expect: { closeCode: 1009 }, stored: notStored(id),
+  });
+}
+
+// Extra rows, beyond the issue's list: other error paths, and inputs that
+// real clients produce or that must not poison what is stored.
+rows.push({ name: 'extra: unknown path -> 404 JSON', request: { method: 'GET', path: '/no/such/endpoint' }, expect: { status: 404, error: true } });
+rows.push({ name: 'extra: PATCH on /app/:id/track -> 405', request: { ...post('{}'), method: 'PATCH' }, expect: { status: 405, error: true } });
+{
+  const id = nid();
+  rows.push({
+    name: 'extra: the 413 reaches a client that writes the whole 5 MiB + 1 body at once (10 tries; RFC 9112 9.6 lingering close)',
+    kind: 'http-repeat', repeat: 10, request: post(padTo(batch(ev({ id })), MAX_BODY + 1)), expect: { status: 413, error: true }, stored: notStored(id),
+  });
+}
+{
+  const id = nid();
+  rows.push({
+    name: 'extra: the 1009 reaches a client that writes the whole 5 MiB + 1 message at once (10 tries)',
+    kind: 'ws-close', repeat: 10, perMessageDeflate: false,
+    message: padTo(batch(ev({ id })), MAX_BODY + 1), expect: { closeCode: 1009 }, stored: notStored(id),
+  });
+}
+{
+  // What JSON.stringify emits for a string cut inside an emoji: a lone
+  // surrogate escape, valid JSON by RFC 8259's grammar (section 8.2). The SDK
+  // sends its whole queue in one message, so refusing the message would keep
+  // every event of that device unacked until they expire.
+  const cut = 'Hello \u{1F600}'.slice(0, 7);
+  const good = ev({ name: 'BEFORE_CUT_EMOJI' });
+  const bad = ev({ name: 'CUT_EMOJI', payload: { title: cut } });
+  rows.push({
+    name: 'extra: a lone surrogate escape in a payload (a cut emoji from JSON.stringify) does not block the batch (HTTP)',
+    request: post(batch(good, bad)), expect: { status: 200, acked: [good.id, bad.id] }, stored: (byId) => { one(byId, good.id); },
+  });
+  const good2 = ev({ name: 'BEFORE_CUT_EMOJI_WS' });
+  const bad2 = ev({ name: `CUT_${cut}`, payload: { title: cut } });
+  rows.push({
+    name: 'extra: a lone surrogate escape in a name/payload does not block the SDK queue (WebSocket)',
+    kind: 'ws-messages', messages: [], valid: batch(good2, bad2), expect: { acked: [good2.id, bad2.id] }, stored: (byId) => { one(byId, good2.id); },
+  });
+}
+{
+  const good = ev({ name: 'INF_ID_GOOD' });
+  const text = `{"data":[${JSON.stringify(good)},{"type":"event","name":"INF_ID","id":1e400,"sessionId":${SESSION},"deviceId":"${DEVICE}"}]}`;
+  rows.push({
+    name: 'extra: an id of 1e400 (beyond a double): the answer is valid JSON, the export stays valid JSON', ownApp: true,
+    request: post(text), expect: { jsonAnswer: true, ackedIfOk: [good.id] }, storedApp: () => {},
+  });
+}
+{
+  const id = nid();
+  const text = `{"data":[{"type":"event","name":"INF_PAYLOAD","id":${id},"sessionId":${SESSION},"deviceId":"${DEVICE}","payload":{"v":1e400,"w":-1e400,"ok":1}}]}`;
+  rows.push({
+    name: 'extra: a payload number of 1e400: the answer is valid JSON, the export stays valid JSON', ownApp: true,
+    request: post(text), expect: { jsonAnswer: true, ackedIfOk: [id] }, storedApp: () => {},
   });
 }
 
@@ -332,6 +387,14 @@ function assertJsonError(res, what) {
 }
 
 function assertExpect(res, expect, what) {
+  if (expect.jsonAnswer) {
+    // Either an ack or a JSON error, but in any case valid JSON.
+    assert.ok(res.json !== undefined, `${what}: the answer is not valid JSON: ${JSON.stringify(res.text.slice(0, 200))}`);
+    if (res.status !== 200) return assertJsonError(res, what);
+    assert.ok(Array.isArray(res.json.reportedIds), `${what}: expected {"reportedIds":[...]}, got ${res.text.slice(0, 200)}`);
+    for (const id of expect.ackedIfOk || []) assert.ok(res.json.reportedIds.includes(id), `${what}: id ${id} not acked`);
+    return undefined;
+  }
   if (expect.statusIn) assert.ok(expect.statusIn.includes(res.status), `${what}: status ${res.status}, expected one of ${expect.statusIn} (body ${res.text.slice(0, 200)})`);
   else assert.equal(res.status, expect.status, `${what}: status (body ${JSON.stringify(res.text.slice(0, 300))})`);
   if (expect.error) assertJsonError(res, what);
@@ -412,6 +475,25 @@ function upgradeRequest(port, pathName) {
   });
 }
 
+// Writes one masked text frame on the client's socket: the header at once, the
+// payload only after `holdMs` (and only if the socket is still open), so that a
+// server refusing on the declared length can close before the payload is on
+// the wire. The ws client still parses what the server sends back.
+function sendFrameHeaderFirst(ws, payload, holdMs) {
+  const sock = ws._socket;
+  const len = payload.length;
+  let header;
+  if (len < 126) { header = Buffer.alloc(2); header[1] = 0x80 | len; }
+  else if (len < 65536) { header = Buffer.alloc(4); header[1] = 0x80 | 126; header.writeUInt16BE(len, 2); }
+  else { header = Buffer.alloc(10); header[1] = 0x80 | 127; header.writeBigUInt64BE(BigInt(len), 2); }
+  header[0] = 0x81; // FIN, text
+  const mask = crypto.randomBytes(4);
+  const masked = Buffer.allocUnsafe(len);
+  for (let i = 0; i < len; i++) masked[i] = payload[i] ^ mask[i & 3];
+  sock.write(Buffer.concat([header, mask]));
+  setTimeout(() => { if (!sock.destroyed && ws.readyState === WebSocket.OPEN) sock.write(masked, () => {}); }, holdMs);
+}
+
 // Opens a tracking WebSocket and records every message and the close.
 function openWs(port, appId, { perMessageDeflate = true } = {}) {
   return new Promise((resolve, reject) => {
@@ -445,8 +527,26 @@ async function waitFor(state, pred, timeoutMs) {
 }
 
 async function runRow(row, ctx) {
-  const { port, appId } = ctx;
+  const { port } = ctx;
+  const appId = row.appId || ctx.appId;
   const kind = row.kind || 'http';
+  if (kind === 'http-repeat') {
+    // No pause between headers and body: a plain client writing everything.
+    const r = { path: TRACK(appId), ...row.request };
+    const outcomes = [];
+    for (let i = 0; i < row.repeat; i++) {
+      try {
+        const res = await rawRequest(port, r.method, r.path, { body: r.body, headers: r.headers, timeout: 30000 });
+        if (res.status === 429) { await sleep(500); continue; }
+        try { assertExpect(res, row.expect, `${r.method} ${r.path}`); outcomes.push('ok'); } catch (e) { outcomes.push(`status ${res.status}`); }
+      } catch (e) {
+        outcomes.push(`${e.code || e.message} before any response`);
+      }
+    }
+    const bad = outcomes.filter((o) => o !== 'ok');
+    assert.deepEqual(bad, [], `${bad.length} of ${outcomes.length} tries did not get the ${row.expect.status}: ${outcomes.join(', ')}`);
+    return;
+  }
   if (kind === 'http' || kind === 'http-chunked') {
     const r = { path: TRACK(appId), ...row.request };
     const res = await request(port, r, { chunked: kind === 'http-chunked' });
@@ -460,9 +560,9 @@ async function runRow(row, ctx) {
     try {
       for (const m of row.messages) s.ws.send(m);
       s.ws.send(row.valid);
-      const ok = await waitFor(s, () => row.expect.acked.every((id) => s.acked.has(id)) || s.closed, 20000);
+      const ok = await waitFor(s, () => row.expect.acked.every((id) => s.acked.has(id)) || s.closed, 10000);
       assert.equal(s.closed, null, `the socket was closed: ${JSON.stringify(s.closed)}`);
-      assert.ok(ok, `no ack for ${row.expect.acked} within 20 s; messages: ${JSON.stringify(s.messages.slice(0, 5))}`);
+      assert.ok(ok, `no ack for ${row.expect.acked} within 10 s; messages: ${JSON.stringify(s.messages.slice(0, 5))}`);
       assert.deepEqual(s.bad, [], 'every server message must be exactly {"reportedIds":[int...]}');
       for (const id of row.expect.notAcked || []) assert.ok(!s.acked.has(id), `id ${id} of a malformed message was acked`);
       await sleep(200);
@@ -472,15 +572,21 @@ async function runRow(row, ctx) {
       s.ws.terminate();
     }
   } else if (kind === 'ws-close') {
-    const s = await openWs(port, appId, { perMessageDeflate: row.perMessageDeflate });
-    try {
-      s.ws.send(row.message, () => {});
-      const closed = await waitFor(s, () => s.closed, 20000);
-      assert.ok(closed, 'the socket was not closed within 20 s');
-      assert.equal(s.closed.code, row.expect.closeCode, `close code (reason ${JSON.stringify(s.closed.reason)})`);
-    } finally {
-      s.ws.terminate();
+    const codes = [];
+    for (let i = 0; i < (row.repeat || 1); i++) {
+      const s = await openWs(port, appId, { perMessageDeflate: row.perMessageDeflate });
+      try {
+        if (row.holdMs) sendFrameHeaderFirst(s.ws, Buffer.from(row.message), row.holdMs);
+        else s.ws.send(row.message, () => {});
+        const closed = await waitFor(s, () => s.closed, 20000);
+        assert.ok(closed, 'the socket was not closed within 20 s');
+        codes.push(s.closed.code);
+      } finally {
+        s.ws.terminate();
+      }
     }
+    const wrong = codes.filter((c) => c !== row.expect.closeCode);
+    assert.deepEqual(wrong, [], `${wrong.length} of ${codes.length} closes were not ${row.expect.closeCode}: ${codes.join(',')}`);
   } else {
     throw new Error(`unknown row kind ${kind}`);
   }
@@ -499,6 +605,7 @@ describe('bad input on the tracking endpoints', { timeout: 10 * 60 * 1000 }, () 
   before(async () => {
     dataDir = tempDir('bad-input');
     ctx.appId = createApp(dataDir, 'bad-input-app').appId;
+    rows.filter((r) => r.ownApp).forEach((r, i) => { r.appId = createApp(dataDir, `bad-input-own-${i}`).appId; });
     server = new Server({ dataDir });
     await server.start();
     ctx.port = server.port;
@@ -585,6 +692,15 @@ describe('bad input on the tracking endpoints', { timeout: 10 * 60 * 1000 }, () 
       assert.ok(ctx.finalIds, 'the final batch did not run');
     } catch (e) { failures++; throw e; }
   });
+
+  for (const row of rows.filter((r) => r.storedApp)) {
+    it(`stored: ${row.name}`, () => {
+      try {
+        // exportAll fails on any line that is not JSON.
+        row.storedApp(exportAll(dataDir, row.appId));
+      } catch (e) { failures++; throw e; }
+    });
+  }
 
   for (const row of rows.filter((r) => r.stored)) {
     it(`stored: ${row.name}`, () => {

@@ -57,31 +57,52 @@ test(`kill -9 in ${CYCLES} random cycles loses no acked event and stores none tw
   for (let i = 0; i < WS_CLIENTS; i++) {
     clients.push(new WsLoadClient({
       port, appId, deviceId: `crash-ws-${i}`, seed: SEED + 1 + i, deadline,
-      tickMs: 100, perTick: 10, perMessageDeflate: i % 2 === 0,
+      tickMs: 50, perTick: 20, perMessageDeflate: i % 2 === 0,
     }));
   }
   for (let i = 0; i < HTTP_CLIENTS; i++) {
     clients.push(new HttpLoadClient({
       port, appId, deviceId: `crash-http-${i}`, seed: SEED + 101 + i, deadline,
-      batchSize: 50, pauseMs: 100,
+      batchSize: 50, pauseMs: 20,
     }));
   }
   for (const c of clients) c.start();
 
   const ackedNow = () => clients.reduce((n, c) => n + c.acked.size, 0);
   const cycleAcks = [];
+  const modes = { running: 0, 'in-shutdown': 0, 'in-startup': 0 };
   for (let cycle = 0; cycle < CYCLES; cycle++) {
     const before = ackedNow();
     await sleep(50 + Math.floor(rand() * 351));
+    // Most kills hit a running server; every 4th lands during a graceful
+    // shutdown (SIGTERM, then SIGKILL 0-50 ms later).
+    if (cycle % 4 === 3) {
+      modes['in-shutdown'] += 1;
+      server.proc.kill('SIGTERM');
+      await sleep(Math.floor(rand() * 51));
+    } else {
+      modes.running += 1;
+    }
     await server.kill9();
     cycleAcks.push(ackedNow() - before);
     // Sometimes stay down a little, so that clients meet refused connections.
     await sleep(Math.floor(rand() * 150));
-    // Same data folder and port.
-    await server.start();
+    // Every 4th restart is itself killed 0-100 ms after spawning, during
+    // start-up and recovery, before the real restart.
+    if (cycle % 4 === 1) {
+      modes['in-startup'] += 1;
+      const early = server.start({ timeoutMs: 60000 }).catch(() => {});
+      await sleep(Math.floor(rand() * 101));
+      await server.kill9();
+      await server.start();
+      await early; // its health poll is answered by the new process
+    } else {
+      // Same data folder and port.
+      await server.start();
+    }
   }
   const ackedDuringCycles = ackedNow();
-  t.diagnostic(`${CYCLES} kill -9 cycles in ${((Date.now() - started) / 1000).toFixed(1)} s; ` +
+  t.diagnostic(`${CYCLES} kill -9 cycles in ${((Date.now() - started) / 1000).toFixed(1)} s (${JSON.stringify(modes)}); ` +
     `acks per cycle: ${cycleAcks.join(',')}`);
 
   // Last restart done: stop producing, let every queue drain.

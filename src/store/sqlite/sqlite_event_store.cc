@@ -16,12 +16,16 @@
 // per touched session. In-memory changes made during a batch are undone when
 // its transaction fails, so memory never runs ahead of the file.
 #include <filesystem>
+#include <mutex>
+#include <shared_mutex>
 #include <unordered_map>
 
 #include "core/crypto.h"
 #include "core/log.h"
 #include "core/time_util.h"
+#include "store/analytics_index.h"
 #include "store/event_store.h"
+#include "store/payload_props.h"
 #include "store/sqlite/sqlite_db.h"
 
 namespace nucleon {
@@ -77,6 +81,7 @@ struct DeviceState {
 
 struct SessionState {
   int64_t row = 0;
+  int64_t app = 0;
   int64_t device = 0;
   int64_t user = 0;
   int64_t start_ms = 0;
@@ -89,7 +94,8 @@ class SqliteEventStore final : public EventStore {
  public:
   Status Open(const std::string& data_dir, const SqliteStoreOptions& options) {
     options_ = options;
-    const std::string path = data_dir + "/events.db";
+    path_ = data_dir + "/events.db";
+    const std::string& path = path_;
     if (!options.read_only) {
       std::error_code ec;
       std::filesystem::create_directories(data_dir, ec);
@@ -105,7 +111,9 @@ class SqliteEventStore final : public EventStore {
     NUCLEON_RETURN_IF_ERROR(db_.Exec("PRAGMA wal_autocheckpoint=4000"));
     NUCLEON_RETURN_IF_ERROR(Migrate());
     NUCLEON_RETURN_IF_ERROR(Prepare());
-    return LoadState();
+    NUCLEON_RETURN_IF_ERROR(LoadState());
+    for (const auto& [app_id, row] : apps_) NUCLEON_RETURN_IF_ERROR(RebuildIndex(row, app_id));
+    return Status::Ok();
   }
 
   Status Append(std::span<const Event> events, std::vector<uint8_t>* inserted) override {
@@ -119,9 +127,42 @@ class SqliteEventStore final : public EventStore {
     if (!st.ok()) {
       (void)db_.Exec("ROLLBACK");
       Undo();
+      applied_.clear();
       inserted->assign(events.size(), 0);
       return st;
     }
+    // Durable: now the in-memory index may show it.
+    for (const Applied& a : applied_) {
+      const Event& e = events[a.index];
+      IndexEvent ie;
+      ie.time_ms = e.time_ms;
+      ie.type = e.type;
+      ie.user = static_cast<uint32_t>(a.user);
+      ie.device = static_cast<uint32_t>(a.device);
+      ie.session = static_cast<uint32_t>(a.session);
+      ie.user_key = e.user_key;
+      ie.device_key = e.device_id;
+      ie.session_key = e.session_id;
+      ie.name = e.name;
+      ie.props = &e.props;
+      ie.platform = e.platform;
+      ie.os_version = e.os_version;
+      ie.locale = e.locale;
+      ie.version = e.version;
+      ie.module_version = e.module_version;
+      ie.arch = e.arch;
+      ie.country = e.country;
+      ie.total_ram = e.total_ram;
+      IndexFor(a.app, e.app_id)->Add(ie);
+    }
+    for (const auto& [app, key] : session_updates_) {
+      const SessionState& ss = sessions_[key];
+      IndexFor(app, {})->UpsertSession(static_cast<uint32_t>(ss.row),
+                                       static_cast<uint32_t>(ss.device), SessionKeyOf(key),
+                                       ss.start_ms, ss.end_ms);
+    }
+    applied_.clear();
+    session_updates_.clear();
     dirty_sessions_.clear();
     return Status::Ok();
   }
@@ -273,11 +314,11 @@ class SqliteEventStore final : public EventStore {
     }
     {
       auto s = db_.Prepare(
-          "SELECT id, device, session_key, user, start_ms, end_ms, has_init FROM sessions");
+          "SELECT id, device, session_key, user, start_ms, end_ms, has_init, app FROM sessions");
       if (!s.ok()) return s.status();
       while (s->Step(&st)) {
-        SessionState ss{s->Int(0), s->Int(1), s->Int(3), s->Int(4), s->Int(5), s->Int(6) != 0,
-                        false};
+        SessionState ss{s->Int(0), s->Int(7), s->Int(1), s->Int(3), s->Int(4), s->Int(5),
+                        s->Int(6) != 0, false};
         std::string key = Key(ss.device, s->Text(2));
         auto dk = device_keys_by_row.find(ss.device);
         if (dk != device_keys_by_row.end()) {
@@ -421,16 +462,21 @@ class SqliteEventStore final : public EventStore {
         Status st = insert_session_.Run();
         insert_session_.Reset();
         if (!st.ok()) return st;
-        SessionState ss{db_.LastInsertRowid(), d->row, *user, e.time_ms, e.time_ms, init, false};
+        SessionState ss{db_.LastInsertRowid(), *app, d->row, *user, e.time_ms, e.time_ms, init,
+                        false};
         undo_.push_back({UndoEntry::Kind::kSession, skey, {}, {}});
         sit = sessions_.emplace(skey, ss).first;
+        session_updates_.emplace_back(*app, skey);
         MoveLatest(device_key, d, skey, ss);
       }
       SessionState& s = sit->second;
 
       const bool has_identity = e.HasIdentity();
       const int64_t ident = has_identity ? IdentHash(e) : 0;
-      if (has_identity && has_tombstones_ && IsTombstoned(*app, e, d->row)) continue;
+      if (has_identity && has_tombstones_ &&
+          IsTombstoned(*app, TombstoneHash(e.device_id, e.session_id, ident))) {
+        continue;
+      }
 
       SqliteStmt& q = insert_event_;
       q.Bind(1, *app);
@@ -460,6 +506,7 @@ class SqliteEventStore final : public EventStore {
       if (!st.ok()) return st;
       if (db_.Changes() == 0) continue;  // a resend
       (*inserted)[i] = 1;
+      applied_.push_back({i, *app, d->row, *user, s.row});
 
       // The session: starts at its init (else its earliest event), ends at its last event.
       int64_t start = s.start_ms;
@@ -483,29 +530,34 @@ class SqliteEventStore final : public EventStore {
     return Status::Ok();
   }
 
-  bool IsTombstoned(int64_t app, const Event& e, int64_t /*device_row*/) {
+  bool IsTombstoned(int64_t app, int64_t hash) {
     tombstone_check_.Bind(1, app);
-    tombstone_check_.Bind(2, TombstoneHash(e));
+    tombstone_check_.Bind(2, hash);
     Status st;
     bool found = tombstone_check_.Step(&st);
     tombstone_check_.Reset();
     return found;
   }
 
-  static int64_t TombstoneHash(const Event& e) {
-    std::string material = e.device_id;
+  // The identity of a deleted user's event, kept without any readable trace.
+  static int64_t TombstoneHash(std::string_view device_key, std::string_view session_key,
+                               int64_t ident) {
+    std::string material(device_key);
     material.push_back('\0');
-    material.append(e.session_id).push_back('\0');
-    material.append(e.client_id).push_back('\0');
-    material.append(EventTypeName(e.type)).push_back('\0');
-    material.append(e.name).push_back('\0');
-    material.append(e.client_date);
+    material.append(session_key).push_back('\0');
+    material.append(std::to_string(ident));
     return StableHash64(material);
+  }
+
+  static std::string_view SessionKeyOf(std::string_view key) {
+    size_t sep = key.find('\x1f');
+    return sep == std::string_view::npos ? key : key.substr(sep + 1);
   }
 
   Status FlushSessions() {
     for (const std::string& key : dirty_sessions_) {
       SessionState& s = sessions_[key];
+      session_updates_.emplace_back(s.app, key);
       s.dirty = false;
       update_session_.Bind(1, s.user);
       update_session_.Bind(2, s.start_ms);
@@ -519,6 +571,410 @@ class SqliteEventStore final : public EventStore {
     return Status::Ok();
   }
 
+  // ---- The in-memory index ----
+
+  AnalyticsIndex* IndexFor(int64_t app_row, std::string_view app_id) {
+    {
+      std::shared_lock<std::shared_mutex> lock(index_mu_);
+      auto it = indexes_.find(app_row);
+      if (it != indexes_.end()) return it->second.get();
+    }
+    std::string id(app_id);
+    if (id.empty()) {
+      for (const auto& [k, v] : apps_) {
+        if (v == app_row) id = k;
+      }
+    }
+    std::unique_lock<std::shared_mutex> lock(index_mu_);
+    auto& slot = indexes_[app_row];
+    if (!slot) {
+      slot = std::make_unique<AnalyticsIndex>(id);
+      indexes_by_app_[id] = slot.get();
+    }
+    return slot.get();
+  }
+
+  const AnalyticsIndex* FindIndex(std::string_view app_id) const {
+    std::shared_lock<std::shared_mutex> lock(index_mu_);
+    auto it = indexes_by_app_.find(std::string(app_id));
+    return it == indexes_by_app_.end() ? nullptr : it->second;
+  }
+
+  // Reads an app's sessions and events back into a fresh index.
+  Status RebuildIndex(int64_t app_row, const std::string& app_id) {
+    AnalyticsIndex* index = IndexFor(app_row, app_id);
+    index->Clear();
+    std::unordered_map<int64_t, std::string> user_keys, device_keys, session_keys;
+    Status st;
+    auto load = [&](const char* sql, std::unordered_map<int64_t, std::string>* out) -> Status {
+      auto q = db_.Prepare(sql);
+      if (!q.ok()) return q.status();
+      q->Bind(1, app_row);
+      Status s2;
+      while (q->Step(&s2)) out->emplace(q->Int(0), q->Text(1));
+      return s2;
+    };
+    NUCLEON_RETURN_IF_ERROR(load("SELECT id, user_key FROM users WHERE app = ?", &user_keys));
+    NUCLEON_RETURN_IF_ERROR(load("SELECT id, device_key FROM devices WHERE app = ?", &device_keys));
+    {
+      auto q = db_.Prepare(
+          "SELECT id, device, session_key, start_ms, end_ms FROM sessions WHERE app = ?");
+      if (!q.ok()) return q.status();
+      q->Bind(1, app_row);
+      while (q->Step(&st)) {
+        session_keys.emplace(q->Int(0), q->Text(2));
+        index->UpsertSession(static_cast<uint32_t>(q->Int(0)), static_cast<uint32_t>(q->Int(1)),
+                             q->Text(2), q->Int(3), q->Int(4));
+      }
+      if (!st.ok()) return st;
+    }
+    auto q = db_.Prepare(std::string(kRawColumns) + " WHERE app = ? ORDER BY id");
+    if (!q.ok()) return q.status();
+    q->Bind(1, app_row);
+    RawEventReader reader;
+    while (q->Step(&st)) {
+      IndexEvent ie = reader.Read(*q, user_keys, device_keys, session_keys);
+      index->Add(ie);
+    }
+    return st;
+  }
+
+  // The columns every raw read selects, in the order RawEventReader expects.
+  static constexpr const char* kRawColumns =
+      "SELECT time_ms, type, user, device, session, name, payload, platform, os_version, locale,"
+      " version, module_version, arch, country, total_ram FROM events";
+
+  struct RawEventReader {
+    std::vector<std::pair<std::string, PropValue>> props;
+    std::string name, platform, os_version, locale, version, module_version, arch, country;
+    IndexEvent Read(const SqliteStmt& q, const std::unordered_map<int64_t, std::string>& users,
+                    const std::unordered_map<int64_t, std::string>& devices,
+                    const std::unordered_map<int64_t, std::string>& sessions) {
+      IndexEvent ie;
+      ie.time_ms = q.Int(0);
+      ie.type = static_cast<EventType>(q.Int(1));
+      ie.user = static_cast<uint32_t>(q.Int(2));
+      ie.device = static_cast<uint32_t>(q.Int(3));
+      ie.session = static_cast<uint32_t>(q.Int(4));
+      auto key = [](const std::unordered_map<int64_t, std::string>& m, int64_t row) {
+        auto it = m.find(row);
+        return it == m.end() ? std::string_view() : std::string_view(it->second);
+      };
+      ie.user_key = key(users, ie.user);
+      ie.device_key = key(devices, ie.device);
+      ie.session_key = key(sessions, ie.session);
+      name = q.Text(5);
+      ie.name = name;
+      const bool wants_props = ie.type == EventType::kInit || ie.type == EventType::kEvent ||
+                               ie.type == EventType::kProps || ie.type == EventType::kUserId;
+      props = wants_props ? ParsePayloadProps(q.Text(6)) : std::vector<std::pair<std::string, PropValue>>();
+      ie.props = &props;
+      platform = q.Text(7);
+      os_version = q.Text(8);
+      locale = q.Text(9);
+      version = q.Text(10);
+      module_version = q.Text(11);
+      arch = q.Text(12);
+      country = q.Text(13);
+      ie.platform = platform;
+      ie.os_version = os_version;
+      ie.locale = locale;
+      ie.version = version;
+      ie.module_version = module_version;
+      ie.arch = arch;
+      ie.country = country;
+      ie.total_ram = q.IsNull(14) ? std::nullopt : std::optional<double>(q.Double(14));
+      return ie;
+    }
+  };
+
+  // ---- Readers: a small pool of read-only connections (WAL lets them run
+  // beside the writer). ----
+
+  struct PooledDb {
+    SqliteEventStore* owner;
+    std::unique_ptr<SqliteDb> db;
+    ~PooledDb() {
+      if (db) {
+        std::lock_guard<std::mutex> lock(owner->pool_mu_);
+        owner->pool_.push_back(std::move(db));
+      }
+    }
+  };
+
+  Result<std::unique_ptr<PooledDb>> Reader() {
+    auto handle = std::make_unique<PooledDb>();
+    handle->owner = this;
+    {
+      std::lock_guard<std::mutex> lock(pool_mu_);
+      if (!pool_.empty()) {
+        handle->db = std::move(pool_.back());
+        pool_.pop_back();
+      }
+    }
+    if (!handle->db) {
+      handle->db = std::make_unique<SqliteDb>();
+      NUCLEON_RETURN_IF_ERROR(handle->db->Open(path_, false, true));
+    }
+    return handle;
+  }
+
+  // A RawSource for `app_id`'s index: reads events in a time window, with keys.
+  AnalyticsIndex::RawSource RawFor(std::string_view app_id) {
+    std::string app(app_id);
+    return [this, app](int64_t from_ms, int64_t to_ms,
+                       const std::function<void(const IndexEvent&)>& sink) -> Status {
+      auto reader = Reader();
+      if (!reader.ok()) return reader.status();
+      SqliteDb& db = *(*reader)->db;
+      auto q = db.Prepare(
+          "SELECT e.time_ms, e.type, e.user, e.device, e.session, e.name, e.payload, e.platform,"
+          " e.os_version, e.locale, e.version, e.module_version, e.arch, e.country, e.total_ram"
+          " FROM events e JOIN apps a ON a.id = e.app"
+          " WHERE a.app_id = ? AND e.time_ms BETWEEN ? AND ?");
+      if (!q.ok()) return q.status();
+      q->Bind(1, app);
+      q->Bind(2, from_ms);
+      q->Bind(3, to_ms);
+      static const std::unordered_map<int64_t, std::string> kNone;
+      RawEventReader r;
+      Status st;
+      while (q->Step(&st)) sink(r.Read(*q, kNone, kNone, kNone));
+      return st;
+    };
+  }
+
+ public:
+  Result<QuickGlanceCounts> QuickGlance(std::string_view app_id, int64_t from_ms,
+                                        int64_t to_ms) override {
+    const AnalyticsIndex* index = FindIndex(app_id);
+    if (!index) return QuickGlanceCounts{};
+    return index->QuickGlance(from_ms, to_ms, RawFor(app_id));
+  }
+
+  Result<DailyAnalytics> Daily(std::string_view app_id, const QueryRange& range) override {
+    const AnalyticsIndex* index = FindIndex(app_id);
+    if (!index) return DailyAnalytics{};
+    return index->Daily(range, RawFor(app_id));
+  }
+
+  Result<DailyCounts> EventCounts(std::string_view app_id, const QueryRange& range,
+                                  bool errors) override {
+    const AnalyticsIndex* index = FindIndex(app_id);
+    if (!index) return DailyCounts{};
+    return index->EventCounts(range, RawFor(app_id), errors);
+  }
+
+  Result<std::vector<EventPropKeys>> EventProps(std::string_view app_id,
+                                                const QueryRange& range) override {
+    const AnalyticsIndex* index = FindIndex(app_id);
+    if (!index) return std::vector<EventPropKeys>{};
+    return index->EventProps(range, RawFor(app_id));
+  }
+
+  Result<std::vector<ValueCount>> EventAttribute(std::string_view app_id, const QueryRange& range,
+                                                 std::string_view event,
+                                                 std::string_view attr) override {
+    const AnalyticsIndex* index = FindIndex(app_id);
+    if (!index) return std::vector<ValueCount>{};
+    return index->EventAttribute(range, event, attr, RawFor(app_id));
+  }
+
+  Result<UserList> Users(std::string_view app_id, int64_t page, int64_t limit) override {
+    const AnalyticsIndex* index = FindIndex(app_id);
+    if (!index) return UserList{};
+    return index->Users(page, limit);
+  }
+
+  Result<UserDetails> User(std::string_view app_id, std::string_view user_key) override {
+    const AnalyticsIndex* index = FindIndex(app_id);
+    std::optional<UserDetails> details = index ? index->User(user_key) : std::nullopt;
+    if (!details) return Status::NotFound("unknown user " + std::string(user_key));
+    return std::move(*details);
+  }
+
+  Result<std::vector<EventView>> SessionEvents(std::string_view app_id, std::string_view user_key,
+                                               std::string_view session_id,
+                                               std::string_view device_id) override {
+    const AnalyticsIndex* index = FindIndex(app_id);
+    if (!index || index->UserRow(user_key) == 0) {
+      return Status::NotFound("unknown user " + std::string(user_key));
+    }
+    std::vector<uint32_t> sessions = index->UserSessions(user_key, session_id, device_id);
+    if (sessions.empty()) return Status::NotFound("unknown session " + std::string(session_id));
+    auto reader = Reader();
+    if (!reader.ok()) return reader.status();
+    SqliteDb& db = *(*reader)->db;
+    auto q = db.Prepare(
+        "SELECT e.type, e.name, e.client_id, d.device_key, s.session_key, u.user_key, e.time_ms,"
+        " e.platform, e.os_version, e.locale, e.version, e.module_version, e.arch, e.country,"
+        " e.total_ram, e.payload, e.error_hash, e.session"
+        " FROM events e JOIN devices d ON d.id = e.device JOIN sessions s ON s.id = e.session"
+        " JOIN users u ON u.id = e.user WHERE e.session = ?");
+    if (!q.ok()) return q.status();
+    std::vector<EventView> out;
+    for (uint32_t session : sessions) {
+      Event context;
+      bool install = false;
+      index->SessionContext(session, &context, &install);
+      q->Bind(1, static_cast<int64_t>(session));
+      Status st;
+      while (q->Step(&st)) {
+        EventView v;
+        Event& e = v.event;
+        e.app_id = std::string(app_id);
+        e.type = static_cast<EventType>(q->Int(0));
+        e.name = q->Text(1);
+        e.client_id = q->Text(2);
+        e.device_id = q->Text(3);
+        e.session_id = q->Text(4);
+        e.user_key = q->Text(5);
+        e.time_ms = q->Int(6);
+        auto field = [&](int col, const std::string& fallback) {
+          return q->IsNull(col) ? fallback : std::string(q->Text(col));
+        };
+        e.platform = field(7, context.platform);
+        e.os_version = field(8, context.os_version);
+        e.locale = field(9, context.locale);
+        e.version = field(10, context.version);
+        e.module_version = field(11, context.module_version);
+        e.arch = field(12, context.arch);
+        e.country = field(13, context.country);
+        e.total_ram = q->IsNull(14) ? context.total_ram : std::optional<double>(q->Double(14));
+        e.payload_json = q->IsNull(15) ? "{}" : std::string(q->Text(15));
+        e.error_hash = q->Text(16);
+        v.first_time = install && e.type == EventType::kInit;
+        out.push_back(std::move(v));
+      }
+      q->Reset();
+      if (!st.ok()) return st;
+    }
+    std::stable_sort(out.begin(), out.end(), [](const EventView& a, const EventView& b) {
+      return a.event.time_ms < b.event.time_ms;
+    });
+    return out;
+  }
+
+  Result<EventView> DeviceContext(std::string_view app_id, std::string_view device_id) override {
+    EventView v;
+    auto reader = Reader();
+    if (!reader.ok()) return reader.status();
+    SqliteDb& db = *(*reader)->db;
+    auto q = db.Prepare(
+        "SELECT s.id FROM sessions s JOIN devices d ON d.id = s.device JOIN apps a ON a.id = d.app"
+        " WHERE a.app_id = ? AND d.device_key = ? ORDER BY s.start_ms DESC LIMIT 1");
+    if (!q.ok()) return q.status();
+    q->Bind(1, app_id);
+    q->Bind(2, device_id);
+    Status st;
+    if (!q->Step(&st)) return st.ok() ? Status::NotFound("unknown device") : st;
+    const AnalyticsIndex* index = FindIndex(app_id);
+    bool install = false;
+    if (index) index->SessionContext(static_cast<uint32_t>(q->Int(0)), &v.event, &install);
+    return v;
+  }
+
+  EventView WithSessionContext(const Event& event) override {
+    EventView v;
+    v.event = event;
+    const AnalyticsIndex* index = FindIndex(event.app_id);
+    if (!index) return v;
+    uint32_t session = index->SessionRow(event.device_id, event.session_id);
+    Event context;
+    bool install = false;
+    if (session == 0 || !index->SessionContext(session, &context, &install)) return v;
+    Event& e = v.event;
+    for (auto [field, from] : {std::pair{&e.platform, &context.platform},
+                               {&e.os_version, &context.os_version}, {&e.locale, &context.locale},
+                               {&e.version, &context.version},
+                               {&e.module_version, &context.module_version},
+                               {&e.arch, &context.arch}, {&e.country, &context.country}}) {
+      if (field->empty()) *field = *from;
+    }
+    if (!e.total_ram) e.total_ram = context.total_ram;
+    v.first_time = install && e.type == EventType::kInit;
+    return v;
+  }
+
+  Status DeleteUser(std::string_view app_id, std::string_view user_key) override {
+    auto app_it = apps_.find(std::string(app_id));
+    if (app_it == apps_.end()) return Status::NotFound("unknown user " + std::string(user_key));
+    const int64_t app = app_it->second;
+    const std::string ukey = Key(app, user_key);
+    auto user_it = users_.find(ukey);
+    if (user_it == users_.end()) return Status::NotFound("unknown user " + std::string(user_key));
+    const int64_t user = user_it->second;
+
+    NUCLEON_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
+    Status st = DeleteUserInTransaction(app, user);
+    if (st.ok()) st = db_.Exec("COMMIT");
+    if (!st.ok()) {
+      (void)db_.Exec("ROLLBACK");
+      return st;
+    }
+    // The writer's memory and the index are rebuilt from the file: exact by
+    // construction, at a cost proportional to the app's size.
+    apps_.clear();
+    devices_.clear();
+    users_.clear();
+    sessions_.clear();
+    NUCLEON_RETURN_IF_ERROR(LoadState());
+    return RebuildIndex(app, std::string(app_id));
+  }
+
+ private:
+  Status DeleteUserInTransaction(int64_t app, int64_t user) {
+    Status st;
+    // Remember the identities of the user's events (hashes only).
+    {
+      auto q = db_.Prepare(
+          "SELECT d.device_key, s.session_key, e.ident FROM events e"
+          " JOIN devices d ON d.id = e.device JOIN sessions s ON s.id = e.session"
+          " WHERE e.user = ? AND e.ident IS NOT NULL");
+      if (!q.ok()) return q.status();
+      auto ins = db_.Prepare("INSERT OR IGNORE INTO tombstones(app, hash) VALUES(?, ?)");
+      if (!ins.ok()) return ins.status();
+      q->Bind(1, user);
+      while (q->Step(&st)) {
+        ins->Bind(1, app);
+        ins->Bind(2, TombstoneHash(q->Text(0), q->Text(1), q->Int(2)));
+        NUCLEON_RETURN_IF_ERROR(ins->Run());
+        ins->Reset();
+        has_tombstones_ = true;
+      }
+      if (!st.ok()) return st;
+    }
+    const char* kSteps[] = {
+        "CREATE TEMP TABLE IF NOT EXISTS touched(session INTEGER PRIMARY KEY, device INTEGER)",
+        "DELETE FROM temp.touched",
+        "INSERT OR IGNORE INTO temp.touched SELECT DISTINCT session, device FROM events WHERE user = ?1",
+        "DELETE FROM events WHERE user = ?1",
+        // Sessions left without events go; the others are recomputed from what remains.
+        "DELETE FROM sessions WHERE id IN (SELECT session FROM temp.touched)"
+        " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.session = sessions.id)",
+        "UPDATE sessions SET"
+        " start_ms = coalesce((SELECT min(time_ms) FROM events e WHERE e.session = sessions.id AND"
+        " e.type = 1), (SELECT min(time_ms) FROM events e WHERE e.session = sessions.id)),"
+        " end_ms = (SELECT max(time_ms) FROM events e WHERE e.session = sessions.id),"
+        " has_init = EXISTS (SELECT 1 FROM events e WHERE e.session = sessions.id AND e.type = 1),"
+        " user = (SELECT e.user FROM events e WHERE e.session = sessions.id"
+        " ORDER BY e.time_ms DESC, e.id DESC LIMIT 1)"
+        " WHERE id IN (SELECT session FROM temp.touched)",
+        "DELETE FROM devices WHERE id IN (SELECT device FROM temp.touched)"
+        " AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.device = devices.id)",
+        "DELETE FROM users WHERE id = ?1",
+        "DELETE FROM temp.touched",
+    };
+    for (const char* sql : kSteps) {
+      auto q = db_.Prepare(sql);
+      if (!q.ok()) return q.status();
+      if (std::string_view(sql).find("?1") != std::string_view::npos) q->Bind(1, user);
+      NUCLEON_RETURN_IF_ERROR(q->Run());
+    }
+    return Status::Ok();
+  }
+
+ private:
   SqliteStoreOptions options_;
   SqliteDb db_;
   SqliteStmt insert_app_, insert_device_, insert_user_, insert_session_, update_session_,
@@ -529,6 +985,18 @@ class SqliteEventStore final : public EventStore {
   std::unordered_map<std::string, int64_t> users_;
   std::unordered_map<std::string, SessionState> sessions_;
   bool has_tombstones_ = false;
+  struct Applied {
+    size_t index;
+    int64_t app, device, user, session;
+  };
+  std::vector<Applied> applied_;                               // newly stored this batch
+  std::vector<std::pair<int64_t, std::string>> session_updates_;  // (app, session key)
+  std::string path_;
+  mutable std::shared_mutex index_mu_;  // guards the map; each index locks itself
+  std::unordered_map<int64_t, std::unique_ptr<AnalyticsIndex>> indexes_;
+  std::unordered_map<std::string, AnalyticsIndex*> indexes_by_app_;
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<SqliteDb>> pool_;
   std::vector<UndoEntry> undo_;
   std::vector<std::string> dirty_sessions_;
 };

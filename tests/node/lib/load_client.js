@@ -16,6 +16,9 @@ const { spawnSync } = require('node:child_process');
 const WebSocket = require('ws');
 const { binary, sleep } = require('./server');
 
+// A delay that does not keep the process alive (for bounding waits in races).
+function grace(ms) { return new Promise((r) => setTimeout(r, ms).unref()); }
+
 // Small deterministic PRNG so a failing run can be replayed with its seed.
 function mulberry32(seed) {
   let a = seed >>> 0;
@@ -311,7 +314,7 @@ class WsLoadClient extends QueueingClient {
     if (ws) {
       const closed = new Promise((r) => ws.once('close', r));
       try { ws.terminate(); } catch (_) { /* already gone */ }
-      await Promise.race([closed, sleep(2000)]);
+      await Promise.race([closed, grace(2000)]);
     }
   }
 }
@@ -371,7 +374,7 @@ class HttpLoadClient extends QueueingClient {
   async stop() {
     this.running = false;
     this.generating = false;
-    if (this.loopDone) await Promise.race([this.loopDone, sleep(6000)]);
+    if (this.loopDone) await Promise.race([this.loopDone, grace(6000)]);
   }
 }
 

@@ -37,6 +37,15 @@ struct HttpResponse {
 
 using Respond = std::function<void(HttpResponse)>;
 
+// Something that answers HTTP requests, exactly once each, possibly later and
+// on another thread (the API under /api/v1 is one).
+class HttpHandler {
+ public:
+  virtual ~HttpHandler() = default;
+  // `path` is the decoded-free path part of the target (no query string).
+  virtual void Handle(const HttpRequest& request, std::string_view path, Respond respond) = 0;
+};
+
 // {"error": message} with the status that fits `status`.
 HttpResponse ErrorResponse(const Status& status);
 int HttpStatusOf(StatusCode code);

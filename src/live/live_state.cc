@@ -1,0 +1,111 @@
+#include "live/live_state.h"
+
+#include <algorithm>
+#include <unordered_set>
+
+#include "core/time_util.h"
+
+namespace nucleon {
+
+void LiveState::Seen(uint64_t connection, std::string_view app_id, const Event& event,
+                     int64_t now_ms) {
+  if (event.device_id.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  Presence& p = connections_[connection][event.device_id];
+  p.app_id = std::string(app_id);
+  p.row.device_id = event.device_id;
+  // A heartbeat from 3.x, Python or Swift carries only the device: keep the user we know.
+  if (!event.user_id.empty() || !event.anon_id.empty() || p.row.user_key.empty()) {
+    p.row.user_key = event.user_key;
+  }
+  if (!event.platform.empty()) p.row.platform = event.platform;
+  if (!event.os_version.empty()) p.row.os_version = event.os_version;
+  if (!event.country.empty()) p.row.country = event.country;
+  p.row.last_seen_ms = now_ms;
+}
+
+void LiveState::Closed(uint64_t connection) {
+  std::lock_guard<std::mutex> lock(mu_);
+  connections_.erase(connection);
+}
+
+void LiveState::OnCommitted(const std::vector<Event>& events, const std::vector<uint8_t>& inserted) {
+  const int64_t now = NowMs();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < events.size(); ++i) {
+    const Event& e = events[i];
+    if (!inserted[i] || e.type == EventType::kHeartbeat || e.time_ms < now - kRecentMs) continue;
+    auto& ring = recent_[e.app_id];
+    ring.push_back(e);
+    while (ring.size() > kMaxRecentPerApp ||
+           (!ring.empty() && ring.front().time_ms < now - kRecentMs &&
+            ring.size() > kMaxRecentPerApp / 2)) {
+      ring.pop_front();
+    }
+  }
+}
+
+std::vector<LiveDeviceRow> LiveState::Devices(std::string_view app_id, int64_t now_ms) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::unordered_map<std::string, LiveDeviceRow> by_device;
+  for (const auto& [conn, devices] : connections_) {
+    for (const auto& [id, p] : devices) {
+      if (p.app_id != app_id || p.row.last_seen_ms < now_ms - kPresenceMs) continue;
+      auto [it, fresh] = by_device.emplace(id, p.row);
+      if (!fresh && p.row.last_seen_ms > it->second.last_seen_ms) it->second = p.row;
+    }
+  }
+  std::vector<LiveDeviceRow> out;
+  out.reserve(by_device.size());
+  for (auto& [id, row] : by_device) out.push_back(std::move(row));
+  std::sort(out.begin(), out.end(), [](const LiveDeviceRow& a, const LiveDeviceRow& b) {
+    return a.last_seen_ms != b.last_seen_ms ? a.last_seen_ms > b.last_seen_ms
+                                            : a.device_id < b.device_id;
+  });
+  return out;
+}
+
+int64_t LiveState::UserCount(std::string_view app_id, int64_t now_ms) const {
+  std::unordered_set<std::string> users;
+  for (const LiveDeviceRow& row : Devices(app_id, now_ms)) users.insert(row.user_key);
+  return static_cast<int64_t>(users.size());
+}
+
+std::vector<Event> LiveState::RecentEvents(std::string_view app_id, int64_t now_ms,
+                                           size_t limit) const {
+  std::vector<Event> out;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = recent_.find(std::string(app_id));
+    if (it == recent_.end()) return out;
+    for (const Event& e : it->second) {
+      if (e.time_ms >= now_ms - kRecentMs) out.push_back(e);
+    }
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const Event& a, const Event& b) { return a.time_ms > b.time_ms; });
+  if (out.size() > limit) out.resize(limit);
+  return out;
+}
+
+void LiveState::ForgetUser(std::string_view app_id, std::string_view user_key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [conn, devices] : connections_) {
+    for (auto it = devices.begin(); it != devices.end();) {
+      if (it->second.app_id == app_id && it->second.row.user_key == user_key) {
+        it = devices.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  auto it = recent_.find(std::string(app_id));
+  if (it != recent_.end()) {
+    auto& ring = it->second;
+    ring.erase(std::remove_if(ring.begin(), ring.end(),
+                              [&](const Event& e) { return e.user_key == user_key; }),
+               ring.end());
+  }
+}
+
+}  // namespace nucleon

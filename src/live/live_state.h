@@ -1,0 +1,62 @@
+// LiveState: what is happening right now, kept in memory only.
+//   - Presence: a device is live while it holds an open tracking WebSocket that
+//     delivered an event or heartbeat within the last 2 minutes.
+//   - Recent events: newly stored events whose time is within the last 10
+//     minutes (a late offline queue is not live), newest first.
+// Fed by the Ingestor (presence, as messages are decoded), the GroupCommitter
+// (recent events, after they are durable) and the WebSocket server (closes).
+// Thread-safe: one mutex; every operation is short.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/event.h"
+#include "ingest/group_committer.h"
+#include "ingest/ingestor.h"
+
+namespace nucleon {
+
+struct LiveDeviceRow {
+  std::string user_key;
+  std::string device_id;
+  std::string platform, os_version, country;  // "" when unknown
+  int64_t last_seen_ms = 0;
+};
+
+class LiveState final : public PresenceSink, public CommitObserver {
+ public:
+  static constexpr int64_t kPresenceMs = 2 * 60 * 1000;
+  static constexpr int64_t kRecentMs = 10 * 60 * 1000;
+  static constexpr size_t kMaxRecentPerApp = 10000;
+
+  void Seen(uint64_t connection, std::string_view app_id, const Event& event,
+            int64_t now_ms) override;
+  void Closed(uint64_t connection) override;
+  void OnCommitted(const std::vector<Event>& events, const std::vector<uint8_t>& inserted) override;
+
+  // Live devices of the app, newest activity first.
+  std::vector<LiveDeviceRow> Devices(std::string_view app_id, int64_t now_ms) const;
+  // Distinct users among them.
+  int64_t UserCount(std::string_view app_id, int64_t now_ms) const;
+  // Events with time in [now - 10 min, now + ...], newest first, at most `limit`.
+  std::vector<Event> RecentEvents(std::string_view app_id, int64_t now_ms, size_t limit) const;
+  // Drops every trace of a deleted user.
+  void ForgetUser(std::string_view app_id, std::string_view user_key);
+
+ private:
+  struct Presence {
+    std::string app_id;
+    LiveDeviceRow row;
+  };
+  // connection -> device id -> presence
+  std::unordered_map<uint64_t, std::unordered_map<std::string, Presence>> connections_;
+  std::unordered_map<std::string, std::deque<Event>> recent_;  // by app, in commit order
+  mutable std::mutex mu_;
+};
+
+}  // namespace nucleon

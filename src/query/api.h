@@ -1,0 +1,40 @@
+// The Nucleus API v1 under /api/v1: routing, authentication, parameters, and
+// one resource file per endpoint family (analytics, users, live) that asks the
+// store and shapes the JSON exactly as the reference shows it.
+// Thread-safe: Handle runs on any network thread; a user deletion runs on the
+// writer thread through `run_exclusive`.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "core/http_types.h"
+#include "live/live_state.h"
+#include "store/event_store.h"
+
+namespace nucleon {
+
+struct ApiDeps {
+  EventStore* store = nullptr;
+  LiveState* live = nullptr;
+  // The app a token grants, or "" when the token is unknown or revoked.
+  std::function<std::string(std::string_view token)> app_for_token;
+  // Runs a task on the writer thread, ordered with ingestion; `done` gets its status.
+  std::function<Status(std::function<Status()> task, std::function<void(const Status&)> done)>
+      run_exclusive;
+  std::function<int64_t()> now_ms;
+  std::string openapi_json;  // served at /api/v1/openapi.json
+};
+
+class Api final : public HttpHandler {
+ public:
+  explicit Api(ApiDeps deps) : deps_(std::move(deps)) {}
+  void Handle(const HttpRequest& request, std::string_view path, Respond respond) override;
+
+ private:
+  ApiDeps deps_;
+};
+
+}  // namespace nucleon

@@ -1,0 +1,102 @@
+// The answers a store gives to the API, before they are shaped as JSON: one
+// struct per question, backend-neutral, with every number already computed as
+// semantics.md defines it. Plain values; thread-compatible.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/event.h"
+
+namespace nucleon {
+
+// An inclusive range of event times in milliseconds, and the local time zone
+// (minutes east of UTC) that day keys are computed in.
+struct QueryRange {
+  int64_t from_ms = 0;
+  int64_t to_ms = 0;
+  int utc_offset_min = 0;
+};
+
+struct ValueCount {
+  std::string value;
+  int64_t count = 0;
+};
+
+struct QuickGlanceCounts {
+  int64_t installs = 0, users = 0, app_starts = 0, errors = 0;
+};
+
+// Day numbers are local days since 1970-01-01 in the query's time zone.
+struct DailyAnalytics {
+  int64_t users = 0;
+  int64_t installs = 0;
+  std::map<int64_t, int64_t> usage, new_users, active_users;
+  std::map<int64_t, std::array<int64_t, 24>> hours;
+  std::vector<ValueCount> platforms, languages, versions, countries, ram;
+  std::map<int64_t, double> avg_session_duration;
+};
+
+using DailyCounts = std::map<std::string, std::map<int64_t, int64_t>>;  // name -> day -> count
+
+struct EventPropKeys {
+  std::string event;
+  std::vector<std::string> keys;
+  std::string type;  // "string", "number", "boolean"
+};
+
+struct DeviceSummary {
+  std::string device_id;
+  int64_t last_seen_ms = 0;
+  std::optional<std::string> platform, os_version, version;
+};
+
+struct UserSummary {
+  std::string id;        // opaque, stable: see UserDbId
+  std::string user_key;
+  int64_t created_ms = 0;
+  int64_t last_seen_ms = 0;
+  std::vector<DeviceSummary> devices;
+  std::vector<std::pair<std::string, std::string>> props;  // key -> JSON value text
+};
+
+struct UserList {
+  int64_t total = 0;
+  std::vector<UserSummary> users;
+};
+
+struct SessionSummary {
+  std::string session_id;
+  std::string device_id;
+  int64_t start_ms = 0, end_ms = 0;
+  int64_t actions = 0, errors = 0;
+};
+
+struct UserDetails {
+  UserSummary user;
+  std::vector<SessionSummary> sessions;
+};
+
+// An event as the session-events and live-events endpoints show it: the
+// stored event plus its session's context.
+struct EventView {
+  Event event;        // context fields already filled from the session's init
+  bool first_time = false;
+};
+
+struct LiveDevice {
+  std::string user_key;
+  std::string device_id;
+  std::optional<std::string> platform, os_version, country;
+  int64_t last_seen_ms = 0;
+};
+
+// The opaque user id shown as `_id`/`userDbId`: the first 24 hex characters of
+// SHA-256(appId + "/" + userKey). The same on every backend.
+std::string UserDbId(std::string_view app_id, std::string_view user_key);
+
+}  // namespace nucleon

@@ -1,0 +1,589 @@
+#include "store/analytics_index.h"
+
+#include <algorithm>
+#include <array>
+#include <mutex>
+
+#include "core/crypto.h"
+#include "core/normalize.h"
+#include "core/time_util.h"
+#include "store/payload_props.h"
+
+namespace nucleon {
+
+namespace {
+constexpr int64_t kDayMs = 86400000;
+constexpr int64_t kHourMs = 3600000;
+constexpr std::string_view kInitName = "init";
+
+template <typename Vec>
+void Increment(Vec* counts, uint32_t id) {
+  for (auto& [k, v] : *counts) {
+    if (k == id) {
+      ++v;
+      return;
+    }
+  }
+  counts->emplace_back(id, 1);
+}
+
+void SortValueCounts(std::vector<ValueCount>* v) {
+  std::sort(v->begin(), v->end(), [](const ValueCount& a, const ValueCount& b) {
+    return a.count != b.count ? a.count > b.count : a.value < b.value;
+  });
+}
+}  // namespace
+
+std::string UserDbId(std::string_view app_id, std::string_view user_key) {
+  std::string material(app_id);
+  material.push_back('/');
+  material.append(user_key);
+  Sha256Digest d = Sha256(material);
+  return HexEncode(d.data(), 12);
+}
+
+uint32_t Dictionary::Intern(std::string_view s) {
+  auto it = ids_.find(std::string(s));
+  if (it != ids_.end()) return it->second;
+  uint32_t id = static_cast<uint32_t>(texts_.size());
+  texts_.emplace_back(s);
+  ids_.emplace(texts_.back(), id);
+  return id;
+}
+
+uint32_t Dictionary::Find(std::string_view s) const {
+  auto it = ids_.find(std::string(s));
+  return it == ids_.end() ? kMissing : it->second;
+}
+
+void AnalyticsIndex::AddToBucket(Bucket* b, const IndexEvent& e) {
+  b->users.add(e.user);
+  std::lock_guard<std::mutex> lock(dict_mu_);
+  uint32_t event_id = Dictionary::kMissing;
+  switch (e.type) {
+    case EventType::kInit: {
+      ++b->inits;
+      auto dim = [&](Dim d, std::string_view value) {
+        if (!value.empty()) b->init_dims.push_back({d, strings_.Intern(value), e.user});
+      };
+      dim(Dim::kPlatform, NormalizePlatform(e.platform));
+      dim(Dim::kLanguage, LanguageOf(e.locale));
+      dim(Dim::kVersion, e.version);
+      dim(Dim::kCountry, e.country);
+      if (e.total_ram) dim(Dim::kRam, RamBucket(*e.total_ram));
+      event_id = names_.Intern(kInitName);
+      break;
+    }
+    case EventType::kEvent:
+      event_id = names_.Intern(e.name);
+      Increment(&b->events, event_id);
+      break;
+    case EventType::kError:
+      Increment(&b->errors, names_.Intern(e.name));
+      break;
+    default:
+      break;
+  }
+  if (event_id == Dictionary::kMissing || !e.props) return;
+  for (const auto& [key, value] : *e.props) {
+    std::string vkey(1, static_cast<char>('0' + static_cast<int>(value.kind)));
+    vkey += value.text;
+    uint32_t vid = values_.Intern(vkey);
+    if (vid >= value_kinds_.size()) value_kinds_.resize(vid + 1);
+    value_kinds_[vid] = static_cast<uint8_t>(value.kind);
+    Bucket::PropCount pc{event_id, keys_.Intern(key), vid, 1};
+    auto it = std::lower_bound(b->props.begin(), b->props.end(), pc);
+    if (it != b->props.end() && !(pc < *it) && !(*it < pc)) {
+      ++it->count;
+    } else {
+      b->props.insert(it, pc);
+    }
+  }
+}
+
+void AnalyticsIndex::Touch(uint32_t user, int64_t t) {
+  UserInfo& u = users_[user];
+  if (t <= u.last_ms) return;
+  if (u.last_ms != INT64_MIN) by_last_seen_.erase({u.last_ms, user});
+  u.last_ms = t;
+  by_last_seen_.insert({t, user});
+}
+
+void AnalyticsIndex::Add(const IndexEvent& e) {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  AddToBucket(&buckets_[FloorDiv(e.time_ms, kBucketMs)], e);
+
+  SessionInfo& s = sessions_[e.session];
+  if (s.key.empty()) {
+    s.key = std::string(e.session_key);
+    s.device = e.device;
+    s.start_ms = s.end_ms = e.time_ms;
+  }
+  ++s.actions;
+  if (e.type == EventType::kError) ++s.errors;
+  if (std::find(s.users.begin(), s.users.end(), e.user) == s.users.end()) s.users.push_back(e.user);
+  // Context: the init's, else the latest event that carried one.
+  const bool carries = !e.platform.empty() || !e.locale.empty() || !e.version.empty();
+  const bool is_init = e.type == EventType::kInit;
+  if ((is_init && (!s.context_from_init || e.time_ms < s.context_ms)) ||
+      (!is_init && carries && !s.context_from_init && (!s.has_context || e.time_ms >= s.context_ms))) {
+    std::lock_guard<std::mutex> dl(dict_mu_);
+    auto id = [this](std::string_view v) { return v.empty() ? Dictionary::kMissing : strings_.Intern(v); };
+    s.has_context = true;
+    s.context_from_init = is_init;
+    s.context_ms = e.time_ms;
+    s.platform = id(e.platform);
+    s.os_version = id(e.os_version);
+    s.locale = id(e.locale);
+    s.version = id(e.version);
+    s.module_version = id(e.module_version);
+    s.arch = id(e.arch);
+    s.country = id(e.country);
+    s.total_ram = e.total_ram;
+  }
+
+  DeviceInfo& d = devices_[e.device];
+  if (d.key.empty()) {
+    d.key = std::string(e.device_key);
+    device_rows_.emplace(d.key, e.device);
+  }
+  if (std::find(d.sessions.begin(), d.sessions.end(), e.session) == d.sessions.end()) {
+    d.sessions.push_back(e.session);
+  }
+
+  UserInfo& u = users_[e.user];
+  if (u.key.empty()) {
+    u.key = std::string(e.user_key);
+    user_rows_.emplace(u.key, e.user);
+  }
+  u.first_ms = std::min(u.first_ms, e.time_ms);
+  if (std::find(u.sessions.begin(), u.sessions.end(), e.session) == u.sessions.end()) {
+    u.sessions.push_back(e.session);
+  }
+  const bool sets_props = is_init || e.type == EventType::kProps || e.type == EventType::kUserId;
+  if (sets_props && e.props) {
+    for (const auto& [key, value] : *e.props) {
+      auto it = u.props.find(key);
+      if (it == u.props.end() || e.time_ms >= it->second.first) {
+        u.props[key] = {e.time_ms, PropJson(value)};
+      }
+    }
+  }
+  Touch(e.user, std::max(e.time_ms, s.end_ms));
+}
+
+void AnalyticsIndex::UpsertSession(uint32_t session, uint32_t device,
+                                   std::string_view session_key, int64_t start_ms,
+                                   int64_t end_ms) {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  SessionInfo& s = sessions_[session];
+  if (s.key.empty()) s.key = std::string(session_key);
+  s.device = device;
+  s.start_ms = start_ms;
+  s.end_ms = end_ms;
+  for (uint32_t u : s.users) Touch(u, end_ms);
+}
+
+void AnalyticsIndex::Clear() {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  buckets_.clear();
+  sessions_.clear();
+  devices_.clear();
+  users_.clear();
+  user_rows_.clear();
+  device_rows_.clear();
+  by_last_seen_.clear();
+}
+
+Status AnalyticsIndex::ForEachBucket(
+    int64_t from_ms, int64_t to_ms, int offset_min, const RawSource& raw,
+    const std::function<void(int64_t hour, const Bucket&)>& fn) const {
+  if (buckets_.empty() || from_ms > to_ms) return Status::Ok();
+  // Nothing exists outside the buckets' span: clamp pathological ranges.
+  from_ms = std::max(from_ms, buckets_.begin()->first * kBucketMs);
+  to_ms = std::min(to_ms, (buckets_.rbegin()->first + 1) * kBucketMs - 1);
+  if (from_ms > to_ms) return Status::Ok();
+  const int64_t offset_ms = static_cast<int64_t>(offset_min) * 60000;
+  struct Window {
+    int64_t hour, lo, hi;
+  };
+  std::vector<Window> cut;
+  // Walk local hours: every piece of a local hour lies in one local day and hour.
+  int64_t hour = FloorDiv(from_ms + offset_ms, kHourMs);
+  for (;; ++hour) {
+    const int64_t lo = std::max(from_ms, hour * kHourMs - offset_ms);
+    const int64_t hi = std::min(to_ms, (hour + 1) * kHourMs - offset_ms - 1);
+    if (lo > to_ms) break;
+    if (lo > hi) continue;
+    const int64_t first_full = -FloorDiv(-lo, kBucketMs);  // ceil
+    const int64_t last_full = FloorDiv(hi + 1, kBucketMs) - 1;
+    if (first_full > last_full) {
+      cut.push_back({hour, lo, hi});
+      continue;
+    }
+    if (lo < first_full * kBucketMs) cut.push_back({hour, lo, first_full * kBucketMs - 1});
+    for (auto it = buckets_.lower_bound(first_full); it != buckets_.end() && it->first <= last_full;
+         ++it) {
+      fn(hour, it->second);
+    }
+    if ((last_full + 1) * kBucketMs <= hi) cut.push_back({hour, (last_full + 1) * kBucketMs, hi});
+  }
+  for (const Window& w : cut) {
+    // Skip windows whose bucket holds nothing.
+    auto b = buckets_.find(FloorDiv(w.lo, kBucketMs));
+    if (b == buckets_.end()) continue;
+    Bucket piece;
+    NUCLEON_RETURN_IF_ERROR(raw(w.lo, w.hi, [&](const IndexEvent& e) {
+      const_cast<AnalyticsIndex*>(this)->AddToBucket(&piece, e);
+    }));
+    fn(w.hour, piece);
+  }
+  return Status::Ok();
+}
+
+int64_t AnalyticsIndex::InstallStart(const DeviceInfo& d, uint32_t* session) const {
+  int64_t best = INT64_MAX;
+  uint32_t best_row = 0;
+  for (uint32_t row : d.sessions) {
+    auto it = sessions_.find(row);
+    if (it == sessions_.end()) continue;
+    if (it->second.start_ms < best || (it->second.start_ms == best && row < best_row)) {
+      best = it->second.start_ms;
+      best_row = row;
+    }
+  }
+  if (session) *session = best_row;
+  return best;
+}
+
+Result<QuickGlanceCounts> AnalyticsIndex::QuickGlance(int64_t from_ms, int64_t to_ms,
+                                                      const RawSource& raw) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  QuickGlanceCounts c;
+  Roaring users;
+  Status st = ForEachBucket(from_ms, to_ms, 0, raw, [&](int64_t, const Bucket& b) {
+    users |= b.users;
+    c.app_starts += b.inits;
+    for (const auto& [name, n] : b.errors) c.errors += n;
+  });
+  if (!st.ok()) return st;
+  c.users = static_cast<int64_t>(users.cardinality());
+  for (const auto& [row, d] : devices_) {
+    const int64_t start = InstallStart(d, nullptr);
+    if (start >= from_ms && start <= to_ms) ++c.installs;
+  }
+  return c;
+}
+
+Result<DailyAnalytics> AnalyticsIndex::Daily(const QueryRange& r, const RawSource& raw) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  DailyAnalytics out;
+  const int64_t offset_ms = static_cast<int64_t>(r.utc_offset_min) * 60000;
+  auto local_day = [offset_ms](int64_t t) { return FloorDiv(t + offset_ms, kDayMs); };
+  std::map<int64_t, Roaring> day_users;
+  std::array<std::unordered_map<uint32_t, Roaring>, static_cast<size_t>(Dim::kCount)> dims;
+  Status st = ForEachBucket(r.from_ms, r.to_ms, r.utc_offset_min, raw,
+                            [&](int64_t hour, const Bucket& b) {
+                              const int64_t day = FloorDiv(hour, 24);
+                              day_users[day] |= b.users;
+                              if (b.inits) {
+                                out.usage[day] += b.inits;
+                                auto [h, fresh] = out.hours.try_emplace(day);
+                                if (fresh) h->second.fill(0);
+                                h->second[static_cast<size_t>(hour - day * 24)] += b.inits;
+                              }
+                              for (const Bucket::InitDim& d : b.init_dims) {
+                                dims[static_cast<size_t>(d.dim)][d.value].add(d.user);
+                              }
+                            });
+  if (!st.ok()) return st;
+  Roaring all;
+  for (auto& [day, users] : day_users) {
+    const int64_t n = static_cast<int64_t>(users.cardinality());
+    if (n > 0) out.active_users[day] = n;
+    all |= users;
+  }
+  out.users = static_cast<int64_t>(all.cardinality());
+  for (const auto& [row, u] : users_) {
+    if (u.first_ms >= r.from_ms && u.first_ms <= r.to_ms) ++out.new_users[local_day(u.first_ms)];
+  }
+  for (const auto& [row, d] : devices_) {
+    const int64_t start = InstallStart(d, nullptr);
+    if (start >= r.from_ms && start <= r.to_ms) ++out.installs;
+  }
+  std::map<int64_t, std::pair<int64_t, int64_t>> durations;  // day -> (sum, n)
+  for (const auto& [row, s] : sessions_) {
+    if (s.actions == 0 || s.start_ms < r.from_ms || s.start_ms > r.to_ms) continue;
+    auto& [sum, n] = durations[local_day(s.start_ms)];
+    sum += (s.end_ms - s.start_ms) / 1000;
+    ++n;
+  }
+  for (const auto& [day, sn] : durations) {
+    out.avg_session_duration[day] = static_cast<double>(sn.first) / static_cast<double>(sn.second);
+  }
+  std::vector<ValueCount>* targets[] = {&out.platforms, &out.languages, &out.versions,
+                                        &out.countries, &out.ram};
+  {
+    std::lock_guard<std::mutex> dl(dict_mu_);
+    for (size_t i = 0; i < dims.size(); ++i) {
+      for (const auto& [value, users] : dims[i]) {
+        targets[i]->push_back({strings_.Text(value), static_cast<int64_t>(users.cardinality())});
+      }
+      SortValueCounts(targets[i]);
+    }
+  }
+  return out;
+}
+
+Result<DailyCounts> AnalyticsIndex::EventCounts(const QueryRange& r, const RawSource& raw,
+                                                bool errors) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::unordered_map<uint32_t, std::map<int64_t, int64_t>> by_id;
+  Status st = ForEachBucket(r.from_ms, r.to_ms, r.utc_offset_min, raw,
+                            [&](int64_t hour, const Bucket& b) {
+                              const int64_t day = FloorDiv(hour, 24);
+                              for (const auto& [name, n] : errors ? b.errors : b.events) {
+                                by_id[name][day] += n;
+                              }
+                            });
+  if (!st.ok()) return st;
+  DailyCounts out;
+  std::lock_guard<std::mutex> dl(dict_mu_);
+  for (auto& [id, days] : by_id) out[names_.Text(id)] = std::move(days);
+  return out;
+}
+
+Result<std::vector<EventPropKeys>> AnalyticsIndex::EventProps(const QueryRange& r,
+                                                              const RawSource& raw) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::map<std::pair<uint32_t, uint8_t>, std::set<uint32_t>> keys;  // (event, kind) -> keys
+  std::vector<uint8_t> kinds;
+  {
+    std::lock_guard<std::mutex> dl(dict_mu_);
+    kinds = value_kinds_;
+  }
+  Status st = ForEachBucket(r.from_ms, r.to_ms, r.utc_offset_min, raw,
+                            [&](int64_t, const Bucket& b) {
+                              for (const Bucket::PropCount& p : b.props) {
+                                uint8_t kind = p.value < kinds.size() ? kinds[p.value] : 0;
+                                if (p.value >= kinds.size()) {
+                                  std::lock_guard<std::mutex> dl(dict_mu_);
+                                  kind = value_kinds_[p.value];
+                                }
+                                keys[{p.event, kind}].insert(p.key);
+                              }
+                            });
+  if (!st.ok()) return st;
+  std::vector<EventPropKeys> out;
+  std::lock_guard<std::mutex> dl(dict_mu_);
+  for (const auto& [ek, key_ids] : keys) {
+    EventPropKeys e;
+    e.event = names_.Text(ek.first);
+    e.type = std::string(PropKindName(static_cast<PropValue::Kind>(ek.second)));
+    for (uint32_t k : key_ids) e.keys.push_back(keys_.Text(k));
+    std::sort(e.keys.begin(), e.keys.end());
+    out.push_back(std::move(e));
+  }
+  std::sort(out.begin(), out.end(), [](const EventPropKeys& a, const EventPropKeys& b) {
+    return a.event != b.event ? a.event < b.event : a.type < b.type;
+  });
+  return out;
+}
+
+Result<std::vector<ValueCount>> AnalyticsIndex::EventAttribute(const QueryRange& r,
+                                                               std::string_view event,
+                                                               std::string_view attr,
+                                                               const RawSource& raw) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  uint32_t event_id, key_id;
+  {
+    std::lock_guard<std::mutex> dl(dict_mu_);
+    event_id = names_.Find(event);
+    key_id = keys_.Find(attr);
+  }
+  std::vector<ValueCount> out;
+  if (event_id == Dictionary::kMissing || key_id == Dictionary::kMissing) return out;
+  std::unordered_map<uint32_t, int64_t> counts;
+  Status st = ForEachBucket(r.from_ms, r.to_ms, r.utc_offset_min, raw,
+                            [&](int64_t, const Bucket& b) {
+                              Bucket::PropCount probe{event_id, key_id, 0, 0};
+                              auto it = std::lower_bound(b.props.begin(), b.props.end(), probe);
+                              for (; it != b.props.end() && it->event == event_id && it->key == key_id;
+                                   ++it) {
+                                counts[it->value] += it->count;
+                              }
+                            });
+  if (!st.ok()) return st;
+  // Values render as strings: "120" the number and "120" the string count together.
+  std::map<std::string, int64_t> by_text;
+  {
+    std::lock_guard<std::mutex> dl(dict_mu_);
+    for (const auto& [vid, n] : counts) by_text[values_.Text(vid).substr(1)] += n;
+  }
+  for (auto& [text, n] : by_text) out.push_back({text, n});
+  SortValueCounts(&out);
+  return out;
+}
+
+std::optional<std::string> AnalyticsIndex::Text(uint32_t id) const {
+  if (id == Dictionary::kMissing) return std::nullopt;
+  std::lock_guard<std::mutex> dl(dict_mu_);
+  return strings_.Text(id);
+}
+
+UserSummary AnalyticsIndex::Summarize(uint32_t row) const {
+  const UserInfo& u = users_.at(row);
+  UserSummary s;
+  s.id = UserDbId(app_id_, u.key);
+  s.user_key = u.key;
+  s.created_ms = u.first_ms;
+  s.last_seen_ms = u.last_ms;
+  // Per device: the latest session (by start) holding the user's events.
+  std::map<uint32_t, const SessionInfo*> latest;
+  std::map<uint32_t, int64_t> last_seen;
+  const SessionInfo* newest = nullptr;
+  for (uint32_t srow : u.sessions) {
+    auto it = sessions_.find(srow);
+    if (it == sessions_.end()) continue;
+    const SessionInfo& si = it->second;
+    auto& l = latest[si.device];
+    if (!l || si.start_ms >= l->start_ms) l = &si;
+    last_seen[si.device] = std::max(last_seen[si.device], si.end_ms);
+    if (!newest || si.start_ms >= newest->start_ms) newest = &si;
+  }
+  for (const auto& [drow, si] : latest) {
+    DeviceSummary d;
+    auto dit = devices_.find(drow);
+    d.device_id = dit == devices_.end() ? std::string() : dit->second.key;
+    d.last_seen_ms = last_seen[drow];
+    if (si->platform != Dictionary::kMissing) d.platform = NormalizePlatform(*Text(si->platform));
+    d.os_version = Text(si->os_version);
+    d.version = Text(si->version);
+    s.devices.push_back(std::move(d));
+  }
+  std::sort(s.devices.begin(), s.devices.end(), [](const DeviceSummary& a, const DeviceSummary& b) {
+    return a.last_seen_ms != b.last_seen_ms ? a.last_seen_ms < b.last_seen_ms
+                                            : a.device_id < b.device_id;
+  });
+  std::map<std::string, std::string> props;
+  if (newest) {
+    if (auto c = Text(newest->country); c && !c->empty()) props["country"] = PropJson(PropValue{PropValue::Kind::kString, *c});
+    if (auto l = Text(newest->locale)) {
+      std::string lang = LanguageOf(*l);
+      if (!lang.empty()) props["locale"] = PropJson(PropValue{PropValue::Kind::kString, lang});
+    }
+  }
+  for (const auto& [key, tv] : u.props) props[key] = tv.second;
+  // country and locale first, then the custom props in key order.
+  for (const char* k : {"country", "locale"}) {
+    auto it = props.find(k);
+    if (it != props.end()) {
+      s.props.emplace_back(it->first, it->second);
+      props.erase(it);
+    }
+  }
+  for (auto& [k, v] : props) s.props.emplace_back(k, v);
+  return s;
+}
+
+UserList AnalyticsIndex::Users(int64_t page, int64_t limit) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  UserList out;
+  out.total = static_cast<int64_t>(users_.size());
+  int64_t skip = (page - 1) * limit;
+  for (auto it = by_last_seen_.rbegin(); it != by_last_seen_.rend(); ++it) {
+    if (skip > 0) {
+      --skip;
+      continue;
+    }
+    if (static_cast<int64_t>(out.users.size()) >= limit) break;
+    out.users.push_back(Summarize(it->second));
+  }
+  return out;
+}
+
+uint32_t AnalyticsIndex::SessionRow(std::string_view device_key,
+                                    std::string_view session_key) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  auto d = device_rows_.find(std::string(device_key));
+  if (d == device_rows_.end()) return 0;
+  for (uint32_t row : devices_.at(d->second).sessions) {
+    auto s = sessions_.find(row);
+    if (s != sessions_.end() && s->second.key == session_key) return row;
+  }
+  return 0;
+}
+
+uint32_t AnalyticsIndex::UserRow(std::string_view user_key) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  auto it = user_rows_.find(std::string(user_key));
+  return it == user_rows_.end() ? 0 : it->second;
+}
+
+std::optional<UserDetails> AnalyticsIndex::User(std::string_view user_key) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  auto it = user_rows_.find(std::string(user_key));
+  if (it == user_rows_.end()) return std::nullopt;
+  UserDetails out;
+  out.user = Summarize(it->second);
+  const UserInfo& u = users_.at(it->second);
+  std::vector<const SessionInfo*> sessions;
+  for (uint32_t srow : u.sessions) {
+    auto s = sessions_.find(srow);
+    if (s != sessions_.end()) sessions.push_back(&s->second);
+  }
+  std::sort(sessions.begin(), sessions.end(), [](const SessionInfo* a, const SessionInfo* b) {
+    return a->start_ms != b->start_ms ? a->start_ms > b->start_ms : a->key > b->key;
+  });
+  for (const SessionInfo* s : sessions) {
+    auto d = devices_.find(s->device);
+    out.sessions.push_back({s->key, d == devices_.end() ? std::string() : d->second.key, s->start_ms,
+                            s->end_ms, s->actions, s->errors});
+  }
+  return out;
+}
+
+std::vector<uint32_t> AnalyticsIndex::UserSessions(std::string_view user_key,
+                                                   std::string_view session_key,
+                                                   std::string_view device_key) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::vector<uint32_t> out;
+  auto it = user_rows_.find(std::string(user_key));
+  if (it == user_rows_.end()) return out;
+  for (uint32_t srow : users_.at(it->second).sessions) {
+    auto s = sessions_.find(srow);
+    if (s == sessions_.end() || s->second.key != session_key) continue;
+    if (!device_key.empty()) {
+      auto d = devices_.find(s->second.device);
+      if (d == devices_.end() || d->second.key != device_key) continue;
+    }
+    out.push_back(srow);
+  }
+  return out;
+}
+
+bool AnalyticsIndex::SessionContext(uint32_t session, Event* c, bool* install) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  auto it = sessions_.find(session);
+  if (it == sessions_.end()) return false;
+  const SessionInfo& s = it->second;
+  auto text = [this](uint32_t id) { return id == Dictionary::kMissing ? std::string() : strings_.Text(id); };
+  {
+    std::lock_guard<std::mutex> dl(dict_mu_);
+    c->platform = text(s.platform);
+    c->os_version = text(s.os_version);
+    c->locale = text(s.locale);
+    c->version = text(s.version);
+    c->module_version = text(s.module_version);
+    c->arch = text(s.arch);
+    c->country = text(s.country);
+  }
+  c->total_ram = s.total_ram;
+  uint32_t first = 0;
+  auto d = devices_.find(s.device);
+  if (d != devices_.end()) InstallStart(d->second, &first);
+  *install = first == session;
+  return true;
+}
+
+}  // namespace nucleon

@@ -1,0 +1,180 @@
+// AnalyticsIndex: the in-memory structures that let one machine answer the
+// API's analytics questions over millions of events in milliseconds, exactly.
+// One instance per app. It is fed every newly stored event and every session
+// change by its backend (and rebuilt from the backend's files at start-up), and
+// never holds a raw event: only
+//   - per 15-minute UTC bucket: app starts, a Roaring bitmap of active users,
+//     counts per event and error name, the (dimension, value, user) triples of
+//     app starts, and counts per (event, property, value);
+//   - per user, device and session: first/last times, props, session context.
+// Every time zone in use is a multiple of 15 minutes, so local days and hours
+// are whole sets of buckets; the parts of a range that cut a bucket (the
+// range's ends, or days in an unusual offset) are computed from raw events the
+// backend fetches, through exactly the same Bucket::Add as ingestion.
+//
+// Thread-safety: writers (Add*, Upsert*, Clear) and readers (queries) may run
+// concurrently; an internal shared_mutex serialises them.
+#pragma once
+
+#include <roaring/roaring.hh>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/event.h"
+#include "core/status.h"
+#include "store/analytics.h"
+
+namespace nucleon {
+
+// What the index needs of one stored event.
+struct IndexEvent {
+  int64_t time_ms = 0;
+  EventType type = EventType::kEvent;
+  uint32_t user = 0, device = 0, session = 0;  // the backend's stable row ids
+  std::string_view user_key, device_key, session_key;
+  std::string_view name;
+  const std::vector<std::pair<std::string, PropValue>>* props = nullptr;
+  std::string_view platform, os_version, locale, version, module_version, arch, country;
+  std::optional<double> total_ram;
+};
+
+// Interned strings: id <-> text. Ids are dense from 0.
+class Dictionary {
+ public:
+  uint32_t Intern(std::string_view s);
+  // kMissing when absent.
+  uint32_t Find(std::string_view s) const;
+  const std::string& Text(uint32_t id) const { return texts_[id]; }
+  static constexpr uint32_t kMissing = UINT32_MAX;
+
+ private:
+  std::unordered_map<std::string, uint32_t> ids_;
+  std::vector<std::string> texts_;
+};
+
+enum class Dim : uint8_t { kPlatform = 0, kLanguage, kVersion, kCountry, kRam, kCount };
+
+// The aggregates of one 15-minute bucket (or of a piece of one).
+struct Bucket {
+  struct InitDim {
+    Dim dim;
+    uint32_t value;
+    uint32_t user;
+  };
+  struct PropCount {
+    uint32_t event;  // name id; the name "init" for app starts
+    uint32_t key;
+    uint32_t value;  // value id; its kind is part of it
+    uint32_t count;
+    bool operator<(const PropCount& o) const {
+      return event != o.event ? event < o.event : key != o.key ? key < o.key : value < o.value;
+    }
+  };
+  uint32_t inits = 0;
+  Roaring users;
+  std::vector<std::pair<uint32_t, uint32_t>> events;  // name id -> count
+  std::vector<std::pair<uint32_t, uint32_t>> errors;  // name id -> count
+  std::vector<InitDim> init_dims;
+  std::vector<PropCount> props;  // sorted
+};
+
+class AnalyticsIndex {
+ public:
+  // Fetches the raw events of [from_ms, to_ms] (inclusive) for the cut buckets.
+  using RawSource = std::function<Status(int64_t from_ms, int64_t to_ms,
+                                         const std::function<void(const IndexEvent&)>& sink)>;
+  static constexpr int64_t kBucketMs = 15 * 60 * 1000;
+
+  explicit AnalyticsIndex(std::string app_id) : app_id_(std::move(app_id)) {}
+
+  // A newly stored event (never a resend, never a heartbeat).
+  void Add(const IndexEvent& e);
+  // The current start and end of a session (after its events or a heartbeat).
+  void UpsertSession(uint32_t session, uint32_t device, std::string_view session_key,
+                     int64_t start_ms, int64_t end_ms);
+  void Clear();
+
+  Result<QuickGlanceCounts> QuickGlance(int64_t from_ms, int64_t to_ms, const RawSource& raw) const;
+  Result<DailyAnalytics> Daily(const QueryRange& range, const RawSource& raw) const;
+  Result<DailyCounts> EventCounts(const QueryRange& range, const RawSource& raw, bool errors) const;
+  Result<std::vector<EventPropKeys>> EventProps(const QueryRange& range, const RawSource& raw) const;
+  Result<std::vector<ValueCount>> EventAttribute(const QueryRange& range, std::string_view event,
+                                                 std::string_view attr, const RawSource& raw) const;
+  UserList Users(int64_t page, int64_t limit) const;
+  // nullopt when the app has no such user.
+  std::optional<UserDetails> User(std::string_view user_key) const;
+  // The user's session rows with the given session id (all devices, or one).
+  std::vector<uint32_t> UserSessions(std::string_view user_key, std::string_view session_key,
+                                     std::string_view device_key) const;
+  // Context of a session (from its init) and whether it is its device's install.
+  bool SessionContext(uint32_t session, Event* context, bool* install) const;
+  // The session row of (device, session id), or 0.
+  uint32_t SessionRow(std::string_view device_key, std::string_view session_key) const;
+  // Row ids of a user, or 0.
+  uint32_t UserRow(std::string_view user_key) const;
+
+  const std::string& app_id() const { return app_id_; }
+
+ private:
+  struct SessionInfo {
+    uint32_t device = 0;
+    int64_t start_ms = 0, end_ms = 0;
+    uint32_t actions = 0, errors = 0;
+    std::string key;
+    bool has_context = false;
+    int64_t context_ms = 0;  // time of the event the context came from
+    bool context_from_init = false;
+    uint32_t platform = Dictionary::kMissing, os_version = Dictionary::kMissing,
+             locale = Dictionary::kMissing, version = Dictionary::kMissing,
+             module_version = Dictionary::kMissing, arch = Dictionary::kMissing,
+             country = Dictionary::kMissing;
+    std::optional<double> total_ram;
+    std::vector<uint32_t> users;  // users with events in it
+  };
+  struct DeviceInfo {
+    std::string key;
+    std::vector<uint32_t> sessions;
+  };
+  struct UserInfo {
+    std::string key;
+    int64_t first_ms = INT64_MAX;
+    int64_t last_ms = INT64_MIN;  // last event or heartbeat
+    std::vector<uint32_t> sessions;
+    std::map<std::string, std::pair<int64_t, std::string>> props;  // key -> (time, JSON)
+  };
+
+  void AddToBucket(Bucket* b, const IndexEvent& e);
+  void Touch(uint32_t user, int64_t t);
+  // Calls fn(local_hour, bucket) for every piece of [from, to] cut at local
+  // hour boundaries (local_hour = hours since 1970 in local time), using whole
+  // buckets where possible and raw events elsewhere.
+  Status ForEachBucket(int64_t from_ms, int64_t to_ms, int offset_min, const RawSource& raw,
+                       const std::function<void(int64_t hour, const Bucket&)>& fn) const;
+  int64_t InstallStart(const DeviceInfo& d, uint32_t* session) const;
+  UserSummary Summarize(uint32_t user) const;
+  std::optional<std::string> Text(uint32_t id) const;
+
+  const std::string app_id_;
+  mutable std::shared_mutex mu_;
+  // Interning is also done while building raw buckets under a shared lock.
+  mutable std::mutex dict_mu_;
+  mutable Dictionary names_, keys_, values_, strings_;
+  std::vector<uint8_t> value_kinds_;  // by value id
+  std::map<int64_t, Bucket> buckets_;
+  std::unordered_map<uint32_t, SessionInfo> sessions_;
+  std::unordered_map<uint32_t, DeviceInfo> devices_;
+  std::unordered_map<uint32_t, UserInfo> users_;
+  std::unordered_map<std::string, uint32_t> user_rows_;
+  std::unordered_map<std::string, uint32_t> device_rows_;
+  std::set<std::pair<int64_t, uint32_t>> by_last_seen_;
+};
+
+}  // namespace nucleon

@@ -1,0 +1,40 @@
+#include "store/payload_props.h"
+
+#include <boost/json.hpp>
+
+#include "core/normalize.h"
+
+namespace nucleon {
+
+std::optional<PropValue> ScalarProp(const boost::json::value& v) {
+  if (v.is_string()) return PropValue{PropValue::Kind::kString, std::string(v.get_string())};
+  if (v.is_bool()) return PropValue{PropValue::Kind::kBool, v.get_bool() ? "true" : "false"};
+  if (v.is_number()) {
+    return PropValue{PropValue::Kind::kNumber, RenderNumber(v.to_number<double>())};
+  }
+  return std::nullopt;
+}
+
+std::vector<std::pair<std::string, PropValue>> ScalarProps(const boost::json::object& payload) {
+  std::vector<std::pair<std::string, PropValue>> out;
+  out.reserve(payload.size());
+  for (const auto& kv : payload) {
+    if (auto p = ScalarProp(kv.value())) out.emplace_back(std::string(kv.key()), std::move(*p));
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, PropValue>> ParsePayloadProps(std::string_view payload_json) {
+  if (payload_json.size() <= 2) return {};
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(payload_json, ec);
+  if (ec || !v.is_object()) return {};
+  return ScalarProps(v.get_object());
+}
+
+std::string PropJson(const PropValue& v) {
+  if (v.kind != PropValue::Kind::kString) return v.text;
+  return boost::json::serialize(boost::json::value(v.text));
+}
+
+}  // namespace nucleon
