@@ -38,21 +38,98 @@ bool TruncateBytes(std::string& s, size_t max_bytes) {
   return true;
 }
 
+// A number as JSON text the way JavaScript writes it; "" when not finite
+// (1e400 parses to infinity, which has no JSON form).
+std::string NumberText(const json::value& v) {
+  if (v.is_int64()) return std::to_string(v.get_int64());
+  if (v.is_uint64()) return std::to_string(v.get_uint64());
+  if (v.is_double() && std::isfinite(v.get_double())) return RenderNumber(v.get_double());
+  return {};
+}
+
 // A string field; numbers are accepted and rendered; null/absent/other -> "".
 std::string Text(const json::object& o, std::string_view key) {
   const json::value* v = o.if_contains(key);
   if (!v) return {};
   if (v->is_string()) return std::string(v->get_string());
-  if (v->is_int64()) return std::to_string(v->get_int64());
-  if (v->is_uint64()) return std::to_string(v->get_uint64());
-  if (v->is_double()) return RenderNumber(v->get_double());
+  if (v->is_number()) return NumberText(*v);
   return {};
+}
+
+bool HasSurrogateEscape(std::string_view s) {
+  for (size_t i = s.find("\\u"); i != std::string_view::npos; i = s.find("\\u", i + 2)) {
+    if (i + 3 < s.size() && (s[i + 2] == 'd' || s[i + 2] == 'D') &&
+        std::string_view("89abAB").find(s[i + 3]) != std::string_view::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Replaces \uXXXX escapes of unpaired UTF-16 surrogates with \uFFFD. JavaScript
+// produces them when it cuts a string inside an emoji, and RFC 8259 allows
+// them; one such value must not make a whole queue of events unreadable.
+std::string ReplaceLoneSurrogates(std::string_view in) {
+  auto hex = [](std::string_view s, size_t pos, unsigned* out) {
+    if (pos + 4 > s.size()) return false;
+    unsigned v = 0;
+    for (size_t i = pos; i < pos + 4; ++i) {
+      char c = s[i];
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= c - '0';
+      else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+      else return false;
+    }
+    *out = v;
+    return true;
+  };
+  std::string out;
+  out.reserve(in.size());
+  bool in_string = false;
+  for (size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (!in_string) {
+      if (c == '"') in_string = true;
+      out += c;
+      continue;
+    }
+    if (c == '"') {
+      in_string = false;
+      out += c;
+      continue;
+    }
+    if (c != '\\' || i + 1 >= in.size()) {
+      out += c;
+      continue;
+    }
+    unsigned u;
+    if (in[i + 1] != 'u' || !hex(in, i + 2, &u) || u < 0xD800 || u > 0xDFFF) {
+      out += c;
+      out += in[i + 1];
+      ++i;
+      continue;
+    }
+    unsigned low;
+    if (u <= 0xDBFF && i + 12 <= in.size() && in[i + 6] == '\\' && in[i + 7] == 'u' &&
+        hex(in, i + 8, &low) && low >= 0xDC00 && low <= 0xDFFF) {
+      out.append(in.substr(i, 12));  // a proper pair
+      i += 11;
+      continue;
+    }
+    out += "\\uFFFD";
+    i += 5;
+  }
+  return out;
 }
 
 std::optional<double> Number(const json::object& o, std::string_view key) {
   const json::value* v = o.if_contains(key);
   if (!v) return std::nullopt;
-  if (v->is_number()) return v->to_number<double>();
+  if (v->is_number()) {
+    double d = v->to_number<double>();
+    return std::isfinite(d) ? std::optional<double>(d) : std::nullopt;
+  }
   if (v->is_string()) {
     try {
       size_t used = 0;
@@ -113,6 +190,8 @@ bool ReadPayload(const json::value* v, const IngestLimits& limits, Event* e, boo
         continue;
       }
       out[key] = val;
+    } else if (val.is_double() && !std::isfinite(val.get_double())) {
+      out[key] = nullptr;  // 1e400: no JSON form, kept as null
     } else {
       out[key] = val;
     }
@@ -133,7 +212,8 @@ DecodedEvent DecodeOne(const json::value& item, std::string_view app_id, int64_t
   }
   const json::object& o = item.get_object();
   if (const json::value* id = o.if_contains("id")) {
-    if (id->is_number() || id->is_string()) d.ack_id = json::serialize(*id);
+    if (id->is_string()) d.ack_id = json::serialize(*id);
+    else if (id->is_number()) d.ack_id = NumberText(*id);
   }
   Event& e = d.event;
   e.app_id = std::string(app_id);
@@ -245,6 +325,14 @@ Result<DecodedBatch> DecodeBatch(std::string_view body, std::string_view app_id,
   boost::system::error_code ec;
   json::monotonic_resource mr;
   json::value root = json::parse(body, ec, &mr, opts);
+  if (ec && HasSurrogateEscape(body)) {
+    // Boost.JSON rejects unpaired surrogates (as a plain syntax error).
+    std::string repaired = ReplaceLoneSurrogates(body);
+    if (repaired != body) {
+      ec.clear();
+      root = json::parse(repaired, ec, &mr, opts);
+    }
+  }
   if (ec) {
     if (ec == json::error::too_deep) {
       return Status::InvalidArgument("JSON nested deeper than " +

@@ -54,7 +54,10 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     websocket::permessage_deflate pmd;
     pmd.server_enable = true;
     ws_.set_option(pmd);
-    ws_.read_message_max(ctx_->options.max_body_bytes);
+    // The size limit is enforced in OnRead so that an oversized message ends
+    // with a proper close handshake (1009) the client can see, instead of
+    // Beast failing the connection while the client is still sending.
+    ws_.read_message_max(0);
     ws_.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& res) { res.set(http::field::server, "nucleon"); }));
     ws_.async_accept(req, beast::bind_front_handler(&WsSession::OnAccept, shared_from_this()));
@@ -69,19 +72,28 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   void DoRead() {
     if (reading_ || closed_) return;
     reading_ = true;
-    ws_.async_read(buffer_, beast::bind_front_handler(&WsSession::OnRead, shared_from_this()));
+    ws_.async_read_some(buffer_, 64 * 1024,
+                        beast::bind_front_handler(&WsSession::OnRead, shared_from_this()));
   }
 
   void OnRead(beast::error_code ec, std::size_t) {
     reading_ = false;
     if (ec) {
       closed_ = true;
-      if (ec != websocket::error::closed && ec != net::error::eof &&
-          ec != net::error::connection_reset && ec != net::error::operation_aborted) {
-        if (ec == websocket::error::message_too_big) {
-          LogWarn("app " + app_ + ": WebSocket message over the size limit; closing (1009)");
-        }
-      }
+      return;
+    }
+    if (buffer_.size() > ctx_->options.max_body_bytes) {
+      LogWarn("app " + app_ + ": WebSocket message over the size limit; closing (1009)");
+      closed_ = true;
+      buffer_.clear();
+      // async_close sends the close frame, then drains the rest of the
+      // message until the client's close frame arrives.
+      ws_.async_close(websocket::close_reason(websocket::close_code::too_big, "message too big"),
+                      [self = shared_from_this()](beast::error_code) {});
+      return;
+    }
+    if (!ws_.is_message_done()) {
+      DoRead();
       return;
     }
     std::string message = beast::buffers_to_string(buffer_.data());
@@ -219,7 +231,29 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     r.status = status;
     AddCorsHeaders(&r);
     keep_alive_ = false;
+    linger_ = true;
     Write(std::move(r), false);
+  }
+
+  // Lingering close: after an early answer (413, 400) the client may still be
+  // sending its body; closing now would reset the connection and destroy the
+  // answer in flight. Stop sending, then read and discard until the client
+  // closes, for a bounded time and amount.
+  void Linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::seconds(5));
+    DrainSome();
+  }
+
+  void DrainSome() {
+    if (drained_ > 64 * 1024 * 1024) return;
+    drain_buf_.resize(64 * 1024);
+    stream_.async_read_some(net::buffer(drain_buf_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->drained_ += n;
+                              if (!ec) self->DrainSome();
+                            });
   }
 
   void Write(HttpResponse r, bool counted) {
@@ -242,6 +276,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void OnWrite(beast::error_code ec, bool keep_alive) {
     if (ec) return;
+    if (linger_) return Linger();
     if (!keep_alive) {
       beast::error_code ignored;
       stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -255,6 +290,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = true;
+  bool linger_ = false;
+  size_t drained_ = 0;
+  std::vector<char> drain_buf_;
   unsigned version_ = 11;
 };
 

@@ -92,12 +92,14 @@ class RouterTest : public ::testing::Test {
   // Sends one request and waits for its (possibly asynchronous) answer.
   HttpResponse Call(const std::string& method, const std::string& target,
                     const std::string& body = "",
-                    std::vector<std::pair<std::string, std::string>> headers = {}) {
+                    std::vector<std::pair<std::string, std::string>> headers = {},
+                    const std::string& country = "") {
     HttpRequest req;
     req.method = method;
     req.target = target;
     req.body = body;
     req.headers = std::move(headers);
+    req.country = country;
     auto promise = std::make_shared<std::promise<HttpResponse>>();
     auto calls = std::make_shared<std::atomic<int>>(0);
     std::future<HttpResponse> future = promise->get_future();
@@ -204,6 +206,32 @@ TEST_F(RouterTest, TrackAcksAfterTheCommit) {
   auto stats = store_->Stats(app_id_);
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->events, 2);
+}
+
+TEST_F(RouterTest, TrackStampsTheClientCountryOnEvents) {
+  ASSERT_EQ(Call("POST", TrackPath(), kTwoEvents, {}, "DE").status, 200);
+  committer_->Stop();
+  std::vector<Event> events;
+  ASSERT_TRUE(store_->Export(app_id_, [&](const Event& e) { events.push_back(e); }).ok());
+  ASSERT_EQ(events.size(), 2u);
+  for (const Event& e : events) {
+    EXPECT_EQ(e.country, "DE");
+    EXPECT_EQ(e.app_id, app_id_);
+    EXPECT_EQ(e.device_id, "D1");
+  }
+}
+
+TEST_F(RouterTest, AppCreatedByTheCliIsTrackableAfterReload) {
+  auto cli = OpenSqliteCatalog(dir_.path());
+  ASSERT_TRUE(cli.ok());
+  auto cred = (*cli)->CreateApp("later");
+  ASSERT_TRUE(cred.ok());
+  const std::string path = "/app/" + cred->app_id + "/track";
+  ExpectJsonError(Call("POST", path, kTwoEvents), 404);  // not loaded yet
+  ASSERT_TRUE(registry_->Reload().ok());
+  HttpResponse r = Call("POST", path, kTwoEvents);
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(router_->AppExists(cred->app_id));
 }
 
 TEST_F(RouterTest, TrackWithOnlyInvalidEventsIsAckedWithoutACommit) {

@@ -111,6 +111,17 @@ void AnalyticsIndex::Touch(uint32_t user, int64_t t) {
 
 void AnalyticsIndex::Add(const IndexEvent& e) {
   std::unique_lock<std::shared_mutex> lock(mu_);
+  AddLocked(e);
+}
+
+void AnalyticsIndex::Apply(const std::vector<IndexEvent>& events,
+                           const std::vector<SessionUpdate>& sessions) {
+  std::unique_lock<std::shared_mutex> lock(mu_);
+  for (const IndexEvent& e : events) AddLocked(e);
+  for (const SessionUpdate& u : sessions) UpsertSessionLocked(u);
+}
+
+void AnalyticsIndex::AddLocked(const IndexEvent& e) {
   AddToBucket(&buckets_[FloorDiv(e.time_ms, kBucketMs)], e);
 
   SessionInfo& s = sessions_[e.session];
@@ -176,12 +187,16 @@ void AnalyticsIndex::UpsertSession(uint32_t session, uint32_t device,
                                    std::string_view session_key, int64_t start_ms,
                                    int64_t end_ms) {
   std::unique_lock<std::shared_mutex> lock(mu_);
-  SessionInfo& s = sessions_[session];
-  if (s.key.empty()) s.key = std::string(session_key);
-  s.device = device;
-  s.start_ms = start_ms;
-  s.end_ms = end_ms;
-  for (uint32_t u : s.users) Touch(u, end_ms);
+  UpsertSessionLocked({session, device, session_key, start_ms, end_ms});
+}
+
+void AnalyticsIndex::UpsertSessionLocked(const SessionUpdate& u) {
+  SessionInfo& s = sessions_[u.session];
+  if (s.key.empty()) s.key = std::string(u.key);
+  s.device = u.device;
+  s.start_ms = u.start_ms;
+  s.end_ms = u.end_ms;
+  for (uint32_t user : s.users) Touch(user, u.end_ms);
 }
 
 void AnalyticsIndex::Clear() {

@@ -95,11 +95,18 @@ class AnalyticsIndex {
 
   explicit AnalyticsIndex(std::string app_id) : app_id_(std::move(app_id)) {}
 
+  struct SessionUpdate {
+    uint32_t session, device;
+    std::string_view key;
+    int64_t start_ms, end_ms;
+  };
   // A newly stored event (never a resend, never a heartbeat).
   void Add(const IndexEvent& e);
   // The current start and end of a session (after its events or a heartbeat).
   void UpsertSession(uint32_t session, uint32_t device, std::string_view session_key,
                      int64_t start_ms, int64_t end_ms);
+  // Both for one committed batch, under one lock: events first, then sessions.
+  void Apply(const std::vector<IndexEvent>& events, const std::vector<SessionUpdate>& sessions);
   void Clear();
 
   Result<QuickGlanceCounts> QuickGlance(int64_t from_ms, int64_t to_ms, const RawSource& raw) const;
@@ -152,6 +159,8 @@ class AnalyticsIndex {
   };
 
   void AddToBucket(Bucket* b, const IndexEvent& e);
+  void AddLocked(const IndexEvent& e);
+  void UpsertSessionLocked(const SessionUpdate& u);
   void Touch(uint32_t user, int64_t t);
   // Calls fn(local_hour, bucket) for every piece of [from, to] cut at local
   // hour boundaries (local_hour = hours since 1970 in local time), using whole

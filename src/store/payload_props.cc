@@ -1,6 +1,7 @@
 #include "store/payload_props.h"
 
 #include <boost/json.hpp>
+#include <cmath>
 
 #include "core/normalize.h"
 
@@ -10,7 +11,11 @@ std::optional<PropValue> ScalarProp(const boost::json::value& v) {
   if (v.is_string()) return PropValue{PropValue::Kind::kString, std::string(v.get_string())};
   if (v.is_bool()) return PropValue{PropValue::Kind::kBool, v.get_bool() ? "true" : "false"};
   if (v.is_number()) {
-    return PropValue{PropValue::Kind::kNumber, RenderNumber(v.to_number<double>())};
+    const double d = v.to_number<double>();
+    if (!std::isfinite(d)) return std::nullopt;
+    return PropValue{PropValue::Kind::kNumber, v.is_double() ? RenderNumber(d)
+                                               : v.is_int64() ? std::to_string(v.get_int64())
+                                                              : std::to_string(v.get_uint64())};
   }
   return std::nullopt;
 }

@@ -3,7 +3,7 @@
 // matters, what must (not) be stored, checked with `nucleon export` at the end.
 // After all rows a normal batch must still work and /healthz must answer ok.
 //
-//   node --test tests/node/bad_input.test.js
+//   node --test tests/node/bad_input.test.js     (NUCLEON_KEEP_DATA=1 keeps the data folder)
 'use strict';
 
 const { describe, it, before, after } = require('node:test');
@@ -80,10 +80,24 @@ function manyEvents(n) {
 
 // --- the rows --------------------------------------------------------------
 
-// expect: {status, error: true} -> a JSON error {"error": "<non-empty>"}
-//         {status: 200, acked: [ids]} -> an ack whose reportedIds hold the ids
-//         {statusIn: [..], error: true} -> any of these, with a JSON error
-// stored(events, byId): checks on the export after the server stopped.
+// A row is {name, kind, request | message(s), expect, stored | storedApp}:
+// kind     'http' (default): one request {method, path (default the app's
+//          track path), body, headers}; 'http-chunked': the body sent with
+//          Transfer-Encoding: chunked; 'http-repeat': sent `repeat` times with
+//          no pause between headers and body; 'ws-upgrade': a hand-made upgrade
+//          request to `path`; 'ws-messages': `messages` then `valid` on one
+//          socket; 'ws-close': `message` on a fresh socket (`repeat` times;
+//          with `holdMs` the frame header goes first, the payload after holdMs).
+// expect   {status, error: true}: that status and a JSON error
+//            {"error": "<non-empty>"} with Content-Type application/json;
+//          {statusIn: [..], error: true}: any of these, with a JSON error;
+//          {status: 200, acked: [ids]}: an ack whose reportedIds hold the ids;
+//          {jsonAnswer: true, ackedIfOk: [ids]}: valid JSON, an ack or an error;
+//          ws: {acked, notAcked} (every server message must be exactly
+//            {"reportedIds":[int...]}) or {closeCode}.
+// stored(byId)   checks on `nucleon export` of the main app, run after the
+//                server stopped (byId: client id -> stored events);
+// storedApp(events) with ownApp: the row has an app of its own, exported alone.
 const rows = [];
 const TRACK = (appId) => `/app/${appId}/track`;
 const post = (body, extra = {}) => ({ method: 'POST', body, headers: { 'content-type': 'application/json', ...extra } });
@@ -576,7 +590,10 @@ async function runRow(row, ctx) {
     for (let i = 0; i < (row.repeat || 1); i++) {
       const s = await openWs(port, appId, { perMessageDeflate: row.perMessageDeflate });
       try {
-        if (row.holdMs) sendFrameHeaderFirst(s.ws, Buffer.from(row.message), row.holdMs);
+        // A compressed row whose compression was not negotiated sends its
+        // message uncompressed: then header first, like the plain row.
+        const plain = row.perMessageDeflate && !String(s.ws.extensions).includes('permessage-deflate');
+        if (row.holdMs || plain) sendFrameHeaderFirst(s.ws, Buffer.from(row.message), row.holdMs || 300);
         else s.ws.send(row.message, () => {});
         const closed = await waitFor(s, () => s.closed, 20000);
         assert.ok(closed, 'the socket was not closed within 20 s');
@@ -613,8 +630,9 @@ describe('bad input on the tracking endpoints', { timeout: 10 * 60 * 1000 }, () 
 
   after(async () => {
     if (server) await server.kill9();
-    if (failures === 0) fs.rmSync(dataDir, { recursive: true, force: true });
-    else console.error(`bad_input: kept ${dataDir}; server log tail:\n${server ? server.log.slice(-3000) : ''}`);
+    if (failures > 0 && server) console.error(`bad_input: server log tail:\n${server.log.slice(-3000)}`);
+    if (process.env.NUCLEON_KEEP_DATA) console.error(`bad_input: kept ${dataDir}`);
+    else fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
   const serverAlive = () => server.proc && server.proc.exitCode === null && server.proc.signalCode === null;

@@ -8,6 +8,8 @@
 //
 //   node --test tests/node/crash.test.js
 //   CRASH_CYCLES=50 CRASH_SEED=1234 node --test tests/node/crash.test.js
+//   NUCLEON_KEEP_DATA=1 keeps the data folder; NUCLEON_FSYNC=normal is passed
+//   on to the server (the harness gives it this process's environment).
 'use strict';
 
 const test = require('node:test');
@@ -46,8 +48,12 @@ test(`kill -9 in ${CYCLES} random cycles loses no acked event and stores none tw
   t.after(async () => {
     await Promise.all(clients.map((c) => c.stop()));
     await server.kill9();
-    if (passed) fs.rmSync(dataDir, { recursive: true, force: true });
-    else t.diagnostic(`kept data folder ${dataDir}; server log tail:\n${server.log.slice(-4000)}`);
+    if (!passed) {
+      t.diagnostic('server log tail:');
+      for (const line of server.log.slice(-4000).split('\n')) t.diagnostic(line);
+    }
+    if (process.env.NUCLEON_KEEP_DATA) t.diagnostic(`kept data folder ${dataDir}`);
+    else fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
   await server.start();

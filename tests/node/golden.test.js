@@ -49,11 +49,12 @@ const caseFiles = fs.readdirSync(GOLDEN_DIR)
 // Placeholders
 
 const isPlainObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
-// A placeholder is an object with exactly one key that starts with "$".
+// A placeholder is an object with exactly one key that starts with "$" (a "$day:" key is a
+// day-key placeholder, resolved by resolveKey, not a value placeholder).
 function placeholderOf(v) {
   if (!isPlainObject(v)) return null;
   const keys = Object.keys(v);
-  if (keys.length !== 1 || !keys[0].startsWith('$')) return null;
+  if (keys.length !== 1 || !keys[0].startsWith('$') || keys[0].startsWith('$day:')) return null;
   return { op: keys[0], arg: v[keys[0]] };
 }
 
@@ -113,10 +114,10 @@ function resolveQueryValue(v, ctx) {
       default: throw new Error(`unknown query placeholder ${ph.op}`);
     }
   }
-  return String(v);
+  return substitute(String(v), ctx);
 }
 
-// Strings in paths, headers and bodies.
+// Strings in paths, query values, headers and bodies.
 function substitute(s, ctx) {
   return s.replace(/:appId\b/g, ctx.appId).replace(/:otherToken\b/g, ctx.otherToken).replace(/:token\b/g, ctx.token);
 }
@@ -156,6 +157,18 @@ function resolveExpected(v, ctx) {
         return new Matcher(ph.op, ph.arg, `ISO date within ${tol} ms of ${new Date(center).toISOString()}`,
           (x) => typeof x === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(x)
             && Math.abs(Date.parse(x) - center) <= tol);
+      }
+      case '$same': {
+        // Every value tagged with the same name must be equal; values of different tags must differ.
+        const tag = ph.arg;
+        return new Matcher(ph.op, tag, `the value tagged "${tag}" (equal within the tag, distinct across tags)`, (x) => {
+          if (x === undefined || x === null) return false;
+          const key = JSON.stringify(x);
+          if (ctx.bindings.has(tag)) return ctx.bindings.get(tag) === key;
+          for (const v of ctx.bindings.values()) if (v === key) return false;
+          ctx.bindings.set(tag, key);
+          return true;
+        });
       }
       case '$range': {
         const [lo, hi] = ph.arg;
@@ -274,26 +287,32 @@ function checkAck(text, events, where) {
   assert.deepEqual(got, sent, `${where}: the ack does not list every id sent: ${text}`);
 }
 
-async function sendFixture(kase, ctx, file) {
-  const sockets = new Map(); // name -> {sock, keepOpen}
-  const fixture = kase.fixture || [];
-  for (let i = 0; i < fixture.length; i++) {
-    const msg = fixture[i];
-    const where = `${file} fixture[${i}]`;
+// Sends tracking messages in order. Sockets are named per case (`socket`), so a later step can
+// reuse a socket a fixture left open.
+async function sendMessages(messages, ctx, where0) {
+  for (let i = 0; i < messages.length; i++) {
+    const msg = messages[i];
+    const where = `${where0}[${i}]`;
     const events = withIds(resolveFixture(msg.data, ctx), ctx);
     const body = JSON.stringify({ data: events });
     if ((msg.transport || 'http') === 'http') {
-      const r = await httpRequest(ctx.port, 'POST', `/app/${ctx.appId}/track`, {
-        body, headers: { 'Content-Type': 'application/json' },
-      });
+      let r;
+      for (let attempt = 0; ; attempt++) {
+        r = await httpRequest(ctx.port, 'POST', `/app/${ctx.appId}/track`, {
+          body, headers: { 'Content-Type': 'application/json' },
+        });
+        // HTTP tracking is rate-limited per IP: honour Retry-After (bounded) rather than fail.
+        if (r.status !== 429 || attempt >= 5) break;
+        await sleep(Math.min(5000, 1000 * (Number(r.headers['retry-after']) || 1)));
+      }
       assert.equal(r.status, 200, `${where}: tracking POST answered ${r.status}: ${r.text}`);
       checkAck(r.text, events, where);
     } else if (msg.transport === 'ws') {
-      const name = msg.socket || `#${i}`;
-      let entry = sockets.get(name);
-      if (!entry) {
+      const name = msg.socket || `${where}`;
+      let entry = ctx.sockets.get(name);
+      if (!entry || entry.sock.ws.readyState !== WebSocket.OPEN) {
         entry = { sock: await TrackingSocket.open(ctx.port, ctx.appId), keepOpen: false };
-        sockets.set(name, entry);
+        ctx.sockets.set(name, entry);
         ctx.openSockets.push(entry.sock);
       }
       if (msg.keepOpen) entry.keepOpen = true;
@@ -304,7 +323,9 @@ async function sendFixture(kase, ctx, file) {
     }
   }
   // Sockets not marked keepOpen are closed (and the close completed) before the requests.
-  for (const { sock, keepOpen } of sockets.values()) if (!keepOpen) await sock.close();
+  for (const [name, entry] of ctx.sockets) {
+    if (!entry.keepOpen) { await entry.sock.close(); ctx.sockets.delete(name); }
+  }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -404,14 +425,28 @@ test('golden API cases', { timeout: 300000 }, async (t) => {
     await t.test(f.replace(/\.json$/, ''), { timeout: 60000 }, async () => {
       const kase = cases.get(f);
       const { appId, token } = apps.get(f);
-      const ctx = { appId, token, otherToken: other.token, port: server.port, now: Date.now(), nextId: 0, openSockets: [] };
+      const ctx = { appId, token, otherToken: other.token, port: server.port, now: Date.now(), nextId: 0, openSockets: [], sockets: new Map(), bindings: new Map() };
       try {
-        await sendFixture(kase, ctx, f);
+        await sendMessages(kase.fixture || [], ctx, `${f} fixture`);
         const wait = Math.max(SETTLE_MS, kase.settleMs || 0);
         if (wait) await sleep(wait);
         const failures = [];
         for (let i = 0; i < kase.requests.length; i++) {
-          const problem = await runRequest(kase.requests[i], i, ctx, f);
+          const step = kase.requests[i];
+          if (step.close) { // close a socket left open, and wait for the close to complete
+            const entry = ctx.sockets.get(step.close);
+            if (!entry) throw new Error(`${f} requests[${i}]: no open socket named ${step.close}`);
+            await entry.sock.close();
+            ctx.sockets.delete(step.close);
+            if (step.settleMs) await sleep(step.settleMs);
+            continue;
+          }
+          if (step.send) { // a tracking step between requests
+            await sendMessages(step.send, ctx, `${f} requests[${i}].send`);
+            if (step.settleMs || SETTLE_MS) await sleep(Math.max(SETTLE_MS, step.settleMs || 0));
+            continue;
+          }
+          const problem = await runRequest(step, i, ctx, f);
           if (problem) failures.push(problem);
         }
         if (failures.length) {

@@ -99,8 +99,10 @@ function checkExportShape(exported) {
 }
 
 function checkDrained(report, d) {
+  const left = (report.queue || []).map((e) => `${e.type}:${e.id}`).join(', ');
   assert.equal(report.drained, true,
-    `the SDK queue did not drain: ${JSON.stringify(report)}\nsent ${d.sent.length} messages, received ${JSON.stringify(d.recv.map((m) => m.text))}`);
+    `the SDK queue did not drain (${report.reason || 'timeout'}); still queued: [${left}]; `
+    + `sent ${d.sent.length} messages, received ${JSON.stringify(d.recv.map((m) => m.text)).slice(0, 500)}`);
 }
 
 before(async () => {
@@ -176,15 +178,16 @@ test('3.x: acks held back, so the SDK resends its queue on every tick: each even
   cleanup.push(() => proxy.close());
   proxy.hold();
 
-  const d = device({ appId, endpoint: proxy.endpoint, home: newHome(), simUser: 'v3-slow', drainTimeoutMs: 40000 });
+  const d = device({ appId, endpoint: proxy.endpoint, home: newHome(), simUser: 'v3-slow', drainTimeoutMs: 30000 });
   await waitFor('the 3 events to be sent 3 times each', () => {
     const sent = d.sentEvents();
     return sent.length === SDK_TYPES.length && sent.every((e) => d.timesSent(e.id) >= 3);
-  }, 25000);
+  }, 15000);
   await waitFor('the server to store the 3 events', () => exportEvents(server.dataDir, appId).length >= SDK_TYPES.length, 10000);
   assert.equal(d.recv.length, 0, 'no ack reached the SDK while held');
 
   proxy.release();
+  d.drainWithin(10000);
   const report = await d.done;
   checkDrained(report, d);
   checkAcks(d);

@@ -97,8 +97,10 @@ function checkExportShape(exported) {
 }
 
 function checkDrained(report, d) {
+  const left = (report.queue || []).map((e) => `${e.type}:${e.id}`).join(', ');
   assert.equal(report.drained, true,
-    `the SDK queue did not drain: ${JSON.stringify(report)}\nsent ${d.sent.length} messages, received ${JSON.stringify(d.recv.map((m) => m.text))}`);
+    `the SDK queue did not drain (${report.reason || 'timeout'}); still queued: [${left}]; `
+    + `sent ${d.sent.length} messages, received ${JSON.stringify(d.recv.map((m) => m.text)).slice(0, 500)}`);
 }
 
 before(async () => {
@@ -180,17 +182,18 @@ test('4.x: acks held back, so the SDK resends its queue several times: each even
   cleanup.push(() => proxy.close());
   proxy.hold();
 
-  const d = device({ appId, endpoint: proxy.endpoint, home: newHome(), simUser: 'v4-slow-acks', drainTimeoutMs: 40000 });
+  const d = device({ appId, endpoint: proxy.endpoint, home: newHome(), simUser: 'v4-slow-acks', drainTimeoutMs: 30000 });
   // The SDK sends its whole queue on every 1 s tick until the ids come back.
   await waitFor('the 6 events to be sent 3 times each', () => {
     const sent = d.sentEvents();
     return sent.length === SDK_TYPES.length && sent.every((e) => d.timesSent(e.id) >= 3);
-  }, 25000);
+  }, 15000);
   // The server has the first copy and must not have stored the copies.
   await waitFor('the server to store the 6 events', () => exportEvents(server.dataDir, appId).length >= SDK_TYPES.length, 10000);
   assert.equal(d.recv.length, 0, 'no ack reached the SDK while held');
 
   proxy.release();
+  d.drainWithin(10000);
   const report = await d.done;
   checkDrained(report, d);
   checkAcks(d);
@@ -219,8 +222,8 @@ test('4.x: server killed (SIGKILL) after storing but before its acks arrive, res
   cleanup.push(() => proxy.close());
   proxy.hold();
 
-  const d = device({ appId, endpoint: proxy.endpoint, home: newHome(), simUser: 'v4-restart', drainTimeoutMs: 45000 });
-  await waitFor('the server to store the 6 events', () => exportEvents(dataDir, appId).length >= SDK_TYPES.length, 20000);
+  const d = device({ appId, endpoint: proxy.endpoint, home: newHome(), simUser: 'v4-restart', drainTimeoutMs: 30000 });
+  await waitFor('the server to store the 6 events', () => exportEvents(dataDir, appId).length >= SDK_TYPES.length, 12000);
   await waitFor('the queue to be sent twice', () => {
     const sent = d.sentEvents();
     return sent.length === SDK_TYPES.length && sent.every((e) => d.timesSent(e.id) >= 2);
@@ -239,6 +242,7 @@ test('4.x: server killed (SIGKILL) after storing but before its acks arrive, res
   await second.start();
   proxy.setTarget(second.port);
   proxy.release();
+  d.drainWithin(12000);
 
   const report = await d.done;
   checkDrained(report, d);

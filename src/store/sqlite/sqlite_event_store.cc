@@ -131,7 +131,13 @@ class SqliteEventStore final : public EventStore {
       inserted->assign(events.size(), 0);
       return st;
     }
-    // Durable: now the in-memory index may show it.
+    // Durable: now the in-memory index may show it (one lock per app and batch).
+    struct AppWork {
+      std::string_view app_id;
+      std::vector<IndexEvent> events;
+      std::vector<AnalyticsIndex::SessionUpdate> sessions;
+    };
+    std::unordered_map<int64_t, AppWork> per_app;
     for (const Applied& a : applied_) {
       const Event& e = events[a.index];
       IndexEvent ie;
@@ -153,13 +159,18 @@ class SqliteEventStore final : public EventStore {
       ie.arch = e.arch;
       ie.country = e.country;
       ie.total_ram = e.total_ram;
-      IndexFor(a.app, e.app_id)->Add(ie);
+      AppWork& work = per_app[a.app];
+      work.app_id = e.app_id;
+      work.events.push_back(ie);
     }
     for (const auto& [app, key] : session_updates_) {
       const SessionState& ss = sessions_[key];
-      IndexFor(app, {})->UpsertSession(static_cast<uint32_t>(ss.row),
-                                       static_cast<uint32_t>(ss.device), SessionKeyOf(key),
-                                       ss.start_ms, ss.end_ms);
+      per_app[app].sessions.push_back({static_cast<uint32_t>(ss.row),
+                                     static_cast<uint32_t>(ss.device), SessionKeyOf(key),
+                                     ss.start_ms, ss.end_ms});
+    }
+    for (const auto& [app, work] : per_app) {
+      IndexFor(app, work.app_id)->Apply(work.events, work.sessions);
     }
     applied_.clear();
     session_updates_.clear();

@@ -49,7 +49,7 @@ function startDevice({
   endpoint,
   home, // the device's HOME (its conf store lives below it)
   simUser, // OS user name the SDK sees (4.x hashes it into deviceId)
-  drainTimeoutMs = 20000,
+  drainTimeoutMs = 10000,
   waitHeartbeat = false, // after draining, wait for the SDK to send a heartbeat
   hardTimeoutMs = drainTimeoutMs + 15000,
   log = false,
@@ -80,6 +80,8 @@ function startDevice({
     });
   });
   handle.done.catch(() => {}); // the caller awaits it; never an unhandled rejection
+  // From now on the device waits at most `ms` more for its queue to drain.
+  handle.drainWithin = (ms) => { if (child.connected) child.send({ kind: 'deadline-in', ms }); };
   handle.kill = () => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); };
   // All distinct events (by id) the SDK sent, excluding heartbeats, in first-sent order.
   handle.sentEvents = () => {
@@ -192,7 +194,7 @@ async function childMain() {
   setTimeout(() => {
     send({ kind: 'done', drained: false, reason: 'watchdog' });
     exitSoon(0);
-  }, config.drainTimeoutMs + 10000).unref();
+  }, config.drainTimeoutMs + 10000).unref(); // (a shortened deadline only makes it sooner)
   process.on('disconnect', () => process.exit(0)); // parent gone
 
   // A distinct OS user per simulated device: 4.x hashes the user name into its deviceId.
@@ -249,7 +251,8 @@ async function childMain() {
   };
   const realEvents = (q) => q.filter((e) => e && e.type !== 'heartbeat');
 
-  const deadline = Date.now() + config.drainTimeoutMs;
+  let deadline = Date.now() + config.drainTimeoutMs;
+  process.on('message', (m) => { if (m && m.kind === 'deadline-in') deadline = Date.now() + m.ms; });
   let seenNonEmpty = false;
   let queue = null;
   let drainedAt = null;

@@ -35,6 +35,7 @@ function cli(dataDir, args, opts = {}) {
   return execFileSync(binary, [...args, '--data', dataDir], {
     encoding: 'utf8',
     timeout: opts.timeout || 30000,
+    maxBuffer: 1 << 30,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 }
