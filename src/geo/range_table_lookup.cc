@@ -44,7 +44,7 @@ class RangeTable {
  public:
   void Add(Key start, Key end, uint16_t code) { staging_.push_back({start, end, code}); }
 
-  // Sorts, drops ranges that overlap an earlier one (binary search needs disjoint ranges;
+  // Sorts, drops ranges that overlap one already kept (binary search needs disjoint ranges;
   // tor's files have none), merges touching ranges of the same country, and packs the rest
   // into three arrays so the search walks only the starts.
   void Finish() {

@@ -54,6 +54,9 @@ Result<ApiRequest> ParseApiRequest(const HttpRequest& request) {
   if (!skipped_prefix) out.segments = std::move(all);
   while (!out.segments.empty() && out.segments.back().empty()) out.segments.pop_back();
   for (auto p : url->params()) out.params[p.key] = p.has_value ? p.value : "";
+  // A token travels in a header or a POST body, never in a URL that access
+  // logs and browser histories keep.
+  out.params.erase("token");
   if (request.method == "POST" && !request.body.empty()) {
     std::string_view type = request.Header("content-type");
     if (type.find("application/x-www-form-urlencoded") != std::string_view::npos) {

@@ -583,7 +583,9 @@ bool AnalyticsIndex::SessionContext(uint32_t session, Event* c, bool* install) c
   if (it == sessions_.end()) return false;
   const SessionInfo& s = it->second;
   auto text = [this](uint32_t id) { return id == Dictionary::kMissing ? std::string() : strings_.Text(id); };
-  {
+  // An event's context falls back to its session's init only: a later event
+  // that happened to carry context (an error) says nothing about earlier ones.
+  if (s.context_from_init) {
     std::lock_guard<std::mutex> dl(dict_mu_);
     c->platform = text(s.platform);
     c->os_version = text(s.os_version);
@@ -593,7 +595,7 @@ bool AnalyticsIndex::SessionContext(uint32_t session, Event* c, bool* install) c
     c->arch = text(s.arch);
     c->country = text(s.country);
   }
-  c->total_ram = s.total_ram;
+  if (s.context_from_init) c->total_ram = s.total_ram;
   uint32_t first = 0;
   auto d = devices_.find(s.device);
   if (d != devices_.end()) InstallStart(d->second, &first);
