@@ -96,8 +96,7 @@ IpAddress ClientAddress(const IpAddress& peer, std::string_view x_forwarded_for,
   std::string_view rest = x_forwarded_for;
   while (!Trim(rest).empty()) {
     const size_t comma = rest.rfind(',');
-    const std::string_view entry =
-        comma == std::string_view::npos ? rest : rest.substr(comma + 1);
+    const std::string_view entry = comma == std::string_view::npos ? rest : rest.substr(comma + 1);
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(0, comma);
     if (Trim(entry).empty()) continue;  // "a,,b" or a trailing comma says nothing.
     const std::optional<IpAddress> hop = ParseHeaderAddress(entry);

@@ -93,10 +93,9 @@ TEST(CidrSetTest, Ipv4MappedNetworkMeansIpv4) {
 }
 
 TEST(CidrSetTest, BadEntriesAreInvalidArgumentNamingTheEntry) {
-  for (const std::string bad :
-       {"10.0.0.0/33", "::/129", "10.0.0.0/-1", "10.0.0.0/", "10.0.0.0/8x", "10.0.0.0/ 8",
-        "10.0.0/8", "example.com", "/8", "1.2.3.4/8/8", "::1/+5", "unknown",
-        "10.0.0.0/99999999999999999999"}) {
+  for (const std::string bad : {"10.0.0.0/33", "::/129", "10.0.0.0/-1", "10.0.0.0/", "10.0.0.0/8x",
+                                "10.0.0.0/ 8", "10.0.0/8", "example.com", "/8", "1.2.3.4/8/8",
+                                "::1/+5", "unknown", "10.0.0.0/99999999999999999999"}) {
     const Result<CidrSet> set = CidrSet::Parse("127.0.0.1, " + bad + ", ::1");
     ASSERT_FALSE(set.ok()) << bad;
     EXPECT_EQ(set.status().code(), StatusCode::kInvalidArgument) << bad;
@@ -115,8 +114,7 @@ class ClientAddressTest : public ::testing::Test {
 
 TEST_F(ClientAddressTest, UntrustedPeerIsTheClientWhateverTheHeadersSay) {
   EXPECT_EQ(Client("198.51.100.1", "203.0.113.5", "203.0.113.6"), Ip("198.51.100.1"));
-  EXPECT_EQ(ClientAddress(Ip("10.0.0.1"), "203.0.113.5", "203.0.113.6", CidrSet()),
-            Ip("10.0.0.1"));
+  EXPECT_EQ(ClientAddress(Ip("10.0.0.1"), "203.0.113.5", "203.0.113.6", CidrSet()), Ip("10.0.0.1"));
 }
 
 TEST_F(ClientAddressTest, TrustedPeerWithoutHeadersIsTheClient) {
@@ -159,8 +157,7 @@ TEST_F(ClientAddressTest, GarbageStopsTheWalk) {
   EXPECT_EQ(Client("10.0.0.1", "203.0.113.5, unknown", "198.51.100.2"), Ip("198.51.100.2"));
   EXPECT_EQ(Client("10.0.0.1", "203.0.113.5, unknown, 10.0.0.2"), Ip("10.0.0.1"));
   // Garbage left of the answer does not matter.
-  EXPECT_EQ(Client("10.0.0.1", "<script>, 999.1.1.1, 203.0.113.5, 10.0.0.2"),
-            Ip("203.0.113.5"));
+  EXPECT_EQ(Client("10.0.0.1", "<script>, 999.1.1.1, 203.0.113.5, 10.0.0.2"), Ip("203.0.113.5"));
   for (const char* junk : {"[2001:db8::5", "[2001:db8::5]x", "[]", "1.2.3.4:5:6:7", ":",
                            "1.2.3.4 5.6.7.8", "\"", "[", "]", ";;;"}) {
     EXPECT_EQ(Client("10.0.0.1", junk), Ip("10.0.0.1")) << junk;

@@ -28,11 +28,11 @@ class CountryLookup {
   virtual std::string_view Source() const = 0;
 };
 
-// A non-empty `mmdb_path` is opened and must be a readable MaxMind DB (else NotFound or
-// InvalidArgument). Otherwise the tor-geoipdb files that exist of `tor_v4_path` and
-// `tor_v6_path` are loaded (an existing file that cannot be read is Unavailable; existing
-// files with no usable range at all are InvalidArgument). Otherwise a lookup that always
-// answers "".
+// A non-empty `mmdb_path` is opened and must be a MaxMind DB (NotFound when it cannot be
+// opened, InvalidArgument when it is not a MaxMind DB, Unavailable on a read error). Otherwise the
+// tor-geoipdb files that exist of `tor_v4_path` and `tor_v6_path` are loaded (an existing file that
+// cannot be read is Unavailable; existing files with no usable range at all are InvalidArgument).
+// Otherwise a lookup that always answers "".
 Result<std::unique_ptr<CountryLookup>> OpenCountryLookup(
     const std::string& mmdb_path, const std::string& tor_v4_path = "/usr/share/tor/geoip",
     const std::string& tor_v6_path = "/usr/share/tor/geoip6");

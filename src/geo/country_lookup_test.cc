@@ -47,8 +47,8 @@ TEST(CountryCodeTest, IdsRoundTripUppercased) {
 }
 
 TEST(CountryCodeTest, NonCodesAreUnknown) {
-  for (const char* bad : {"", "?", "??", "D", "DEU", "D1", "1D", "D-", " D", "@A", "[A", "`a",
-                          "{a", "\xc3\x84Z"}) {
+  for (const char* bad :
+       {"", "?", "??", "D", "DEU", "D1", "1D", "D-", " D", "@A", "[A", "`a", "{a", "\xc3\x84Z"}) {
     EXPECT_EQ(CountryCodeId(bad), 0) << bad;
   }
   EXPECT_EQ(CountryCodeName(0), "");

@@ -53,12 +53,27 @@ TEST(IpAddressTest, FromBytes) {
 }
 
 TEST(IpAddressTest, RejectsEverythingElse) {
-  for (const char* bad :
-       {"", " ", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1.2.3.4 ", " 1.2.3.4", "01.2.3.4",
-        "0x7f.0.0.1", "1.2.3.4:80", "[::1]", "::1%eth0", "2001:db8::1::2", ":::", "12345::",
-        "g::1", "localhost", "unknown", "1.2.3.-4",
-        "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255.1",
-        "0000000000000000000000000000000000000000000000000000000001"}) {
+  for (const char* bad : {"",
+                          " ",
+                          "1.2.3",
+                          "1.2.3.4.5",
+                          "256.1.1.1",
+                          "1.2.3.4 ",
+                          " 1.2.3.4",
+                          "01.2.3.4",
+                          "0x7f.0.0.1",
+                          "1.2.3.4:80",
+                          "[::1]",
+                          "::1%eth0",
+                          "2001:db8::1::2",
+                          ":::",
+                          "12345::",
+                          "g::1",
+                          "localhost",
+                          "unknown",
+                          "1.2.3.-4",
+                          "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255.1",
+                          "0000000000000000000000000000000000000000000000000000000001"}) {
     EXPECT_FALSE(IpAddress::Parse(bad).has_value()) << "'" << bad << "'";
   }
   EXPECT_FALSE(IpAddress::Parse(std::string_view("1.2.3.4\0", 8)).has_value());

@@ -6,8 +6,11 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <string>
+#include <system_error>
 
 #include "geo/country_lookup.h"
 
@@ -17,7 +20,8 @@ namespace {
 
 class MaxmindCountryLookup final : public CountryLookup {
  public:
-  explicit MaxmindCountryLookup(std::string path) : source_("mmdb:" + path), path_(std::move(path)) {}
+  explicit MaxmindCountryLookup(std::string path)
+      : source_("mmdb:" + path), path_(std::move(path)) {}
   ~MaxmindCountryLookup() override {
     if (open_) MMDB_close(&mmdb_);
   }
@@ -25,16 +29,30 @@ class MaxmindCountryLookup final : public CountryLookup {
   MaxmindCountryLookup& operator=(const MaxmindCountryLookup&) = delete;
 
   Status Open() {
+    // libmaxminddb reports these as a failed mmap ("No such device", "Invalid argument").
+    std::error_code ec;
+    if (std::filesystem::is_directory(path_, ec)) {
+      return Status::InvalidArgument("MaxMind database " + path_ + " is a directory");
+    }
+    if (std::filesystem::is_regular_file(path_, ec) && std::filesystem::file_size(path_, ec) == 0) {
+      return Status::InvalidArgument("MaxMind database " + path_ + " is empty");
+    }
+    errno = 0;
     const int rc = MMDB_open(path_.c_str(), MMDB_MODE_MMAP, &mmdb_);
     if (rc == MMDB_SUCCESS) {
       open_ = true;
       return Status::Ok();
     }
     std::string why = MMDB_strerror(rc);
-    if (rc == MMDB_IO_ERROR || rc == MMDB_FILE_OPEN_ERROR) {
-      // libmaxminddb leaves errno from the failing open/stat/mmap.
-      if (errno != 0) why += std::string(" (") + std::strerror(errno) + ")";
+    // libmaxminddb leaves errno from the failing open/stat/mmap/read.
+    if ((rc == MMDB_FILE_OPEN_ERROR || rc == MMDB_IO_ERROR) && errno != 0) {
+      why += std::string(" (") + std::strerror(errno) + ")";
+    }
+    if (rc == MMDB_FILE_OPEN_ERROR) {
       return Status::NotFound("cannot open MaxMind database " + path_ + ": " + why);
+    }
+    if (rc == MMDB_IO_ERROR) {
+      return Status::Unavailable("cannot read MaxMind database " + path_ + ": " + why);
     }
     return Status::InvalidArgument("not a usable MaxMind database " + path_ + ": " + why);
   }
@@ -84,7 +102,6 @@ class MaxmindCountryLookup final : public CountryLookup {
 
 Result<std::unique_ptr<CountryLookup>> OpenMaxmindCountryLookup(const std::string& path) {
   auto lookup = std::make_unique<MaxmindCountryLookup>(path);
-  errno = 0;
   NUCLEON_RETURN_IF_ERROR(lookup->Open());
   return std::unique_ptr<CountryLookup>(std::move(lookup));
 }

@@ -185,22 +185,24 @@ TEST(MaxmindOpenTest, MissingFileIsNotFound) {
 
 TEST(MaxmindOpenTest, NotADatabaseIsInvalidArgument) {
   TempDir dir;
-  for (const std::string& content :
-       {std::string("16777216,16777471,AU\n"), std::string(4096, '\0'), std::string("x"),
-        std::string("\xab\xcd\xefMaxMind.com")}) {
+  for (const std::string& content : {std::string("16777216,16777471,AU\n"), std::string(4096, '\0'),
+                                     std::string("x"), std::string("\xab\xcd\xefMaxMind.com")}) {
     const std::string path = dir.Write("bogus.mmdb", content);
     auto lookup = OpenMaxmindCountryLookup(path);
     ASSERT_FALSE(lookup.ok());
-    EXPECT_EQ(lookup.status().code(), StatusCode::kInvalidArgument)
-        << lookup.status().ToString();
+    EXPECT_EQ(lookup.status().code(), StatusCode::kInvalidArgument) << lookup.status().ToString();
     EXPECT_NE(lookup.status().message().find(path), std::string::npos);
   }
 }
 
-TEST(MaxmindOpenTest, EmptyFileOrDirectoryIsAnError) {
+TEST(MaxmindOpenTest, EmptyFileOrDirectoryIsInvalidArgument) {
   TempDir dir;
-  EXPECT_FALSE(OpenMaxmindCountryLookup(dir.Write("empty.mmdb", "")).ok());
-  EXPECT_FALSE(OpenMaxmindCountryLookup(dir.path()).ok());
+  auto empty = OpenMaxmindCountryLookup(dir.Write("empty.mmdb", ""));
+  ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.status().code(), StatusCode::kInvalidArgument) << empty.status().ToString();
+  auto directory = OpenMaxmindCountryLookup(dir.path());
+  ASSERT_FALSE(directory.ok());
+  EXPECT_EQ(directory.status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(MaxmindOpenTest, OpenCountryLookupDoesNotFallBackWhenTheDatabaseFails) {

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "geo/country_lookup.h"
@@ -42,26 +43,26 @@ IpAddress Ip(std::string_view text) {
 constexpr char kV4[] =
     "# Comment lines and blank lines are skipped.\n"
     "\n"
-    "0,255,AQ\n"                           // 0.0.0.0 - 0.0.0.255: the very first address.
-    "16777216,16777471,AU\n"               // 1.0.0.0 - 1.0.0.255
-    "16777472,16778239,cn\r\n"             // 1.0.1.0 - 1.0.3.255, lowercase, CRLF
-    "16778240,16778495,??\n"               // 1.0.4.0 - 1.0.4.255: explicitly unknown
-    "16778752,16779007, JP \n"             // 1.0.6.0 - 1.0.6.255, after a gap (1.0.5.x)
-    "4294967040,4294967295,ZZ\n"           // 255.255.255.0 - 255.255.255.255: the very last
-    "33554432,33554687,\n"                 // 2.0.0.0/24 with an empty code: unknown
+    "0,255,AQ\n"                  // 0.0.0.0 - 0.0.0.255: the very first address.
+    "16777216,16777471,AU\n"      // 1.0.0.0 - 1.0.0.255
+    "16777472,16778239,cn\r\n"    // 1.0.1.0 - 1.0.3.255, lowercase, CRLF
+    "16778240,16778495,??\n"      // 1.0.4.0 - 1.0.4.255: explicitly unknown
+    "16778752,16779007, JP \n"    // 1.0.6.0 - 1.0.6.255, after a gap (1.0.5.x)
+    "4294967040,4294967295,ZZ\n"  // 255.255.255.0 - 255.255.255.255: the very last
+    "33554432,33554687,\n"        // 2.0.0.0/24 with an empty code: unknown
     // Malformed lines, each skipped on its own:
     "garbage\n"
-    "50331648,50331903\n"                  // 3.0.0.0/24, no code
-    "50331904,50331648,US\n"               // from > to
-    "99999999999,99999999999,US\n"         // beyond 32 bits
+    "50331648,50331903\n"           // 3.0.0.0/24, no code
+    "50331904,50331648,US\n"        // from > to
+    "99999999999,99999999999,US\n"  // beyond 32 bits
     "-5,10,US\n"
     "abc,def,US\n"
-    "50332160,50332415,U\n"                // one-letter code
-    "50332416,50332671,U1\n"               // not letters
+    "50332160,50332415,U\n"   // one-letter code
+    "50332416,50332671,U1\n"  // not letters
     "50332672,50332927,US,extra\n"
     ",,\n"
     "50333184 50333439 US\n"
-    "16779008,16779263,KR";                // 1.0.7.0 - 1.0.7.255, no final newline
+    "16779008,16779263,KR";  // 1.0.7.0 - 1.0.7.255, no final newline
 
 constexpr char kV6[] =
     "# IPv6\n"
@@ -73,8 +74,8 @@ constexpr char kV6[] =
     "::,::ff,XB\n"
     // Malformed:
     "2001:zz::,2001::1,US\n"
-    "2001:5::,2001:4::,US\n"               // from > to
-    "2001:6::,9.9.9.9,US\n"                // mixed families
+    "2001:5::,2001:4::,US\n"  // from > to
+    "2001:6::,9.9.9.9,US\n"   // mixed families
     "2001:7::\n"
     "2001:8::,2001:8::1,USA\n";
 
@@ -153,9 +154,24 @@ TEST_F(RangeTableTest, Ipv4MappedIpv6LooksUpIpv4) {
   EXPECT_EQ(Country("9.9.10.0"), "");
 }
 
+TEST_F(RangeTableTest, ConcurrentLookupsAgree) {
+  std::vector<std::thread> threads;
+  std::vector<int> wrong(4, 0);
+  const IpAddress au = Ip("1.0.0.7"), jp = Ip("2001:2::7");
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20000; ++i) {
+        wrong[t] += lookup_->Country(au) != "AU";
+        wrong[t] += lookup_->Country(jp) != "JP";
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  for (int w : wrong) EXPECT_EQ(w, 0);
+}
+
 TEST_F(RangeTableTest, SourceNamesTheFiles) {
-  EXPECT_EQ(lookup_->Source(),
-            "tor-geoipdb:" + dir_.path() + "/geoip," + dir_.path() + "/geoip6");
+  EXPECT_EQ(lookup_->Source(), "tor-geoipdb:" + dir_.path() + "/geoip," + dir_.path() + "/geoip6");
 }
 
 TEST(RangeTableLookupTest, TouchingRangesMergeAndStillAnswer) {
@@ -222,10 +238,92 @@ TEST(RangeTableLookupTest, UnreadableOrUselessFilesAreErrors) {
   auto directory = OpenRangeTableCountryLookup(dir.path(), "");
   EXPECT_FALSE(directory.ok());
 
-  auto useless = OpenRangeTableCountryLookup(dir.Write("v4", "# nothing\n0,5,??\nxx\n"),
-                                             dir.Write("v6", ""));
+  auto useless =
+      OpenRangeTableCountryLookup(dir.Write("v4", "# nothing\n0,5,??\nxx\n"), dir.Write("v6", ""));
   ASSERT_FALSE(useless.ok());
   EXPECT_EQ(useless.status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(RangeTableLookupTest, RangesAcrossIndexBuckets) {
+  TempDir dir;
+  auto lookup = OpenRangeTableCountryLookup(
+      dir.Write("v4",
+                "1.255.255.0,2.0.0.255,DE\n"    // straddles a /16 (and /8) boundary
+                "3.0.0.0,5.255.255.255,FR\n"    // many whole /16s
+                "6.0.255.255,6.0.255.255,IT\n"  // last address of a /16
+                "6.1.0.0,6.1.0.0,ES\n"),        // first address of the next
+      dir.Write("v6",
+                "2001:ffff:ffff::,2002::ff,NL\n"
+                "2003::,2fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff,BE\n"));
+  ASSERT_TRUE(lookup.ok()) << lookup.status().ToString();
+  const CountryLookup& l = **lookup;
+  EXPECT_EQ(l.Country(Ip("1.255.254.255")), "");
+  EXPECT_EQ(l.Country(Ip("1.255.255.0")), "DE");
+  EXPECT_EQ(l.Country(Ip("2.0.0.0")), "DE");
+  EXPECT_EQ(l.Country(Ip("2.0.0.255")), "DE");
+  EXPECT_EQ(l.Country(Ip("2.0.1.0")), "");
+  EXPECT_EQ(l.Country(Ip("2.255.255.255")), "");
+  EXPECT_EQ(l.Country(Ip("3.0.0.0")), "FR");
+  EXPECT_EQ(l.Country(Ip("4.128.7.9")), "FR");
+  EXPECT_EQ(l.Country(Ip("5.255.255.255")), "FR");
+  EXPECT_EQ(l.Country(Ip("6.0.0.0")), "");
+  EXPECT_EQ(l.Country(Ip("6.0.255.254")), "");
+  EXPECT_EQ(l.Country(Ip("6.0.255.255")), "IT");
+  EXPECT_EQ(l.Country(Ip("6.1.0.0")), "ES");
+  EXPECT_EQ(l.Country(Ip("6.1.0.1")), "");
+  EXPECT_EQ(l.Country(Ip("2001:ffff:fffe:ffff:ffff:ffff:ffff:ffff")), "");
+  EXPECT_EQ(l.Country(Ip("2001:ffff:ffff::")), "NL");
+  EXPECT_EQ(l.Country(Ip("2002::")), "NL");
+  EXPECT_EQ(l.Country(Ip("2002::ff")), "NL");
+  EXPECT_EQ(l.Country(Ip("2002::100")), "");
+  EXPECT_EQ(l.Country(Ip("2003::")), "BE");
+  EXPECT_EQ(l.Country(Ip("2abc::1")), "BE");
+  EXPECT_EQ(l.Country(Ip("2fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")), "BE");
+  EXPECT_EQ(l.Country(Ip("3000::")), "");
+}
+
+// Random disjoint ranges against a linear scan, probing every boundary.
+TEST(RangeTableLookupTest, AgreesWithALinearScan) {
+  struct Range {
+    uint32_t start, end;
+    const char* code;
+  };
+  const char* const kCodes[] = {"DE", "FR", "IT", "??"};
+  std::mt19937 rng(1234);
+  std::vector<Range> ranges;
+  uint32_t next = 0x01000000;
+  while (ranges.size() < 5000) {
+    const uint32_t gap = rng() % 3 == 0 ? 0 : rng() % 70000;
+    const uint32_t width = rng() % 4 == 0 ? rng() % 300000 : rng() % 300;
+    if (next > 0xF0000000) break;
+    ranges.push_back({next + gap, next + gap + width, kCodes[rng() % 4]});
+    next = next + gap + width + 1;
+  }
+  std::string text;
+  for (const Range& r : ranges) {
+    text += std::to_string(r.start) + "," + std::to_string(r.end) + "," + r.code + "\n";
+  }
+  TempDir dir;
+  auto lookup = OpenRangeTableCountryLookup(dir.Write("v4", text), "");
+  ASSERT_TRUE(lookup.ok()) << lookup.status().ToString();
+
+  auto expected = [&](uint32_t x) -> std::string_view {
+    for (const Range& r : ranges) {
+      if (r.start <= x && x <= r.end) return std::string_view(r.code) == "??" ? "" : r.code;
+    }
+    return "";
+  };
+  std::vector<uint32_t> probes;
+  for (const Range& r : ranges) {
+    probes.insert(probes.end(), {r.start - 1, r.start, r.start + 1, r.end - 1, r.end, r.end + 1});
+  }
+  for (int i = 0; i < 5000; ++i) probes.push_back(0x01000000 + rng() % 0x80000000u);
+  for (const uint32_t x : probes) {
+    const IpAddress ip =
+        IpAddress::V4({static_cast<uint8_t>(x >> 24), static_cast<uint8_t>(x >> 16),
+                       static_cast<uint8_t>(x >> 8), static_cast<uint8_t>(x)});
+    ASSERT_EQ((*lookup)->Country(ip), expected(x)) << x;
+  }
 }
 
 TEST(RangeTableLookupTest, BinaryJunkDoesNotCrash) {
@@ -252,8 +350,8 @@ TEST(RangeTableLookupTest, RealTorGeoipdbCost) {
   const auto load_end = std::chrono::steady_clock::now();
   ASSERT_TRUE(lookup.ok()) << lookup.status().ToString();
   const CountryLookup& l = **lookup;
-  EXPECT_EQ(l.Country(Ip("10.1.2.3")), "");      // Private: never in the data.
-  EXPECT_NE(l.Country(Ip("8.8.8.8")), "");       // Long-allocated public blocks.
+  EXPECT_EQ(l.Country(Ip("10.1.2.3")), "");  // Private: never in the data.
+  EXPECT_NE(l.Country(Ip("8.8.8.8")), "");   // Long-allocated public blocks.
   EXPECT_NE(l.Country(Ip("2001:4860::8888")), "");
 
   constexpr int kN = 1 << 20;
@@ -280,8 +378,8 @@ TEST(RangeTableLookupTest, RealTorGeoipdbCost) {
   std::printf(
       "[ cost     ] tor-geoipdb load %.0f ms; lookup IPv4 %.0f ns (%zu/%d known), "
       "IPv6 %.0f ns (%zu/%d known)\n",
-      std::chrono::duration<double, std::milli>(load_end - load_start).count(), ns4, found4,
-      kN, ns6, found6, kN);
+      std::chrono::duration<double, std::milli>(load_end - load_start).count(), ns4, found4, kN,
+      ns6, found6, kN);
 }
 
 }  // namespace

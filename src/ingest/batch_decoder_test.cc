@@ -94,17 +94,30 @@ TEST(BatchDecoderTest, DecodesThe4xCapturedMessage) {
 
   const Props user_props = {{"plan", {Kind::kString, "pro"}}, {"age", {Kind::kNumber, "34"}}};
   const std::vector<Expected> expected = {
-      {EventType::kInit, "", "308778", 1795685879840, "1795685879840",
-       R"({"plan":"pro","age":34})", user_props},
+      {EventType::kInit, "", "308778", 1795685879840, "1795685879840", R"({"plan":"pro","age":34})",
+       user_props},
       {EventType::kUserId, "", "824369", 1795685880355, "1795685880355", "{}", {}},
       {EventType::kProps, "", "110478", 1795685880370, "1795685880370",
        R"({"plan":"pro","age":34})", user_props},
-      {EventType::kEvent, "PLAYED_TRACK", "808676", 1795685880384, "1795685880384",
+      {EventType::kEvent,
+       "PLAYED_TRACK",
+       "808676",
+       1795685880384,
+       "1795685880384",
        R"({"trackName":"Song","duration":120})",
        {{"trackName", {Kind::kString, "Song"}}, {"duration", {Kind::kNumber, "120"}}}},
-      {EventType::kView, "Cart", "212948", 1795685880399, "1795685880399", R"({"count":5})",
+      {EventType::kView,
+       "Cart",
+       "212948",
+       1795685880399,
+       "1795685880399",
+       R"({"count":5})",
        {{"count", {Kind::kNumber, "5"}}}},
-      {EventType::kError, "myCustomError", "125047", 1795685880413, "1795685880413",
+      {EventType::kError,
+       "myCustomError",
+       "125047",
+       1795685880413,
+       "1795685880413",
        R"({"stack":"Error: boom\n    at ...","message":"boom"})",
        {{"stack", {Kind::kString, "Error: boom\n    at ..."}},
         {"message", {Kind::kString, "boom"}}}},
@@ -134,18 +147,22 @@ TEST(BatchDecoderTest, DecodesThe4xCapturedMessage) {
   EXPECT_FALSE(init.total_ram.has_value());
   EXPECT_EQ(batch.events[1].event.platform, "");
 
-  EXPECT_EQ(AckJson(batch),
-            "{\"reportedIds\":[308778,824369,110478,808676,212948,125047]}");
+  EXPECT_EQ(AckJson(batch), "{\"reportedIds\":[308778,824369,110478,808676,212948,125047]}");
 }
 
 TEST(BatchDecoderTest, DecodesThe3xCapturedMessage) {
   DecodedBatch batch = MustDecode(kV3Message);
   ASSERT_EQ(batch.events.size(), 2u);
   EXPECT_EQ(batch.invalid, 0u);
-  ExpectEvent(batch.events[0], {EventType::kInit, "", "286638", 1795685884549,
-                                "\"2026-11-26T09:38:04.549Z\"", "{}", {}});
-  ExpectEvent(batch.events[1], {EventType::kEvent, "SAVED", "558588", 1795685884577,
-                                "\"2026-11-26T09:38:04.577Z\"", R"({"kind":"doc"})",
+  ExpectEvent(
+      batch.events[0],
+      {EventType::kInit, "", "286638", 1795685884549, "\"2026-11-26T09:38:04.549Z\"", "{}", {}});
+  ExpectEvent(batch.events[1], {EventType::kEvent,
+                                "SAVED",
+                                "558588",
+                                1795685884577,
+                                "\"2026-11-26T09:38:04.577Z\"",
+                                R"({"kind":"doc"})",
                                 {{"kind", {Kind::kString, "doc"}}}});
   for (const DecodedEvent& d : batch.events) {
     EXPECT_EQ(d.event.device_id, "0035969e...d8370f");  // machineId is the 3.x device
@@ -190,8 +207,7 @@ TEST(BatchDecoderTest, UserKeyPrecedence) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.ids);
-    DecodedEvent d =
-        DecodeOneEvent(std::string(R"({"type":"init","sessionId":1,)") + c.ids + "}");
+    DecodedEvent d = DecodeOneEvent(std::string(R"({"type":"init","sessionId":1,)") + c.ids + "}");
     EXPECT_EQ(d.outcome, Outcome::kStore) << d.invalid_reason;
     EXPECT_EQ(d.event.user_key, c.user_key);
   }
@@ -203,13 +219,13 @@ TEST(BatchDecoderTest, EventTime) {
     int64_t time_ms;
   };
   const Case cases[] = {
-      {"1795685879840", 1795685879840},                  // 4.x: milliseconds
-      {"\"2026-11-26T09:38:04.549Z\"", 1795685884549},   // 3.x: ISO with Z
-      {"\"2026-11-26T09:38:04.549123\"", 1795685884549}, // Python: no offset = UTC
+      {"1795685879840", 1795685879840},                   // 4.x: milliseconds
+      {"\"2026-11-26T09:38:04.549Z\"", 1795685884549},    // 3.x: ISO with Z
+      {"\"2026-11-26T09:38:04.549123\"", 1795685884549},  // Python: no offset = UTC
       {"\"2026-11-26T10:38:04.549+01:00\"", 1795685884549},
-      {std::nullopt, kNow},                              // absent: receive time
+      {std::nullopt, kNow},  // absent: receive time
       {"null", kNow},
-      {"\"yesterday\"", kNow},                           // unreadable: receive time
+      {"\"yesterday\"", kNow},  // unreadable: receive time
       {"true", kNow},
       {std::to_string(kNow + 24 * kHour), kNow + 24 * kHour},  // exactly 24 h ahead: kept
   };
@@ -226,8 +242,8 @@ TEST(BatchDecoderTest, EventTime) {
 
 TEST(BatchDecoderTest, DateMoreThanADayAheadBecomesTheReceiveTime) {
   const std::string ahead = std::to_string(kNow + 24 * kHour + 1);
-  DecodedEvent d = DecodeOneEvent(R"({"type":"event","name":"E","deviceId":"d","sessionId":1,"id":7,"date":)" +
-                                  ahead + "}");
+  DecodedEvent d = DecodeOneEvent(
+      R"({"type":"event","name":"E","deviceId":"d","sessionId":1,"id":7,"date":)" + ahead + "}");
   EXPECT_EQ(d.outcome, Outcome::kStore);
   EXPECT_EQ(d.event.time_ms, kNow);
   // The identity still holds the date as sent, so a resend is recognised.
@@ -254,8 +270,9 @@ TEST(BatchDecoderTest, PropsKindsAndRenderedText) {
   };
   EXPECT_EQ(d.event.props, expected);
   // Nulls, objects and arrays are data but not properties.
-  EXPECT_EQ(J(d.event.payload_json),
-            J(R"({"s":"x","i":120,"f":1.5,"neg":-0.25,"t":true,"b":false,"n":null,"o":{"k":1},"a":[1,2]})"));
+  EXPECT_EQ(
+      J(d.event.payload_json),
+      J(R"({"s":"x","i":120,"f":1.5,"neg":-0.25,"t":true,"b":false,"n":null,"o":{"k":1},"a":[1,2]})"));
   EXPECT_FALSE(d.truncated);
 }
 
@@ -293,7 +310,8 @@ TEST(BatchDecoderTest, EventKeyIsAnAliasOfTypeOrName) {
   EXPECT_EQ(named.event.type, EventType::kEvent);
   EXPECT_EQ(named.event.name, "X");
 
-  DecodedEvent typed_named = DecodeOneEvent(R"({"type":"event","event":"Y","deviceId":"d","sessionId":1})");
+  DecodedEvent typed_named =
+      DecodeOneEvent(R"({"type":"event","event":"Y","deviceId":"d","sessionId":1})");
   EXPECT_EQ(typed_named.event.type, EventType::kEvent);
   EXPECT_EQ(typed_named.event.name, "Y");
 
@@ -321,16 +339,16 @@ TEST(BatchDecoderTest, Heartbeats) {
 
 TEST(BatchDecoderTest, InvalidEventsAreReportedAndKeepTheirAckId) {
   const char* cases[] = {
-      R"({"id":1,"type":"init","sessionId":1})",                                 // no device
-      R"({"id":2,"type":"event","name":"E","deviceId":"d"})",                    // no session
-      R"({"id":3,"type":"event","deviceId":"d","sessionId":1})",                 // event, no name
-      R"({"id":4,"type":"error","deviceId":"d","sessionId":1})",                 // error, no name
-      R"({"id":5,"type":"nucleus:view","deviceId":"d","sessionId":1})",          // view, no name
-      R"({"id":6,"type":"event","name":"","deviceId":"d","sessionId":1})",       // empty name
+      R"({"id":1,"type":"init","sessionId":1})",                            // no device
+      R"({"id":2,"type":"event","name":"E","deviceId":"d"})",               // no session
+      R"({"id":3,"type":"event","deviceId":"d","sessionId":1})",            // event, no name
+      R"({"id":4,"type":"error","deviceId":"d","sessionId":1})",            // error, no name
+      R"({"id":5,"type":"nucleus:view","deviceId":"d","sessionId":1})",     // view, no name
+      R"({"id":6,"type":"event","name":"","deviceId":"d","sessionId":1})",  // empty name
       R"({"id":7,"type":"event","name":"E","deviceId":"d","sessionId":1,"payload":[1]})",
       R"({"id":8,"type":"event","name":"E","deviceId":"d","sessionId":1,"payload":"x"})",
       R"({"id":9,"type":"event","name":"E","deviceId":"d","sessionId":1,"payload":3})",
-      R"({"id":"ten","type":"init","deviceId":"","sessionId":1})",               // empty device
+      R"({"id":"ten","type":"init","deviceId":"","sessionId":1})",  // empty device
   };
   std::string body = "{\"data\":[";
   for (size_t i = 0; i < std::size(cases); ++i) body += (i ? "," : "") + std::string(cases[i]);
@@ -386,14 +404,14 @@ TEST(BatchDecoderTest, LongNamesAreCutTo256CodePoints) {
       {Repeat("a", 257), Repeat("a", 256), true},
       {Repeat("a", 255) + "\xC3\xA9\xC3\xBC", Repeat("a", 255) + "\xC3\xA9", true},  // é ü
       {Repeat("\xC3\xA9", 300), Repeat("\xC3\xA9", 256), true},
-      {Repeat("\xE2\x82\xAC", 256), Repeat("\xE2\x82\xAC", 256), false},            // € x 256
-      {Repeat("\xF0\x9F\x98\x80", 257), Repeat("\xF0\x9F\x98\x80", 256), true},     // 😀
+      {Repeat("\xE2\x82\xAC", 256), Repeat("\xE2\x82\xAC", 256), false},         // € x 256
+      {Repeat("\xF0\x9F\x98\x80", 257), Repeat("\xF0\x9F\x98\x80", 256), true},  // 😀
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name.substr(0, 12) + "... (" + std::to_string(c.name.size()) + " bytes)");
-    DecodedBatch batch = MustDecode(
-        R"({"data":[{"type":"event","deviceId":"d","sessionId":1,"name":)" +
-        json::serialize(json::string(c.name)) + "}]}");
+    DecodedBatch batch =
+        MustDecode(R"({"data":[{"type":"event","deviceId":"d","sessionId":1,"name":)" +
+                   json::serialize(json::string(c.name)) + "}]}");
     ASSERT_EQ(batch.events.size(), 1u);
     const DecodedEvent& d = batch.events[0];
     EXPECT_EQ(d.outcome, Outcome::kStore);
@@ -407,8 +425,9 @@ TEST(BatchDecoderTest, LongNamesAreCutTo256CodePoints) {
 TEST(BatchDecoderTest, PayloadKeysAreCappedAt64) {
   json::object payload;
   for (int i = 0; i < 70; ++i) payload["k" + std::to_string(i)] = i;
-  DecodedEvent d = DecodeOneEvent(R"({"type":"event","name":"E","deviceId":"d","sessionId":1,"payload":)" +
-                                  json::serialize(payload) + "}");
+  DecodedEvent d =
+      DecodeOneEvent(R"({"type":"event","name":"E","deviceId":"d","sessionId":1,"payload":)" +
+                     json::serialize(payload) + "}");
   ASSERT_EQ(d.outcome, Outcome::kStore);
   EXPECT_TRUE(d.truncated);
   ASSERT_EQ(d.event.props.size(), 64u);
@@ -421,8 +440,9 @@ TEST(BatchDecoderTest, PayloadKeysAreCappedAt64) {
 
   json::object exactly;
   for (int i = 0; i < 64; ++i) exactly["k" + std::to_string(i)] = i;
-  DecodedEvent full = DecodeOneEvent(R"({"type":"event","name":"E","deviceId":"d","sessionId":1,"payload":)" +
-                                     json::serialize(exactly) + "}");
+  DecodedEvent full =
+      DecodeOneEvent(R"({"type":"event","name":"E","deviceId":"d","sessionId":1,"payload":)" +
+                     json::serialize(exactly) + "}");
   EXPECT_FALSE(full.truncated);
   EXPECT_EQ(full.event.props.size(), 64u);
 }
@@ -436,17 +456,18 @@ TEST(BatchDecoderTest, LongStringValuesAreCutAtAUtf8Boundary) {
   const Case cases[] = {
       {Repeat("a", 1024), Repeat("a", 1024), false},
       {Repeat("a", 1025), Repeat("a", 1024), true},
-      {Repeat("a", 1023) + "\xC3\xA9", Repeat("a", 1023), true},            // é would straddle
-      {Repeat("a", 1022) + "\xE2\x82\xAC", Repeat("a", 1022), true},        // € would straddle
-      {Repeat("a", 1021) + "\xF0\x9F\x98\x80", Repeat("a", 1021), true},    // 😀 would straddle
+      {Repeat("a", 1023) + "\xC3\xA9", Repeat("a", 1023), true},          // é would straddle
+      {Repeat("a", 1022) + "\xE2\x82\xAC", Repeat("a", 1022), true},      // € would straddle
+      {Repeat("a", 1021) + "\xF0\x9F\x98\x80", Repeat("a", 1021), true},  // 😀 would straddle
       {Repeat("a", 1020) + "\xF0\x9F\x98\x80" + "b", Repeat("a", 1020) + "\xF0\x9F\x98\x80", true},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(std::to_string(c.value.size()) + " bytes");
     json::object payload;
     payload["v"] = c.value;
-    DecodedEvent d = DecodeOneEvent(R"({"type":"event","name":"E","deviceId":"d","sessionId":1,"payload":)" +
-                                    json::serialize(payload) + "}");
+    DecodedEvent d =
+        DecodeOneEvent(R"({"type":"event","name":"E","deviceId":"d","sessionId":1,"payload":)" +
+                       json::serialize(payload) + "}");
     ASSERT_EQ(d.outcome, Outcome::kStore);
     ASSERT_EQ(d.event.props.size(), 1u);
     EXPECT_EQ(d.event.props[0].second.text, c.expected);
@@ -463,12 +484,29 @@ TEST(BatchDecoderTest, NestedValuesOver1KiBAreDropped) {
   payload["small"] = json::object{{"a", 1}};
   payload["list"] = json::array{1, 2, 3};
   payload["s"] = "kept";
-  DecodedEvent d = DecodeOneEvent(R"({"type":"event","name":"E","deviceId":"d","sessionId":1,"payload":)" +
-                                  json::serialize(payload) + "}");
+  DecodedEvent d =
+      DecodeOneEvent(R"({"type":"event","name":"E","deviceId":"d","sessionId":1,"payload":)" +
+                     json::serialize(payload) + "}");
   ASSERT_EQ(d.outcome, Outcome::kStore);
   EXPECT_TRUE(d.truncated);
   EXPECT_EQ(J(d.event.payload_json), J(R"({"small":{"a":1},"list":[1,2,3],"s":"kept"})"));
   EXPECT_EQ(d.event.props, (Props{{"s", {Kind::kString, "kept"}}}));
+}
+
+TEST(BatchDecoderTest, NestedValueOfExactly1KiBIsKept) {
+  // {"s":"xxx..."} serialises to 8 + n bytes.
+  for (size_t n : {1016u, 1017u}) {
+    SCOPED_TRACE(n);
+    json::object payload;
+    payload["o"] = json::object{{"s", Repeat("x", n)}};
+    ASSERT_EQ(json::serialize(payload["o"]).size(), 8 + n);
+    DecodedEvent d =
+        DecodeOneEvent(R"({"type":"event","name":"E","deviceId":"d","sessionId":1,"payload":)" +
+                       json::serialize(payload) + "}");
+    ASSERT_EQ(d.outcome, Outcome::kStore);
+    EXPECT_EQ(J(d.event.payload_json).as_object().contains("o"), n == 1016);
+    EXPECT_EQ(d.truncated, n == 1017);
+  }
 }
 
 TEST(BatchDecoderTest, LimitsAreConfigurable) {
@@ -512,6 +550,42 @@ TEST(BatchDecoderTest, MalformedMessagesAreInvalidArgument) {
     ASSERT_FALSE(batch.ok());
     EXPECT_EQ(batch.status().code(), StatusCode::kInvalidArgument);
   }
+}
+
+TEST(BatchDecoderTest, LoneSurrogateEscapesBecomeReplacementCharacters) {
+  // JavaScript cuts strings inside emoji; one such value must not lose the queue.
+  // A proper pair stays, and an escaped backslash before "u" is plain text.
+  DecodedBatch batch = MustDecode(
+      R"({"data":[{"id":1,"type":"event","name":"A\ud83dB","deviceId":"d","sessionId":1,)"
+      R"("payload":{"pair":"\ud83d\ude00","text":"\\ud800","low":"x\udc00"}}]})");
+  ASSERT_EQ(batch.events.size(), 1u);
+  const Event& e = batch.events[0].event;
+  EXPECT_EQ(batch.events[0].outcome, Outcome::kStore);
+  EXPECT_EQ(e.name,
+            "A\xEF\xBF\xBD"
+            "B");
+  EXPECT_EQ(e.props, (Props{{"pair", {Kind::kString, "\xF0\x9F\x98\x80"}},
+                            {"text", {Kind::kString, "\\ud800"}},
+                            {"low", {Kind::kString, "x\xEF\xBF\xBD"}}}));
+  EXPECT_EQ(AckJson(batch), "{\"reportedIds\":[1]}");
+}
+
+TEST(BatchDecoderTest, NonFiniteNumbersHaveNoJsonForm) {
+  DecodedBatch batch =
+      MustDecode(R"({"data":[{"id":1.5,"type":"event","name":"E","deviceId":"d","sessionId":1e400,)"
+                 R"("totalRam":1e400,"payload":{"big":1e400,"n":2}}]})");
+  ASSERT_EQ(batch.events.size(), 1u);
+  const DecodedEvent& d = batch.events[0];
+  EXPECT_EQ(d.ack_id, "1.5");  // echoed as sent, not "1.5E0"
+  EXPECT_EQ(d.event.session_id, "");
+  EXPECT_EQ(d.outcome, Outcome::kInvalid);  // no session id left
+  DecodedEvent ok =
+      DecodeOneEvent(R"({"type":"event","name":"E","deviceId":"d","sessionId":1,"totalRam":1e400,)"
+                     R"("payload":{"big":1e400,"n":2}})");
+  ASSERT_EQ(ok.outcome, Outcome::kStore);
+  EXPECT_FALSE(ok.event.total_ram.has_value());
+  EXPECT_EQ(J(ok.event.payload_json), J(R"({"big":null,"n":2})"));
+  EXPECT_EQ(ok.event.props, (Props{{"n", {Kind::kNumber, "2"}}}));
 }
 
 TEST(BatchDecoderTest, EmptyDataIsAnEmptyAck) {

@@ -167,15 +167,14 @@ TEST_F(GroupCommitterTest, AcksRunOnlyAfterAppendReturned) {
   std::atomic<int64_t> stored_seen_by_done{-1};
   Completions done(1);
   fault_->HoldAppends();
-  ASSERT_TRUE(c.Submit(Batch("d1", 1, 3),
-                       [&](const Status& st, const std::vector<uint8_t>& inserted) {
-                         // Runs on the writer thread: the store may be read here.
-                         appends_seen_by_done = fault_->append_calls();
-                         auto stats = store_->Stats("app1");
-                         stored_seen_by_done = stats.ok() ? stats->events : -2;
-                         done.For(0)(st, inserted);
-                       })
-                  .ok());
+  ASSERT_TRUE(
+      c.Submit(Batch("d1", 1, 3), [&](const Status& st, const std::vector<uint8_t>& inserted) {
+         // Runs on the writer thread: the store may be read here.
+         appends_seen_by_done = fault_->append_calls();
+         auto stats = store_->Stats("app1");
+         stored_seen_by_done = stats.ok() ? stats->events : -2;
+         done.For(0)(st, inserted);
+       }).ok());
   fault_->WaitUntilAppendHeld();
   // The writer is inside Append: no ack may have left.
   EXPECT_EQ(done.ran(), 0u);
@@ -377,7 +376,8 @@ TEST_F(GroupCommitterTest, StopCommitsWhatIsQueued) {
   EXPECT_EQ(StoredEvents(), 5 + extra_accepted);
 
   bool ran = false;
-  Status after = c.Submit(Batch("x", 0, 1), [&](const Status&, const std::vector<uint8_t>&) { ran = true; });
+  Status after =
+      c.Submit(Batch("x", 0, 1), [&](const Status&, const std::vector<uint8_t>&) { ran = true; });
   EXPECT_EQ(after.code(), StatusCode::kUnavailable);
   c.Flush();  // returns at once when stopped
   EXPECT_FALSE(ran);

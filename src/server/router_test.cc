@@ -280,11 +280,13 @@ TEST_F(RouterTest, MetricsCountersFollowTraffic) {
   EXPECT_EQ(Metric("nucleon_events_stored_total"), 2);
   EXPECT_EQ(Metric("nucleon_commits_total"), 1);
 
-  ASSERT_EQ(Call("POST", TrackPath(),
-                 R"({"data":[{"id":1,"type":"init","date":1795685879840,"sessionId":490330,"deviceId":"D1"},)"
-                 R"({"type":"heartbeat","deviceId":"D1"},{"id":9}]})")
-                .status,
-            200);
+  ASSERT_EQ(
+      Call(
+          "POST", TrackPath(),
+          R"({"data":[{"id":1,"type":"init","date":1795685879840,"sessionId":490330,"deviceId":"D1"},)"
+          R"({"type":"heartbeat","deviceId":"D1"},{"id":9}]})")
+          .status,
+      200);
   EXPECT_EQ(Metric("nucleon_batches_total"), 2);
   EXPECT_EQ(Metric("nucleon_events_received_total"), 5);
   EXPECT_EQ(Metric("nucleon_events_stored_total"), 2);
@@ -314,9 +316,9 @@ TEST(TrackingSocketAppTest, AcceptsTheSdkPaths) {
 }
 
 TEST(TrackingSocketAppTest, RejectsEverythingElse) {
-  for (const char* path : {"/api", "/api/", "/healthz", "/metrics", "/app", "/app/abc123",
-                           "/app/abc123/", "/app/abc123/other", "/", "", "/a/b",
-                           "/abc.123", "/ab%20c", "/app//track"}) {
+  for (const char* path :
+       {"/api", "/api/", "/healthz", "/metrics", "/app", "/app/abc123", "/app/abc123/",
+        "/app/abc123/other", "/", "", "/a/b", "/abc.123", "/ab%20c", "/app//track"}) {
     EXPECT_EQ(Router::TrackingSocketApp(path), std::nullopt) << path;
   }
   const std::string long_id(65, 'a');

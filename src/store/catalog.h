@@ -42,10 +42,13 @@ class Catalog {
   virtual Result<NewCredential> CreateApp(const std::string& name) = 0;
   virtual Result<std::vector<AppInfo>> ListApps() = 0;
   virtual Result<NewCredential> CreateToken(const std::string& app_id) = 0;
-  // Revokes every active token whose text starts with `prefix` (at least 8 characters).
+  // Revokes every active token whose text starts with `prefix` (8 to 12
+  // characters), or the one token equal to `prefix` (a whole token).
   virtual Result<int> RevokeTokens(const std::string& prefix) = 0;
   virtual Result<std::shared_ptr<const CatalogSnapshot>> Load() = 0;
-  // Changes whenever any connection committed a change to the catalog.
+  // Changes whenever another connection (another process, such as the admin
+  // CLI) committed a change to the catalog; this object's own commits do not
+  // change it (SQLite's PRAGMA data_version).
   virtual Result<int64_t> DataVersion() = 0;
 };
 
@@ -55,6 +58,7 @@ Result<std::unique_ptr<Catalog>> OpenSqliteCatalog(const std::string& data_dir);
 // Token text: "nct_" + 43 base64url characters (256 random bits).
 std::string NewToken();
 std::string TokenHashHex(std::string_view token);
+size_t NewTokenLength();
 inline constexpr size_t kTokenPrefixChars = 12;
 
 }  // namespace nucleon

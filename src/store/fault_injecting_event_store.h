@@ -35,8 +35,7 @@ class EventStoreWrapper : public EventStore {
     return target_->Append(events, inserted);
   }
   Status Probe() override { return target_->Probe(); }
-  Status Export(std::string_view app_id,
-                const std::function<void(const Event&)>& sink) override {
+  Status Export(std::string_view app_id, const std::function<void(const Event&)>& sink) override {
     return target_->Export(app_id, sink);
   }
   Result<StoreStats> Stats(std::string_view app_id) override { return target_->Stats(app_id); }

@@ -109,6 +109,7 @@ function templateOf(urlPath) {
 }
 
 const observed = []; // {template, method, status}
+const samples = new Map(); // "method template status" -> a real JSON body that validated
 
 function short(text, n = 600) {
   return text.length > n ? `${text.slice(0, n)}... (${text.length} chars)` : text;
@@ -158,6 +159,12 @@ function checkResponse(method, target, res, { expectStatus } = {}) {
   const validate = validatorFor(schema);
   if (!validate(body)) {
     assert.fail(`${where}: response does not match the documented schema:\n${ajv.errorsText(validate.errors, { separator: '\n' })}\nbody: ${short(JSON.stringify(body), 2000)}`);
+  }
+  if (media.startsWith('application/json')) {
+    // Keep the richest answer of each kind for the strictness test.
+    const key = `${method.toLowerCase()} ${template} ${res.status}`;
+    const size = JSON.stringify(body).length;
+    if (!samples.has(key) || samples.get(key).size < size) samples.set(key, { schema, body, size });
   }
 }
 
@@ -278,6 +285,21 @@ function refusedUpgrade(target) {
   }), 10000, `refused upgrade ${target}`);
 }
 
+// The JSON pointer of the first difference between two JSON values, or null.
+function firstDifference(a, b, where = '') {
+  if (a === b) return null;
+  if (typeof a !== typeof b || a === null || b === null || typeof a !== 'object' || Array.isArray(a) !== Array.isArray(b)) {
+    return `${where || '/'} (${short(JSON.stringify(a), 80)} vs ${short(JSON.stringify(b), 80)})`;
+  }
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  for (const k of keys) {
+    if (!(k in a) || !(k in b)) return `${where}/${k} (only in ${k in a ? 'the repository' : 'the served'} copy)`;
+    const d = firstDifference(a[k], b[k], `${where}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`);
+    if (d) return d;
+  }
+  return null;
+}
+
 const q = (params) => `?${new URLSearchParams(params).toString()}`;
 
 // Fixture -----------------------------------------------------------------------------------
@@ -328,13 +350,13 @@ function fixtureBatches(now, appId) {
       { type: 'event', name: 'PLAYED_TRACK', id: 'c-2', date: now - 29 * 60000, payload: { trackName: 'Chanson', duration: 200 }, sessionId: '7311', anonId: ANON, deviceId: DEV_C },
       { type: 'error', name: 'unhandledRejection', id: 'c-3', date: now - 28 * 60000, payload: { stack: 'Error: fetch failed\n    at load (net.js:3:1)', message: 'fetch failed' }, sessionId: '7311', anonId: ANON, deviceId: DEV_C, client: 'js', platform: 'Windows_NT', osVersion: '10.0.19045', locale: 'fr-FR' },
     ],
-    // The user the tests delete, device E; an invalid event (no device) acked and dropped;
-    // a Python-style heartbeat.
+    // The user the tests delete, device E, with a Python-style heartbeat (no sessionId: it
+    // extends the device's latest session); an invalid event (no device) acked and dropped.
     [
       { type: 'init', id: ++id, date: now - 2 * HOUR, payload: { plan: 'trial' }, sessionId: 55, userId: 'doomed', deviceId: DEV_E, client: 'js', platform: 'Linux', osVersion: '6.1', locale: 'de-DE', version: '2.3.0' },
       { type: 'event', name: 'SAVED', id: ++id, date: now - 2 * HOUR + 1000, payload: { kind: 'doc' }, sessionId: 55, userId: 'doomed', deviceId: DEV_E },
       { type: 'event', name: 'ORPHAN', id: ++id, date: now - 2 * HOUR, sessionId: 1 },
-      { event: 'nucleus:heartbeat', machineId: DEV_D },
+      { event: 'nucleus:heartbeat', machineId: DEV_E },
     ],
   ];
 }
@@ -435,7 +457,8 @@ test('the served document is docs/openapi.json', { timeout: STEP_TIMEOUT }, asyn
     t.skip('the binary still embeds the old placeholder document (empty paths): rebuild it (CMake reads docs/openapi.json at configure time) to compare');
     return;
   }
-  assert.deepEqual(served, doc, 'GET /api/v1/openapi.json differs from docs/openapi.json: rebuild the binary');
+  const diff = firstDifference(doc, served);
+  assert.equal(diff, null, `GET /api/v1/openapi.json differs from docs/openapi.json at ${diff}: rebuild the binary (CMake embeds docs/openapi.json)`);
 });
 
 // ------------------------------------------------------------------------------------------
@@ -514,7 +537,6 @@ test('live endpoints answer as documented (GET and POST)', { timeout: STEP_TIMEO
   const count = await call('GET', `${A}/live/users/count`, { expectStatus: 200 });
   assert.equal(count.json.data, 2, 'richard and the anonymous user are live');
   await call('POST', `${A}/live/users/count`, { auth: 'none', form: { token: app.token }, expectStatus: 200 });
-  await call('GET', `${A}/live/users/count${q({ token: app.token })}`, { auth: 'none', expectStatus: 200 });
 
   const users = await call('GET', `${A}/live/users`, { expectStatus: 200 });
   assert.equal(users.json.data.length, 2, 'one row per live device');
@@ -523,7 +545,6 @@ test('live endpoints answer as documented (GET and POST)', { timeout: STEP_TIMEO
 
 test('health, metrics, root and tracking answer as documented', { timeout: STEP_TIMEOUT }, async () => {
   await call('GET', '/healthz', { auth: 'none', expectStatus: 200 });
-  await call('HEAD', '/healthz', { auth: 'none', expectStatus: 200 });
   const metrics = await call('GET', '/metrics', { auth: 'none', expectStatus: 200 });
   assert.match(metrics.text, /^nucleon_events_stored_total [1-9]\d*$/m);
   await call('GET', '/', { auth: 'none', expectStatus: 200 });
@@ -535,6 +556,16 @@ test('health, metrics, root and tracking answer as documented', { timeout: STEP_
   assert.deepEqual(hb.json, { reportedIds: [] });
 });
 
+// RFC 9110 section 9.3.2: a response to HEAD carries no content. Written on a raw socket so that
+// a body sent anyway shows as such (Node's client would fail to parse the next response).
+test('HEAD /healthz answers 200 without a body', {
+  timeout: STEP_TIMEOUT,
+  todo: 'server bug: the HEAD answer carries the GET body ({"status":"ok"}) after its headers',
+}, async () => {
+  const res = await rawRequest('HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n');
+  checkResponse('HEAD', '/healthz', res, { expectStatus: 200 });
+});
+
 test('user deletion answers 204 and the user is gone', { timeout: STEP_TIMEOUT }, async () => {
   const A = `/api/v1/apps/${app.appId}`;
   await call('DELETE', `${A}/users/doomed`, { expectStatus: 204 });
@@ -543,7 +574,6 @@ test('user deletion answers 204 and the user is gone', { timeout: STEP_TIMEOUT }
   await call('DELETE', `${A}/users/doomed`, { expectStatus: 404 });
   const users = await call('GET', `${A}/users`, { auth: 'bearer', expectStatus: 200 });
   assert.ok(!users.json.data.some((u) => u.userId === 'doomed'));
-  await call('DELETE', `${A}/users/doomed${q({ token: app.token })}`, { auth: 'none', expectStatus: 404 });
 });
 
 // ------------------------------------------------------------------------------------------
@@ -557,6 +587,12 @@ test('authentication errors: 401 without or with an unknown token, 404 for an ap
     await call(method, `${A}/analytics/events/x/y`, { auth: 'Bearer nct_notatoken', expectStatus: 401 });
   }
   await call('POST', `${A}/users`, { auth: 'none', json: { token: 'nct_nope' }, expectStatus: 401 });
+  // A token in the query string is ignored (docs/api-decisions.md): 401.
+  await call('GET', `${A}/live/users/count${q({ token: app.token })}`, { auth: 'none', expectStatus: 401 });
+  await call('POST', `${A}/users${q({ token: app.token })}`, { auth: 'none', expectStatus: 401 });
+  await call('DELETE', `${A}/users/richard${q({ token: app.token })}`, { auth: 'none', expectStatus: 401 });
+  // The header wins over a token in the body.
+  await call('POST', `${A}/users`, { auth: 'nct_nope', json: { token: app.token }, expectStatus: 401 });
   // A JSON body labelled as a form carries no token.
   {
     const body = JSON.stringify({ token: app.token });
@@ -647,6 +683,109 @@ test('body too large: 413', { timeout: STEP_TIMEOUT }, async () => {
   // A tracking message of more than 10000 events.
   const many = { data: Array.from({ length: 10001 }, (_, i) => ({ type: 'event', name: 'X', id: i + 1, deviceId: 'big', sessionId: 1 })) };
   await call('POST', `/app/${app.appId}/track`, { auth: 'none', json: many, expectStatus: 413 });
+});
+
+// ------------------------------------------------------------------------------------------
+// Strictness: real answers with one shape mistake each must fail their schema.
+
+test('the schemas reject shape mistakes in real answers', () => {
+  const A = '/api/v1/apps/{appId}';
+  const first = (obj) => Object.keys(obj)[0];
+  const mutations = {
+    [`get ${A}/analytics/quickglance 200`]: [
+      (b) => { delete b.data.installs; },
+      (b) => { b.data.sessions = 1; },
+      (b) => { b.data.users = '2'; },
+      (b) => { b.data.errors = -1; },
+    ],
+    [`get ${A}/analytics 200`]: [
+      (b) => { b.data.hours[first(b.data.hours)].pop(); },
+      (b) => { b.data.hours[first(b.data.hours)].push(0); },
+      (b) => { b.data.hours[first(b.data.hours)][0] = 0.5; },
+      (b) => { b.data.usage['2024-1-1'] = 1; },
+      (b) => { b.data.usage[first(b.data.usage)] = 0; },
+      (b) => { b.data.newUsers.total = 1; },
+      (b) => { b.data.platforms[0].users = 1; },
+      (b) => { b.data.platforms[0].count = '1'; },
+      (b) => { delete b.data.countries; },
+      (b) => { b.data.avgSessionDuration[first(b.data.avgSessionDuration)] = null; },
+      (b) => { b.data.totalNumbers.sessions = 3; },
+      (b) => { b.data.ram = {}; },
+    ],
+    [`get ${A}/analytics/events 200`]: [
+      (b) => { b.data.PLAYED_TRACK[first(b.data.PLAYED_TRACK)] = '3'; },
+      (b) => { b.data.PLAYED_TRACK.today = 3; },
+      (b) => { b.data.X = 1; },
+      (b) => { b.data = []; },
+    ],
+    [`get ${A}/analytics/eventsprops 200`]: [
+      (b) => { b.data[0].type = 'object'; },
+      (b) => { b.data[0].keys = []; },
+      (b) => { b.data[0].count = 1; },
+      (b) => { delete b.data[0].event; },
+    ],
+    [`get ${A}/analytics/events/{event}/{attr} 200`]: [
+      (b) => { b.data[0].value = 120; },
+      (b) => { b.data[0].count = 0; },
+      (b) => { b.data = {}; },
+    ],
+    [`get ${A}/users 200`]: [
+      (b) => { delete b.total; },
+      (b) => { b.data[0].appId = 'x'; },
+      (b) => { b.data[0]._id = 'not-hex'; },
+      (b) => { b.data[0].devices[0].platform = 5; },
+      (b) => { delete b.data[0].devices[0].version; },
+      (b) => { b.data[0].devices = []; },
+      (b) => { b.data[0].createdAt = 'yesterday'; },
+      (b) => { b.data[0].props.nested = { a: 1 }; },
+    ],
+    [`get ${A}/users/{userId} 200`]: [
+      (b) => { b.user.__v = 1; },
+      (b) => { delete b.user.updatedAt; },
+      (b) => { b.sessions[0].actions = '1'; },
+      (b) => { b.sessions[0].session = 490330; },
+      (b) => { b.sessions[0].duration = 1; },
+    ],
+    [`get ${A}/users/{userId}/session/{sessionId} 200`]: [
+      (b) => { delete b.data[0].name; },
+      (b) => { b.data[0].avail_ram = '16'; },
+      (b) => { b.data[0].renderer = 'electron'; },
+      (b) => { b.data[0].type = 'heartbeat'; },
+      (b) => { b.data[0].first_time = 'false'; },
+      (b) => { b.data[0].data = null; },
+      (b) => { b.data[0].time = 1795685879840; },
+      (b) => { b.data[0].sessionId = '1'; },
+    ],
+    [`get ${A}/live/users/count 200`]: [
+      (b) => { b.data = '2'; },
+      (b) => { b.count = 2; },
+    ],
+    [`get ${A}/live/users 200`]: [
+      (b) => { b.data[0].country = 1; },
+      (b) => { delete b.data[0].userDbId; },
+      (b) => { b.data[0].lastSeen = null; },
+    ],
+    [`get ${A}/users/{userId} 404`]: [
+      (b) => { b.error = ''; },
+      (b) => { b.status = 404; },
+      (b) => { b.message = b.error; delete b.error; },
+    ],
+    [`post /app/{appId}/track 200`]: [
+      (b) => { b.reportedIds = [null]; },
+      (b) => { b.confirmation = true; },
+    ],
+  };
+  for (const [key, list] of Object.entries(mutations)) {
+    const sample = samples.get(key);
+    assert.ok(sample, `no real answer was captured for ${key}`);
+    const validate = validatorFor(sample.schema);
+    assert.ok(validate(sample.body), `${key}: the real answer validates`);
+    list.forEach((mutate, i) => {
+      const body = structuredClone(sample.body);
+      mutate(body);
+      assert.ok(!validate(body), `${key}: mutation #${i + 1} (${mutate.toString()}) should not validate`);
+    });
+  }
 });
 
 // ------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ std::string NewToken() {
   return "nct_" + Base64UrlEncode(reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
 }
 
+size_t NewTokenLength() { return 4 + 43; }
+
 std::string TokenHashHex(std::string_view token) {
   Sha256Digest d = Sha256(token);
   return HexEncode(d.data(), d.size());
@@ -103,6 +105,13 @@ class SqliteCatalog final : public Catalog {
     }
     // The stored prefix holds the first kTokenPrefixChars characters; a longer
     // argument (a whole token) is checked against the hash too.
+    // Only the first kTokenPrefixChars characters are stored: a longer argument
+    // must be the whole token (checked against its hash), or it is ambiguous.
+    const size_t kWholeToken = NewTokenLength();
+    if (prefix.size() > kTokenPrefixChars && prefix.size() != kWholeToken) {
+      return Status::InvalidArgument("give the first " + std::to_string(kTokenPrefixChars) +
+                                     " characters of a token (or fewer), or the whole token");
+    }
     std::string head = prefix.substr(0, std::min(prefix.size(), kTokenPrefixChars));
     auto stmt = db_.Prepare(
         "UPDATE tokens SET revoked_ms = ? WHERE revoked_ms IS NULL AND substr(prefix, 1, ?) = ?"

@@ -118,6 +118,7 @@ class SqliteEventStore final : public EventStore {
 
   Status Append(std::span<const Event> events, std::vector<uint8_t>* inserted) override {
     inserted->assign(events.size(), 0);
+    if (options_.read_only) return Status::Internal("the event store was opened read-only");
     if (events.empty()) return Status::Ok();
     undo_.clear();
     Status st = db_.Exec("BEGIN IMMEDIATE");
@@ -179,6 +180,7 @@ class SqliteEventStore final : public EventStore {
   }
 
   Status Probe() override {
+    if (options_.read_only) return Status::Internal("the event store was opened read-only");
     probe_stmt_.Bind(1, NowMs());
     Status st = probe_stmt_.Run();
     probe_stmt_.Reset();
@@ -439,14 +441,13 @@ class SqliteEventStore final : public EventStore {
   Status AppendInTransaction(std::span<const Event> events, std::vector<uint8_t>* inserted) {
     for (size_t i = 0; i < events.size(); ++i) {
       const Event& e = events[i];
-      auto app = AppRow(e.app_id);
-      if (!app.ok()) return app.status();
-      const std::string device_key = Key(*app, e.device_id);
-      auto device = Device(*app, e.device_id);
-      if (!device.ok()) return device.status();
-      DeviceState* d = *device;
-
       if (e.type == EventType::kHeartbeat) {
+        // A heartbeat only extends a session that exists; it creates nothing.
+        auto app_it = apps_.find(e.app_id);
+        if (app_it == apps_.end()) continue;
+        auto dev_it = devices_.find(Key(app_it->second, e.device_id));
+        if (dev_it == devices_.end()) continue;
+        DeviceState* d = &dev_it->second;
         const std::string skey =
             e.session_id.empty() ? d->latest_session : Key(d->row, e.session_id);
         auto s = skey.empty() ? sessions_.end() : sessions_.find(skey);
@@ -456,6 +457,13 @@ class SqliteEventStore final : public EventStore {
         }
         continue;
       }
+
+      auto app = AppRow(e.app_id);
+      if (!app.ok()) return app.status();
+      const std::string device_key = Key(*app, e.device_id);
+      auto device = Device(*app, e.device_id);
+      if (!device.ok()) return device.status();
+      DeviceState* d = *device;
 
       auto user = UserRow(*app, e.user_key);
       if (!user.ok()) return user.status();

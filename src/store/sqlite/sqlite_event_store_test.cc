@@ -127,8 +127,8 @@ class SqliteEventStoreTest : public ::testing::Test {
 
   std::optional<SessionRow> Session(const std::string& device, const std::string& session) {
     sqlite3* db = nullptr;
-    if (sqlite3_open_v2((dir_.path() + "/events.db").c_str(), &db, SQLITE_OPEN_READONLY,
-                        nullptr) != SQLITE_OK) {
+    if (sqlite3_open_v2((dir_.path() + "/events.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr) !=
+        SQLITE_OK) {
       ADD_FAILURE() << "cannot open events.db";
       sqlite3_close(db);
       return std::nullopt;
@@ -216,7 +216,7 @@ TEST_F(SqliteEventStoreTest, ExportReturnsEventsOldestFirstWithAllFields) {
   EXPECT_EQ(out[1].name, "Cart");
   EXPECT_EQ(out[1].client_id, "\"abc\"");
   EXPECT_EQ(out[1].payload_json, "{}");
-  EXPECT_EQ(out[1].platform, "");          // fields from one event do not leak into the next
+  EXPECT_EQ(out[1].platform, "");  // fields from one event do not leak into the next
   EXPECT_FALSE(out[1].total_ram.has_value());
   EXPECT_EQ(out[1].anon_id, "");
 
@@ -258,9 +258,9 @@ TEST_F(SqliteEventStoreTest, SameClientIdElsewhereIsANewEvent) {
   other_type.type = EventType::kView;
   Event other_app = base;
   other_app.app_id = "app2";
-  EXPECT_EQ(Append({base, other_session, other_date, other_device, other_name, other_type,
-                    other_app}),
-            (std::vector<uint8_t>{1, 1, 1, 1, 1, 1, 1}));
+  EXPECT_EQ(
+      Append({base, other_session, other_date, other_device, other_name, other_type, other_app}),
+      (std::vector<uint8_t>{1, 1, 1, 1, 1, 1, 1}));
   EXPECT_EQ(Stats("app1").events, 6);
   EXPECT_EQ(Stats("app2").events, 1);
 }
