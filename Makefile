@@ -19,8 +19,11 @@ build: deps $(BUILD_DIR)/build.ninja
 run: build
 	$(BUILD_DIR)/nucleon serve --demo --data $(DATA) --listen $(LISTEN)
 
-node-deps:
-	@cd tests/node && { [ -d node_modules/nucleus-analytics ] && [ -d node_modules/ws ] || npm ci --no-audit --no-fund --loglevel=error; }
+# npm ci whenever the lock file is newer than what is installed.
+node-deps: tests/node/node_modules/.package-lock.json
+
+tests/node/node_modules/.package-lock.json: tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 
 # Unit tests, then the end-to-end suites against the real binary.
 test: build node-deps

@@ -293,19 +293,34 @@ async function timeOne(c, p, expectStatus = 200) {
   return r;
 }
 
+// CPU time (user + system, ms) the server process has used so far, or NaN.
+let serverPid = 0;
+const CLK_TCK = 100;  // Linux USER_HZ
+function serverCpuMs() {
+  if (!serverPid) return NaN;
+  try {
+    const stat = fs.readFileSync(`/proc/${serverPid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;  // utime, stime
+  } catch (_) { return NaN; }
+}
+
 async function measureRow(c, row, n, budgetS) {
   // row.paths(i) -> path of the i-th request
   for (let i = 0; i < 3; i++) await timeOne(c, row.paths(i));
   const ms = [];
   let bytes = 0;
   const deadline = Date.now() + budgetS * 1000;
+  const cpu0 = serverCpuMs();
   for (let i = 0; i < n; i++) {
     const r = await timeOne(c, row.paths(i));
     ms.push(r.ms);
     bytes = r.bytes;
     if (Date.now() > deadline) break;
   }
-  return { ...summarize(ms), bytes, cut: ms.length < n, samples: ms };
+  // server CPU per request (includes the live traffic's share, small)
+  const cpu = (serverCpuMs() - cpu0) / ms.length;
+  return { ...summarize(ms), bytes, cut: ms.length < n, samples: ms, cpu };
 }
 
 function fmt(x, d = 1) { return Number.isFinite(x) ? x.toFixed(d) : '-'; }
@@ -317,6 +332,7 @@ function table(headers, rows) {
 }
 
 async function measure(o) {
+  serverPid = o.pid;
   const meta = JSON.parse(fs.readFileSync(o.meta, 'utf8'));
   const c = new Client(o.url, o.token);
   const a = `/api/v1/apps/${encodeURIComponent(o.app)}`;
@@ -345,6 +361,7 @@ async function measure(o) {
   if (o.live > 0) {
     live = new LiveSim(o.url, o.app, f.liveDevices, o.live, 11);
     const t = Date.now();
+    live.started = t;
     await live.start();
     log(`live traffic: ${live.stats.connected}/${o.live} devices connected in ${Date.now() - t} ms`);
     await sleep(6000);  // let every device send its first messages
@@ -375,6 +392,7 @@ async function measure(o) {
   result.perOffset = [];
   for (const row of rows) {
     const n = row.ranged ? o.n * offsets.length : o.n;
+    if (live && row.name === 'live/events') live.eventsAtMeasure = live.stats.events;
     const t = Date.now();
     let r;
     try {
@@ -411,6 +429,17 @@ async function measure(o) {
   if (o.scaling) result.scaling = await scaling(c, a, o, f, lastPage);
 
   if (live) {
+    // live/events again, now that the live traffic has run longer (its cost
+    // grows with the events of the last 10 minutes the server keeps, up to 10,000)
+    const before = live.stats.events;
+    const { samples, ...r } = await measureRow(c, { paths: () => `${a}/live/events` }, o.n, o.budget);
+    const k = (await c.json(`${a}/live/events?limit=1000`)).data.length;
+    result.liveLate = { liveEventsSent: before, secondsSinceStart: Math.round((Date.now() - live.started) / 1000), rowsAtLimit1000: k, ...r };
+    const early = result.rows.find((x) => x.name === 'live/events');
+    if (early) early.liveEventsSent = live.eventsAtMeasure;
+  }
+
+  if (live) {
     result.live = { ...live.stats };
     await live.stop();
   }
@@ -428,7 +457,7 @@ async function scaling(c, a, o, f, lastPage) {
     if (Date.now() > deadline) return;
     try {
       const r = await measureRow(c, { paths }, k, 30);
-      out.push({ label, p50: r.p50, p95: r.p95, n: r.n, bytes: r.bytes });
+      out.push({ label, p50: r.p50, p95: r.p95, n: r.n, bytes: r.bytes, cpu: r.cpu });
       log(`scaling ${label}: p50 ${fmt(r.p50)} ms`);
     } catch (e) { out.push({ label, error: e.message }); }
   };
@@ -461,9 +490,10 @@ function print(r, o) {
   lines.push('');
   lines.push(`Latency (ms), ${o.rangeDays}-day range ending now, utcOffsets ${o.offsets.join(', ')} round-robin for /analytics*; ` +
     `${o.live} live WebSocket devices; sequential requests on one keep-alive connection`);
-  lines.push(table(['endpoint', 'n', 'p50', 'p95', 'max', 'bytes', 'target p50', 'result'],
-    r.rows.map((x) => x.error ? [x.name, 0, '-', '-', '-', '-', `<= ${x.target}`, `ERROR ${x.error.slice(0, 60)}`]
-      : [x.name, x.n + (x.cut ? '*' : ''), fmt(x.p50), fmt(x.p95), fmt(x.max), x.bytes, `<= ${x.target}${x.targetNote ? ' (' + x.targetNote + ')' : ''}`, x.pass ? 'pass' : 'FAIL'])));
+  lines.push(table(['endpoint', 'n', 'p50', 'p95', 'max', 'srv CPU/req', 'bytes', 'target p50', 'result'],
+    r.rows.map((x) => x.error ? [x.name, 0, '-', '-', '-', '-', '-', `<= ${x.target}`, `ERROR ${x.error.slice(0, 60)}`]
+      : [x.name, x.n + (x.cut ? '*' : ''), fmt(x.p50), fmt(x.p95), fmt(x.max), fmt(x.cpu), x.bytes, `<= ${x.target}${x.targetNote ? ' (' + x.targetNote + ')' : ''}`, x.pass ? 'pass' : 'FAIL'])));
+  lines.push('srv CPU/req: server process CPU time (user+system, /proc/PID/stat, 10 ms ticks) over the measured requests / their number; it includes the live traffic\'s small share');
   if (r.rows.some((x) => x.cut)) lines.push(`* stopped early: the endpoint's --budget of ${o.budget} s ran out`);
   if (r.heavyUser && !r.heavyUser.error) {
     lines.push(`users/:userId for the most active user (${r.heavyUser.sessions} sessions): p50 ${fmt(r.heavyUser.p50)} ms, p95 ${fmt(r.heavyUser.p95)} ms, ${r.heavyUser.bytes} bytes`);
@@ -478,13 +508,18 @@ function print(r, o) {
   if (r.scaling) {
     lines.push('');
     lines.push('Scaling probes (p50 / p95 ms):');
-    lines.push(table(['probe', 'n', 'p50', 'p95', 'bytes'], r.scaling.map((x) => x.error ? [x.label, 0, 'ERROR', x.error.slice(0, 50), ''] : [x.label, x.n, fmt(x.p50), fmt(x.p95), x.bytes])));
+    lines.push(table(['probe', 'n', 'p50', 'p95', 'srv CPU/req', 'bytes'], r.scaling.map((x) => x.error ? [x.label, 0, 'ERROR', x.error.slice(0, 50), '', ''] : [x.label, x.n, fmt(x.p50), fmt(x.p95), fmt(x.cpu), x.bytes])));
   }
   if (r.checks) {
     const bad = r.checks.filter((x) => !x.ok);
     lines.push('');
     lines.push(`Checks: ${r.checks.length - bad.length}/${r.checks.length} ok${bad.length ? '' : ''}`);
     for (const b of bad) lines.push(`  FAIL ${b.what}: got ${b.got}, expected ${b.want}`);
+  }
+  if (r.liveLate) {
+    const e = r.rows.find((x) => x.name === 'live/events');
+    lines.push(`live/events as the live traffic goes on: p50 ${fmt(e && e.p50)} ms after ${e && e.liveEventsSent} live events were sent; ` +
+      `p50 ${fmt(r.liveLate.p50)} ms (p95 ${fmt(r.liveLate.p95)}, srv CPU/req ${fmt(r.liveLate.cpu)}) after ${r.liveLate.liveEventsSent} (${r.liveLate.secondsSinceStart} s of live traffic)`);
   }
   if (r.live) lines.push(`Live traffic: ${JSON.stringify(r.live)}; live/users/count ${r.sample.liveCount}, live/users ${r.sample.liveUsersRows} rows, live/events ${r.sample.liveEventsRows} rows`);
   lines.push(`Quick glance: ${JSON.stringify(r.sample.quickglance)}`);
@@ -525,7 +560,7 @@ function parse(argv) {
   const o = {
     cmd: argv[2], url: null, app: null, token: null, meta: null, out: null, n: 50, offsets: [0, 330, -300],
     rangeDays: 30, live: 200, budget: 90, scaling: true, scalingN: 10, scalingBudget: 600, checks: true,
-    t0Ms: 0, timeout: 900,
+    t0Ms: 0, timeout: 900, pid: 0,
   };
   for (let i = 3; i < argv.length; i++) {
     const a = argv[i];
@@ -547,6 +582,7 @@ function parse(argv) {
       case '--checks': o.checks = v() !== '0'; break;
       case '--t0-ms': o.t0Ms = Number(v()); break;
       case '--timeout': o.timeout = Number(v()); break;
+      case '--pid': o.pid = Number(v()); break;
       default: throw new Error(`unknown option ${a}`);
     }
   }

@@ -195,8 +195,10 @@ function buildWorld(opt) {
     const w = Math.min(200, Math.pow(1 - rand(), -0.75));
     userWeight[u] = w;
     wsum += w;
-    // arrivals over the period, somewhat more recent than old
-    const d = Math.sqrt(rand()) * opt.days;
+    // an established app: a quarter of the users were there before the period
+    // (their first event in it comes within days), the others arrive
+    // over the period, somewhat more of them lately
+    const d = rand() < 0.25 ? Math.min(opt.days, exponential(7, rand)) : Math.pow(rand(), 0.8) * opt.days;
     userFirst[u] = Math.min(lastStart, firstMs + d * DAY);
     userLast[u] = Math.min(lastStart, userFirst[u] + exponential(45 * DAY, rand) + (rand() < 0.35 ? opt.days * DAY : 0));
     const li = localeZ();
@@ -236,9 +238,17 @@ function buildWorld(opt) {
   const meanLen = opt.meanSessionEvents;
   const S = Math.max(U, Math.round(opt.events / meanLen));
   const userSessions = new Uint32Array(U);
+  // A user's sessions come at a steady rate (its weight) over its active
+  // span, so a late arrival does not pack a long history into a few days.
+  let esum = 0;
+  const eff = new Float64Array(U);
+  for (let u = 0; u < U; u++) {
+    eff[u] = userWeight[u] * (0.25 + Math.max(0, userLast[u] - userFirst[u]) / DAY);
+    esum += eff[u];
+  }
   let assigned = 0;
   for (let u = 0; u < U; u++) {
-    const x = (userWeight[u] / wsum) * (S - U);
+    const x = (eff[u] / esum) * (S - U);
     const n = 1 + Math.floor(x) + (rand() < x - Math.floor(x) ? 1 : 0);
     userSessions[u] = n;
     assigned += n;
@@ -807,4 +817,4 @@ if (require.main === module) {
   main().catch((e) => { process.stderr.write(`query_dataset: ${e.stack || e}\n`); process.exit(1); });
 }
 
-module.exports = { mulberry32, zipf };
+module.exports = { mulberry32, zipf, buildWorld };

@@ -114,7 +114,11 @@ wait_healthz() {  # wait_healthz SECONDS
   tail -n 30 "$work/server.log" >&2
   die "server did not answer /healthz within $1 s"
 }
-rss() { awk '/^VmRSS:/ {r=$2} /^VmHWM:/ {h=$2} END {printf "%.0f MiB (peak %.0f MiB)", r/1024, h/1024}' "/proc/$server_pid/status"; }
+rss() {
+  awk '/^VmRSS:/ {r=$2} /^VmHWM:/ {h=$2} /^RssAnon:/ {a=$2} /^RssFile:/ {f=$2}
+       END {printf "%.0f MiB (anonymous %.0f, file %.0f; peak %.0f MiB)", r/1024, a/1024, f/1024, h/1024}' \
+    "/proc/$server_pid/status"
+}
 disk() { du -sb "$data" | awk '{printf "%.0f MiB", $1 / 1048576}'; }
 files() { (cd "$data" && ls -la | awk 'NR > 1 && $NF != "." && $NF != ".." {printf "%s %.1f MiB; ", $NF, $5 / 1048576}'); }
 
@@ -173,7 +177,7 @@ load_before_measure=$(loadavg)
 results=$work/results.json
 timeout 3600 node "$here/query_bench.js" measure --url "$url" --app "$app_id" --token "$token" \
   --meta "$meta" --n "$N" --offsets "$OFFSETS" --range-days "$RANGE_DAYS" --live "$LIVE" \
-  --budget "$BUDGET" --scaling "$SCALING" --checks "$CHECKS" --out "$results" >"$work/tables.txt" \
+  --budget "$BUDGET" --scaling "$SCALING" --checks "$CHECKS" --pid "$server_pid" --out "$results" >"$work/tables.txt" \
   || { tail -n 30 "$work/server.log" >&2; die "the measurement failed"; }
 load_after_measure=$(loadavg)
 rss_after_measure=$(rss)

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "core/log.h"
+#include "geo/cidr_set.h"
+#include "geo/country_lookup.h"
 #include "core/time_util.h"
 #include "ingest/group_committer.h"
 #include "ingest/ingestor.h"
@@ -27,7 +29,8 @@ namespace {
 
 constexpr const char* kUsage = R"(usage: nucleon COMMAND [ARGS] [--data DIR]
 
-  serve [--listen HOST:PORT] [--fsync full|normal] [--threads N] [--max-body BYTES] [--demo]
+  serve [--listen HOST:PORT] [--fsync full|normal] [--threads N] [--max-body BYTES]
+        [--geoip-db FILE.mmdb] [--trust-proxy CIDR[,CIDR]] [--demo]
                               serve the tracking protocol and the API
   app create NAME             create an app; prints {"appId","token"}
   app list                    list apps, one JSON object per line
@@ -38,7 +41,8 @@ constexpr const char* kUsage = R"(usage: nucleon COMMAND [ARGS] [--data DIR]
 
 Every flag can also be set as an environment variable: --data is NUCLEON_DATA,
 --listen NUCLEON_LISTEN, --fsync NUCLEON_FSYNC, --threads NUCLEON_THREADS,
---max-body NUCLEON_MAX_BODY, --demo NUCLEON_DEMO=1.
+--max-body NUCLEON_MAX_BODY, --geoip-db NUCLEON_GEOIP_DB, --trust-proxy
+NUCLEON_TRUST_PROXY, --demo NUCLEON_DEMO=1.
 )";
 
 struct Args {
@@ -50,7 +54,8 @@ const std::map<std::string, bool>& KnownFlags() {
   // name -> takes a value
   static const std::map<std::string, bool> kFlags = {
       {"data", true}, {"listen", true}, {"fsync", true}, {"threads", true},
-      {"max-body", true}, {"demo", false}, {"help", false}};
+      {"max-body", true}, {"demo", false}, {"help", false}, {"geoip-db", true},
+      {"trust-proxy", true}};
   return kFlags;
 }
 
@@ -147,6 +152,11 @@ int Serve(const Args& args, const std::string& data) {
   }
   if (threads < 1 || threads > 256) return Usage("--threads must be 1..256");
 
+  auto trusted = CidrSet::Parse(Flag(args, "trust-proxy", ""));
+  if (!trusted.ok()) return Usage("--trust-proxy: " + trusted.status().message());
+  auto geo = OpenCountryLookup(Flag(args, "geoip-db", ""));
+  if (!geo.ok()) return Fail(geo.status());
+
   auto store = OpenSqliteEventStore(data, SqliteStoreOptions{fsync == "full", false});
   if (!store.ok()) return Fail(store.status());
   auto catalog = OpenSqliteCatalog(data);
@@ -195,12 +205,15 @@ int Serve(const Args& args, const std::string& data) {
   options.port = port;
   options.threads = threads;
   options.max_body_bytes = limits.max_body_bytes;
+  options.geo = geo->get();
+  options.trusted_proxies = *trusted;
   HttpServer server(options, &router, &ingestor, &live);
   auto bound = server.Listen();
   if (!bound.ok()) return Fail(bound.status());
   const std::string where = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
                             std::to_string(*bound);
-  LogInfo("data folder " + data + ", fsync " + fsync + ", " + std::to_string(threads) + " threads");
+  LogInfo("data folder " + data + ", fsync " + fsync + ", " + std::to_string(threads) +
+          " threads, countries from " + std::string((*geo)->Source()));
   LogInfo("listening on " + where);
   if (demo) {
     std::printf("\nNucleon is running on http://%s\n\n", where.c_str());

@@ -34,6 +34,34 @@ struct Context {
   PresenceSink* presence;
 };
 
+// The country of the request's client: the socket peer, or what a trusted
+// proxy says it forwarded for. Only the two-letter code leaves this function.
+std::string ClientCountry(const Context& ctx, const tcp::socket& socket,
+                          const http::request<http::string_body>& req) {
+  if (!ctx.options.geo) return {};
+  beast::error_code ec;
+  const auto endpoint = socket.remote_endpoint(ec);
+  if (ec) return {};
+  const net::ip::address a = endpoint.address();
+  IpAddress peer = a.is_v4() ? IpAddress::V4(a.to_v4().to_bytes()) : IpAddress::V6(a.to_v6().to_bytes());
+  std::string forwarded;
+  if (!ctx.options.trusted_proxies.empty()) {
+    // Several X-Forwarded-For lines are one list, in order.
+    auto range = req.equal_range("X-Forwarded-For");
+    for (auto it = range.first; it != range.second; ++it) {
+      if (!forwarded.empty()) forwarded += ',';
+      forwarded.append(it->value());
+    }
+  }
+  std::string_view real_ip;
+  if (!ctx.options.trusted_proxies.empty()) {
+    auto it = req.find("X-Real-IP");
+    if (it != req.end()) real_ip = it->value();
+  }
+  return std::string(ctx.options.geo->Country(
+      ClientAddress(peer, forwarded, real_ip, ctx.options.trusted_proxies)));
+}
+
 uint64_t NextConnectionId() {
   static std::atomic<uint64_t> next{1};
   return next.fetch_add(1);
@@ -41,8 +69,12 @@ uint64_t NextConnectionId() {
 
 class WsSession : public std::enable_shared_from_this<WsSession> {
  public:
-  WsSession(tcp::socket&& socket, const Context* ctx, std::string app)
-      : ws_(std::move(socket)), ctx_(ctx), app_(std::move(app)), id_(NextConnectionId()) {}
+  WsSession(tcp::socket&& socket, const Context* ctx, std::string app, std::string country)
+      : ws_(std::move(socket)),
+        ctx_(ctx),
+        app_(std::move(app)),
+        country_(std::move(country)),
+        id_(NextConnectionId()) {}
 
   ~WsSession() {
     if (ctx_->presence) ctx_->presence->Closed(id_);
@@ -101,7 +133,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     ++inflight_;
     g_inflight.fetch_add(1);
     auto self = shared_from_this();
-    ctx_->ingestor->Ingest(app_, message, "", id_, [self](const Status& st, std::string ack) {
+    ctx_->ingestor->Ingest(app_, message, country_, id_, [self](const Status& st, std::string ack) {
       net::post(self->ws_.get_executor(), [self, st, ack = std::move(ack)]() mutable {
         self->OnIngested(st, std::move(ack));
       });
@@ -148,6 +180,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   websocket::stream<beast::tcp_stream> ws_;
   const Context* ctx_;
   std::string app_;
+  std::string country_;
   const uint64_t id_;
   beast::flat_buffer buffer_;
   std::deque<std::string> outbox_;
@@ -195,19 +228,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     http::request<http::string_body> req = parser_->release();
     keep_alive_ = req.keep_alive();
     version_ = req.version();
+    head_ = req.method() == http::verb::head;
 
     if (websocket::is_upgrade(req)) {
       auto app = Router::TrackingSocketApp(req.target());
       if (!app) return WriteError(404, "no WebSocket endpoint at " + std::string(req.target()));
       if (!ctx_->router->AppExists(*app)) return WriteError(404, "unknown app " + *app);
       stream_.expires_never();
-      std::make_shared<WsSession>(stream_.release_socket(), ctx_, std::move(*app))
+      std::string country = ClientCountry(*ctx_, stream_.socket(), req);
+      std::make_shared<WsSession>(stream_.release_socket(), ctx_, std::move(*app),
+                                  std::move(country))
           ->Start(std::move(req));
       return;
     }
 
     HttpRequest request;
-    request.method = std::string(req.method_string());
+    request.method = head_ ? "GET" : std::string(req.method_string());
     request.target = std::string(req.target());
     request.headers.reserve(8);
     for (const auto& field : req) {
@@ -215,6 +251,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       request.headers.emplace_back(std::move(name), std::string(field.value()));
     }
+    request.country = ClientCountry(*ctx_, stream_.socket(), req);
     request.body = std::move(req.body());
     stream_.expires_never();
     g_inflight.fetch_add(1);
@@ -257,6 +294,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void Write(HttpResponse r, bool counted) {
+    if (head_) return WriteHead(std::move(r), counted);
     auto res = std::make_shared<http::response<http::string_body>>();
     res->version(version_);
     res->result(static_cast<http::status>(r.status));
@@ -272,6 +310,26 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                         if (counted) g_inflight.fetch_sub(1);
                         self->OnWrite(ec, res->keep_alive());
                       });
+  }
+
+  // HEAD: the GET answer's status and headers (its length included), no body.
+  void WriteHead(HttpResponse r, bool counted) {
+    auto res = std::make_shared<http::response<http::empty_body>>();
+    res->version(version_);
+    res->result(static_cast<http::status>(r.status));
+    res->set(http::field::server, "nucleon");
+    if (!r.content_type.empty()) res->set(http::field::content_type, r.content_type);
+    for (auto& [k, v] : r.headers) res->set(k, v);
+    res->keep_alive(keep_alive_);
+    res->content_length(r.body.size());
+    stream_.expires_after(std::chrono::seconds(30));
+    auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
+    http::async_write_header(stream_, *sr,
+                             [self = shared_from_this(), res, sr, counted](beast::error_code ec,
+                                                                          std::size_t) {
+                               if (counted) g_inflight.fetch_sub(1);
+                               self->OnWrite(ec, res->keep_alive());
+                             });
   }
 
   void OnWrite(beast::error_code ec, bool keep_alive) {
@@ -291,6 +349,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = true;
   bool linger_ = false;
+  bool head_ = false;
   size_t drained_ = 0;
   std::vector<char> drain_buf_;
   unsigned version_ = 11;

@@ -12,6 +12,8 @@
 #include <string>
 
 #include "core/status.h"
+#include "geo/cidr_set.h"
+#include "geo/country_lookup.h"
 #include "ingest/ingestor.h"
 #include "server/router.h"
 
@@ -24,6 +26,10 @@ struct HttpServerOptions {
   size_t max_body_bytes = 5 * 1024 * 1024;
   int header_timeout_seconds = 30;
   int max_inflight_messages_per_socket = 64;  // unacked WebSocket messages before reading pauses
+  // Country of the client address (looked up, never kept); null: no countries.
+  const CountryLookup* geo = nullptr;
+  // Peers whose X-Forwarded-For / X-Real-IP headers are believed.
+  CidrSet trusted_proxies;
 };
 
 class HttpServer {

@@ -92,7 +92,7 @@ void Router::Handle(const HttpRequest& request, Respond respond) {
   }
 
   if (path == "/healthz") {
-    if (request.method != "GET" && request.method != "HEAD") {
+    if (request.method != "GET") {
       return finish(ErrorResponse(Status::MethodNotAllowed("use GET for /healthz")));
     }
     if (deps_.committer->Healthy()) return finish(Json(200, "{\"status\":\"ok\"}"));
