@@ -8,7 +8,7 @@
 //   node bench/query_bench.js ready --url ... --app APP --token TOKEN --t0-ms MS [--timeout 600]
 //
 // measure:
-//   1. checks: totals over the whole data range against what the generator sent
+//   1. checks: totals over the dataset's range (up to when it was loaded) against what the generator sent
 //      (users, installs, app starts, events per name, errors per name, users
 //      total); mismatches are reported, not fatal;
 //   2. live traffic: --live devices from the dataset connect over the tracking
@@ -26,6 +26,10 @@
 //   Prints the tables and writes everything to --out.
 // ready: polls /healthz until 200, then the daily analytics of the last 30
 //   days until 200; prints the times since --t0-ms (when the server was started).
+// profile --results RESULTS.json --pid PID [--seconds 8] [--all] [--dir TMP]:
+//   for each endpoint of a measure run that missed its target (every endpoint
+//   with --all), records the server with `perf record` while requesting that
+//   endpoint in a loop and prints the top symbols and source lines.
 'use strict';
 
 const http = require('node:http');
@@ -240,8 +244,10 @@ async function checks(c, app, meta) {
     out.push({ ok, what, got, want });
     log(`check ${ok ? 'ok  ' : 'FAIL'} ${what}: got ${got}${ok ? '' : `, expected ${want}`}`);
   };
+  // The whole dataset and nothing after it: the range ends when the load
+  // started, before any live traffic of this or an earlier run (on a kept folder).
   const start = Math.floor(g.firstEventMs / 1000) - 86400;
-  const end = Math.floor(Date.now() / 1000) + 3600;
+  const end = Math.floor(meta.load.now_ms / 1000);
   const q = `start=${start}&end=${end}&utcOffset=0`;
   const a = `/api/v1/apps/${app}`;
   const daily = (await c.json(`${a}/analytics?${q}`, { timeoutMs: 300000 })).data;
@@ -403,7 +409,8 @@ async function measure(o) {
       continue;
     }
     const { samples, ...stats } = r;
-    result.rows.push({ name: row.name, target: row.target, targetNote: row.targetNote, ...stats, pass: r.p50 <= row.target });
+    result.rows.push({ name: row.name, target: row.target, targetNote: row.targetNote, ...stats, pass: r.p50 <= row.target,
+      paths: Array.from({ length: Math.min(n, 6) }, (_, i) => row.paths(i)) });
     log(`${row.name}: n=${r.n} p50=${fmt(r.p50)} ms p95=${fmt(r.p95)} ms max=${fmt(r.max)} ms, ${r.bytes} bytes (${((Date.now() - t) / 1000).toFixed(1)} s)`);
     if (row.ranged) {
       offsets.forEach((off, j) => {
@@ -526,6 +533,70 @@ function print(r, o) {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
+// ---------------------------------------------------------------- profile
+
+// For every row of --results that missed its target: `perf record` the server
+// for --seconds while requesting that endpoint in a loop, then the flat profile
+// by symbol and by source line. Needs perf and a server built with symbols.
+async function profile(o) {
+  const { spawn, spawnSync } = require('node:child_process');
+  const res = JSON.parse(fs.readFileSync(o.results, 'utf8'));
+  const c = new Client(o.url, o.token);
+  const out = [];
+  const rows = res.rows.filter((r) => !r.error && (o.all || !r.pass));
+  if (res.liveLate && !rows.some((r) => r.name === 'live/events') && res.liveLate.p50 > 10) {
+    const lr = res.rows.find((r) => r.name === 'live/events');
+    if (lr) rows.push(lr);
+  }
+  for (const row of rows) {
+    const file = path.join(o.dir, `perf-${row.name.replace(/[^A-Za-z0-9]+/g, '_')}.data`);
+    const perf = spawn('perf', ['record', '-F', '499', '-g', '-p', String(o.pid), '-o', file, '--', 'sleep', String(o.seconds)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let perfErr = '';
+    perf.stderr.on('data', (d) => { perfErr += d; });
+    const exited = new Promise((resolve) => perf.on('exit', resolve));
+    let n = 0, running = true;
+    exited.then(() => { running = false; });
+    const deadline = Date.now() + (o.seconds + 20) * 1000;
+    await sleep(300);
+    // paths are rebuilt with a fresh "now" so ranges keep ending now
+    const refresh = (p) => p.replace(/start=(\d+)&end=(\d+)/, (m, st, en) => {
+      const now = Math.floor(Date.now() / 1000);
+      return `start=${now - (Number(en) - Number(st))}&end=${now}`;
+    });
+    while (running && Date.now() < deadline) {
+      try { await c.get(refresh(row.paths[n % row.paths.length]), { timeoutMs: 30000 }); } catch (_) { /* keep going */ }
+      n++;
+    }
+    const code = await Promise.race([exited, sleep(30000).then(() => 'timeout')]);
+    if (code !== 0) {
+      out.push({ name: row.name, error: `perf record failed (${code}): ${perfErr.trim().split('\n').slice(-2).join(' ')}` });
+      continue;
+    }
+    const report = (sort, limit) => {
+      const r = spawnSync('perf', ['report', '-i', file, '--stdio', '--no-children', '-g', 'none', '--percent-limit', String(limit), '--sort', sort],
+        { encoding: 'utf8', timeout: 600000, maxBuffer: 64 << 20 });
+      return (r.stdout || '').split('\n').filter((l) => /%/.test(l) && !l.startsWith('#')).map((l) => l.trim().replace(/\s+/g, ' ').slice(0, 200)).slice(0, 12);
+    };
+    const entry = { name: row.name, requests: n, symbols: report('dso,sym', 2), lines: o.srclines ? report('srcline', 2) : [] };
+    out.push(entry);
+    fs.rmSync(file, { force: true });
+    log(`profiled ${row.name} (${n} requests)`);
+  }
+  c.close();
+  const lines = ['', `Profiles (perf record -F 499 for ${o.seconds} s per endpoint while requesting it in a loop; self time):`];
+  for (const e of out) {
+    lines.push(`* ${e.name}${e.requests ? ` (${e.requests} requests)` : ''}`);
+    if (e.error) { lines.push(`    ${e.error}`); continue; }
+    for (const l of e.symbols) lines.push(`    ${l}`);
+    if (e.lines.length) {
+      lines.push('    by source line:');
+      for (const l of e.lines) lines.push(`      ${l}`);
+    }
+  }
+  process.stdout.write(lines.join('\n') + '\n');
+  if (o.out) fs.writeFileSync(o.out, JSON.stringify(out, null, 1));
+}
+
 // ---------------------------------------------------------------- ready
 
 async function ready(o) {
@@ -560,7 +631,7 @@ function parse(argv) {
   const o = {
     cmd: argv[2], url: null, app: null, token: null, meta: null, out: null, n: 50, offsets: [0, 330, -300],
     rangeDays: 30, live: 200, budget: 90, scaling: true, scalingN: 10, scalingBudget: 600, checks: true,
-    t0Ms: 0, timeout: 900, pid: 0,
+    t0Ms: 0, timeout: 900, pid: 0, results: null, dir: '/tmp', seconds: 8, all: false, srclines: true,
   };
   for (let i = 3; i < argv.length; i++) {
     const a = argv[i];
@@ -583,6 +654,11 @@ function parse(argv) {
       case '--t0-ms': o.t0Ms = Number(v()); break;
       case '--timeout': o.timeout = Number(v()); break;
       case '--pid': o.pid = Number(v()); break;
+      case '--results': o.results = v(); break;
+      case '--dir': o.dir = v(); break;
+      case '--seconds': o.seconds = Number(v()); break;
+      case '--all': o.all = true; break;
+      case '--srclines': o.srclines = v() !== '0'; break;
       default: throw new Error(`unknown option ${a}`);
     }
   }
@@ -596,7 +672,11 @@ async function main() {
   const o = parse(process.argv);
   if (o.cmd === 'measure') return measure(o);
   if (o.cmd === 'ready') return ready(o);
-  throw new Error('usage: query_bench.js measure|ready ...');
+  if (o.cmd === 'profile') {
+    if (!o.results || !o.pid) throw new Error('profile needs --results and --pid');
+    return profile(o);
+  }
+  throw new Error('usage: query_bench.js measure|ready|profile ...');
 }
 
 main().then(() => process.exit(process.exitCode || 0)).catch((e) => { process.stderr.write(`query_bench: ${e.stack || e}\n`); process.exit(1); });

@@ -20,8 +20,8 @@ drain=5
 fsync=full
 batch=50
 devices=1000
-http_connections=32
-ws_connections=8
+http_connections=64
+ws_connections=16
 pipeline=4
 client_threads=1
 server_threads=""
@@ -41,8 +41,8 @@ usage: bench/run_ingest.sh [options]
   --fsync full|normal      server durability mode (default full)
   --batch N                events per message (default 50)
   --devices D              simulated devices (default 1000)
-  --http-connections N     HTTP keep-alive connections (default 32)
-  --ws-connections N       WebSocket connections (default 8)
+  --http-connections N     HTTP keep-alive connections (default 64)
+  --ws-connections N       WebSocket connections (default 16)
   --pipeline K             WebSocket messages in flight per connection (default 4)
   --client-threads T       nucleon_load io threads (default 1)
   --server-threads N       nucleon serve --threads (default: the server's own)
@@ -139,7 +139,9 @@ cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 mem_gb=$(awk '/^MemTotal:/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)
 data_fs=$(df -PT "$data" 2>/dev/null | awk 'NR == 2 {print $2}')
 machine="$(nproc) CPUs, ${cpu_model:-unknown CPU}, ${mem_gb} GB RAM, Linux $(uname -r), data on ${data_fs:-?}"
-log "machine: $machine"
+# Client and server share the machine; anything else running skews the result.
+load_before=$(cut -d' ' -f1 /proc/loadavg)
+log "machine: $machine; load average before the runs $load_before"
 
 # --- server on port 0: it logs the port it got
 server_args=(serve --data "$data" --listen 127.0.0.1:0 --fsync "$fsync")
@@ -203,7 +205,7 @@ warnings=$(grep -c -E ' (warn|error) ' "$work/server.log" || true)
 
 # --- report
 median() { sort -n | awk '{v[NR] = $1} END {if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-echo "machine: $machine"
+echo "machine: $machine; load average before the runs $load_before"
 echo "server:  nucleon serve --fsync $fsync${server_threads:+ --threads $server_threads}; $runs runs x ${seconds} s per transport, batch $batch, $devices devices"
 summary="{\"fsync\":\"$fsync\",\"runs\":$runs,\"seconds\":$seconds,\"batch\":$batch"
 for mode in $modes; do

@@ -27,6 +27,9 @@ BUDGET=${BUDGET:-90}
 SCALING=${SCALING:-1}
 CHECKS=${CHECKS:-1}
 RESTART=${RESTART:-1}
+PROFILE=${PROFILE:-0}                  # 1: perf-profile each endpoint that missed its target
+PROFILE_SECONDS=${PROFILE_SECONDS:-8}
+PROFILE_LINES=${PROFILE_LINES:-0}      # 1: also by source line (slow: minutes per endpoint)
 FSYNC=${FSYNC:-full}
 THREADS=${THREADS:-}
 KEEP_DATA=${KEEP_DATA:-}
@@ -169,7 +172,8 @@ sleep 2
 rss_after_load=$(rss)
 disk_after_load=$(disk)
 files_after_load=$(files)
-log "after load: RSS $rss_after_load, data folder $disk_after_load ($files_after_load)"
+if [ "$loaded" = 0 ]; then rss_label="after load"; else rss_label="after start on the kept folder"; fi
+log "$rss_label: RSS $rss_after_load, data folder $disk_after_load ($files_after_load)"
 
 # --- measure
 log "measuring (load average $(loadavg))"
@@ -182,6 +186,20 @@ timeout 3600 node "$here/query_bench.js" measure --url "$url" --app "$app_id" --
 load_after_measure=$(loadavg)
 rss_after_measure=$(rss)
 [ -n "$OUT" ] && cp "$results" "$OUT"
+
+# --- profile the endpoints that missed their targets (opt-in; needs perf)
+: >"$work/profiles.txt"
+if [ "$PROFILE" = 1 ]; then
+  if command -v perf >/dev/null 2>&1; then
+    log "profiling the endpoints that missed their targets (perf, ${PROFILE_SECONDS} s each)"
+    timeout 7200 node "$here/query_bench.js" profile --url "$url" --app "$app_id" --token "$token" \
+      --results "$results" --pid "$server_pid" --seconds "$PROFILE_SECONDS" --dir "$work" \
+      --srclines "$PROFILE_LINES" --out "$work/profiles.json" >"$work/profiles.txt" \
+      || log "profiling failed (see above)"
+  else
+    log "PROFILE=1 but perf is not installed; skipping"
+  fi
+fi
 
 # --- restart
 restart=""
@@ -208,8 +226,8 @@ errors=$(grep -c -E ' (ERROR|WARN) ' "$work/server.log" || true)
   echo "binary:   $bin_info"
   echo "load avg: before measuring $load_before_measure, after $load_after_measure (2 CPUs: other work on the machine skews latency)"
   echo "dataset:  $load_line"
-  echo "          $(node -e "const l=require('$meta').load;console.log(l.events+' events, '+l.users+' users, '+l.devices+' devices, '+l.sessions+' sessions over '+l.days+' days; load '+l.seconds+' s = '+l.events_per_sec+' events/s ('+l.connections+' connections, batches of '+l.batch+'; client CPU '+l.client_cpu_s+' s)')")"
-  echo "memory:   server RSS after load $rss_after_load; after measuring $rss_after_measure"
+  echo "          $(node -e "const l=require('$meta').load;console.log(l.events+' events, '+l.users+' users, '+l.devices+' devices, '+l.sessions+' sessions over '+l.days+' days; load '+l.seconds+' s = '+l.events_per_sec+' events/s ('+l.connections+' connections, batches of '+l.batch+'; client CPU '+l.client_cpu_s+' s)')")$([ "$loaded" = 1 ] && echo ' [from the run that loaded the kept folder]')"
+  echo "memory:   server RSS $rss_label $rss_after_load; after measuring $rss_after_measure"
   echo "disk:     data folder $disk_after_load ($files_after_load)"
   [ -n "$cold_start" ] && echo "start on the kept folder: $cold_start"
   if [ -n "$restart" ]; then
@@ -217,5 +235,6 @@ errors=$(grep -c -E ' (ERROR|WARN) ' "$work/server.log" || true)
   fi
   echo "server log: $errors ERROR/WARN lines"
   cat "$work/tables.txt"
+  cat "$work/profiles.txt"
 } | tee "$work/report.txt"
 [ "$errors" = 0 ] || { echo "server log ERROR/WARN lines (first 10):"; grep -E ' (ERROR|WARN) ' "$work/server.log" | head -n 10; }

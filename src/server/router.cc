@@ -92,7 +92,8 @@ void Router::Handle(const HttpRequest& request, Respond respond) {
   }
 
   if (path == "/healthz") {
-    if (request.method != "GET") {
+    // HEAD gets the GET answer; the transport leaves the body out.
+    if (request.method != "GET" && request.method != "HEAD") {
       return finish(ErrorResponse(Status::MethodNotAllowed("use GET for /healthz")));
     }
     if (deps_.committer->Healthy()) return finish(Json(200, "{\"status\":\"ok\"}"));

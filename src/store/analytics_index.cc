@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <iterator>
 #include <mutex>
 
 #include "core/crypto.h"
@@ -56,6 +57,56 @@ uint32_t Dictionary::Find(std::string_view s) const {
   return it == ids_.end() ? kMissing : it->second;
 }
 
+int64_t TimeIndex::Bucket(int64_t ms) { return FloorDiv(ms, AnalyticsIndex::kBucketMs); }
+
+void TimeIndex::Move(uint32_t id, int64_t old_ms, int64_t new_ms) {
+  if (old_ms != kNone) {
+    auto it = buckets_.find(Bucket(old_ms));
+    if (it != buckets_.end()) {
+      auto& v = it->second;
+      auto pos = std::find(v.begin(), v.end(), id);
+      if (pos != v.end()) {
+        *pos = v.back();
+        v.pop_back();
+      }
+      if (v.empty()) buckets_.erase(it);
+    }
+  }
+  if (new_ms != kNone) buckets_[Bucket(new_ms)].push_back(id);
+}
+
+void AnalyticsIndex::SetSessionStart(uint32_t row, SessionInfo& s, int64_t start_ms) {
+  if (s.filed && s.start_ms == start_ms) return;
+  session_starts_.Move(row, s.filed ? s.start_ms : TimeIndex::kNone, start_ms);
+  s.filed = true;
+  s.start_ms = start_ms;
+  UpdateInstall(s.device, row, start_ms);
+}
+
+void AnalyticsIndex::UpdateInstall(uint32_t device, uint32_t session, int64_t start_ms) {
+  DeviceInfo& d = devices_[device];
+  const int64_t before = d.install_start;
+  if (start_ms < d.install_start || (start_ms == d.install_start && session < d.install_session)) {
+    d.install_start = start_ms;
+    d.install_session = session;
+  } else if (d.install_session == session && start_ms > d.install_start) {
+    // The first session started later than thought: another may be first now.
+    d.install_start = INT64_MAX;
+    for (uint32_t row : d.sessions) {
+      auto it = sessions_.find(row);
+      if (it == sessions_.end()) continue;
+      const int64_t st = row == session ? start_ms : it->second.start_ms;
+      if (st < d.install_start || (st == d.install_start && row < d.install_session)) {
+        d.install_start = st;
+        d.install_session = row;
+      }
+    }
+  }
+  if (d.install_start != before) {
+    install_starts_.Move(device, before == INT64_MAX ? TimeIndex::kNone : before, d.install_start);
+  }
+}
+
 void AnalyticsIndex::AddToBucket(Bucket* b, const IndexEvent& e) {
   b->users.add(e.user);
   std::lock_guard<std::mutex> lock(dict_mu_);
@@ -97,6 +148,9 @@ void AnalyticsIndex::AddToBucket(Bucket* b, const IndexEvent& e) {
       ++it->count;
     } else {
       b->props.insert(it, pc);
+      const uint64_t packed = PackPropKey(pc.event, pc.key, static_cast<uint8_t>(value.kind));
+      auto k = std::lower_bound(b->prop_keys.begin(), b->prop_keys.end(), packed);
+      if (k == b->prop_keys.end() || *k != packed) b->prop_keys.insert(k, packed);
     }
   }
 }
@@ -124,11 +178,21 @@ void AnalyticsIndex::Apply(const std::vector<IndexEvent>& events,
 void AnalyticsIndex::AddLocked(const IndexEvent& e) {
   AddToBucket(&buckets_[FloorDiv(e.time_ms, kBucketMs)], e);
 
+  DeviceInfo& d = devices_[e.device];
+  if (d.key.empty()) {
+    d.key = std::string(e.device_key);
+    device_rows_.emplace(d.key, e.device);
+  }
+  if (std::find(d.sessions.begin(), d.sessions.end(), e.session) == d.sessions.end()) {
+    d.sessions.push_back(e.session);
+  }
+
   SessionInfo& s = sessions_[e.session];
   if (s.key.empty()) {
     s.key = std::string(e.session_key);
     s.device = e.device;
-    s.start_ms = s.end_ms = e.time_ms;
+    s.end_ms = e.time_ms;
+    SetSessionStart(e.session, s, e.time_ms);
   }
   ++s.actions;
   if (e.type == EventType::kError) ++s.errors;
@@ -153,21 +217,15 @@ void AnalyticsIndex::AddLocked(const IndexEvent& e) {
     s.total_ram = e.total_ram;
   }
 
-  DeviceInfo& d = devices_[e.device];
-  if (d.key.empty()) {
-    d.key = std::string(e.device_key);
-    device_rows_.emplace(d.key, e.device);
-  }
-  if (std::find(d.sessions.begin(), d.sessions.end(), e.session) == d.sessions.end()) {
-    d.sessions.push_back(e.session);
-  }
-
   UserInfo& u = users_[e.user];
   if (u.key.empty()) {
     u.key = std::string(e.user_key);
     user_rows_.emplace(u.key, e.user);
   }
-  u.first_ms = std::min(u.first_ms, e.time_ms);
+  if (e.time_ms < u.first_ms) {
+    first_seen_.Move(e.user, u.first_ms == INT64_MAX ? TimeIndex::kNone : u.first_ms, e.time_ms);
+    u.first_ms = e.time_ms;
+  }
   if (std::find(u.sessions.begin(), u.sessions.end(), e.session) == u.sessions.end()) {
     u.sessions.push_back(e.session);
   }
@@ -194,8 +252,12 @@ void AnalyticsIndex::UpsertSessionLocked(const SessionUpdate& u) {
   SessionInfo& s = sessions_[u.session];
   if (s.key.empty()) s.key = std::string(u.key);
   s.device = u.device;
-  s.start_ms = u.start_ms;
+  DeviceInfo& d = devices_[u.device];
+  if (std::find(d.sessions.begin(), d.sessions.end(), u.session) == d.sessions.end()) {
+    d.sessions.push_back(u.session);
+  }
   s.end_ms = u.end_ms;
+  SetSessionStart(u.session, s, u.start_ms);
   for (uint32_t user : s.users) Touch(user, u.end_ms);
 }
 
@@ -208,6 +270,9 @@ void AnalyticsIndex::Clear() {
   user_rows_.clear();
   device_rows_.clear();
   by_last_seen_.clear();
+  session_starts_.Clear();
+  first_seen_.Clear();
+  install_starts_.Clear();
 }
 
 Status AnalyticsIndex::ForEachBucket(
@@ -256,21 +321,6 @@ Status AnalyticsIndex::ForEachBucket(
   return Status::Ok();
 }
 
-int64_t AnalyticsIndex::InstallStart(const DeviceInfo& d, uint32_t* session) const {
-  int64_t best = INT64_MAX;
-  uint32_t best_row = 0;
-  for (uint32_t row : d.sessions) {
-    auto it = sessions_.find(row);
-    if (it == sessions_.end()) continue;
-    if (it->second.start_ms < best || (it->second.start_ms == best && row < best_row)) {
-      best = it->second.start_ms;
-      best_row = row;
-    }
-  }
-  if (session) *session = best_row;
-  return best;
-}
-
 Result<QuickGlanceCounts> AnalyticsIndex::QuickGlance(int64_t from_ms, int64_t to_ms,
                                                       const RawSource& raw) const {
   std::shared_lock<std::shared_mutex> lock(mu_);
@@ -283,10 +333,10 @@ Result<QuickGlanceCounts> AnalyticsIndex::QuickGlance(int64_t from_ms, int64_t t
   });
   if (!st.ok()) return st;
   c.users = static_cast<int64_t>(users.cardinality());
-  for (const auto& [row, d] : devices_) {
-    const int64_t start = InstallStart(d, nullptr);
+  install_starts_.ForRange(from_ms, to_ms, [&](uint32_t device) {
+    const int64_t start = devices_.at(device).install_start;
     if (start >= from_ms && start <= to_ms) ++c.installs;
-  }
+  });
   return c;
 }
 
@@ -319,20 +369,22 @@ Result<DailyAnalytics> AnalyticsIndex::Daily(const QueryRange& r, const RawSourc
     all |= users;
   }
   out.users = static_cast<int64_t>(all.cardinality());
-  for (const auto& [row, u] : users_) {
-    if (u.first_ms >= r.from_ms && u.first_ms <= r.to_ms) ++out.new_users[local_day(u.first_ms)];
-  }
-  for (const auto& [row, d] : devices_) {
-    const int64_t start = InstallStart(d, nullptr);
+  first_seen_.ForRange(r.from_ms, r.to_ms, [&](uint32_t user) {
+    const int64_t first = users_.at(user).first_ms;
+    if (first >= r.from_ms && first <= r.to_ms) ++out.new_users[local_day(first)];
+  });
+  install_starts_.ForRange(r.from_ms, r.to_ms, [&](uint32_t device) {
+    const int64_t start = devices_.at(device).install_start;
     if (start >= r.from_ms && start <= r.to_ms) ++out.installs;
-  }
+  });
   std::map<int64_t, std::pair<int64_t, int64_t>> durations;  // day -> (sum, n)
-  for (const auto& [row, s] : sessions_) {
-    if (s.actions == 0 || s.start_ms < r.from_ms || s.start_ms > r.to_ms) continue;
+  session_starts_.ForRange(r.from_ms, r.to_ms, [&](uint32_t row) {
+    const SessionInfo& s = sessions_.at(row);
+    if (s.actions == 0 || s.start_ms < r.from_ms || s.start_ms > r.to_ms) return;
     auto& [sum, n] = durations[local_day(s.start_ms)];
     sum += (s.end_ms - s.start_ms) / 1000;
     ++n;
-  }
+  });
   for (const auto& [day, sn] : durations) {
     out.avg_session_duration[day] = static_cast<double>(sn.first) / static_cast<double>(sn.second);
   }
@@ -371,24 +423,26 @@ Result<DailyCounts> AnalyticsIndex::EventCounts(const QueryRange& r, const RawSo
 Result<std::vector<EventPropKeys>> AnalyticsIndex::EventProps(const QueryRange& r,
                                                               const RawSource& raw) const {
   std::shared_lock<std::shared_mutex> lock(mu_);
-  std::map<std::pair<uint32_t, uint8_t>, std::set<uint32_t>> keys;  // (event, kind) -> keys
-  std::vector<uint8_t> kinds;
-  {
-    std::lock_guard<std::mutex> dl(dict_mu_);
-    kinds = value_kinds_;
-  }
+  // (event, key, kind) triples present in range, sorted; consecutive buckets
+  // mostly hold the same triples, so a merge is rarely needed.
+  std::vector<uint64_t> packed, merged;
   Status st = ForEachBucket(r.from_ms, r.to_ms, r.utc_offset_min, raw,
                             [&](int64_t, const Bucket& b) {
-                              for (const Bucket::PropCount& p : b.props) {
-                                uint8_t kind = p.value < kinds.size() ? kinds[p.value] : 0;
-                                if (p.value >= kinds.size()) {
-                                  std::lock_guard<std::mutex> dl(dict_mu_);
-                                  kind = value_kinds_[p.value];
-                                }
-                                keys[{p.event, kind}].insert(p.key);
+                              if (std::includes(packed.begin(), packed.end(),
+                                                b.prop_keys.begin(), b.prop_keys.end())) {
+                                return;
                               }
+                              merged.clear();
+                              std::set_union(packed.begin(), packed.end(), b.prop_keys.begin(),
+                                             b.prop_keys.end(), std::back_inserter(merged));
+                              packed.swap(merged);
                             });
   if (!st.ok()) return st;
+  std::map<std::pair<uint32_t, uint8_t>, std::set<uint32_t>> keys;  // (event, kind) -> keys
+  for (uint64_t p : packed) {
+    keys[{static_cast<uint32_t>(p >> 26), static_cast<uint8_t>(p & 3)}].insert(
+        static_cast<uint32_t>((p >> 2) & 0xFFFFFF));
+  }
   std::vector<EventPropKeys> out;
   std::lock_guard<std::mutex> dl(dict_mu_);
   for (const auto& [ek, key_ids] : keys) {
@@ -596,10 +650,8 @@ bool AnalyticsIndex::SessionContext(uint32_t session, Event* c, bool* install) c
     c->country = text(s.country);
   }
   if (s.context_from_init) c->total_ram = s.total_ram;
-  uint32_t first = 0;
   auto d = devices_.find(s.device);
-  if (d != devices_.end()) InstallStart(d->second, &first);
-  *install = first == session;
+  *install = d != devices_.end() && d->second.install_session == session;
   return true;
 }
 

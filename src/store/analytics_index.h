@@ -84,6 +84,35 @@ struct Bucket {
   std::vector<std::pair<uint32_t, uint32_t>> errors;  // name id -> count
   std::vector<InitDim> init_dims;
   std::vector<PropCount> props;  // sorted
+  // The distinct (event, key, kind) triples of `props`, packed by PackPropKey, sorted.
+  std::vector<uint64_t> prop_keys;
+};
+
+// (event id, key id, value kind) in one sortable integer (24 + 24 + 2 bits).
+inline uint64_t PackPropKey(uint32_t event, uint32_t key, uint8_t kind) {
+  return (static_cast<uint64_t>(event & 0xFFFFFF) << 26) | (static_cast<uint64_t>(key & 0xFFFFFF) << 2) |
+         (kind & 3);
+}
+
+// Ids filed under a time in 15-minute buckets, to answer "whose time falls in
+// [from, to]" without visiting every id. Callers check the exact time.
+class TimeIndex {
+ public:
+  static constexpr int64_t kNone = INT64_MIN;
+  // Refiles `id` from `old_ms` (kNone: not filed) to `new_ms` (kNone: unfile).
+  void Move(uint32_t id, int64_t old_ms, int64_t new_ms);
+  template <typename Fn>
+  void ForRange(int64_t from_ms, int64_t to_ms, Fn&& fn) const {
+    auto end = buckets_.upper_bound(Bucket(to_ms));
+    for (auto it = buckets_.lower_bound(Bucket(from_ms)); it != end; ++it) {
+      for (uint32_t id : it->second) fn(id);
+    }
+  }
+  void Clear() { buckets_.clear(); }
+
+ private:
+  static int64_t Bucket(int64_t ms);
+  std::map<int64_t, std::vector<uint32_t>> buckets_;
 };
 
 class AnalyticsIndex {
@@ -133,6 +162,7 @@ class AnalyticsIndex {
  private:
   struct SessionInfo {
     uint32_t device = 0;
+    bool filed = false;  // in session_starts_ under start_ms
     int64_t start_ms = 0, end_ms = 0;
     uint32_t actions = 0, errors = 0;
     std::string key;
@@ -149,6 +179,8 @@ class AnalyticsIndex {
   struct DeviceInfo {
     std::string key;
     std::vector<uint32_t> sessions;
+    int64_t install_start = INT64_MAX;  // start of its first session
+    uint32_t install_session = 0;
   };
   struct UserInfo {
     std::string key;
@@ -167,7 +199,8 @@ class AnalyticsIndex {
   // buckets where possible and raw events elsewhere.
   Status ForEachBucket(int64_t from_ms, int64_t to_ms, int offset_min, const RawSource& raw,
                        const std::function<void(int64_t hour, const Bucket&)>& fn) const;
-  int64_t InstallStart(const DeviceInfo& d, uint32_t* session) const;
+  void SetSessionStart(uint32_t row, SessionInfo& s, int64_t start_ms);
+  void UpdateInstall(uint32_t device, uint32_t session, int64_t start_ms);
   UserSummary Summarize(uint32_t user) const;
   std::optional<std::string> Text(uint32_t id) const;
 
@@ -184,6 +217,9 @@ class AnalyticsIndex {
   std::unordered_map<std::string, uint32_t> user_rows_;
   std::unordered_map<std::string, uint32_t> device_rows_;
   std::set<std::pair<int64_t, uint32_t>> by_last_seen_;
+  TimeIndex session_starts_;  // sessions by start
+  TimeIndex first_seen_;      // users by first event
+  TimeIndex install_starts_;  // devices by install (first session start)
 };
 
 }  // namespace nucleon

@@ -9,7 +9,8 @@
 //                            SDK's late resend is not stored again
 // The identity of an event is (session row, ident) where ident is a stable hash
 // of (client id, type, name, client date); the session row already fixes the
-// app and device. A partial unique index over it makes a resend an ignored insert.
+// app and device. A unique index over it makes a resend an ignored insert
+// (events without an id have a NULL ident, and NULLs never collide).
 //
 // The writer keeps the dictionaries and session states in memory (rebuilt at
 // open) so that an append costs one indexed insert per event plus one update
@@ -54,6 +55,10 @@ constexpr const char* kMigrations[] = {
     "CREATE TABLE tombstones(app INTEGER NOT NULL, hash INTEGER NOT NULL,"
     " PRIMARY KEY(app, hash)) WITHOUT ROWID;"
     "INSERT INTO meta(key, value) VALUES('probe', '0');",
+    // v2: the identity index covers every event (NULL idents never collide in
+    // a UNIQUE index), so it also serves "the events of a session".
+    "DROP INDEX events_identity;"
+    "CREATE UNIQUE INDEX events_identity ON events(session, ident);",
 };
 
 int64_t IdentHash(const Event& e) {
