@@ -6,7 +6,7 @@
 //        --events 10000000 [--users N] [--days 90] [--seed 1] \
 //        [--connections 4] [--batch 10000] [--meta OUT.json]
 //
-// The dataset (deterministic for a given seed, events, users, days and start time):
+// The dataset (deterministic for a given seed, events, users, days and --now-ms):
 //   - `users` user keys (default 100,000 per 10M events, at least 1,000):
 //       60 % identified (userId), 30 % anonymous on the 4.x SDK (anonId),
 //       10 % anonymous on the 3.x SDK (the machineId is the user key);
@@ -14,9 +14,11 @@
 //       devices per user); each device speaks 4.x (deviceId, ms dates,
 //       anonId, client js) or 3.x (machineId, ISO dates, name:null on init,
 //       appId, totalRam, arch, client nodejs);
-//   - activity skewed across users (Pareto-like weights), new users arriving
-//     over the whole period, each active for a while (exponential span), with
-//     a day/night rhythm in the user's own time zone;
+//   - activity skewed across users (Pareto-like weights): each user's sessions
+//     come at a steady rate over its active span (exponential, a third stay to
+//     the end); a quarter of the users are there from the start, the others
+//     arrive over the period (a growing app); a day/night rhythm in the user's
+//     own time zone;
 //   - sessions: an `init` carrying platform/osVersion/locale/version (and
 //     totalRam/arch on 3.x) and user props, then events (mean ~20 per session,
 //     geometric) a few seconds to minutes apart: custom events (Zipf over 50

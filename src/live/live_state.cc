@@ -74,17 +74,24 @@ int64_t LiveState::UserCount(std::string_view app_id, int64_t now_ms) const {
 std::vector<Event> LiveState::RecentEvents(std::string_view app_id, int64_t now_ms,
                                            size_t limit) const {
   std::vector<Event> out;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = recent_.find(std::string(app_id));
-    if (it == recent_.end()) return out;
-    for (const Event& e : it->second) {
-      if (e.time_ms >= now_ms - kRecentMs) out.push_back(e);
-    }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = recent_.find(std::string(app_id));
+  if (it == recent_.end()) return out;
+  // Pick the newest `limit` by time without copying the rest.
+  const auto& ring = it->second;
+  std::vector<std::pair<int64_t, size_t>> picked;  // (time, position in commit order)
+  picked.reserve(ring.size());
+  for (size_t i = 0; i < ring.size(); ++i) {
+    if (ring[i].time_ms >= now_ms - kRecentMs) picked.emplace_back(ring[i].time_ms, i);
   }
-  std::stable_sort(out.begin(), out.end(),
-                   [](const Event& a, const Event& b) { return a.time_ms > b.time_ms; });
-  if (out.size() > limit) out.resize(limit);
+  const size_t n = std::min(limit, picked.size());
+  // Newest first; equal times in the order they were stored.
+  std::partial_sort(picked.begin(), picked.begin() + static_cast<std::ptrdiff_t>(n), picked.end(),
+                    [](const auto& a, const auto& b) {
+                      return a.first != b.first ? a.first > b.first : a.second < b.second;
+                    });
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) out.push_back(ring[picked[i].second]);
   return out;
 }
 
