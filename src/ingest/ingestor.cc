@@ -31,11 +31,18 @@ void Ingestor::Ingest(std::string_view app_id, std::string_view body, std::strin
   std::string ack = AckJson(batch);
   std::vector<Event> events;
   events.reserve(batch.events.size());
+  const Event* previous = nullptr;
   for (DecodedEvent& d : batch.events) {
     if (d.outcome == DecodedEvent::Outcome::kInvalid) continue;
     d.event.country = std::string(country);
-    if (presence_ && connection != 0) presence_->Seen(connection, app_id, d.event, now);
+    // Presence once per run of events from one device (an SDK's message is one device).
+    if (presence_ && connection != 0 &&
+        (!previous || previous->device_id != d.event.device_id ||
+         previous->user_key != d.event.user_key || !d.event.platform.empty())) {
+      presence_->Seen(connection, app_id, d.event, now);
+    }
     events.push_back(std::move(d.event));
+    previous = &events.back();
   }
   if (events.empty()) {
     reply(Status::Ok(), std::move(ack));

@@ -32,16 +32,21 @@ void LiveState::Closed(uint64_t connection) {
 void LiveState::OnCommitted(const std::vector<Event>& events, const std::vector<uint8_t>& inserted) {
   const int64_t now = NowMs();
   std::lock_guard<std::mutex> lock(mu_);
-  for (size_t i = 0; i < events.size(); ++i) {
+  // Walk backwards: only the newest kMaxRecentPerApp of a large batch can stay.
+  std::unordered_map<std::string_view, size_t> taken;
+  std::unordered_map<std::string_view, std::vector<const Event*>> fresh;
+  for (size_t i = events.size(); i-- > 0;) {
     const Event& e = events[i];
     if (!inserted[i] || e.type == EventType::kHeartbeat || e.time_ms < now - kRecentMs) continue;
-    auto& ring = recent_[e.app_id];
-    ring.push_back(e);
-    while (ring.size() > kMaxRecentPerApp ||
-           (!ring.empty() && ring.front().time_ms < now - kRecentMs &&
-            ring.size() > kMaxRecentPerApp / 2)) {
-      ring.pop_front();
-    }
+    size_t& n = taken[e.app_id];
+    if (n == kMaxRecentPerApp) continue;
+    ++n;
+    fresh[e.app_id].push_back(&e);
+  }
+  for (auto& [app, list] : fresh) {
+    auto& ring = recent_[std::string(app)];
+    for (auto it = list.rbegin(); it != list.rend(); ++it) ring.push_back(**it);
+    while (ring.size() > kMaxRecentPerApp) ring.pop_front();
   }
 }
 

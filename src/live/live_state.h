@@ -32,7 +32,7 @@ class LiveState final : public PresenceSink, public CommitObserver {
  public:
   static constexpr int64_t kPresenceMs = 2 * 60 * 1000;
   static constexpr int64_t kRecentMs = 10 * 60 * 1000;
-  static constexpr size_t kMaxRecentPerApp = 10000;
+  static constexpr size_t kMaxRecentPerApp = 2000;  // the API shows at most 1000
 
   void Seen(uint64_t connection, std::string_view app_id, const Event& event,
             int64_t now_ms) override;

@@ -44,7 +44,7 @@ std::string UserDbId(std::string_view app_id, std::string_view user_key) {
 }
 
 uint32_t Dictionary::Intern(std::string_view s) {
-  auto it = ids_.find(std::string(s));
+  auto it = ids_.find(s);
   if (it != ids_.end()) return it->second;
   uint32_t id = static_cast<uint32_t>(texts_.size());
   texts_.emplace_back(s);
@@ -53,7 +53,7 @@ uint32_t Dictionary::Intern(std::string_view s) {
 }
 
 uint32_t Dictionary::Find(std::string_view s) const {
-  auto it = ids_.find(std::string(s));
+  auto it = ids_.find(s);
   return it == ids_.end() ? kMissing : it->second;
 }
 
@@ -629,6 +629,13 @@ std::vector<uint32_t> AnalyticsIndex::UserSessions(std::string_view user_key,
     out.push_back(srow);
   }
   return out;
+}
+
+std::vector<uint32_t> AnalyticsIndex::AllUserSessions(std::string_view user_key) const {
+  std::shared_lock<std::shared_mutex> lock(mu_);
+  auto it = user_rows_.find(std::string(user_key));
+  if (it == user_rows_.end()) return {};
+  return users_.at(it->second).sessions;
 }
 
 bool AnalyticsIndex::SessionContext(uint32_t session, Event* c, bool* install) const {

@@ -46,6 +46,12 @@ struct IndexEvent {
   std::optional<double> total_ram;
 };
 
+// Hashing that lets string-keyed maps be searched with a string_view.
+struct StringViewHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
 // Interned strings: id <-> text. Ids are dense from 0.
 class Dictionary {
  public:
@@ -56,7 +62,7 @@ class Dictionary {
   static constexpr uint32_t kMissing = UINT32_MAX;
 
  private:
-  std::unordered_map<std::string, uint32_t> ids_;
+  std::unordered_map<std::string, uint32_t, StringViewHash, std::equal_to<>> ids_;
   std::vector<std::string> texts_;
 };
 
@@ -150,6 +156,8 @@ class AnalyticsIndex {
   // The user's session rows with the given session id (all devices, or one).
   std::vector<uint32_t> UserSessions(std::string_view user_key, std::string_view session_key,
                                      std::string_view device_key) const;
+  // Every session row holding the user's events.
+  std::vector<uint32_t> AllUserSessions(std::string_view user_key) const;
   // Context of a session (from its init) and whether it is its device's install.
   bool SessionContext(uint32_t session, Event* context, bool* install) const;
   // The session row of (device, session id), or 0.

@@ -59,6 +59,9 @@ constexpr const char* kMigrations[] = {
     // a UNIQUE index), so it also serves "the events of a session".
     "DROP INDEX events_identity;"
     "CREATE UNIQUE INDEX events_identity ON events(session, ident);",
+    // v3: a user's events are found through their sessions (events_identity),
+    // which saves an index update on every insert.
+    "DROP INDEX events_user;",
 };
 
 int64_t IdentHash(const Event& e) {
@@ -929,8 +932,11 @@ class SqliteEventStore final : public EventStore {
     if (user_it == users_.end()) return Status::NotFound("unknown user " + std::string(user_key));
     const int64_t user = user_it->second;
 
+    const AnalyticsIndex* index = FindIndex(app_id);
+    const std::vector<uint32_t> sessions =
+        index ? index->AllUserSessions(user_key) : std::vector<uint32_t>();
     NUCLEON_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
-    Status st = DeleteUserInTransaction(app, user);
+    Status st = DeleteUserInTransaction(app, user, sessions);
     if (st.ok()) st = db_.Exec("COMMIT");
     if (!st.ok()) {
       (void)db_.Exec("ROLLBACK");
@@ -947,14 +953,27 @@ class SqliteEventStore final : public EventStore {
   }
 
  private:
-  Status DeleteUserInTransaction(int64_t app, int64_t user) {
+  Status DeleteUserInTransaction(int64_t app, int64_t user, const std::vector<uint32_t>& sessions) {
     Status st;
+    NUCLEON_RETURN_IF_ERROR(db_.Exec(
+        "CREATE TEMP TABLE IF NOT EXISTS touched(session INTEGER PRIMARY KEY, device INTEGER)"));
+    NUCLEON_RETURN_IF_ERROR(db_.Exec("DELETE FROM temp.touched"));
+    {
+      auto ins = db_.Prepare(
+          "INSERT OR IGNORE INTO temp.touched SELECT id, device FROM sessions WHERE id = ?");
+      if (!ins.ok()) return ins.status();
+      for (uint32_t session : sessions) {
+        ins->Bind(1, static_cast<int64_t>(session));
+        NUCLEON_RETURN_IF_ERROR(ins->Run());
+        ins->Reset();
+      }
+    }
     // Remember the identities of the user's events (hashes only).
     {
       auto q = db_.Prepare(
-          "SELECT d.device_key, s.session_key, e.ident FROM events e"
-          " JOIN devices d ON d.id = e.device JOIN sessions s ON s.id = e.session"
-          " WHERE e.user = ? AND e.ident IS NOT NULL");
+          "SELECT d.device_key, s.session_key, e.ident FROM temp.touched t"
+          " JOIN events e ON e.session = t.session JOIN devices d ON d.id = e.device"
+          " JOIN sessions s ON s.id = e.session WHERE e.user = ? AND e.ident IS NOT NULL");
       if (!q.ok()) return q.status();
       auto ins = db_.Prepare("INSERT OR IGNORE INTO tombstones(app, hash) VALUES(?, ?)");
       if (!ins.ok()) return ins.status();
@@ -969,10 +988,7 @@ class SqliteEventStore final : public EventStore {
       if (!st.ok()) return st;
     }
     const char* kSteps[] = {
-        "CREATE TEMP TABLE IF NOT EXISTS touched(session INTEGER PRIMARY KEY, device INTEGER)",
-        "DELETE FROM temp.touched",
-        "INSERT OR IGNORE INTO temp.touched SELECT DISTINCT session, device FROM events WHERE user = ?1",
-        "DELETE FROM events WHERE user = ?1",
+        "DELETE FROM events WHERE session IN (SELECT session FROM temp.touched) AND user = ?1",
         // Sessions left without events go; the others are recomputed from what remains.
         "DELETE FROM sessions WHERE id IN (SELECT session FROM temp.touched)"
         " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.session = sessions.id)",
