@@ -4,7 +4,7 @@
 //
 //   node bench/query_bench.js measure --url http://127.0.0.1:PORT --app APP --token TOKEN \
 //        --meta META.json [--n 50] [--offsets 0,330,-300] [--range-days 30] \
-//        [--live 200] [--budget 90] [--scaling 1] [--out RESULTS.json]
+//        [--live 200] [--live-warmup 6] [--budget 90] [--scaling 1] [--out RESULTS.json]
 //   node bench/query_bench.js ready --url ... --app APP --token TOKEN --t0-ms MS [--timeout 600]
 //
 // measure:
@@ -370,7 +370,7 @@ async function measure(o) {
     live.started = t;
     await live.start();
     log(`live traffic: ${live.stats.connected}/${o.live} devices connected in ${Date.now() - t} ms`);
-    await sleep(6000);  // let every device send its first messages
+    await sleep(o.liveWarmup * 1000);  // let the devices send their first messages (or fill the live window)
   }
 
   const offsets = o.offsets;
@@ -631,7 +631,7 @@ function parse(argv) {
   const o = {
     cmd: argv[2], url: null, app: null, token: null, meta: null, out: null, n: 50, offsets: [0, 330, -300],
     rangeDays: 30, live: 200, budget: 90, scaling: true, scalingN: 10, scalingBudget: 600, checks: true,
-    t0Ms: 0, timeout: 900, pid: 0, results: null, dir: '/tmp', seconds: 8, all: false, srclines: true,
+    t0Ms: 0, timeout: 900, pid: 0, liveWarmup: 6, results: null, dir: '/tmp', seconds: 8, all: false, srclines: true,
   };
   for (let i = 3; i < argv.length; i++) {
     const a = argv[i];
@@ -646,6 +646,7 @@ function parse(argv) {
       case '--offsets': o.offsets = v().split(',').map(Number); break;
       case '--range-days': o.rangeDays = Number(v()); break;
       case '--live': o.live = Number(v()); break;
+      case '--live-warmup': o.liveWarmup = Number(v()); break;
       case '--budget': o.budget = Number(v()); break;
       case '--scaling': o.scaling = v() !== '0'; break;
       case '--scaling-n': o.scalingN = Number(v()); break;

@@ -23,6 +23,7 @@ N=${N:-50}
 OFFSETS=${OFFSETS:-0,330,-300}
 RANGE_DAYS=${RANGE_DAYS:-30}
 LIVE=${LIVE:-200}
+LIVE_WARMUP=${LIVE_WARMUP:-6}          # seconds of live traffic before measuring (240: a full live window)
 BUDGET=${BUDGET:-90}
 SCALING=${SCALING:-1}
 CHECKS=${CHECKS:-1}
@@ -180,7 +181,7 @@ log "measuring (load average $(loadavg))"
 load_before_measure=$(loadavg)
 results=$work/results.json
 timeout 3600 node "$here/query_bench.js" measure --url "$url" --app "$app_id" --token "$token" \
-  --meta "$meta" --n "$N" --offsets "$OFFSETS" --range-days "$RANGE_DAYS" --live "$LIVE" \
+  --meta "$meta" --n "$N" --offsets "$OFFSETS" --range-days "$RANGE_DAYS" --live "$LIVE" --live-warmup "$LIVE_WARMUP" \
   --budget "$BUDGET" --scaling "$SCALING" --checks "$CHECKS" --pid "$server_pid" --out "$results" >"$work/tables.txt" \
   || { tail -n 30 "$work/server.log" >&2; die "the measurement failed"; }
 load_after_measure=$(loadavg)

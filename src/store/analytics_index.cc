@@ -142,13 +142,10 @@ void AnalyticsIndex::AddToBucket(Bucket* b, const IndexEvent& e) {
     uint32_t vid = values_.Intern(vkey);
     if (vid >= value_kinds_.size()) value_kinds_.resize(vid + 1);
     value_kinds_[vid] = static_cast<uint8_t>(value.kind);
-    Bucket::PropCount pc{event_id, keys_.Intern(key), vid, 1};
-    auto it = std::lower_bound(b->props.begin(), b->props.end(), pc);
-    if (it != b->props.end() && !(pc < *it) && !(*it < pc)) {
-      ++it->count;
-    } else {
-      b->props.insert(it, pc);
-      const uint64_t packed = PackPropKey(pc.event, pc.key, static_cast<uint8_t>(value.kind));
+    const uint32_t key_id = keys_.Intern(key);
+    uint32_t& count = b->props[(static_cast<uint64_t>(event_id) << 32) | key_id][vid];
+    if (count++ == 0) {
+      const uint64_t packed = PackPropKey(event_id, key_id, static_cast<uint8_t>(value.kind));
       auto k = std::lower_bound(b->prop_keys.begin(), b->prop_keys.end(), packed);
       if (k == b->prop_keys.end() || *k != packed) b->prop_keys.insert(k, packed);
     }
@@ -475,12 +472,9 @@ Result<std::vector<ValueCount>> AnalyticsIndex::EventAttribute(const QueryRange&
   std::unordered_map<uint32_t, int64_t> counts;
   Status st = ForEachBucket(r.from_ms, r.to_ms, r.utc_offset_min, raw,
                             [&](int64_t, const Bucket& b) {
-                              Bucket::PropCount probe{event_id, key_id, 0, 0};
-                              auto it = std::lower_bound(b.props.begin(), b.props.end(), probe);
-                              for (; it != b.props.end() && it->event == event_id && it->key == key_id;
-                                   ++it) {
-                                counts[it->value] += it->count;
-                              }
+                              auto it = b.props.find((static_cast<uint64_t>(event_id) << 32) | key_id);
+                              if (it == b.props.end()) return;
+                              for (const auto& [value, n] : it->second) counts[value] += n;
                             });
   if (!st.ok()) return st;
   // Values render as strings: "120" the number and "120" the string count together.

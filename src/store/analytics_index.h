@@ -75,21 +75,14 @@ struct Bucket {
     uint32_t value;
     uint32_t user;
   };
-  struct PropCount {
-    uint32_t event;  // name id; the name "init" for app starts
-    uint32_t key;
-    uint32_t value;  // value id; its kind is part of it
-    uint32_t count;
-    bool operator<(const PropCount& o) const {
-      return event != o.event ? event < o.event : key != o.key ? key < o.key : value < o.value;
-    }
-  };
   uint32_t inits = 0;
   Roaring users;
   std::vector<std::pair<uint32_t, uint32_t>> events;  // name id -> count
   std::vector<std::pair<uint32_t, uint32_t>> errors;  // name id -> count
   std::vector<InitDim> init_dims;
-  std::vector<PropCount> props;  // sorted
+  // (event id << 32 | key id) -> value id -> count. Hashed, not sorted: a busy
+  // bucket takes millions of values and every insert must stay O(1).
+  std::unordered_map<uint64_t, std::unordered_map<uint32_t, uint32_t>> props;
   // The distinct (event, key, kind) triples of `props`, packed by PackPropKey, sorted.
   std::vector<uint64_t> prop_keys;
 };
