@@ -294,7 +294,9 @@ TEST_F(GroupCommitterTest, FailedAppendFailsEveryBatchOfItsGroupAndRecovers) {
   EXPECT_EQ(done.Get(3).inserted, (std::vector<uint8_t>{1, 1}));
   EXPECT_TRUE(done.Get(4).status.ok());
   EXPECT_TRUE(c.Healthy());
-  EXPECT_EQ(counters_.commits.load(), 1u);
+  // b and d share a commit unless the writer took b before d arrived.
+  EXPECT_GE(counters_.commits.load(), 1u);
+  EXPECT_LE(counters_.commits.load(), 2u);
   EXPECT_EQ(counters_.events_stored.load(), 3u);
   c.Stop();
   EXPECT_EQ(StoredEvents(), 3);  // nothing of the failed group
