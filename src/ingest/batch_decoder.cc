@@ -123,8 +123,7 @@ std::string ReplaceLoneSurrogates(std::string_view in) {
   return out;
 }
 
-std::optional<double> Number(const json::object& o, std::string_view key) {
-  const json::value* v = o.if_contains(key);
+std::optional<double> NumberOf(const json::value* v) {
   if (!v) return std::nullopt;
   if (v->is_number()) {
     double d = v->to_number<double>();
@@ -165,10 +164,30 @@ std::optional<int64_t> ClientDate(const json::value& v) {
 }
 
 // Caps and flattens the payload object. Returns false when it is not an object.
+// True when the payload needs no capping: few keys, scalar values within limits.
+bool WithinLimits(const json::object& in, const IngestLimits& limits) {
+  if (in.size() > limits.max_payload_keys) return false;
+  for (const auto& kv : in) {
+    if (kv.key().size() > limits.max_name_chars) return false;
+    const json::value& val = kv.value();
+    if (val.is_string() ? val.get_string().size() > limits.max_value_bytes
+                        : val.is_object() || val.is_array() ||
+                              (val.is_double() && !std::isfinite(val.get_double()))) {
+      return false;
+    }
+  }
+  return true;
+}
+
 bool ReadPayload(const json::value* v, const IngestLimits& limits, Event* e, bool* truncated) {
   if (!v || v->is_null()) return true;
   if (!v->is_object()) return false;
   const json::object& in = v->get_object();
+  if (WithinLimits(in, limits)) {
+    e->props = ScalarProps(in);
+    e->payload_json = json::serialize(in);
+    return true;
+  }
   json::object out;
   size_t kept = 0;
   for (const auto& kv : in) {
@@ -202,6 +221,64 @@ bool ReadPayload(const json::value* v, const IngestLimits& limits, Event* e, boo
   return true;
 }
 
+// The members of one event that decoding looks at, found in one pass.
+struct Fields {
+  const json::value *type = nullptr, *name = nullptr, *event = nullptr, *id = nullptr,
+                    *date = nullptr, *session = nullptr, *device = nullptr, *machine = nullptr,
+                    *user = nullptr, *anon = nullptr, *payload = nullptr, *platform = nullptr,
+                    *os_version = nullptr, *locale = nullptr, *language = nullptr,
+                    *version = nullptr, *module_version = nullptr, *arch = nullptr,
+                    *client = nullptr, *total_ram = nullptr;
+
+  explicit Fields(const json::object& o) {
+    for (const auto& kv : o) {
+      const std::string_view k = kv.key();
+      const json::value* v = &kv.value();
+      // First occurrence wins, as with a lookup.
+      auto set = [v](const json::value*& slot) {
+        if (!slot) slot = v;
+      };
+      switch (k.size()) {
+        case 2: if (k == "id") set(id); break;
+        case 4:
+          if (k == "type") set(type);
+          else if (k == "name") set(name);
+          else if (k == "date") set(date);
+          else if (k == "arch") set(arch);
+          break;
+        case 5: if (k == "event") set(event); break;
+        case 6:
+          if (k == "userId") set(user);
+          else if (k == "anonId") set(anon);
+          else if (k == "locale") set(locale);
+          else if (k == "client") set(client);
+          break;
+        case 7: if (k == "payload") set(payload); else if (k == "version") set(version); break;
+        case 8:
+          if (k == "deviceId") set(device);
+          else if (k == "platform") set(platform);
+          else if (k == "language") set(language);
+          else if (k == "totalRam") set(total_ram);
+          break;
+        case 9:
+          if (k == "sessionId") set(session);
+          else if (k == "machineId") set(machine);
+          else if (k == "osVersion") set(os_version);
+          break;
+        case 13: if (k == "moduleVersion") set(module_version); break;
+        default: break;
+      }
+    }
+  }
+};
+
+std::string TextOf(const json::value* v) {
+  if (!v) return {};
+  if (v->is_string()) return std::string(v->get_string());
+  if (v->is_number()) return NumberText(*v);
+  return {};
+}
+
 DecodedEvent DecodeOne(const json::value& item, std::string_view app_id, int64_t now_ms,
                        const IngestLimits& limits) {
   DecodedEvent d;
@@ -211,7 +288,8 @@ DecodedEvent DecodeOne(const json::value& item, std::string_view app_id, int64_t
     return d;
   }
   const json::object& o = item.get_object();
-  if (const json::value* id = o.if_contains("id")) {
+  const Fields f(o);
+  if (const json::value* id = f.id) {
     if (id->is_string()) d.ack_id = json::serialize(*id);
     else if (id->is_number()) d.ack_id = NumberText(*id);
   }
@@ -219,9 +297,9 @@ DecodedEvent DecodeOne(const json::value& item, std::string_view app_id, int64_t
   e.app_id = std::string(app_id);
 
   // Type and name: `type` and `name`, with `event` as an alias of either.
-  std::string type_text = Text(o, "type");
-  std::string name = Text(o, "name");
-  std::string event_alias = Text(o, "event");
+  std::string type_text = TextOf(f.type);
+  std::string name = TextOf(f.name);
+  std::string event_alias = TextOf(f.event);
   if (!event_alias.empty()) {
     if (type_text.empty() && ParseEventType(event_alias)) {
       type_text = event_alias;
@@ -240,11 +318,11 @@ DecodedEvent DecodeOne(const json::value& item, std::string_view app_id, int64_t
   if (TruncateChars(name, limits.max_name_chars)) d.truncated = true;
   e.name = std::move(name);
 
-  e.device_id = Text(o, "deviceId");
-  if (e.device_id.empty()) e.device_id = Text(o, "machineId");
-  e.session_id = Text(o, "sessionId");
-  e.user_id = Text(o, "userId");
-  e.anon_id = Text(o, "anonId");
+  e.device_id = TextOf(f.device);
+  if (e.device_id.empty()) e.device_id = TextOf(f.machine);
+  e.session_id = TextOf(f.session);
+  e.user_id = TextOf(f.user);
+  e.anon_id = TextOf(f.anon);
   if (TruncateChars(e.device_id, limits.max_name_chars)) d.truncated = true;
   if (TruncateChars(e.session_id, limits.max_name_chars)) d.truncated = true;
   if (TruncateChars(e.user_id, limits.max_name_chars)) d.truncated = true;
@@ -275,23 +353,23 @@ DecodedEvent DecodeOne(const json::value& item, std::string_view app_id, int64_t
 
   // Time: the client's date unless absent, unreadable or more than 24 h ahead.
   e.time_ms = now_ms;
-  if (const json::value* date = o.if_contains("date"); date && !date->is_null()) {
+  if (const json::value* date = f.date; date && !date->is_null()) {
     std::optional<int64_t> client_ms = ClientDate(*date);
     if (client_ms && *client_ms <= now_ms + limits.max_future_ms) e.time_ms = *client_ms;
   }
 
-  const json::value* payload = o.if_contains("payload");
+  const json::value* payload = f.payload;
   if (!ReadPayload(payload, limits, &e, &d.truncated)) return invalid("payload is not an object");
 
-  e.platform = Text(o, "platform");
-  e.os_version = Text(o, "osVersion");
-  e.locale = Text(o, "locale");
-  if (e.locale.empty()) e.locale = Text(o, "language");
-  e.version = Text(o, "version");
-  e.module_version = Text(o, "moduleVersion");
-  e.arch = Text(o, "arch");
-  e.client = Text(o, "client");
-  e.total_ram = Number(o, "totalRam");
+  e.platform = TextOf(f.platform);
+  e.os_version = TextOf(f.os_version);
+  e.locale = TextOf(f.locale);
+  if (e.locale.empty()) e.locale = TextOf(f.language);
+  e.version = TextOf(f.version);
+  e.module_version = TextOf(f.module_version);
+  e.arch = TextOf(f.arch);
+  e.client = TextOf(f.client);
+  e.total_ram = NumberOf(f.total_ram);
   for (std::string* s : {&e.platform, &e.os_version, &e.locale, &e.version, &e.module_version,
                          &e.arch, &e.client}) {
     if (TruncateChars(*s, limits.max_name_chars)) d.truncated = true;
@@ -311,7 +389,7 @@ DecodedEvent DecodeOne(const json::value& item, std::string_view app_id, int64_t
   // client id, type, name and the date exactly as the client sent it.
   if (!d.ack_id.empty()) {
     e.client_id = d.ack_id;
-    if (const json::value* date = o.if_contains("date")) e.client_date = json::serialize(*date);
+    if (const json::value* date = f.date) e.client_date = json::serialize(*date);
   }
   return d;
 }
