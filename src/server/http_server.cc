@@ -148,6 +148,13 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     } else if (st.code() == StatusCode::kUnavailable) {
       // Not durable: no ack, so the SDK keeps the events and sends them again.
       LogWarn("app " + app_ + ": message not acked: " + st.message());
+    } else if (st.code() == StatusCode::kPayloadTooLarge && !closed_) {
+      // Too many events in one message: like an oversized message, close with
+      // 1009 so the client sees why instead of waiting for an ack.
+      LogWarn("app " + app_ + ": WebSocket message refused, closing (1009): " + st.message());
+      closed_ = true;
+      ws_.async_close(websocket::close_reason(websocket::close_code::too_big, "too many events"),
+                      [self = shared_from_this()](beast::error_code) {});
     } else {
       LogWarn("app " + app_ + ": malformed WebSocket message not acked: " + st.message());
     }
