@@ -553,14 +553,15 @@ UserList AnalyticsIndex::Users(int64_t page, int64_t limit) const {
   std::shared_lock<std::shared_mutex> lock(mu_);
   UserList out;
   out.total = static_cast<int64_t>(users_.size());
-  int64_t skip = (page - 1) * limit;
-  for (auto it = by_last_seen_.rbegin(); it != by_last_seen_.rend(); ++it) {
-    if (skip > 0) {
-      --skip;
-      continue;
-    }
-    if (static_cast<int64_t>(out.users.size()) >= limit) break;
+  const int64_t size = static_cast<int64_t>(by_last_seen_.size());
+  const int64_t skip = (page - 1) * limit;
+  if (skip >= size) return out;
+  // Newest first: rank size-1-skip, then walk towards the oldest.
+  auto it = by_last_seen_.find_by_order(static_cast<size_t>(size - 1 - skip));
+  for (int64_t n = 0; n < limit; ++n) {
     out.users.push_back(Summarize(it->second));
+    if (it == by_last_seen_.begin()) break;
+    --it;
   }
   return out;
 }

@@ -16,6 +16,8 @@
 // concurrently; an internal shared_mutex serialises them.
 #pragma once
 
+#include <ext/pb_ds/assoc_container.hpp>
+#include <ext/pb_ds/tree_policy.hpp>
 #include <roaring/roaring.hh>
 
 #include <cstdint>
@@ -217,7 +219,11 @@ class AnalyticsIndex {
   std::unordered_map<uint32_t, UserInfo> users_;
   std::unordered_map<std::string, uint32_t> user_rows_;
   std::unordered_map<std::string, uint32_t> device_rows_;
-  std::set<std::pair<int64_t, uint32_t>> by_last_seen_;
+  // (last seen, user) in order, with rank lookups so a deep page costs O(log n).
+  __gnu_pbds::tree<std::pair<int64_t, uint32_t>, __gnu_pbds::null_type,
+                   std::less<std::pair<int64_t, uint32_t>>, __gnu_pbds::rb_tree_tag,
+                   __gnu_pbds::tree_order_statistics_node_update>
+      by_last_seen_;
   TimeIndex session_starts_;  // sessions by start
   TimeIndex first_seen_;      // users by first event
   TimeIndex install_starts_;  // devices by install (first session start)

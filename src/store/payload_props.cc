@@ -31,8 +31,11 @@ std::vector<std::pair<std::string, PropValue>> ScalarProps(const boost::json::ob
 
 std::vector<std::pair<std::string, PropValue>> ParsePayloadProps(std::string_view payload_json) {
   if (payload_json.size() <= 2) return {};
+  // Small payloads parse into a stack buffer: no allocation for the tree.
+  unsigned char buffer[4096];
+  boost::json::monotonic_resource mr(buffer, sizeof buffer);
   boost::system::error_code ec;
-  boost::json::value v = boost::json::parse(payload_json, ec);
+  boost::json::value v = boost::json::parse(payload_json, ec, &mr);
   if (ec || !v.is_object()) return {};
   return ScalarProps(v.get_object());
 }
