@@ -274,7 +274,8 @@ void AnalyticsIndex::Clear() {
 
 Status AnalyticsIndex::ForEachBucket(
     int64_t from_ms, int64_t to_ms, int offset_min, const RawSource& raw,
-    const std::function<void(int64_t hour, const Bucket&)>& fn) const {
+    bool with_props,
+    const std::function<void(int64_t hour, const Bucket&, bool stable)>& fn) const {
   if (buckets_.empty() || from_ms > to_ms) return Status::Ok();
   // Nothing exists outside the buckets' span: clamp pathological ranges.
   from_ms = std::max(from_ms, buckets_.begin()->first * kBucketMs);
@@ -301,7 +302,7 @@ Status AnalyticsIndex::ForEachBucket(
     if (lo < first_full * kBucketMs) cut.push_back({hour, lo, first_full * kBucketMs - 1});
     for (auto it = buckets_.lower_bound(first_full); it != buckets_.end() && it->first <= last_full;
          ++it) {
-      fn(hour, it->second);
+      fn(hour, it->second, true);
     }
     if ((last_full + 1) * kBucketMs <= hi) cut.push_back({hour, (last_full + 1) * kBucketMs, hi});
   }
@@ -310,10 +311,10 @@ Status AnalyticsIndex::ForEachBucket(
     auto b = buckets_.find(FloorDiv(w.lo, kBucketMs));
     if (b == buckets_.end()) continue;
     Bucket piece;
-    NUCLEON_RETURN_IF_ERROR(raw(w.lo, w.hi, [&](const IndexEvent& e) {
+    NUCLEON_RETURN_IF_ERROR(raw(w.lo, w.hi, with_props, [&](const IndexEvent& e) {
       const_cast<AnalyticsIndex*>(this)->AddToBucket(&piece, e);
     }));
-    fn(w.hour, piece);
+    fn(w.hour, piece, false);
   }
   return Status::Ok();
 }
@@ -322,13 +323,17 @@ Result<QuickGlanceCounts> AnalyticsIndex::QuickGlance(int64_t from_ms, int64_t t
                                                       const RawSource& raw) const {
   std::shared_lock<std::shared_mutex> lock(mu_);
   QuickGlanceCounts c;
-  Roaring users;
-  Status st = ForEachBucket(from_ms, to_ms, 0, raw, [&](int64_t, const Bucket& b) {
-    users |= b.users;
+  Roaring pieces;
+  std::vector<const Roaring*> parts;
+  Status st = ForEachBucket(from_ms, to_ms, 0, raw, false,
+                            [&](int64_t, const Bucket& b, bool stable) {
+    if (stable) parts.push_back(&b.users); else pieces |= b.users;
     c.app_starts += b.inits;
     for (const auto& [name, n] : b.errors) c.errors += n;
   });
   if (!st.ok()) return st;
+  parts.push_back(&pieces);
+  Roaring users = Roaring::fastunion(parts.size(), parts.data());
   c.users = static_cast<int64_t>(users.cardinality());
   install_starts_.ForRange(from_ms, to_ms, [&](uint32_t device) {
     const int64_t start = devices_.at(device).install_start;
@@ -342,12 +347,15 @@ Result<DailyAnalytics> AnalyticsIndex::Daily(const QueryRange& r, const RawSourc
   DailyAnalytics out;
   const int64_t offset_ms = static_cast<int64_t>(r.utc_offset_min) * 60000;
   auto local_day = [offset_ms](int64_t t) { return FloorDiv(t + offset_ms, kDayMs); };
-  std::map<int64_t, Roaring> day_users;
+  // Per day: the buckets' user bitmaps (unioned at once, far cheaper than
+  // one OR per bucket) and the pieces built from raw events.
+  std::map<int64_t, std::pair<std::vector<const Roaring*>, Roaring>> day_users;
   std::array<std::unordered_map<uint32_t, Roaring>, static_cast<size_t>(Dim::kCount)> dims;
-  Status st = ForEachBucket(r.from_ms, r.to_ms, r.utc_offset_min, raw,
-                            [&](int64_t hour, const Bucket& b) {
+  Status st = ForEachBucket(r.from_ms, r.to_ms, r.utc_offset_min, raw, false,
+                            [&](int64_t hour, const Bucket& b, bool stable) {
                               const int64_t day = FloorDiv(hour, 24);
-                              day_users[day] |= b.users;
+                              auto& du = day_users[day];
+                              if (stable) du.first.push_back(&b.users); else du.second |= b.users;
                               if (b.inits) {
                                 out.usage[day] += b.inits;
                                 auto [h, fresh] = out.hours.try_emplace(day);
@@ -359,13 +367,20 @@ Result<DailyAnalytics> AnalyticsIndex::Daily(const QueryRange& r, const RawSourc
                               }
                             });
   if (!st.ok()) return st;
-  Roaring all;
-  for (auto& [day, users] : day_users) {
-    const int64_t n = static_cast<int64_t>(users.cardinality());
+  std::vector<Roaring> days;
+  days.reserve(day_users.size());
+  for (auto& [day, du] : day_users) {
+    du.first.push_back(&du.second);
+    days.push_back(Roaring::fastunion(du.first.size(), du.first.data()));
+    const int64_t n = static_cast<int64_t>(days.back().cardinality());
     if (n > 0) out.active_users[day] = n;
-    all |= users;
   }
-  out.users = static_cast<int64_t>(all.cardinality());
+  std::vector<const Roaring*> day_ptrs;
+  for (const Roaring& d : days) day_ptrs.push_back(&d);
+  out.users = day_ptrs.empty()
+                  ? 0
+                  : static_cast<int64_t>(
+                        Roaring::fastunion(day_ptrs.size(), day_ptrs.data()).cardinality());
   first_seen_.ForRange(r.from_ms, r.to_ms, [&](uint32_t user) {
     const int64_t first = users_.at(user).first_ms;
     if (first >= r.from_ms && first <= r.to_ms) ++out.new_users[local_day(first)];
@@ -403,8 +418,8 @@ Result<DailyCounts> AnalyticsIndex::EventCounts(const QueryRange& r, const RawSo
                                                 bool errors) const {
   std::shared_lock<std::shared_mutex> lock(mu_);
   std::unordered_map<uint32_t, std::map<int64_t, int64_t>> by_id;
-  Status st = ForEachBucket(r.from_ms, r.to_ms, r.utc_offset_min, raw,
-                            [&](int64_t hour, const Bucket& b) {
+  Status st = ForEachBucket(r.from_ms, r.to_ms, r.utc_offset_min, raw, false,
+                            [&](int64_t hour, const Bucket& b, bool) {
                               const int64_t day = FloorDiv(hour, 24);
                               for (const auto& [name, n] : errors ? b.errors : b.events) {
                                 by_id[name][day] += n;
@@ -423,8 +438,8 @@ Result<std::vector<EventPropKeys>> AnalyticsIndex::EventProps(const QueryRange& 
   // (event, key, kind) triples present in range, sorted; consecutive buckets
   // mostly hold the same triples, so a merge is rarely needed.
   std::vector<uint64_t> packed, merged;
-  Status st = ForEachBucket(r.from_ms, r.to_ms, r.utc_offset_min, raw,
-                            [&](int64_t, const Bucket& b) {
+  Status st = ForEachBucket(r.from_ms, r.to_ms, r.utc_offset_min, raw, true,
+                            [&](int64_t, const Bucket& b, bool) {
                               if (std::includes(packed.begin(), packed.end(),
                                                 b.prop_keys.begin(), b.prop_keys.end())) {
                                 return;
@@ -470,8 +485,8 @@ Result<std::vector<ValueCount>> AnalyticsIndex::EventAttribute(const QueryRange&
   std::vector<ValueCount> out;
   if (event_id == Dictionary::kMissing || key_id == Dictionary::kMissing) return out;
   std::unordered_map<uint32_t, int64_t> counts;
-  Status st = ForEachBucket(r.from_ms, r.to_ms, r.utc_offset_min, raw,
-                            [&](int64_t, const Bucket& b) {
+  Status st = ForEachBucket(r.from_ms, r.to_ms, r.utc_offset_min, raw, true,
+                            [&](int64_t, const Bucket& b, bool) {
                               auto it = b.props.find((static_cast<uint64_t>(event_id) << 32) | key_id);
                               if (it == b.props.end()) return;
                               for (const auto& [value, n] : it->second) counts[value] += n;

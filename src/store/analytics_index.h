@@ -119,7 +119,9 @@ class TimeIndex {
 class AnalyticsIndex {
  public:
   // Fetches the raw events of [from_ms, to_ms] (inclusive) for the cut buckets.
-  using RawSource = std::function<Status(int64_t from_ms, int64_t to_ms,
+  // `with_props`: whether the caller needs payload properties (parsing them is
+  // the expensive part of a raw read).
+  using RawSource = std::function<Status(int64_t from_ms, int64_t to_ms, bool with_props,
                                          const std::function<void(const IndexEvent&)>& sink)>;
   static constexpr int64_t kBucketMs = 15 * 60 * 1000;
 
@@ -200,8 +202,11 @@ class AnalyticsIndex {
   // Calls fn(local_hour, bucket) for every piece of [from, to] cut at local
   // hour boundaries (local_hour = hours since 1970 in local time), using whole
   // buckets where possible and raw events elsewhere.
+  // `stable`: the bucket outlives the call (it is the index's own, not a
+  // piece built from raw events), so pointers to it may be kept for the query.
   Status ForEachBucket(int64_t from_ms, int64_t to_ms, int offset_min, const RawSource& raw,
-                       const std::function<void(int64_t hour, const Bucket&)>& fn) const;
+                       bool with_props,
+                       const std::function<void(int64_t hour, const Bucket&, bool stable)>& fn) const;
   void SetSessionStart(uint32_t row, SessionInfo& s, int64_t start_ms);
   void UpdateInstall(uint32_t device, uint32_t session, int64_t start_ms);
   UserSummary Summarize(uint32_t user) const;

@@ -672,6 +672,7 @@ class SqliteEventStore final : public EventStore {
       " version, module_version, arch, country, total_ram FROM events";
 
   struct RawEventReader {
+    bool with_props = true;
     std::vector<std::pair<std::string, PropValue>> props;
     std::string name, platform, os_version, locale, version, module_version, arch, country;
     IndexEvent Read(const SqliteStmt& q, const std::unordered_map<int64_t, std::string>& users,
@@ -692,8 +693,8 @@ class SqliteEventStore final : public EventStore {
       ie.session_key = key(sessions, ie.session);
       name = q.Text(5);
       ie.name = name;
-      const bool wants_props = ie.type == EventType::kInit || ie.type == EventType::kEvent ||
-                               ie.type == EventType::kProps || ie.type == EventType::kUserId;
+      const bool wants_props = with_props && (ie.type == EventType::kInit || ie.type == EventType::kEvent ||
+                               ie.type == EventType::kProps || ie.type == EventType::kUserId);
       props = wants_props ? ParsePayloadProps(q.Text(6)) : std::vector<std::pair<std::string, PropValue>>();
       ie.props = &props;
       platform = q.Text(7);
@@ -749,7 +750,7 @@ class SqliteEventStore final : public EventStore {
   // A RawSource for `app_id`'s index: reads events in a time window, with keys.
   AnalyticsIndex::RawSource RawFor(std::string_view app_id) {
     std::string app(app_id);
-    return [this, app](int64_t from_ms, int64_t to_ms,
+    return [this, app](int64_t from_ms, int64_t to_ms, bool with_props,
                        const std::function<void(const IndexEvent&)>& sink) -> Status {
       auto reader = Reader();
       if (!reader.ok()) return reader.status();
@@ -765,6 +766,7 @@ class SqliteEventStore final : public EventStore {
       q->Bind(3, to_ms);
       static const std::unordered_map<int64_t, std::string> kNone;
       RawEventReader r;
+      r.with_props = with_props;
       Status st;
       while (q->Step(&st)) sink(r.Read(*q, kNone, kNone, kNone));
       return st;
