@@ -356,9 +356,8 @@ Result<DailyAnalytics> AnalyticsIndex::Daily(const QueryRange& r, const RawSourc
     std::vector<uint64_t> bits;
     int64_t count = 0;
   };
-  std::array<std::unordered_map<uint32_t, DimUsers>, static_cast<size_t>(Dim::kCount)> dims;
-  uint32_t last_dim_value[static_cast<size_t>(Dim::kCount)];
-  DimUsers* last_dim[static_cast<size_t>(Dim::kCount)] = {};
+  // Indexed by value id (ids are dense), so a lookup is an array access.
+  std::array<std::vector<DimUsers>, static_cast<size_t>(Dim::kCount)> dims;
   Status st = ForEachBucket(r.from_ms, r.to_ms, r.utc_offset_min, raw, false,
                             [&](int64_t hour, const Bucket& b, bool stable) {
                               const int64_t day = FloorDiv(hour, 24);
@@ -371,12 +370,9 @@ Result<DailyAnalytics> AnalyticsIndex::Daily(const QueryRange& r, const RawSourc
                                 h->second[static_cast<size_t>(hour - day * 24)] += b.inits;
                               }
                               for (const Bucket::InitDim& d : b.init_dims) {
-                                const size_t k = static_cast<size_t>(d.dim);
-                                if (!last_dim[k] || last_dim_value[k] != d.value) {
-                                  last_dim[k] = &dims[k][d.value];
-                                  last_dim_value[k] = d.value;
-                                }
-                                DimUsers& du = *last_dim[k];
+                                auto& per_value = dims[static_cast<size_t>(d.dim)];
+                                if (d.value >= per_value.size()) per_value.resize(d.value + 1);
+                                DimUsers& du = per_value[d.value];
                                 const size_t word = d.user >> 6;
                                 if (word >= du.bits.size()) du.bits.resize(word + 1 + word / 4, 0);
                                 const uint64_t mask = uint64_t{1} << (d.user & 63);
@@ -435,8 +431,10 @@ Result<DailyAnalytics> AnalyticsIndex::Daily(const QueryRange& r, const RawSourc
   {
     std::lock_guard<std::mutex> dl(dict_mu_);
     for (size_t i = 0; i < dims.size(); ++i) {
-      for (const auto& [value, users] : dims[i]) {
-        targets[i]->push_back({strings_.Text(value), users.count});
+      for (size_t value = 0; value < dims[i].size(); ++value) {
+        if (dims[i][value].count == 0) continue;
+        targets[i]->push_back(
+            {strings_.Text(static_cast<uint32_t>(value)), dims[i][value].count});
       }
       SortValueCounts(targets[i]);
     }
