@@ -109,6 +109,8 @@ void AnalyticsIndex::UpdateInstall(uint32_t device, uint32_t session, int64_t st
 
 void AnalyticsIndex::AddToBucket(Bucket* b, const IndexEvent& e) {
   b->users.add(e.user);
+  b->min_ms = std::min(b->min_ms, e.time_ms);
+  b->max_ms = std::max(b->max_ms, e.time_ms);
   std::lock_guard<std::mutex> lock(dict_mu_);
   uint32_t event_id = Dictionary::kMissing;
   switch (e.type) {
@@ -310,6 +312,12 @@ Status AnalyticsIndex::ForEachBucket(
     // Skip windows whose bucket holds nothing.
     auto b = buckets_.find(FloorDiv(w.lo, kBucketMs));
     if (b == buckets_.end()) continue;
+    // A window that holds every event of its bucket (a range ending now, or
+    // starting before the bucket's first event) is the whole bucket.
+    if (w.lo <= b->second.min_ms && w.hi >= b->second.max_ms) {
+      fn(w.hour, b->second, true);
+      continue;
+    }
     Bucket piece;
     NUCLEON_RETURN_IF_ERROR(raw(w.lo, w.hi, with_props, [&](const IndexEvent& e) {
       const_cast<AnalyticsIndex*>(this)->AddToBucket(&piece, e);

@@ -78,6 +78,7 @@ struct Bucket {
     uint32_t user;
   };
   uint32_t inits = 0;
+  int64_t min_ms = INT64_MAX, max_ms = INT64_MIN;  // times of the events in it
   Roaring users;
   std::vector<std::pair<uint32_t, uint32_t>> events;  // name id -> count
   std::vector<std::pair<uint32_t, uint32_t>> errors;  // name id -> count
