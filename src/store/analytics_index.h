@@ -192,12 +192,15 @@ class AnalyticsIndex {
     std::string key;
     int64_t first_ms = INT64_MAX;
     int64_t last_ms = INT64_MIN;  // last event or heartbeat
+    int64_t filed_ms = INT64_MIN;  // the time it is filed under in by_last_seen_
+    bool refile = false;           // last_ms moved during a batch
     std::vector<uint32_t> sessions;
     std::map<std::string, std::pair<int64_t, std::string>> props;  // key -> (time, JSON)
   };
 
   void AddToBucket(Bucket* b, const IndexEvent& e);
   void AddLocked(const IndexEvent& e);
+  void Refile(uint32_t user);
   void UpsertSessionLocked(const SessionUpdate& u);
   void Touch(uint32_t user, int64_t t);
   // Calls fn(local_hour, bucket) for every piece of [from, to] cut at local
@@ -224,12 +227,16 @@ class AnalyticsIndex {
   std::unordered_map<uint32_t, DeviceInfo> devices_;
   std::unordered_map<uint32_t, UserInfo> users_;
   std::unordered_map<std::string, uint32_t> user_rows_;
+  uint32_t max_user_row_ = 0;
   std::unordered_map<std::string, uint32_t> device_rows_;
   // (last seen, user) in order, with rank lookups so a deep page costs O(log n).
   __gnu_pbds::tree<std::pair<int64_t, uint32_t>, __gnu_pbds::null_type,
                    std::less<std::pair<int64_t, uint32_t>>, __gnu_pbds::rb_tree_tag,
                    __gnu_pbds::tree_order_statistics_node_update>
       by_last_seen_;
+  // During Apply: users whose last_ms moved, refiled once at the end of the batch.
+  bool batching_ = false;
+  std::vector<uint32_t> refile_;
   TimeIndex session_starts_;  // sessions by start
   TimeIndex first_seen_;      // users by first event
   TimeIndex install_starts_;  // devices by install (first session start)
