@@ -1,4 +1,6 @@
 #include <gtest/gtest.h>
+
+#include "core/testing/temp_dir.h"
 #include <stdlib.h>
 
 #include <chrono>
@@ -14,24 +16,6 @@
 
 namespace nucleon {
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "nucleon_geo_XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string Write(const std::string& name, const std::string& content) const {
-    const std::string file = path_ + "/" + name;
-    std::ofstream(file, std::ios::binary) << content;
-    return file;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 IpAddress Ip(std::string_view text) {
   const std::optional<IpAddress> ip = IpAddress::Parse(text);

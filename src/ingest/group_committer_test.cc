@@ -1,6 +1,8 @@
 #include "ingest/group_committer.h"
 
 #include <gtest/gtest.h>
+
+#include "core/testing/temp_dir.h"
 #include <stdlib.h>
 
 #include <atomic>
@@ -16,24 +18,6 @@
 
 namespace nucleon {
 namespace {
-
-// A fresh folder per test, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "nucleon_gc_XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 Event MakeEvent(const std::string& device, int id, const std::string& name = "E",
                 EventType type = EventType::kEvent) {

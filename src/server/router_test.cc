@@ -1,6 +1,8 @@
 #include "server/router.h"
 
 #include <gtest/gtest.h>
+
+#include "core/testing/temp_dir.h"
 #include <stdlib.h>
 
 #include <chrono>
@@ -20,23 +22,6 @@
 
 namespace nucleon {
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "nucleon_rt_XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 std::string HeaderOf(const HttpResponse& r, std::string_view name) {
   for (const auto& [k, v] : r.headers) {

@@ -1,4 +1,6 @@
 #include <gtest/gtest.h>
+
+#include "core/testing/temp_dir.h"
 #include <sqlite3.h>
 #include <stdlib.h>
 
@@ -12,23 +14,6 @@
 
 namespace nucleon {
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "nucleon_cat_XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed";
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 class SqliteCatalogTest : public ::testing::Test {
  protected:
