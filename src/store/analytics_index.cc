@@ -191,7 +191,9 @@ void AnalyticsIndex::Apply(const std::vector<IndexEvent>& events,
 }
 
 void AnalyticsIndex::AddLocked(const IndexEvent& e) {
-  AddToBucket(&buckets_[FloorDiv(e.time_ms, kBucketMs)], e);
+  const int64_t bucket = FloorDiv(e.time_ms, kBucketMs);
+  AddToBucket(&buckets_[bucket], e);
+  InvalidateDays(bucket);
 
   DeviceInfo& d = devices_[e.device];
   if (d.key.empty()) {
@@ -290,6 +292,8 @@ void AnalyticsIndex::Clear() {
   session_starts_.Clear();
   first_seen_.Clear();
   install_starts_.Clear();
+  std::lock_guard<std::mutex> cl(day_cache_mu_);
+  day_cache_.clear();
 }
 
 Status AnalyticsIndex::ForEachBucket(
@@ -368,86 +372,110 @@ Result<QuickGlanceCounts> AnalyticsIndex::QuickGlance(int64_t from_ms, int64_t t
   return c;
 }
 
+Result<std::shared_ptr<const AnalyticsIndex::DayAgg>> AnalyticsIndex::BuildDay(
+    int64_t from_ms, int64_t to_ms, int offset_min, const RawSource& raw) const {
+  auto day = std::make_shared<DayAgg>();
+  day->hours.fill(0);
+  std::vector<const Roaring*> parts;
+  Roaring pieces;
+  Status st = ForEachBucket(from_ms, to_ms, offset_min, raw, false,
+                            [&](int64_t hour, const Bucket& b, bool stable) {
+                              if (stable) parts.push_back(&b.users); else pieces |= b.users;
+                              day->usage += b.inits;
+                              day->hours[static_cast<size_t>(hour - FloorDiv(hour, 24) * 24)] += b.inits;
+                              for (const Bucket::InitDim& d : b.init_dims) {
+                                day->dims[static_cast<size_t>(d.dim)][d.value].add(d.user);
+                              }
+                            });
+  if (!st.ok()) return st;
+  parts.push_back(&pieces);
+  day->users = Roaring::fastunion(parts.size(), parts.data());
+  return std::shared_ptr<const DayAgg>(std::move(day));
+}
+
+void AnalyticsIndex::InvalidateDays(int64_t bucket) const {
+  std::lock_guard<std::mutex> lock(day_cache_mu_);
+  if (day_cache_.empty()) return;
+  std::set<int> offsets;
+  for (const auto& [key, agg] : day_cache_) offsets.insert(key.first);
+  for (int offset : offsets) {
+    const int64_t offset_ms = static_cast<int64_t>(offset) * 60000;
+    const int64_t first = FloorDiv(bucket * kBucketMs + offset_ms, 86400000);
+    const int64_t last = FloorDiv((bucket + 1) * kBucketMs - 1 + offset_ms, 86400000);
+    for (int64_t d = first; d <= last; ++d) day_cache_.erase({offset, d});
+  }
+}
+
 Result<DailyAnalytics> AnalyticsIndex::Daily(const QueryRange& r, const RawSource& raw) const {
   std::shared_lock<std::shared_mutex> lock(mu_);
   DailyAnalytics out;
   const int64_t offset_ms = static_cast<int64_t>(r.utc_offset_min) * 60000;
   auto local_day = [offset_ms](int64_t t) { return FloorDiv(t + offset_ms, kDayMs); };
-  // Per day: the buckets' user bitmaps (unioned at once, far cheaper than
-  // one OR per bucket) and the pieces built from raw events.
-  std::map<int64_t, std::pair<std::vector<const Roaring*>, Roaring>> day_users;
-  // Distinct users per (dimension, value): one plain bitset over user rows per
-  // value present (a bit set costs a nanosecond; a Roaring insert tens).
-  struct DimUsers {
-    std::vector<uint64_t> bits;
-    int64_t count = 0;
-  };
-  // Indexed by value id (ids are dense), so a lookup is an array access.
-  std::array<std::vector<DimUsers>, static_cast<size_t>(Dim::kCount)> dims;
-  Status st = ForEachBucket(r.from_ms, r.to_ms, r.utc_offset_min, raw, false,
-                            [&](int64_t hour, const Bucket& b, bool stable) {
-                              const int64_t day = FloorDiv(hour, 24);
-                              auto& du = day_users[day];
-                              if (stable) du.first.push_back(&b.users); else du.second |= b.users;
-                              if (b.inits) {
-                                out.usage[day] += b.inits;
-                                auto [h, fresh] = out.hours.try_emplace(day);
-                                if (fresh) h->second.fill(0);
-                                h->second[static_cast<size_t>(hour - day * 24)] += b.inits;
-                              }
-                              for (const Bucket::InitDim& d : b.init_dims) {
-                                auto& per_value = dims[static_cast<size_t>(d.dim)];
-                                if (d.value >= per_value.size()) per_value.resize(d.value + 1);
-                                DimUsers& du = per_value[d.value];
-                                const size_t word = d.user >> 6;
-                                if (word >= du.bits.size()) du.bits.resize(word + 1 + word / 4, 0);
-                                const uint64_t mask = uint64_t{1} << (d.user & 63);
-                                if (!(du.bits[word] & mask)) {
-                                  du.bits[word] |= mask;
-                                  ++du.count;
-                                }
-                              }
-                            });
-  if (!st.ok()) return st;
-  // Distinct users per day and over the range. With few enough user rows,
-  // plain bitsets filled from each bucket (bulk extraction) beat unions of
-  // Roaring bitmaps; otherwise union the bitmaps.
-  const size_t words = static_cast<size_t>(max_user_row_ >> 6) + 1;
-  if (words * day_users.size() <= (size_t{1} << 22)) {
-    std::vector<uint64_t> all(words, 0), day_bits(words);
-    std::vector<uint32_t> values;
-    auto fill = [&](const Roaring& r) {
-      values.resize(r.cardinality());
-      r.toUint32Array(values.data());
-      for (uint32_t v : values) day_bits[v >> 6] |= uint64_t{1} << (v & 63);
-    };
-    for (auto& [day, du] : day_users) {
-      std::fill(day_bits.begin(), day_bits.end(), 0);
-      for (const Roaring* r : du.first) fill(*r);
-      fill(du.second);
-      int64_t n = 0;
-      for (size_t i = 0; i < words; ++i) {
-        n += __builtin_popcountll(day_bits[i]);
-        all[i] |= day_bits[i];
+  if (buckets_.empty() || r.from_ms > r.to_ms) return out;
+  // Nothing exists outside the buckets' span.
+  const int64_t span_from = buckets_.begin()->first * kBucketMs;
+  const int64_t span_to = (buckets_.rbegin()->first + 1) * kBucketMs - 1;
+  const int64_t from = std::max(r.from_ms, span_from), to = std::min(r.to_ms, span_to);
+
+  // One aggregate per local day. A whole day made of whole buckets (every
+  // real time zone) before the newest bucket is cached until an event lands
+  // in it; the range's partial first and last days are computed each time.
+  const bool aligned = (offset_ms % kBucketMs) == 0;
+  const int64_t newest = buckets_.rbegin()->first * kBucketMs;
+  std::vector<std::pair<int64_t, std::shared_ptr<const DayAgg>>> days;
+  for (int64_t d = local_day(from); from <= to && d <= local_day(to); ++d) {
+    const int64_t day_from = d * kDayMs - offset_ms, day_to = (d + 1) * kDayMs - offset_ms - 1;
+    const int64_t lo = std::max(from, day_from), hi = std::min(to, day_to);
+    const bool whole = aligned && lo == day_from && hi == day_to && day_to < newest;
+    std::shared_ptr<const DayAgg> agg;
+    if (whole) {
+      std::lock_guard<std::mutex> cl(day_cache_mu_);
+      auto it = day_cache_.find({r.utc_offset_min, d});
+      if (it != day_cache_.end()) agg = it->second;
+    }
+    if (!agg) {
+      auto built = BuildDay(lo, hi, r.utc_offset_min, raw);
+      if (!built.ok()) return built.status();
+      agg = *built;
+      if (whole) {
+        std::lock_guard<std::mutex> cl(day_cache_mu_);
+        if (day_cache_.size() >= kMaxCachedDays) day_cache_.erase(day_cache_.begin());
+        day_cache_[{r.utc_offset_min, d}] = agg;
       }
-      if (n > 0) out.active_users[day] = n;
     }
-    for (uint64_t w : all) out.users += __builtin_popcountll(w);
-  } else {
-    std::vector<Roaring> days;
-    days.reserve(day_users.size());
-    for (auto& [day, du] : day_users) {
-      du.first.push_back(&du.second);
-      days.push_back(Roaring::fastunion(du.first.size(), du.first.data()));
-      const int64_t n = static_cast<int64_t>(days.back().cardinality());
-      if (n > 0) out.active_users[day] = n;
+    days.emplace_back(d, std::move(agg));
+  }
+
+  std::vector<const Roaring*> all_users;
+  std::array<std::map<uint32_t, std::vector<const Roaring*>>, static_cast<size_t>(Dim::kCount)> dims;
+  for (const auto& [d, agg] : days) {
+    const int64_t active = static_cast<int64_t>(agg->users.cardinality());
+    if (active > 0) out.active_users[d] = active;
+    if (agg->usage > 0) {
+      out.usage[d] = agg->usage;
+      out.hours[d] = agg->hours;
     }
-    std::vector<const Roaring*> day_ptrs;
-    for (const Roaring& d : days) day_ptrs.push_back(&d);
-    out.users = day_ptrs.empty()
-                    ? 0
-                    : static_cast<int64_t>(
-                          Roaring::fastunion(day_ptrs.size(), day_ptrs.data()).cardinality());
+    all_users.push_back(&agg->users);
+    for (size_t k = 0; k < dims.size(); ++k) {
+      for (const auto& [value, users] : agg->dims[k]) dims[k][value].push_back(&users);
+    }
+  }
+  out.users = all_users.empty() ? 0
+                                : static_cast<int64_t>(Roaring::fastunion(all_users.size(),
+                                                                          all_users.data())
+                                                           .cardinality());
+  std::vector<ValueCount>* targets[] = {&out.platforms, &out.languages, &out.versions,
+                                        &out.countries, &out.ram};
+  {
+    std::lock_guard<std::mutex> dl(dict_mu_);
+    for (size_t k = 0; k < dims.size(); ++k) {
+      for (auto& [value, parts] : dims[k]) {
+        const int64_t n = static_cast<int64_t>(
+            Roaring::fastunion(parts.size(), parts.data()).cardinality());
+        targets[k]->push_back({strings_.Text(value), n});
+      }
+      SortValueCounts(targets[k]);
+    }
   }
   first_seen_.ForRange(r.from_ms, r.to_ms, [&](uint32_t user) {
     const int64_t first = users_.at(user).first_ms;
@@ -459,10 +487,8 @@ Result<DailyAnalytics> AnalyticsIndex::Daily(const QueryRange& r, const RawSourc
   });
   // day - first_day -> (sum of durations, sessions)
   // Every session starts at an event time, so the buckets' span bounds the days.
-  const int64_t span_from = buckets_.empty() ? 0 : buckets_.begin()->first * kBucketMs;
-  const int64_t span_to = buckets_.empty() ? -1 : (buckets_.rbegin()->first + 1) * kBucketMs - 1;
-  const int64_t first_day = local_day(std::max(r.from_ms, span_from));
-  const int64_t last_day = local_day(std::min(r.to_ms, span_to));
+  const int64_t first_day = local_day(from);
+  const int64_t last_day = local_day(to);
   std::vector<std::pair<int64_t, int64_t>> durations(
       static_cast<size_t>(std::max<int64_t>(0, last_day - first_day + 1)));
   session_starts_.ForRange(r.from_ms, r.to_ms, [&](uint32_t row) {
@@ -477,19 +503,6 @@ Result<DailyAnalytics> AnalyticsIndex::Daily(const QueryRange& r, const RawSourc
     if (durations[i].second == 0) continue;
     out.avg_session_duration[first_day + static_cast<int64_t>(i)] =
         static_cast<double>(durations[i].first) / static_cast<double>(durations[i].second);
-  }
-  std::vector<ValueCount>* targets[] = {&out.platforms, &out.languages, &out.versions,
-                                        &out.countries, &out.ram};
-  {
-    std::lock_guard<std::mutex> dl(dict_mu_);
-    for (size_t i = 0; i < dims.size(); ++i) {
-      for (size_t value = 0; value < dims[i].size(); ++value) {
-        if (dims[i][value].count == 0) continue;
-        targets[i]->push_back(
-            {strings_.Text(static_cast<uint32_t>(value)), dims[i][value].count});
-      }
-      SortValueCounts(targets[i]);
-    }
   }
   return out;
 }

@@ -20,8 +20,10 @@
 #include <ext/pb_ds/tree_policy.hpp>
 #include <roaring/roaring.hh>
 
+#include <array>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <map>
 #include <set>
 #include <shared_mutex>
@@ -216,8 +218,23 @@ class AnalyticsIndex {
   UserSummary Summarize(uint32_t user) const;
   std::optional<std::string> Text(uint32_t id) const;
 
+  // The app starts, hours, users and breakdown users of one local day.
+  struct DayAgg {
+    int64_t usage = 0;
+    std::array<int64_t, 24> hours;
+    Roaring users;
+    std::array<std::unordered_map<uint32_t, Roaring>, static_cast<size_t>(Dim::kCount)> dims;
+  };
+  Result<std::shared_ptr<const DayAgg>> BuildDay(int64_t from_ms, int64_t to_ms, int offset_min,
+                                                 const RawSource& raw) const;
+  // Drops the cached days that a change to `bucket` touches.
+  void InvalidateDays(int64_t bucket) const;
+
   const std::string app_id_;
   mutable std::shared_mutex mu_;
+  static constexpr size_t kMaxCachedDays = 4096;
+  mutable std::mutex day_cache_mu_;
+  mutable std::map<std::pair<int, int64_t>, std::shared_ptr<const DayAgg>> day_cache_;
   // Interning is also done while building raw buckets under a shared lock.
   mutable std::mutex dict_mu_;
   mutable Dictionary names_, keys_, values_, strings_;
