@@ -213,6 +213,7 @@ void AnalyticsIndex::AddLocked(const IndexEvent& e) {
   }
   ++s.actions;
   if (e.type == EventType::kError) ++s.errors;
+  InvalidateDays(FloorDiv(s.start_ms, kBucketMs));
   if (std::find(s.users.begin(), s.users.end(), e.user) == s.users.end()) s.users.push_back(e.user);
   // Context: the init's, else the latest event that carried one.
   const bool carries = !e.platform.empty() || !e.locale.empty() || !e.version.empty();
@@ -268,6 +269,9 @@ void AnalyticsIndex::UpsertSession(uint32_t session, uint32_t device,
 
 void AnalyticsIndex::UpsertSessionLocked(const SessionUpdate& u) {
   SessionInfo& s = sessions_[u.session];
+  // Cached days hold session durations by start day: drop the old and new one.
+  if (s.filed) InvalidateDays(FloorDiv(s.start_ms, kBucketMs));
+  InvalidateDays(FloorDiv(u.start_ms, kBucketMs));
   if (s.key.empty()) s.key = std::string(u.key);
   s.device = u.device;
   DeviceInfo& d = devices_[u.device];
@@ -390,6 +394,12 @@ Result<std::shared_ptr<const AnalyticsIndex::DayAgg>> AnalyticsIndex::BuildDay(
   if (!st.ok()) return st;
   parts.push_back(&pieces);
   day->users = Roaring::fastunion(parts.size(), parts.data());
+  session_starts_.ForRange(from_ms, to_ms, [&](uint32_t row) {
+    const SessionInfo& s = sessions_.at(row);
+    if (s.actions == 0 || s.start_ms < from_ms || s.start_ms > to_ms) return;
+    day->session_seconds += (s.end_ms - s.start_ms) / 1000;
+    ++day->sessions;
+  });
   return std::shared_ptr<const DayAgg>(std::move(day));
 }
 
@@ -485,24 +495,11 @@ Result<DailyAnalytics> AnalyticsIndex::Daily(const QueryRange& r, const RawSourc
     const int64_t start = devices_.at(device).install_start;
     if (start >= r.from_ms && start <= r.to_ms) ++out.installs;
   });
-  // day - first_day -> (sum of durations, sessions)
-  // Every session starts at an event time, so the buckets' span bounds the days.
-  const int64_t first_day = local_day(from);
-  const int64_t last_day = local_day(to);
-  std::vector<std::pair<int64_t, int64_t>> durations(
-      static_cast<size_t>(std::max<int64_t>(0, last_day - first_day + 1)));
-  session_starts_.ForRange(r.from_ms, r.to_ms, [&](uint32_t row) {
-    const SessionInfo& s = sessions_.at(row);
-    if (s.actions == 0 || s.start_ms < r.from_ms || s.start_ms > r.to_ms) return;
-    const size_t i = static_cast<size_t>(local_day(s.start_ms) - first_day);
-    if (i >= durations.size()) return;
-    durations[i].first += (s.end_ms - s.start_ms) / 1000;
-    ++durations[i].second;
-  });
-  for (size_t i = 0; i < durations.size(); ++i) {
-    if (durations[i].second == 0) continue;
-    out.avg_session_duration[first_day + static_cast<int64_t>(i)] =
-        static_cast<double>(durations[i].first) / static_cast<double>(durations[i].second);
+  for (const auto& [d, agg] : days) {
+    if (agg->sessions > 0) {
+      out.avg_session_duration[d] =
+          static_cast<double>(agg->session_seconds) / static_cast<double>(agg->sessions);
+    }
   }
   return out;
 }

@@ -224,6 +224,8 @@ class AnalyticsIndex {
     std::array<int64_t, 24> hours;
     Roaring users;
     std::array<std::unordered_map<uint32_t, Roaring>, static_cast<size_t>(Dim::kCount)> dims;
+    int64_t session_seconds = 0;  // durations of the sessions started in it
+    int64_t sessions = 0;
   };
   Result<std::shared_ptr<const DayAgg>> BuildDay(int64_t from_ms, int64_t to_ms, int offset_min,
                                                  const RawSource& raw) const;
