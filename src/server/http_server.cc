@@ -300,15 +300,21 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                             });
   }
 
-  void Write(HttpResponse r, bool counted) {
-    if (head_) return WriteHead(std::move(r), counted);
-    auto res = std::make_shared<http::response<http::string_body>>();
+  // Status line and headers of `r`, shared by the GET and HEAD answers.
+  template <typename Response>
+  void SetHead(Response* res, const HttpResponse& r) const {
     res->version(version_);
     res->result(static_cast<http::status>(r.status));
     res->set(http::field::server, "nucleon");
     if (!r.content_type.empty()) res->set(http::field::content_type, r.content_type);
-    for (auto& [k, v] : r.headers) res->set(k, v);
+    for (const auto& [k, v] : r.headers) res->set(k, v);
     res->keep_alive(keep_alive_);
+  }
+
+  void Write(HttpResponse r, bool counted) {
+    if (head_) return WriteHead(std::move(r), counted);
+    auto res = std::make_shared<http::response<http::string_body>>();
+    SetHead(res.get(), r);
     res->body() = std::move(r.body);
     res->prepare_payload();
     stream_.expires_after(std::chrono::seconds(30));
@@ -322,12 +328,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // HEAD: the GET answer's status and headers (its length included), no body.
   void WriteHead(HttpResponse r, bool counted) {
     auto res = std::make_shared<http::response<http::empty_body>>();
-    res->version(version_);
-    res->result(static_cast<http::status>(r.status));
-    res->set(http::field::server, "nucleon");
-    if (!r.content_type.empty()) res->set(http::field::content_type, r.content_type);
-    for (auto& [k, v] : r.headers) res->set(k, v);
-    res->keep_alive(keep_alive_);
+    SetHead(res.get(), r);
     res->content_length(r.body.size());
     stream_.expires_after(std::chrono::seconds(30));
     auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);

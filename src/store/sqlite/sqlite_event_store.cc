@@ -756,11 +756,9 @@ class SqliteEventStore final : public EventStore {
       auto reader = Reader();
       if (!reader.ok()) return reader.status();
       SqliteDb& db = *(*reader)->db;
-      auto q = db.Prepare(
-          "SELECT e.time_ms, e.type, e.user, e.device, e.session, e.name, e.payload, e.platform,"
-          " e.os_version, e.locale, e.version, e.module_version, e.arch, e.country, e.total_ram"
-          " FROM events e JOIN apps a ON a.id = e.app"
-          " WHERE a.app_id = ? AND e.time_ms BETWEEN ? AND ?");
+      auto q = db.Prepare(std::string(kRawColumns) +
+                          " WHERE app = (SELECT id FROM apps WHERE app_id = ?)"
+                          " AND time_ms BETWEEN ? AND ?");
       if (!q.ok()) return q.status();
       q->Bind(1, app);
       q->Bind(2, from_ms);
