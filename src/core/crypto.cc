@@ -1,6 +1,7 @@
 #include "core/crypto.h"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
@@ -10,8 +11,15 @@
 namespace nucleon {
 
 Sha256Digest Sha256(std::string_view data) {
+  // OpenSSL 3 looks the algorithm up in its provider table on every one-shot
+  // SHA256() call, which costs more than hashing a short input; fetch it once.
+  static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   Sha256Digest out;
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), out.data());
+  unsigned int size = 0;
+  if (kSha256 == nullptr ||
+      EVP_Digest(data.data(), data.size(), out.data(), &size, kSha256, nullptr) != 1) {
+    SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), out.data());
+  }
   return out;
 }
 

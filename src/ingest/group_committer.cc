@@ -1,6 +1,7 @@
 #include "ingest/group_committer.h"
 
 #include <chrono>
+#include <iterator>
 
 #include "core/log.h"
 
@@ -8,6 +9,7 @@ namespace nucleon {
 
 GroupCommitter::GroupCommitter(EventStore* store, Options options, IngestCounters* counters)
     : store_(store), options_(options), counters_(counters) {
+  reaper_ = std::thread([this] { RunReaper(); });
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -23,7 +25,11 @@ Status GroupCommitter::Submit(std::vector<Event> events, Done done) {
     }
     pending_events_ += events.size();
     ++submitted_;
-    queue_.push_back({std::move(events), std::move(done), {}, {}});
+    // Moved into the shared queue here, on the caller's thread, so that the
+    // writer takes a whole group with one swap.
+    queued_events_.insert(queued_events_.end(), std::make_move_iterator(events.begin()),
+                          std::make_move_iterator(events.end()));
+    queue_.push_back({events.size(), std::move(done), {}, {}});
   }
   cv_.notify_one();
   return Status::Ok();
@@ -52,6 +58,38 @@ void GroupCommitter::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(reap_mu_);
+    reap_stopping_ = true;
+  }
+  reap_cv_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
+}
+
+void GroupCommitter::Reap(std::vector<Event> events) {
+  {
+    std::lock_guard<std::mutex> lock(reap_mu_);
+    // A reaper that falls behind must not hold memory without bound.
+    if (!reap_stopping_ && reap_.size() < 8) {
+      reap_.push_back(std::move(events));
+      reap_cv_.notify_one();
+      return;
+    }
+  }
+  events.clear();
+}
+
+void GroupCommitter::RunReaper() {
+  std::unique_lock<std::mutex> lock(reap_mu_);
+  for (;;) {
+    reap_cv_.wait(lock, [&] { return reap_stopping_ || !reap_.empty(); });
+    if (reap_.empty()) return;
+    std::vector<Event> events = std::move(reap_.front());
+    reap_.pop_front();
+    lock.unlock();
+    events.clear();
+    lock.lock();
+  }
 }
 
 void GroupCommitter::Flush() {
@@ -97,16 +135,21 @@ void GroupCommitter::Run() {
       }
       size_t n = 0;
       while (!queue_.empty() && !queue_.front().task &&
-             (group.empty() || n + queue_.front().events.size() <= options_.max_group_events)) {
-        n += queue_.front().events.size();
+             (group.empty() || n + queue_.front().count <= options_.max_group_events)) {
+        n += queue_.front().count;
         group.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
       pending_events_ -= n;
-    }
-    events.clear();
-    for (Pending& p : group) {
-      for (Event& e : p.events) events.push_back(std::move(e));
+      events.clear();
+      if (n == queued_events_.size()) {
+        events.swap(queued_events_);
+      } else {
+        const auto end = queued_events_.begin() + static_cast<std::ptrdiff_t>(n);
+        events.assign(std::make_move_iterator(queued_events_.begin()),
+                      std::make_move_iterator(end));
+        queued_events_.erase(queued_events_.begin(), end);
+      }
     }
     Status st = store_->Append(events, &inserted);
     last_activity = std::chrono::steady_clock::now();
@@ -121,14 +164,14 @@ void GroupCommitter::Run() {
       counters_->events_stored.fetch_add(stored, std::memory_order_relaxed);
       counters_->heartbeats.fetch_add(hb, std::memory_order_relaxed);
       counters_->events_duplicate.fetch_add(events.size() - stored - hb, std::memory_order_relaxed);
-      if (observer_) observer_->OnCommitted(events, inserted);
+      if (observer_) observer_->OnCommitted(std::move(events), inserted);
     } else {
       counters_->commit_failures.fetch_add(1, std::memory_order_relaxed);
       LogError("commit of " + std::to_string(events.size()) + " events failed: " + st.ToString());
     }
     size_t offset = 0;
     for (Pending& p : group) {
-      const size_t n = p.events.size();
+      const size_t n = p.count;
       if (st.ok()) {
         slice.assign(inserted.begin() + static_cast<std::ptrdiff_t>(offset),
                      inserted.begin() + static_cast<std::ptrdiff_t>(offset + n));
@@ -142,6 +185,8 @@ void GroupCommitter::Run() {
         LogError(std::string("ack completion threw: ") + ex.what());
       }
     }
+    Reap(std::move(events));
+    events = {};
     {
       std::lock_guard<std::mutex> lock(mu_);
       completed_ += group.size();

@@ -3,7 +3,8 @@
 // queued (up to a cap), appends it to the EventStore in one transaction and
 // only then runs each batch's completion, which sends the acks. So an ack never
 // leaves before its events are durable, and an fsync is shared by every batch
-// that arrived while the previous commit was running.
+// that arrived while the previous commit was running. Committed events are
+// destroyed on a second, reaper thread, which keeps that work off the writer.
 //
 // Thread-safety: Submit, Healthy and the counters may be called from any
 // thread; completions run on the writer thread and must not block.
@@ -43,7 +44,8 @@ class CommitObserver {
   virtual ~CommitObserver() = default;
   // Runs on the writer thread after a successful commit, before the acks;
   // must not block. `inserted[i]` tells whether events[i] was newly stored.
-  virtual void OnCommitted(const std::vector<Event>& events,
+  // The events are handed over: the observer may keep (move from) them.
+  virtual void OnCommitted(std::vector<Event>&& events,
                            const std::vector<uint8_t>& inserted) = 0;
 };
 
@@ -83,12 +85,15 @@ class GroupCommitter {
 
  private:
   struct Pending {
-    std::vector<Event> events;
+    size_t count = 0;  // its events, in queued_events_
     Done done;
     std::function<Status()> task;  // set for RunExclusive entries
     std::function<void(const Status&)> task_done;
   };
   void Run();
+  // Destroys committed events on the reaper thread, off the writer's path.
+  void Reap(std::vector<Event> events);
+  void RunReaper();
 
   EventStore* store_;
   Options options_;
@@ -97,6 +102,7 @@ class GroupCommitter {
   std::condition_variable cv_;
   std::condition_variable flushed_cv_;
   std::deque<Pending> queue_;
+  std::vector<Event> queued_events_;  // the events of queue_'s batches, in order
   size_t pending_events_ = 0;
   uint64_t submitted_ = 0;
   uint64_t completed_ = 0;
@@ -104,6 +110,12 @@ class GroupCommitter {
   CommitObserver* observer_ = nullptr;
   std::atomic<bool> healthy_{true};
   std::thread thread_;
+
+  std::mutex reap_mu_;
+  std::condition_variable reap_cv_;
+  std::deque<std::vector<Event>> reap_;
+  bool reap_stopping_ = false;
+  std::thread reaper_;
 };
 
 }  // namespace nucleon

@@ -398,7 +398,7 @@ TEST_F(GroupCommitterTest, FullBacklogRefusesSubmissions) {
 class RecordingObserver : public CommitObserver {
  public:
   explicit RecordingObserver(const Completions* done) : done_(done) {}
-  void OnCommitted(const std::vector<Event>& events,
+  void OnCommitted(std::vector<Event>&& events,
                    const std::vector<uint8_t>& inserted) override {
     std::lock_guard<std::mutex> lock(mu_);
     sizes.push_back(events.size());

@@ -29,23 +29,26 @@ void LiveState::Closed(uint64_t connection) {
   connections_.erase(connection);
 }
 
-void LiveState::OnCommitted(const std::vector<Event>& events, const std::vector<uint8_t>& inserted) {
+void LiveState::OnCommitted(std::vector<Event>&& events, const std::vector<uint8_t>& inserted) {
   const int64_t now = NowMs();
-  std::lock_guard<std::mutex> lock(mu_);
   // Walk backwards: only the newest kMaxRecentPerApp of a large batch can stay.
-  std::unordered_map<std::string_view, size_t> taken;
-  std::unordered_map<std::string_view, std::vector<const Event*>> fresh;
+  std::unordered_map<std::string_view, std::vector<Event*>> fresh;
+  std::string_view app;  // consecutive events mostly share their app
+  std::vector<Event*>* list = nullptr;
   for (size_t i = events.size(); i-- > 0;) {
-    const Event& e = events[i];
+    Event& e = events[i];
     if (!inserted[i] || e.type == EventType::kHeartbeat || e.time_ms < now - kRecentMs) continue;
-    size_t& n = taken[e.app_id];
-    if (n == kMaxRecentPerApp) continue;
-    ++n;
-    fresh[e.app_id].push_back(&e);
+    if (!list || e.app_id != app) {
+      app = e.app_id;
+      list = &fresh[app];
+    }
+    if (list->size() < kMaxRecentPerApp) list->push_back(&e);
   }
+  std::lock_guard<std::mutex> lock(mu_);
   for (auto& [app, list] : fresh) {
+    // `app` views an event that is about to be moved: look the ring up first.
     auto& ring = recent_[std::string(app)];
-    for (auto it = list.rbegin(); it != list.rend(); ++it) ring.push_back(**it);
+    for (auto it = list.rbegin(); it != list.rend(); ++it) ring.push_back(std::move(**it));
     while (ring.size() > kMaxRecentPerApp) ring.pop_front();
   }
 }

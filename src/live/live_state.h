@@ -37,7 +37,7 @@ class LiveState final : public PresenceSink, public CommitObserver {
   void Seen(uint64_t connection, std::string_view app_id, const Event& event,
             int64_t now_ms) override;
   void Closed(uint64_t connection) override;
-  void OnCommitted(const std::vector<Event>& events, const std::vector<uint8_t>& inserted) override;
+  void OnCommitted(std::vector<Event>&& events, const std::vector<uint8_t>& inserted) override;
 
   // Live devices of the app, newest activity first.
   std::vector<LiveDeviceRow> Devices(std::string_view app_id, int64_t now_ms) const;

@@ -139,7 +139,8 @@ void AnalyticsIndex::AddToBucket(Bucket* b, const IndexEvent& e) {
   }
   if (event_id == Dictionary::kMissing || !e.props) return;
   for (const auto& [key, value] : *e.props) {
-    std::string vkey(1, static_cast<char>('0' + static_cast<int>(value.kind)));
+    std::string& vkey = value_key_scratch_;  // reused: no allocation per value
+    vkey.assign(1, static_cast<char>('0' + static_cast<int>(value.kind)));
     vkey += value.text;
     uint32_t vid = values_.Intern(vkey);
     if (vid >= value_kinds_.size()) value_kinds_.resize(vid + 1);
@@ -190,6 +191,17 @@ void AnalyticsIndex::Apply(const std::vector<IndexEvent>& events,
   refile_.clear();
 }
 
+namespace {
+
+// Appends `id` unless present. Events arrive session by session, so the last
+// element is the likely match: check it before scanning a long list.
+void AddOnce(std::vector<uint32_t>* ids, uint32_t id) {
+  if (!ids->empty() && ids->back() == id) return;
+  if (std::find(ids->begin(), ids->end(), id) == ids->end()) ids->push_back(id);
+}
+
+}  // namespace
+
 void AnalyticsIndex::AddLocked(const IndexEvent& e) {
   const int64_t bucket = FloorDiv(e.time_ms, kBucketMs);
   AddToBucket(&buckets_[bucket], e);
@@ -200,9 +212,7 @@ void AnalyticsIndex::AddLocked(const IndexEvent& e) {
     d.key = std::string(e.device_key);
     device_rows_.emplace(d.key, e.device);
   }
-  if (std::find(d.sessions.begin(), d.sessions.end(), e.session) == d.sessions.end()) {
-    d.sessions.push_back(e.session);
-  }
+  AddOnce(&d.sessions, e.session);
 
   SessionInfo& s = sessions_[e.session];
   if (s.key.empty()) {
@@ -214,7 +224,7 @@ void AnalyticsIndex::AddLocked(const IndexEvent& e) {
   ++s.actions;
   if (e.type == EventType::kError) ++s.errors;
   InvalidateDays(FloorDiv(s.start_ms, kBucketMs));
-  if (std::find(s.users.begin(), s.users.end(), e.user) == s.users.end()) s.users.push_back(e.user);
+  AddOnce(&s.users, e.user);
   // Context: the init's, else the latest event that carried one.
   const bool carries = !e.platform.empty() || !e.locale.empty() || !e.version.empty();
   const bool is_init = e.type == EventType::kInit;
@@ -245,9 +255,7 @@ void AnalyticsIndex::AddLocked(const IndexEvent& e) {
     first_seen_.Move(e.user, u.first_ms == INT64_MAX ? TimeIndex::kNone : u.first_ms, e.time_ms);
     u.first_ms = e.time_ms;
   }
-  if (std::find(u.sessions.begin(), u.sessions.end(), e.session) == u.sessions.end()) {
-    u.sessions.push_back(e.session);
-  }
+  AddOnce(&u.sessions, e.session);
   const bool sets_props = is_init || e.type == EventType::kProps || e.type == EventType::kUserId;
   if (sets_props && e.props) {
     for (const auto& [key, value] : *e.props) {
@@ -405,14 +413,15 @@ Result<std::shared_ptr<const AnalyticsIndex::DayAgg>> AnalyticsIndex::BuildDay(
 
 void AnalyticsIndex::InvalidateDays(int64_t bucket) const {
   std::lock_guard<std::mutex> lock(day_cache_mu_);
-  if (day_cache_.empty()) return;
-  std::set<int> offsets;
-  for (const auto& [key, agg] : day_cache_) offsets.insert(key.first);
-  for (int offset : offsets) {
+  // Runs for every event ingested: visit each cached offset once (the map is
+  // ordered by offset), never every cached day.
+  for (auto it = day_cache_.begin(); it != day_cache_.end();) {
+    const int offset = it->first.first;
     const int64_t offset_ms = static_cast<int64_t>(offset) * 60000;
     const int64_t first = FloorDiv(bucket * kBucketMs + offset_ms, 86400000);
     const int64_t last = FloorDiv((bucket + 1) * kBucketMs - 1 + offset_ms, 86400000);
     for (int64_t d = first; d <= last; ++d) day_cache_.erase({offset, d});
+    it = day_cache_.lower_bound({offset + 1, INT64_MIN});
   }
 }
 

@@ -240,6 +240,7 @@ class AnalyticsIndex {
   // Interning is also done while building raw buckets under a shared lock.
   mutable std::mutex dict_mu_;
   mutable Dictionary names_, keys_, values_, strings_;
+  std::string value_key_scratch_;  // AddToBucket's value key, under dict_mu_
   std::vector<uint8_t> value_kinds_;  // by value id
   std::map<int64_t, Bucket> buckets_;
   std::unordered_map<uint32_t, SessionInfo> sessions_;

@@ -1,5 +1,7 @@
 #include "store/sqlite/sqlite_db.h"
 
+#include <mutex>
+
 namespace nucleon {
 
 SqliteStmt& SqliteStmt::operator=(SqliteStmt&& o) noexcept {
@@ -70,6 +72,11 @@ Status SqliteDb::Error(std::string_view what) const {
 }
 
 Status SqliteDb::Open(const std::string& path, bool create, bool read_only) {
+  // Every connection is used by one thread at a time (NOMUTEX below), and
+  // nothing reads SQLite's memory statistics: without them sqlite3_malloc takes
+  // no global mutex. Must run before SQLite initialises itself.
+  static std::once_flag configured;
+  std::call_once(configured, [] { (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
   path_ = path;
   int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
   if (create && !read_only) flags |= SQLITE_OPEN_CREATE;

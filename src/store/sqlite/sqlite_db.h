@@ -37,6 +37,14 @@ class SqliteStmt {
   void BindTextOrNull(int i, std::string_view v) {
     if (v.empty()) BindNull(i); else Bind(i, v);
   }
+  // Without a copy: `v` must stay alive and unchanged until Reset.
+  void BindView(int i, std::string_view v) {
+    sqlite3_bind_text(stmt_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  }
+  void BindViewOrNull(int i, std::string_view v) {
+    if (v.empty()) BindNull(i); else BindView(i, v);
+  }
+  bool valid() const { return stmt_ != nullptr; }
 
   // Steps once: true when a row is available, false when done; errors in *status.
   bool Step(Status* status);

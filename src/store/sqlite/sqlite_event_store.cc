@@ -137,6 +137,10 @@ class SqliteEventStore final : public EventStore {
       (void)db_.Exec("ROLLBACK");
       Undo();
       applied_.clear();
+      // The index must not hear of sessions this batch created: Undo erased
+      // them, and looking them up at the next commit would re-create them as
+      // rows that do not exist in the file.
+      session_updates_.clear();
       inserted->assign(events.size(), 0);
       return st;
     }
@@ -297,12 +301,10 @@ class SqliteEventStore final : public EventStore {
     NUCLEON_RETURN_IF_ERROR(prep(&update_session_,
                                  "UPDATE sessions SET user=?, start_ms=?, end_ms=?, has_init=?"
                                  " WHERE id=?"));
-    NUCLEON_RETURN_IF_ERROR(prep(
-        &insert_event_,
-        "INSERT OR IGNORE INTO events(app, session, device, user, type, name, time_ms, ident,"
-        " client_id, user_id, anon_id, platform, os_version, locale, version, module_version,"
-        " arch, client, total_ram, country, payload, error_hash)"
-        " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+    NUCLEON_RETURN_IF_ERROR(
+        prep(&find_event_, "SELECT id FROM events WHERE session = ? AND ident = ?"));
+    insert_events_.clear();
+    insert_events_.resize(kRowsPerInsert + 1);
     NUCLEON_RETURN_IF_ERROR(
         prep(&tombstone_check_, "SELECT 1 FROM tombstones WHERE app = ? AND hash = ?"));
     NUCLEON_RETURN_IF_ERROR(prep(&probe_stmt_, "UPDATE meta SET value = ? WHERE key = 'probe'"));
@@ -446,10 +448,72 @@ class SqliteEventStore final : public EventStore {
     d->latest_session = session_key;
   }
 
+  // The rows an event belongs to, kept while consecutive events share them.
+  // Pointers into the node-based maps stay valid until Undo (which ends the batch).
+  struct ResolvedRun {
+    bool valid = false;
+    std::string_view app_id, device_id, session_id, user_key;
+    int64_t app = 0;
+    DeviceState* device = nullptr;
+    std::string device_key;
+    int64_t user = 0;
+    std::string session_key;
+    SessionState* session = nullptr;
+  };
+
+  // Finds or creates the app, device, user and session rows of `e`.
+  Status Resolve(const Event& e, ResolvedRun* run) {
+    run->valid = false;
+    auto app = AppRow(e.app_id);
+    if (!app.ok()) return app.status();
+    auto device = Device(*app, e.device_id);
+    if (!device.ok()) return device.status();
+    DeviceState* d = *device;
+    auto user = UserRow(*app, e.user_key);
+    if (!user.ok()) return user.status();
+    std::string device_key = Key(*app, e.device_id);
+    std::string skey = Key(d->row, e.session_id);
+    auto sit = sessions_.find(skey);
+    if (sit == sessions_.end()) {
+      const bool init = e.type == EventType::kInit;
+      insert_session_.Bind(1, *app);
+      insert_session_.Bind(2, d->row);
+      insert_session_.Bind(3, e.session_id);
+      insert_session_.Bind(4, *user);
+      insert_session_.Bind(5, e.time_ms);
+      insert_session_.Bind(6, e.time_ms);
+      insert_session_.Bind(7, static_cast<int64_t>(init ? 1 : 0));
+      Status st = insert_session_.Run();
+      insert_session_.Reset();
+      if (!st.ok()) return st;
+      SessionState ss{db_.LastInsertRowid(), *app, d->row, *user, e.time_ms, e.time_ms, init,
+                      false};
+      undo_.push_back({UndoEntry::Kind::kSession, skey, {}, {}});
+      sit = sessions_.emplace(skey, ss).first;
+      session_updates_.emplace_back(*app, skey);
+      MoveLatest(device_key, d, skey, ss);
+    }
+    run->app_id = e.app_id;
+    run->device_id = e.device_id;
+    run->session_id = e.session_id;
+    run->user_key = e.user_key;
+    run->app = *app;
+    run->device = d;
+    run->device_key = std::move(device_key);
+    run->user = *user;
+    run->session_key = std::move(skey);
+    run->session = &sit->second;
+    run->valid = true;
+    return Status::Ok();
+  }
+
   Status AppendInTransaction(std::span<const Event> events, std::vector<uint8_t>* inserted) {
+    ResolvedRun run;
+    pending_.clear();
     for (size_t i = 0; i < events.size(); ++i) {
       const Event& e = events[i];
       if (e.type == EventType::kHeartbeat) {
+        NUCLEON_RETURN_IF_ERROR(FlushRows(events, run, inserted));
         // A heartbeat only extends a session that exists; it creates nothing.
         auto app_it = apps_.find(e.app_id);
         if (app_it == apps_.end()) continue;
@@ -466,74 +530,89 @@ class SqliteEventStore final : public EventStore {
         continue;
       }
 
-      auto app = AppRow(e.app_id);
-      if (!app.ok()) return app.status();
-      const std::string device_key = Key(*app, e.device_id);
-      auto device = Device(*app, e.device_id);
-      if (!device.ok()) return device.status();
-      DeviceState* d = *device;
-
-      auto user = UserRow(*app, e.user_key);
-      if (!user.ok()) return user.status();
-      std::string skey = Key(d->row, e.session_id);
-      auto sit = sessions_.find(skey);
-      if (sit == sessions_.end()) {
-        const bool init = e.type == EventType::kInit;
-        insert_session_.Bind(1, *app);
-        insert_session_.Bind(2, d->row);
-        insert_session_.Bind(3, e.session_id);
-        insert_session_.Bind(4, *user);
-        insert_session_.Bind(5, e.time_ms);
-        insert_session_.Bind(6, e.time_ms);
-        insert_session_.Bind(7, static_cast<int64_t>(init ? 1 : 0));
-        Status st = insert_session_.Run();
-        insert_session_.Reset();
-        if (!st.ok()) return st;
-        SessionState ss{db_.LastInsertRowid(), *app, d->row, *user, e.time_ms, e.time_ms, init,
-                        false};
-        undo_.push_back({UndoEntry::Kind::kSession, skey, {}, {}});
-        sit = sessions_.emplace(skey, ss).first;
-        session_updates_.emplace_back(*app, skey);
-        MoveLatest(device_key, d, skey, ss);
+      // An SDK message holds one device's events, mostly of one session and
+      // user: resolve the rows once per run of such events.
+      if (!run.valid || e.app_id != run.app_id || e.device_id != run.device_id ||
+          e.session_id != run.session_id || e.user_key != run.user_key) {
+        NUCLEON_RETURN_IF_ERROR(FlushRows(events, run, inserted));
+        NUCLEON_RETURN_IF_ERROR(Resolve(e, &run));
       }
-      SessionState& s = sit->second;
+      const int64_t app = run.app;
 
       const bool has_identity = e.HasIdentity();
       const int64_t ident = has_identity ? IdentHash(e) : 0;
       if (has_identity && has_tombstones_ &&
-          IsTombstoned(*app, TombstoneHash(e.device_id, e.session_id, ident))) {
+          IsTombstoned(app, TombstoneHash(e.device_id, e.session_id, ident))) {
         continue;
       }
+      // The same event twice in one run: the later one is a resend.
+      if (has_identity && std::any_of(pending_.begin(), pending_.end(), [&](const PendingRow& r) {
+            return r.has_identity && r.ident == ident;
+          })) {
+        continue;
+      }
+      pending_.push_back({i, ident, has_identity});
+      if (pending_.size() == kRowsPerInsert) NUCLEON_RETURN_IF_ERROR(FlushRows(events, run, inserted));
+    }
+    return FlushRows(events, run, inserted);
+  }
 
-      SqliteStmt& q = insert_event_;
-      q.Bind(1, *app);
-      q.Bind(2, s.row);
-      q.Bind(3, d->row);
-      q.Bind(4, *user);
-      q.Bind(5, static_cast<int64_t>(e.type));
-      q.BindTextOrNull(6, e.name);
-      q.Bind(7, e.time_ms);
-      if (has_identity) q.Bind(8, ident); else q.BindNull(8);
-      q.BindTextOrNull(9, e.client_id);
-      q.BindTextOrNull(10, e.user_id);
-      q.BindTextOrNull(11, e.anon_id);
-      q.BindTextOrNull(12, e.platform);
-      q.BindTextOrNull(13, e.os_version);
-      q.BindTextOrNull(14, e.locale);
-      q.BindTextOrNull(15, e.version);
-      q.BindTextOrNull(16, e.module_version);
-      q.BindTextOrNull(17, e.arch);
-      q.BindTextOrNull(18, e.client);
-      if (e.total_ram) q.Bind(19, *e.total_ram); else q.BindNull(19);
-      q.BindTextOrNull(20, e.country);
-      q.Bind(21, e.payload_json);
-      q.BindTextOrNull(22, e.error_hash);
-      Status st = q.Run();
-      q.Reset();
-      if (!st.ok()) return st;
-      if (db_.Changes() == 0) continue;  // a resend
-      (*inserted)[i] = 1;
-      applied_.push_back({i, *app, d->row, *user, s.row});
+  // Inserts the pending rows of `run` with one statement, then applies the
+  // session changes of those that were new. A row is ignored when its identity
+  // is already stored (a resend). When the statement inserted fewer rows than it
+  // had, each identity is looked up: rowids are assigned as max+1, so the rows
+  // this statement inserted are exactly the last `changes` rowids.
+  Status FlushRows(std::span<const Event> events, const ResolvedRun& run,
+                   std::vector<uint8_t>* inserted) {
+    if (pending_.empty()) return Status::Ok();
+    const size_t n = pending_.size();
+    auto stmt = InsertStatement(n);
+    if (!stmt.ok()) return stmt.status();
+    SqliteStmt& q = **stmt;
+    SessionState& s = *run.session;
+    DeviceState* d = run.device;
+    for (size_t r = 0; r < n; ++r) {
+      const Event& e = events[pending_[r].index];
+      const int b = static_cast<int>(r * kEventColumns);
+      q.Bind(b + 1, run.app);
+      q.Bind(b + 2, s.row);
+      q.Bind(b + 3, d->row);
+      q.Bind(b + 4, run.user);
+      q.Bind(b + 5, static_cast<int64_t>(e.type));
+      q.BindViewOrNull(b + 6, e.name);
+      q.Bind(b + 7, e.time_ms);
+      if (pending_[r].has_identity) q.Bind(b + 8, pending_[r].ident); else q.BindNull(b + 8);
+      q.BindViewOrNull(b + 9, e.client_id);
+      q.BindViewOrNull(b + 10, e.user_id);
+      q.BindViewOrNull(b + 11, e.anon_id);
+      q.BindViewOrNull(b + 12, e.platform);
+      q.BindViewOrNull(b + 13, e.os_version);
+      q.BindViewOrNull(b + 14, e.locale);
+      q.BindViewOrNull(b + 15, e.version);
+      q.BindViewOrNull(b + 16, e.module_version);
+      q.BindViewOrNull(b + 17, e.arch);
+      q.BindViewOrNull(b + 18, e.client);
+      if (e.total_ram) q.Bind(b + 19, *e.total_ram); else q.BindNull(b + 19);
+      q.BindViewOrNull(b + 20, e.country);
+      q.BindView(b + 21, e.payload_json);
+      q.BindViewOrNull(b + 22, e.error_hash);
+    }
+    Status st = q.Run();
+    q.Reset();
+    if (!st.ok()) return st;
+    const int64_t changes = db_.Changes();
+    const int64_t first_new = db_.LastInsertRowid() - changes + 1;  // valid when changes > 0
+
+    for (const PendingRow& row : pending_) {
+      if (changes == 0) break;  // every row was a resend
+      if (changes < static_cast<int64_t>(n) && row.has_identity) {
+        auto id = FindEvent(s.row, row.ident);
+        if (!id.ok()) return id.status();
+        if (*id < first_new) continue;  // stored before: a resend
+      }
+      const Event& e = events[row.index];
+      (*inserted)[row.index] = 1;
+      applied_.push_back({row.index, run.app, d->row, run.user, s.row});
 
       // The session: starts at its init (else its earliest event), ends at its last event.
       int64_t start = s.start_ms;
@@ -545,16 +624,51 @@ class SqliteEventStore final : public EventStore {
         start = std::min(start, e.time_ms);
       }
       const int64_t end = std::max(s.end_ms, e.time_ms);
-      if (start != s.start_ms || end != s.end_ms || has_init != s.has_init || *user != s.user) {
-        Touch(skey, s);
+      if (start != s.start_ms || end != s.end_ms || has_init != s.has_init ||
+          run.user != s.user) {
+        Touch(run.session_key, s);
         s.start_ms = start;
         s.end_ms = std::max(end, start);
         s.has_init = has_init;
-        s.user = *user;
+        s.user = run.user;
       }
-      MoveLatest(device_key, d, skey, s);
+      MoveLatest(run.device_key, d, run.session_key, s);
     }
+    pending_.clear();
     return Status::Ok();
+  }
+
+  // The statement that inserts `rows` events (prepared on first use).
+  Result<SqliteStmt*> InsertStatement(size_t rows) {
+    SqliteStmt& slot = insert_events_[rows];
+    if (!slot.valid()) {
+      std::string sql =
+          "INSERT OR IGNORE INTO events(app, session, device, user, type, name, time_ms, ident,"
+          " client_id, user_id, anon_id, platform, os_version, locale, version, module_version,"
+          " arch, client, total_ram, country, payload, error_hash) VALUES";
+      for (size_t r = 0; r < rows; ++r) {
+        sql += r ? ",(" : "(";
+        for (size_t c = 0; c < kEventColumns; ++c) sql += c ? ",?" : "?";
+        sql += ")";
+      }
+      auto stmt = db_.Prepare(sql);
+      if (!stmt.ok()) return stmt.status();
+      slot = std::move(*stmt);
+    }
+    return &slot;
+  }
+
+  // The rowid of the stored event with this identity.
+  Result<int64_t> FindEvent(int64_t session_row, int64_t ident) {
+    find_event_.Bind(1, session_row);
+    find_event_.Bind(2, ident);
+    Status st;
+    const bool found = find_event_.Step(&st);
+    const int64_t id = found ? find_event_.Int(0) : 0;
+    find_event_.Reset();
+    if (!st.ok()) return st;
+    if (!found) return Status::Internal("an ignored event has no stored twin");
+    return id;
   }
 
   bool IsTombstoned(int64_t app, int64_t hash) {
@@ -1019,7 +1133,18 @@ class SqliteEventStore final : public EventStore {
   SqliteStoreOptions options_;
   SqliteDb db_;
   SqliteStmt insert_app_, insert_device_, insert_user_, insert_session_, update_session_,
-      insert_event_, tombstone_check_, probe_stmt_;
+      find_event_, tombstone_check_, probe_stmt_;
+  // Events are inserted up to kRowsPerInsert per statement: one statement per
+  // SDK message, in the common case, instead of one per event.
+  static constexpr size_t kRowsPerInsert = 64;
+  static constexpr size_t kEventColumns = 22;
+  std::vector<SqliteStmt> insert_events_;  // [n]: inserts n rows
+  struct PendingRow {
+    size_t index;  // in the batch
+    int64_t ident;
+    bool has_identity;
+  };
+  std::vector<PendingRow> pending_;  // rows of the current run not inserted yet
 
   std::unordered_map<std::string, int64_t> apps_;
   std::unordered_map<std::string, DeviceState> devices_;

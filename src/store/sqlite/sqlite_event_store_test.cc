@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -228,6 +229,47 @@ TEST_F(SqliteEventStoreTest, DuplicateWithinOneBatchIsStoredOnce) {
   EXPECT_EQ(Stats().events, 1);
 }
 
+TEST_F(SqliteEventStoreTest, ResendsInsideLongRunsAreFoundExactly) {
+  // One device and session, longer than one insert statement holds, where
+  // stored events, new events, id-less events and repeats are interleaved.
+  std::vector<Event> first;
+  for (int i = 0; i < 100; i += 2) first.push_back(Named("E", std::to_string(i), kT0 + i));
+  ASSERT_EQ(Append(first), std::vector<uint8_t>(first.size(), 1));
+
+  std::vector<Event> second;
+  std::vector<uint8_t> expected;
+  for (int i = 0; i < 150; ++i) {
+    second.push_back(Named("E", std::to_string(i), kT0 + i));
+    expected.push_back(i % 2 == 1 || i >= 100);  // even ids below 100 are stored already
+    if (i % 10 == 0) {
+      second.push_back(Named("E", "", kT0 + i));  // no id: always stored
+      expected.push_back(1);
+    }
+    if (i % 7 == 0) {
+      second.push_back(Named("E", std::to_string(i), kT0 + i));  // repeated at once
+      expected.push_back(0);
+    }
+  }
+  // The same ids again after another device's run, in the same commit.
+  Event other = Named("E", "1", kT0);
+  other.device_id = "dev2";
+  other.user_key = "dev2";
+  second.push_back(other);
+  expected.push_back(1);
+  second.push_back(Named("E", "101", kT0 + 101));
+  expected.push_back(0);
+  EXPECT_EQ(Append(second), expected);
+
+  const int64_t stored = std::count(expected.begin(), expected.end(), 1) + 50;
+  EXPECT_EQ(Stats().events, stored);
+  EXPECT_EQ(static_cast<int64_t>(Export().size()), stored);
+  // Nothing of it is new a second time, except the id-less events.
+  std::vector<uint8_t> again = Append(second);
+  for (size_t i = 0; i < second.size(); ++i) {
+    EXPECT_EQ(again[i], second[i].HasIdentity() ? 0 : 1) << i;
+  }
+}
+
 TEST_F(SqliteEventStoreTest, SameClientIdElsewhereIsANewEvent) {
   const Event base = Named("E", "42", kT0);
   Event other_session = base;
@@ -411,6 +453,30 @@ TEST_F(SqliteEventStoreTest, FailedSessionUpdateRollsBackTheSessionState) {
   // And the failed event was not recorded as seen: its resend is new.
   EXPECT_EQ(Append({Named("E", "2", kT0 + 50000)}), (std::vector<uint8_t>{1}));
   EXPECT_EQ(Session("dev1", "490330"), (SessionRow{kT0, kT0 + 50000}));
+}
+
+// A failed batch that opened a new session, a successful commit of other
+// events, then the failed batch again (a full disk and an SDK resending): the
+// retry creates the session's row, so every stored event belongs to a session
+// that exists in the file and is exported.
+TEST_F(SqliteEventStoreTest, SessionOfAFailedBatchIsNotResurrectedByTheNextCommit) {
+  EXPECT_EQ(Append({MakeEvent(EventType::kInit, "", "1", kT0)}), (std::vector<uint8_t>{1}));
+  ExecOnFile(
+      "CREATE TRIGGER fail_boom BEFORE INSERT ON events WHEN NEW.name = 'boom'"
+      " BEGIN SELECT RAISE(ABORT, 'injected failure'); END;");
+  const std::vector<Event> failed = {MakeEvent(EventType::kInit, "", "2", kT0 + 1000, "dev1", "s2"),
+                                     Named("boom", "3", kT0 + 2000, "dev1", "s2")};
+  ASSERT_FALSE(AppendStatus(failed).ok());
+  ExecOnFile("DROP TRIGGER fail_boom;");
+
+  EXPECT_EQ(Append({Named("E", "4", kT0 + 500)}), (std::vector<uint8_t>{1}));
+  EXPECT_EQ(Append(failed), (std::vector<uint8_t>{1, 1}));
+  EXPECT_EQ(Export().size(), 4u);
+  EXPECT_EQ(Stats().sessions, 2);
+  EXPECT_EQ(Session("dev1", "s2"), (SessionRow{kT0 + 1000, kT0 + 2000}));
+  auto events = store_->SessionEvents("app1", "dev1", "s2", "");
+  ASSERT_TRUE(events.ok()) << events.status().ToString();
+  EXPECT_EQ(events->size(), 2u);
 }
 
 TEST_F(SqliteEventStoreTest, ReadOnlyOpenOfAMissingFolderIsNotFound) {
