@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <unordered_map>
+
 #include "core/crypto.h"
 #include "core/normalize.h"
 #include "core/time_util.h"
@@ -77,6 +79,31 @@ TEST(CryptoTest, HashesAreStableAndTokensRandom) {
   EXPECT_FALSE(ConstantTimeEquals("abc", "ab"));
   const uint8_t bytes[] = {0xfb, 0xff};
   EXPECT_EQ(Base64UrlEncode(bytes, 2), "-_8");
+}
+
+// Token hashes are compared with CRYPTO_memcmp: equal only when every byte is,
+// whichever byte differs, and usable as the key equality of a hash map.
+TEST(CryptoTest, ConstantTimeEqualityOfSecretDerivedBytes) {
+  const std::string a = HexEncode(Sha256("nct_a").data(), 32);
+  std::string first = a, last = a;
+  first[0] = first[0] == '0' ? '1' : '0';
+  last[63] = last[63] == '0' ? '1' : '0';
+  EXPECT_TRUE(ConstantTimeEquals(a, std::string(a)));
+  EXPECT_FALSE(ConstantTimeEquals(a, first));
+  EXPECT_FALSE(ConstantTimeEquals(a, last));
+  EXPECT_FALSE(ConstantTimeEquals(a, a.substr(0, 63)));
+  EXPECT_TRUE(ConstantTimeEquals("", ""));
+  EXPECT_FALSE(ConstantTimeEquals(std::string("a\0b", 3), std::string("a\0c", 3)));
+
+  const ConstantTimeEqualTo eq;
+  EXPECT_TRUE(eq(a, std::string(a)));
+  EXPECT_FALSE(eq(a, last));
+  std::unordered_map<std::string, std::string, std::hash<std::string>, ConstantTimeEqualTo> apps;
+  apps.emplace(a, "app1");
+  EXPECT_EQ(apps.count(a), 1u);
+  EXPECT_EQ(apps.count(first), 0u);
+  EXPECT_EQ(apps.count(last), 0u);
+  EXPECT_EQ(apps.at(a), "app1");
 }
 
 TEST(CryptoTest, ErrorHashUsesNameMessageAndFirstFrame) {

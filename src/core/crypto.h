@@ -19,8 +19,16 @@ std::string Base64UrlEncode(const uint8_t* data, size_t size);
 // (a server that cannot draw random bytes must not hand out tokens).
 std::string RandomBytes(size_t n);
 
-// Constant-time comparison of two equally sized byte strings.
+// Constant-time comparison of two equally sized byte strings (CRYPTO_memcmp):
+// the time depends on the sizes only, never on where the bytes differ. A size
+// mismatch answers false at once (sizes are not secret).
 bool ConstantTimeEquals(std::string_view a, std::string_view b);
+
+// The key equality of containers keyed by secret-derived bytes (token hashes),
+// so that a lookup never compares such bytes with an early-exit memcmp.
+struct ConstantTimeEqualTo {
+  bool operator()(std::string_view a, std::string_view b) const { return ConstantTimeEquals(a, b); }
+};
 
 // A stable 64-bit hash (the first 8 bytes of SHA-256, big-endian), used for
 // event identity keys: stable across versions and platforms.

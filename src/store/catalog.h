@@ -32,8 +32,10 @@ struct NewCredential {
 // What the server needs at request time, loaded whole and replaced on change.
 struct CatalogSnapshot {
   std::unordered_set<std::string> apps;
-  // hex SHA-256 of a token -> the app it grants.
-  std::unordered_map<std::string, std::string> token_apps;
+  // hex SHA-256 of a token -> the app it grants. Keys are compared in
+  // constant time: a lookup reveals nothing of how close a guess came.
+  std::unordered_map<std::string, std::string, std::hash<std::string>, ConstantTimeEqualTo>
+      token_apps;
 };
 
 class Catalog {
