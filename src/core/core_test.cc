@@ -1,8 +1,13 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <sstream>
+#include <string>
+#include <thread>
 #include <unordered_map>
 
 #include "core/crypto.h"
+#include "core/log.h"
 #include "core/normalize.h"
 #include "core/time_util.h"
 
@@ -114,6 +119,36 @@ TEST(CryptoTest, ErrorHashUsesNameMessageAndFirstFrame) {
   EXPECT_NE(a, ErrorHash("TypeError", "bang", "Error: boom\n    at f (a.js:1:1)"));
   EXPECT_NE(a, ErrorHash("RangeError", "boom", "Error: boom\n    at f (a.js:1:1)"));
   EXPECT_EQ(a.size(), 32u);
+}
+
+}  // namespace
+}  // namespace nucleon
+
+namespace nucleon {
+namespace {
+
+int CountLines(const std::string& text, std::string_view needle) {
+  std::istringstream in(text);
+  int n = 0;
+  for (std::string line; std::getline(in, line);) n += line.find(needle) != std::string::npos;
+  return n;
+}
+
+TEST(LogTest, AFloodOfWarningsIsCappedAndCountedButErrorsAreNot) {
+  testing::internal::CaptureStderr();
+  for (int i = 0; i < 1000; ++i) LogWarn("client sent garbage");
+  for (int i = 0; i < 300; ++i) LogError("storage failed");
+  // The next second's first warning reports what was dropped.
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  std::this_thread::sleep_for(std::chrono::milliseconds(
+      1001 - std::chrono::duration_cast<std::chrono::milliseconds>(now).count() % 1000));
+  LogWarn("client sent garbage");
+  const std::string out = testing::internal::GetCapturedStderr();
+  // The loop may straddle one second boundary: at most two windows of 100.
+  EXPECT_LE(CountLines(out, "client sent garbage"), 201);
+  EXPECT_GE(CountLines(out, "client sent garbage"), 100);
+  EXPECT_GE(CountLines(out, "more warnings were not logged"), 1);
+  EXPECT_EQ(CountLines(out, "storage failed"), 300);
 }
 
 }  // namespace

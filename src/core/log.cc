@@ -1,6 +1,7 @@
 #include "core/log.h"
 
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <mutex>
 #include <string>
@@ -12,6 +13,24 @@ namespace nucleon {
 namespace {
 std::atomic<int> g_level{static_cast<int>(LogLevel::kInfo)};
 std::mutex g_mu;
+// Warnings are what clients cause (bad input, refused messages): a client must
+// not be able to fill the disk through the log. Per second at most this many
+// are written; the rest are counted and reported in one line.
+constexpr int kMaxWarningsPerSecond = 100;
+int64_t g_warn_second = 0;   // guarded by g_mu
+int g_warn_count = 0;        // warnings written in g_warn_second
+int64_t g_warn_dropped = 0;  // warnings dropped since the last report
+
+void WriteLine(int64_t now_ms, std::string_view level, std::string_view message) {
+  std::string line = FormatIsoMs(now_ms);
+  line += ' ';
+  line.append(level);
+  line += ' ';
+  line.append(message);
+  line += '\n';
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+}
 }  // namespace
 
 void SetLogLevel(LogLevel level) { g_level = static_cast<int>(level); }
@@ -19,15 +38,27 @@ void SetLogLevel(LogLevel level) { g_level = static_cast<int>(level); }
 void Log(LogLevel level, std::string_view message) {
   if (static_cast<int>(level) < g_level.load(std::memory_order_relaxed)) return;
   static const char* kNames[] = {"debug", "info", "warn", "error"};
-  std::string line = FormatIsoMs(NowMs());
-  line += ' ';
-  line += kNames[static_cast<int>(level)];
-  line += ' ';
-  line.append(message);
-  line += '\n';
+  const int64_t now = NowMs();
   std::lock_guard<std::mutex> lock(g_mu);
-  std::fwrite(line.data(), 1, line.size(), stderr);
-  std::fflush(stderr);
+  if (level == LogLevel::kWarn) {
+    const int64_t second = now / 1000;
+    if (second != g_warn_second) {
+      if (g_warn_dropped > 0) {
+        WriteLine(now, "warn", std::to_string(g_warn_dropped) +
+                                   " more warnings were not logged (at most " +
+                                   std::to_string(kMaxWarningsPerSecond) + " per second)");
+      }
+      g_warn_second = second;
+      g_warn_count = g_warn_dropped > 0 ? 1 : 0;
+      g_warn_dropped = 0;
+    }
+    if (g_warn_count >= kMaxWarningsPerSecond) {
+      ++g_warn_dropped;
+      return;
+    }
+    ++g_warn_count;
+  }
+  WriteLine(now, kNames[static_cast<int>(level)], message);
 }
 
 }  // namespace nucleon

@@ -1,6 +1,7 @@
 // Process-wide logging to standard error, one line per message:
 // "2026-11-26T10:00:00.000Z info message". Thread-safe (lines never interleave).
-// Never log client addresses or tokens.
+// Never log client addresses or tokens. Warnings (what clients cause) are
+// capped at 100 lines per second; the excess is counted in one summary line.
 #pragma once
 
 #include <string_view>

@@ -286,3 +286,42 @@ test('no client address and no raw token in the data folder or the logs; revoked
   assert.ok(server.log.length > 0 && /invalid event|malformed|not JSON|JSON/i.test(server.log),
     `the run was meant to produce log lines about the bad requests:\n${server.log}`);
 });
+
+// Deleting a user leaves no trace in any file: not in the database's free
+// space, not in the write-ahead log, not in the tombstones (hashes only).
+test('a deleted user leaves no bytes behind in the data folder', { timeout: 120000 }, async (t) => {
+  const server = new Server();
+  const { appId, token } = createApp(server.dataDir, 'forget');
+  await server.start();
+  t.after(async () => {
+    await server.kill9();
+    fs.rmSync(server.dataDir, { recursive: true, force: true });
+  });
+  const { port } = server;
+  const gone = { deviceId: 'forget-device-5c1e9a', sessionId: 777001, userId: 'forget-user-b7d2f3' };
+  const kept = { deviceId: 'kept-device-0a4c11', sessionId: 777002, userId: 'kept-user-93e6aa' };
+  const base = Date.now() - 60000;
+  let id = 0;
+  const ev = (who, o) => ({ id: ++id, date: base + id * 10, ...who, ...o });
+  const batch = (who) => [
+    ev(who, { type: 'init', platform: 'Linux', version: '2.0.0', payload: { email: `${who.userId}@mail.example` } }),
+    ...Array.from({ length: 200 }, (_, i) => ev(who, { type: 'event', name: 'CLICKED', payload: { note: `${who.userId}-note-${i}` } })),
+    ev(who, { type: 'props', payload: { nickname: `${who.userId}-nick` } }),
+  ];
+  for (const who of [gone, kept]) {
+    const r = await request(port, 'POST', `/app/${appId}/track`, {
+      localAddress: PROXY_IP, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ data: batch(who) }),
+    });
+    assert.equal(r.status, 200, r.text);
+  }
+  const needles = (who) => [[`user id of ${who.userId}`, Buffer.from(who.userId)], [`device id of ${who.userId}`, Buffer.from(who.deviceId)]];
+  // Before the delete both users are in the files (so the search can find them).
+  assert.ok(grepTree(server.dataDir, needles(gone)).length > 0, 'the user was expected in the files before the delete');
+
+  const del = await request(port, 'DELETE', `/api/v1/apps/${appId}/users/${gone.userId}`, { localAddress: PROXY_IP, headers: { authorization: token } });
+  assert.ok(del.status >= 200 && del.status < 300, `delete answered ${del.status} ${del.text}`);
+  assert.deepEqual(grepTree(server.dataDir, needles(gone)), [], 'the deleted user is still in the files while the server runs');
+  assert.deepEqual(await server.stop(), { code: 0, signal: null });
+  assert.deepEqual(grepTree(server.dataDir, needles(gone)), [], 'the deleted user is still in the files after the server stopped');
+  assert.ok(grepTree(server.dataDir, needles(kept)).length > 0, 'the other user must still be stored');
+});

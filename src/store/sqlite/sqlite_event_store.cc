@@ -116,6 +116,9 @@ class SqliteEventStore final : public EventStore {
                                                         : "PRAGMA synchronous=NORMAL"));
     NUCLEON_RETURN_IF_ERROR(db_.Exec("PRAGMA cache_size=-262144"));  // 256 MiB
     NUCLEON_RETURN_IF_ERROR(db_.Exec("PRAGMA temp_store=MEMORY"));
+    // Deleted rows are overwritten with zeros, not just unlinked: a deleted
+    // user's data must not linger in free space (DeleteUser also empties the WAL).
+    NUCLEON_RETURN_IF_ERROR(db_.Exec("PRAGMA secure_delete=ON"));
     NUCLEON_RETURN_IF_ERROR(db_.Exec("PRAGMA wal_autocheckpoint=4000"));
     NUCLEON_RETURN_IF_ERROR(Migrate());
     NUCLEON_RETURN_IF_ERROR(Prepare());
@@ -1056,6 +1059,13 @@ class SqliteEventStore final : public EventStore {
     if (!st.ok()) {
       (void)db_.Exec("ROLLBACK");
       return st;
+    }
+    // The write-ahead log still holds the deleted rows' old pages: copy the
+    // zeroed pages into the database and empty the log. Readers are waited for
+    // (busy timeout); if one holds on, the log is emptied at a later checkpoint.
+    if (sqlite3_wal_checkpoint_v2(db_.raw(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
+                                  nullptr) != SQLITE_OK) {
+      LogWarn("after a user delete the write-ahead log could not be emptied yet (busy readers)");
     }
     // The writer's memory and the index are rebuilt from the file: exact by
     // construction, at a cost proportional to the app's size.
