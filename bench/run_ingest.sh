@@ -144,7 +144,9 @@ load_before=$(cut -d' ' -f1 /proc/loadavg)
 log "machine: $machine; load average before the runs $load_before"
 
 # --- server on port 0: it logs the port it got
-server_args=(serve --data "$data" --listen 127.0.0.1:0 --fsync "$fsync")
+# Every load connection comes from 127.0.0.1: the per-address tracking rate
+# limit would measure the limit, not the server, so it is off here.
+server_args=(serve --data "$data" --listen 127.0.0.1:0 --fsync "$fsync" --track-rate 0)
 [ -n "$server_threads" ] && server_args+=(--threads "$server_threads")
 "$nucleon_bin" "${server_args[@]}" >"$work/server.log" 2>&1 &
 server_pid=$!

@@ -3,11 +3,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "core/crypto.h"
 #include "core/log.h"
 #include "geo/cidr_set.h"
 #include "geo/country_lookup.h"
@@ -19,6 +21,7 @@
 #include "query/openapi.h"
 #include "server/app_registry.h"
 #include "server/http_server.h"
+#include "server/rate_limiter.h"
 #include "server/router.h"
 #include "store/catalog.h"
 #include "store/event_store.h"
@@ -31,6 +34,10 @@ constexpr const char* kUsage = R"(usage: nucleon COMMAND [ARGS] [--data DIR]
 
   serve [--listen HOST:PORT] [--fsync full|normal] [--threads N] [--max-body BYTES]
         [--geoip-db FILE.mmdb] [--trust-proxy CIDR[,CIDR]] [--demo]
+        [--track-rate N] [--track-burst N] [--api-rate N] [--api-burst N]
+        [--max-connections N] [--max-connections-per-ip N] [--header-timeout S]
+        [--body-timeout S] [--body-min-rate BYTES] [--ws-idle-timeout S]
+        [--max-pending-events N]
                               serve the tracking protocol and the API
   app create NAME             create an app; prints {"appId","token"}
   app list                    list apps, one JSON object per line
@@ -42,7 +49,9 @@ constexpr const char* kUsage = R"(usage: nucleon COMMAND [ARGS] [--data DIR]
 Every flag can also be set as an environment variable: --data is NUCLEON_DATA,
 --listen NUCLEON_LISTEN, --fsync NUCLEON_FSYNC, --threads NUCLEON_THREADS,
 --max-body NUCLEON_MAX_BODY, --geoip-db NUCLEON_GEOIP_DB, --trust-proxy
-NUCLEON_TRUST_PROXY, --demo NUCLEON_DEMO=1.
+NUCLEON_TRUST_PROXY, --demo NUCLEON_DEMO=1; the limits likewise (--track-rate
+is NUCLEON_TRACK_RATE, --max-connections-per-ip NUCLEON_MAX_CONNECTIONS_PER_IP,
+...). A limit set to 0 is off. See docs/cli.md for the defaults.
 )";
 
 struct Args {
@@ -55,7 +64,10 @@ const std::map<std::string, bool>& KnownFlags() {
   static const std::map<std::string, bool> kFlags = {
       {"data", true}, {"listen", true}, {"fsync", true}, {"threads", true},
       {"max-body", true}, {"demo", false}, {"help", false}, {"geoip-db", true},
-      {"trust-proxy", true}};
+      {"trust-proxy", true}, {"track-rate", true}, {"track-burst", true},
+      {"api-rate", true}, {"api-burst", true}, {"max-connections", true},
+      {"max-connections-per-ip", true}, {"header-timeout", true}, {"body-timeout", true},
+      {"body-min-rate", true}, {"ws-idle-timeout", true}, {"max-pending-events", true}};
   return kFlags;
 }
 
@@ -117,6 +129,39 @@ void PrintCredential(const NewCredential& c) {
               JsonQuote(c.token).c_str());
 }
 
+// The defaults of the limits held against abusive or slow clients (docs/cli.md).
+struct ServeLimits {
+  double track_rate = 300;    // HTTP tracking requests per second per client address
+  double track_burst = 1000;  // ... at once
+  double api_rate = 20;       // API requests per second per token
+  double api_burst = 100;     // ... at once
+  size_t max_connections = 10000;
+  size_t max_connections_per_ip = 256;
+  size_t header_timeout = 10;    // seconds
+  size_t body_timeout = 20;      // seconds, before the minimum body rate applies
+  size_t body_min_rate = 1024;   // bytes per second
+  size_t ws_idle_timeout = 300;  // seconds
+  size_t max_pending_events = GroupCommitter::Options{}.max_pending_events;
+};
+
+// Reads a non-negative number flag into `*out`; false with `*error` set when it is not one.
+template <typename T>
+bool NumberFlag(const Args& args, const std::string& name, T* out, std::string* error) {
+  const std::string text = Flag(args, name, "");
+  if (text.empty()) return true;
+  try {
+    size_t used = 0;
+    const double v = std::stod(text, &used);
+    if (used == text.size() && v >= 0 && v <= 1e12) {
+      *out = static_cast<T>(v);
+      return true;
+    }
+  } catch (...) {
+  }
+  *error = "--" + name + " takes a non-negative number, not " + text;
+  return false;
+}
+
 bool ParseListen(const std::string& listen, std::string* host, uint16_t* port) {
   size_t colon = listen.rfind(':');
   if (colon == std::string::npos) return false;
@@ -152,6 +197,25 @@ int Serve(const Args& args, const std::string& data) {
   }
   if (threads < 1 || threads > 256) return Usage("--threads must be 1..256");
 
+  ServeLimits lim;
+  std::string bad;
+  if (!NumberFlag(args, "track-rate", &lim.track_rate, &bad) ||
+      !NumberFlag(args, "track-burst", &lim.track_burst, &bad) ||
+      !NumberFlag(args, "api-rate", &lim.api_rate, &bad) ||
+      !NumberFlag(args, "api-burst", &lim.api_burst, &bad) ||
+      !NumberFlag(args, "max-connections", &lim.max_connections, &bad) ||
+      !NumberFlag(args, "max-connections-per-ip", &lim.max_connections_per_ip, &bad) ||
+      !NumberFlag(args, "header-timeout", &lim.header_timeout, &bad) ||
+      !NumberFlag(args, "body-timeout", &lim.body_timeout, &bad) ||
+      !NumberFlag(args, "body-min-rate", &lim.body_min_rate, &bad) ||
+      !NumberFlag(args, "ws-idle-timeout", &lim.ws_idle_timeout, &bad) ||
+      !NumberFlag(args, "max-pending-events", &lim.max_pending_events, &bad)) {
+    return Usage(bad);
+  }
+  for (size_t seconds : {lim.header_timeout, lim.body_timeout, lim.ws_idle_timeout}) {
+    if (seconds > 86400) return Usage("timeouts are at most 86400 seconds");
+  }
+
   auto trusted = CidrSet::Parse(Flag(args, "trust-proxy", ""));
   if (!trusted.ok()) return Usage("--trust-proxy: " + trusted.status().message());
   auto geo = OpenCountryLookup(Flag(args, "geoip-db", ""));
@@ -181,8 +245,13 @@ int Serve(const Args& args, const std::string& data) {
   if (Status st = registry.Start(); !st.ok()) return Fail(st);
 
   IngestCounters counters;
+  ServerCounters server_counters;
   LiveState live;
-  GroupCommitter committer(store->get(), GroupCommitter::Options{}, &counters);
+  GroupCommitter::Options commit_options;
+  // 0 (off) would mean an unbounded backlog; the committer takes the largest it can.
+  commit_options.max_pending_events =
+      lim.max_pending_events > 0 ? lim.max_pending_events : std::numeric_limits<size_t>::max();
+  GroupCommitter committer(store->get(), commit_options, &counters);
   committer.SetObserver(&live);
   Ingestor ingestor(&committer, &counters, limits);
   ingestor.SetPresenceSink(&live);
@@ -197,9 +266,23 @@ int Serve(const Args& args, const std::string& data) {
     return committer.RunExclusive(std::move(task), std::move(done));
   };
   api_deps.now_ms = [] { return NowMs(); };
+  RateLimiter api_limiter(RateLimiterOptions{lim.api_rate, lim.api_burst, 100000});
+  if (api_limiter.enabled()) {
+    // Keyed by the token's hash: the limiter never holds a usable token.
+    api_deps.throttle = [&api_limiter, &server_counters](std::string_view token) {
+      const Sha256Digest digest = Sha256(token);
+      RateLimiter::Decision d = api_limiter.Take(
+          std::string_view(reinterpret_cast<const char*>(digest.data()), digest.size()));
+      if (d.allowed) return 0;
+      server_counters.api_rate_limited.fetch_add(1, std::memory_order_relaxed);
+      return d.retry_after_seconds;
+    };
+  }
   api_deps.openapi_json = std::string(OpenApiJson());
   Api api(std::move(api_deps));
-  Router router(RouterDeps{&registry, &ingestor, &committer, &counters, &api});
+  RateLimiter track_limiter(RateLimiterOptions{lim.track_rate, lim.track_burst, 100000});
+  Router router(RouterDeps{&registry, &ingestor, &committer, &counters, &api,
+                           track_limiter.enabled() ? &track_limiter : nullptr, &server_counters});
   HttpServerOptions options;
   options.host = host;
   options.port = port;
@@ -207,6 +290,13 @@ int Serve(const Args& args, const std::string& data) {
   options.max_body_bytes = limits.max_body_bytes;
   options.geo = geo->get();
   options.trusted_proxies = *trusted;
+  options.counters = &server_counters;
+  options.max_connections = lim.max_connections;
+  options.max_connections_per_ip = lim.max_connections_per_ip;
+  options.header_timeout_seconds = static_cast<int>(lim.header_timeout);
+  options.body_timeout_seconds = static_cast<int>(lim.body_timeout);
+  options.body_min_bytes_per_second = lim.body_min_rate;
+  options.ws_idle_timeout_seconds = static_cast<int>(lim.ws_idle_timeout);
   HttpServer server(options, &router, &ingestor, &live);
   auto bound = server.Listen();
   if (!bound.ok()) return Fail(bound.status());

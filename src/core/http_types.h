@@ -18,6 +18,9 @@ struct HttpRequest {
   std::vector<std::pair<std::string, std::string>> headers;  // names lowercased
   std::string body;
   std::string country;  // of the client address, when known (the address itself never travels)
+  // An opaque key for the client address (a salted hash, for per-client rate
+  // limits); empty when unknown.
+  std::string client_key;
 
   // First value of a header (name lowercased), or "".
   std::string_view Header(std::string_view name) const {

@@ -84,6 +84,14 @@ void Api::Handle(const HttpRequest& request, std::string_view path, Respond resp
     if (granted.empty()) return respond(ErrorResponse(Status::Unauthenticated("unknown API token")));
     // An app the token does not grant looks exactly like an app that does not exist.
     if (granted != app) return respond(ErrorResponse(Status::NotFound("unknown app " + app)));
+    if (deps_.throttle) {
+      if (const int wait = deps_.throttle(token); wait > 0) {
+        HttpResponse r = ErrorResponse(Status::RateLimited(
+            "too many requests with this token; retry after " + std::to_string(wait) + " s"));
+        r.headers.emplace_back("Retry-After", std::to_string(wait));
+        return respond(std::move(r));
+      }
+    }
 
     switch (endpoint) {
       case Endpoint::kQuickGlance: return respond(QuickGlanceResource(deps_, app));

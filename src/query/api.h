@@ -25,6 +25,9 @@ struct ApiDeps {
   std::function<Status(std::function<Status()> task, std::function<void(const Status&)> done)>
       run_exclusive;
   std::function<int64_t()> now_ms;
+  // Per-token rate limit, asked once a token is known to grant the app: 0
+  // serves the request, n > 0 answers 429 with Retry-After n. Absent: no limit.
+  std::function<int(std::string_view token)> throttle;
   std::string openapi_json;  // served at /api/v1/openapi.json
 };
 

@@ -5,13 +5,19 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include <sys/resource.h>
+
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <optional>
 #include <thread>
 #include <vector>
 
+#include "core/crypto.h"
 #include "core/log.h"
+#include "server/connection_limiter.h"
 
 namespace nucleon {
 
@@ -28,38 +34,67 @@ namespace {
 std::atomic<int64_t> g_inflight{0};
 
 struct Context {
+  Context(HttpServerOptions o, Router* r, Ingestor* i, PresenceSink* p)
+      : options(std::move(o)),
+        router(r),
+        ingestor(i),
+        presence(p),
+        connections(options.max_connections, options.max_connections_per_ip),
+        key_salt(RandomBytes(16)) {}
+
+  void Count(std::atomic<uint64_t> ServerCounters::*counter) const {
+    if (options.counters) (options.counters->*counter).fetch_add(1, std::memory_order_relaxed);
+  }
+
   HttpServerOptions options;
   Router* router;
   Ingestor* ingestor;
   PresenceSink* presence;
+  ConnectionLimiter connections;
+  // Client addresses become keys through a hash salted per process, so that
+  // not even the limiters' memory holds an address in the clear.
+  const std::string key_salt;
 };
 
-// The country of the request's client: the socket peer, or what a trusted
-// proxy says it forwarded for. Only the two-letter code leaves this function.
-std::string ClientCountry(const Context& ctx, const tcp::socket& socket,
-                          const http::request<http::string_body>& req) {
-  if (!ctx.options.geo) return {};
+std::optional<IpAddress> PeerAddress(const tcp::socket& socket) {
   beast::error_code ec;
   const auto endpoint = socket.remote_endpoint(ec);
-  if (ec) return {};
+  if (ec) return std::nullopt;
   const net::ip::address a = endpoint.address();
-  IpAddress peer = a.is_v4() ? IpAddress::V4(a.to_v4().to_bytes()) : IpAddress::V6(a.to_v6().to_bytes());
+  return a.is_v4() ? IpAddress::V4(a.to_v4().to_bytes()) : IpAddress::V6(a.to_v6().to_bytes());
+}
+
+// The opaque key of a client address for the limiters.
+std::string AddressKey(const Context& ctx, const IpAddress& address) {
+  std::string material = ctx.key_salt;
+  material += address.v6 ? '6' : '4';
+  material.append(reinterpret_cast<const char*>(address.bytes.data()), address.bytes.size());
+  const Sha256Digest digest = Sha256(material);
+  return std::string(reinterpret_cast<const char*>(digest.data()), 16);
+}
+
+// The request's client: the socket peer, or what a trusted proxy says it
+// forwarded for.
+IpAddress RequestClient(const Context& ctx, const IpAddress& peer,
+                        const http::request<http::string_body>& req) {
+  if (ctx.options.trusted_proxies.empty()) return peer;
+  // Several X-Forwarded-For lines are one list, in order.
   std::string forwarded;
-  if (!ctx.options.trusted_proxies.empty()) {
-    // Several X-Forwarded-For lines are one list, in order.
-    auto range = req.equal_range("X-Forwarded-For");
-    for (auto it = range.first; it != range.second; ++it) {
-      if (!forwarded.empty()) forwarded += ',';
-      forwarded.append(it->value());
-    }
+  auto range = req.equal_range("X-Forwarded-For");
+  for (auto it = range.first; it != range.second; ++it) {
+    if (!forwarded.empty()) forwarded += ',';
+    forwarded.append(it->value());
   }
   std::string_view real_ip;
-  if (!ctx.options.trusted_proxies.empty()) {
-    auto it = req.find("X-Real-IP");
-    if (it != req.end()) real_ip = it->value();
-  }
-  return std::string(ctx.options.geo->Country(
-      ClientAddress(peer, forwarded, real_ip, ctx.options.trusted_proxies)));
+  auto it = req.find("X-Real-IP");
+  if (it != req.end()) real_ip = it->value();
+  return ClientAddress(peer, forwarded, real_ip, ctx.options.trusted_proxies);
+}
+
+// The country of an address; only the two-letter code leaves this function.
+std::string CountryOf(const Context& ctx, const IpAddress& client) {
+  if (!ctx.options.geo) return {};
+  return std::string(ctx.options.geo->Country(client));
 }
 
 uint64_t NextConnectionId() {
@@ -69,12 +104,15 @@ uint64_t NextConnectionId() {
 
 class WsSession : public std::enable_shared_from_this<WsSession> {
  public:
-  WsSession(tcp::socket&& socket, const Context* ctx, std::string app, std::string country)
+  WsSession(tcp::socket&& socket, const Context* ctx, std::string app, std::string country,
+            ConnectionLimiter::Lease lease)
       : ws_(std::move(socket)),
         ctx_(ctx),
         app_(std::move(app)),
         country_(std::move(country)),
-        id_(NextConnectionId()) {}
+        id_(NextConnectionId()),
+        lease_(std::move(lease)),
+        resume_(ws_.get_executor()) {}
 
   ~WsSession() {
     if (ctx_->presence) ctx_->presence->Closed(id_);
@@ -82,7 +120,15 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
 
   void Start(http::request<http::string_body> req) {
     beast::get_lowest_layer(ws_).expires_never();
-    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    // Without keep-alive pings the idle timer restarts only when a read starts,
+    // that is after each message: a socket that sends nothing (not even the
+    // SDK's heartbeat) is closed, whatever pongs its library would answer.
+    auto timeouts = websocket::stream_base::timeout::suggested(beast::role_type::server);
+    timeouts.keep_alive_pings = false;
+    timeouts.idle_timeout = ctx_->options.ws_idle_timeout_seconds > 0
+                                ? std::chrono::seconds(ctx_->options.ws_idle_timeout_seconds)
+                                : websocket::stream_base::none();
+    ws_.set_option(timeouts);
     websocket::permessage_deflate pmd;
     pmd.server_enable = true;
     ws_.set_option(pmd);
@@ -102,7 +148,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   }
 
   void DoRead() {
-    if (reading_ || closed_) return;
+    if (reading_ || closed_ || backing_off_) return;
     reading_ = true;
     ws_.async_read_some(buffer_, 64 * 1024,
                         beast::bind_front_handler(&WsSession::OnRead, shared_from_this()));
@@ -111,7 +157,9 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   void OnRead(beast::error_code ec, std::size_t) {
     reading_ = false;
     if (ec) {
+      if (ec == beast::error::timeout) ctx_->Count(&ServerCounters::websockets_idle_closed);
       closed_ = true;
+      resume_.cancel();
       return;
     }
     if (buffer_.size() > ctx_->options.max_body_bytes) {
@@ -147,7 +195,17 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       Send(std::move(ack));
     } else if (st.code() == StatusCode::kUnavailable) {
       // Not durable: no ack, so the SDK keeps the events and sends them again.
-      LogWarn("app " + app_ + ": message not acked: " + st.message());
+      // Storage is behind: stop reading this socket for a moment instead of
+      // decoding more messages that would be refused too.
+      if (!backing_off_) {
+        LogWarn("app " + app_ + ": message not acked: " + st.message());
+        backing_off_ = true;
+        resume_.expires_after(std::chrono::seconds(1));
+        resume_.async_wait([self = shared_from_this()](beast::error_code wait_ec) {
+          self->backing_off_ = false;
+          if (!wait_ec) self->DoRead();
+        });
+      }
     } else if (st.code() == StatusCode::kPayloadTooLarge && !closed_) {
       // Too many events in one message: like an oversized message, close with
       // 1009 so the client sees why instead of waiting for an ack.
@@ -189,16 +247,25 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   std::string app_;
   std::string country_;
   const uint64_t id_;
+  ConnectionLimiter::Lease lease_;  // this connection's place under the connection caps
+  net::steady_timer resume_;        // ends a back-off while storage is behind
   beast::flat_buffer buffer_;
   std::deque<std::string> outbox_;
   int inflight_ = 0;
   bool reading_ = false;
   bool closed_ = false;
+  bool backing_off_ = false;
 };
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
-  HttpSession(tcp::socket&& socket, const Context* ctx) : stream_(std::move(socket)), ctx_(ctx) {}
+  HttpSession(tcp::socket&& socket, const Context* ctx, std::optional<IpAddress> peer,
+              ConnectionLimiter::Lease lease)
+      : stream_(std::move(socket)),
+        ctx_(ctx),
+        peer_(peer),
+        lease_(std::move(lease)),
+        deadline_(stream_.get_executor()) {}
 
   void Start() {
     net::dispatch(stream_.get_executor(),
@@ -206,45 +273,133 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
  private:
+  using Clock = std::chrono::steady_clock;
+
+  // The deadlines are a timer of our own rather than the stream's expiry,
+  // which would close the socket: a slow request is answered 408 first.
+  void ArmDeadline(Clock::time_point when) {
+    timed_out_ = false;
+    const uint64_t generation = ++deadline_generation_;
+    deadline_.expires_at(when);
+    deadline_.async_wait([self = shared_from_this(), generation](beast::error_code ec) {
+      if (ec || generation != self->deadline_generation_) return;
+      self->timed_out_ = true;
+      beast::error_code ignored;
+      self->stream_.socket().cancel(ignored);
+    });
+  }
+
+  void DisarmDeadline() {
+    ++deadline_generation_;
+    deadline_.cancel();
+  }
+
   void DoRead() {
     parser_.emplace();
     parser_->body_limit(ctx_->options.max_body_bytes);
     parser_->header_limit(32 * 1024);
-    stream_.expires_after(std::chrono::seconds(ctx_->options.header_timeout_seconds));
-    http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
+    stream_.expires_never();
+    if (ctx_->options.header_timeout_seconds > 0) {
+      ArmDeadline(Clock::now() + std::chrono::seconds(ctx_->options.header_timeout_seconds));
+    }
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&HttpSession::OnHeader, shared_from_this()));
   }
 
-  void OnRead(beast::error_code ec, std::size_t) {
+  // Whether `ec` ended the request; answers or closes when it did.
+  bool Failed(beast::error_code ec, bool in_body) {
+    if (!ec) return false;
+    if (timed_out_) {
+      // An idle keep-alive connection (nothing of a next request) just closes.
+      if (!in_body && buffer_.size() == 0 && !parser_->got_some()) {
+        beast::error_code ignored;
+        stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+        return true;
+      }
+      ctx_->Count(&ServerCounters::slow_requests_closed);
+      if (in_body) {
+        WriteError(408, "request body arrived slower than " +
+                            std::to_string(ctx_->options.body_min_bytes_per_second) + " bytes/s");
+      } else {
+        WriteError(408, "request header not received within " +
+                            std::to_string(ctx_->options.header_timeout_seconds) + " s");
+      }
+      return true;
+    }
+    DisarmDeadline();
     if (ec == http::error::end_of_stream || ec == net::error::eof) {
       beast::error_code ignored;
       stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-      return;
+      return true;
     }
     if (ec == http::error::body_limit) {
-      return WriteError(413, "body larger than " + std::to_string(ctx_->options.max_body_bytes) +
-                                 " bytes");
+      WriteError(413,
+                 "body larger than " + std::to_string(ctx_->options.max_body_bytes) + " bytes");
+      return true;
     }
-    if (ec == http::error::header_limit) return WriteError(431, "request headers too large");
+    if (ec == http::error::header_limit) {
+      WriteError(431, "request headers too large");
+      return true;
+    }
     if (ec == beast::error::timeout || ec == net::error::operation_aborted ||
         ec == net::error::connection_reset) {
-      return;
+      return true;
     }
-    if (ec) return WriteError(400, "malformed HTTP request: " + ec.message());
+    WriteError(400, "malformed HTTP request: " + ec.message());
+    return true;
+  }
 
+  void OnHeader(beast::error_code ec, std::size_t) {
+    if (Failed(ec, false)) return;
+    if (parser_->is_done()) return OnRequest();
+    body_start_ = Clock::now();
+    body_bytes_ = 0;
+    ReadBody();
+  }
+
+  // Minimum body rate: the body gets body_timeout_seconds, plus a second for
+  // every body_min_bytes_per_second bytes that did arrive. So a steady slow
+  // client is fine and a trickle is cut, without a periodic check.
+  void ReadBody() {
+    const HttpServerOptions& o = ctx_->options;
+    if (o.body_timeout_seconds > 0) {
+      auto allowance = std::chrono::duration<double>(o.body_timeout_seconds);
+      if (o.body_min_bytes_per_second > 0) {
+        allowance += std::chrono::duration<double>(
+            static_cast<double>(body_bytes_) / static_cast<double>(o.body_min_bytes_per_second));
+      }
+      ArmDeadline(body_start_ + std::chrono::duration_cast<Clock::duration>(allowance));
+    } else {
+      DisarmDeadline();
+    }
+    http::async_read_some(stream_, buffer_, *parser_,
+                          beast::bind_front_handler(&HttpSession::OnBody, shared_from_this()));
+  }
+
+  void OnBody(beast::error_code ec, std::size_t n) {
+    body_bytes_ += n;
+    if (Failed(ec, true)) return;
+    if (parser_->is_done()) return OnRequest();
+    ReadBody();
+  }
+
+  void OnRequest() {
+    DisarmDeadline();
     http::request<http::string_body> req = parser_->release();
     keep_alive_ = req.keep_alive();
     version_ = req.version();
     head_ = req.method() == http::verb::head;
 
+    const std::optional<IpAddress> client =
+        peer_ ? std::optional<IpAddress>(RequestClient(*ctx_, *peer_, req)) : std::nullopt;
+
     if (websocket::is_upgrade(req)) {
       auto app = Router::TrackingSocketApp(req.target());
       if (!app) return WriteError(404, "no WebSocket endpoint at " + std::string(req.target()));
       if (!ctx_->router->AppExists(*app)) return WriteError(404, "unknown app " + *app);
-      stream_.expires_never();
-      std::string country = ClientCountry(*ctx_, stream_.socket(), req);
+      std::string country = client ? CountryOf(*ctx_, *client) : std::string();
       std::make_shared<WsSession>(stream_.release_socket(), ctx_, std::move(*app),
-                                  std::move(country))
+                                  std::move(country), std::move(lease_))
           ->Start(std::move(req));
       return;
     }
@@ -258,9 +413,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       request.headers.emplace_back(std::move(name), std::string(field.value()));
     }
-    request.country = ClientCountry(*ctx_, stream_.socket(), req);
+    if (client) {
+      request.country = CountryOf(*ctx_, *client);
+      request.client_key = AddressKey(*ctx_, *client);
+    }
     request.body = std::move(req.body());
-    stream_.expires_never();
     g_inflight.fetch_add(1);
     auto self = shared_from_this();
     ctx_->router->Handle(request, [self](HttpResponse response) {
@@ -353,6 +510,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   beast::tcp_stream stream_;
   const Context* ctx_;
+  const std::optional<IpAddress> peer_;
+  ConnectionLimiter::Lease lease_;  // this connection's place under the connection caps
+  net::steady_timer deadline_;
+  uint64_t deadline_generation_ = 0;
+  bool timed_out_ = false;
+  Clock::time_point body_start_;
+  size_t body_bytes_ = 0;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = true;
@@ -368,9 +532,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 class HttpServer::Impl {
  public:
   Impl(HttpServerOptions options, Router* router, Ingestor* ingestor, PresenceSink* presence)
-      : ctx_{std::move(options), router, ingestor, presence},
+      : ctx_(WithinFileLimit(std::move(options)), router, ingestor, presence),
         ioc_(std::max(1, ctx_.options.threads)),
         acceptor_(net::make_strand(ioc_)),
+        accept_retry_(acceptor_.get_executor()),
         signals_(ioc_, SIGINT, SIGTERM) {}
 
   Result<uint16_t> Listen() {
@@ -410,6 +575,7 @@ class HttpServer::Impl {
     net::post(acceptor_.get_executor(), [this] {
       beast::error_code ignored;
       acceptor_.close(ignored);
+      accept_retry_.cancel();
       signals_.cancel(ignored);
     });
     // Drain off the network threads: they must keep running to send the acks.
@@ -427,22 +593,95 @@ class HttpServer::Impl {
   }
 
  private:
+  // Every connection needs a file descriptor: the connection cap must fit
+  // under the process's limit, which is raised to its hard maximum first.
+  static HttpServerOptions WithinFileLimit(HttpServerOptions options) {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return options;
+    if (limit.rlim_cur < limit.rlim_max) {
+      rlimit raised = limit;
+      raised.rlim_cur = limit.rlim_max;
+      if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    if (limit.rlim_cur == RLIM_INFINITY) return options;
+    // Room for the database, the logs and the admin connections.
+    const size_t usable = limit.rlim_cur > 128 ? limit.rlim_cur - 128 : 1;
+    if (options.max_connections == 0 || options.max_connections > usable) {
+      LogWarn("connection cap lowered to " + std::to_string(usable) +
+              " to fit the open-file limit of " + std::to_string(limit.rlim_cur));
+      options.max_connections = usable;
+    }
+    return options;
+  }
+
   void DoAccept() {
     acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
       if (ec) {
         if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
-      } else {
-        beast::error_code ignored;
-        socket.set_option(tcp::no_delay(true), ignored);
-        std::make_shared<HttpSession>(std::move(socket), &ctx_)->Start();
+        // Out of descriptors or memory: accepting again at once would spin.
+        accept_retry_.expires_after(std::chrono::milliseconds(100));
+        accept_retry_.async_wait([this](beast::error_code wait_ec) {
+          if (!wait_ec && acceptor_.is_open()) DoAccept();
+        });
+        return;
       }
+      Admit(std::move(socket));
       DoAccept();
     });
+  }
+
+  void Admit(tcp::socket socket) {
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    const std::optional<IpAddress> peer = PeerAddress(socket);
+    // A trusted proxy speaks for many clients: it counts in the total only.
+    std::string key;
+    if (peer && !ctx_.options.trusted_proxies.Contains(*peer)) key = AddressKey(ctx_, *peer);
+    ConnectionLimiter::Lease lease;
+    switch (ctx_.connections.Acquire(key, &lease)) {
+      case ConnectionLimiter::Admission::kAdmitted:
+        std::make_shared<HttpSession>(std::move(socket), &ctx_, peer, std::move(lease))->Start();
+        return;
+      case ConnectionLimiter::Admission::kKeyFull:
+        ctx_.Count(&ServerCounters::connections_refused);
+        return Refuse(std::move(socket), 429, "Too Many Requests",
+                      "too many connections from this address");
+      case ConnectionLimiter::Admission::kTotalFull:
+        ctx_.Count(&ServerCounters::connections_refused);
+        return Refuse(std::move(socket), 503, "Service Unavailable",
+                      "the server is at its connection limit");
+    }
+  }
+
+  // A connection over a cap gets a fixed JSON answer without its request
+  // being read, then a short lingering close so the answer is not lost to a
+  // reset; all bounded to a second.
+  static void Refuse(tcp::socket socket, int status, const char* reason, const char* message) {
+    const std::string body = std::string("{\"error\":\"") + message + "\"}";
+    auto text = std::make_shared<std::string>(
+        "HTTP/1.1 " + std::to_string(status) + " " + reason +
+        "\r\nServer: nucleon\r\nContent-Type: application/json\r\n"
+        "Access-Control-Allow-Origin: *\r\nRetry-After: 1\r\nConnection: close\r\n"
+        "Content-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body);
+    auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+    stream->expires_after(std::chrono::seconds(1));
+    net::async_write(*stream, net::buffer(*text),
+                     [stream, text](beast::error_code ec, std::size_t) {
+                       if (ec) return;
+                       beast::error_code ignored;
+                       stream->socket().shutdown(tcp::socket::shutdown_send, ignored);
+                       auto sink = std::make_shared<std::array<char, 4096>>();
+                       // One read is enough to take what the client sent with its request.
+                       stream->async_read_some(net::buffer(*sink),
+                                               [stream, sink](beast::error_code, std::size_t) {});
+                     });
   }
 
   Context ctx_;
   net::io_context ioc_;
   tcp::acceptor acceptor_;
+  net::steady_timer accept_retry_;
   net::signal_set signals_;
   std::atomic<bool> stopping_{false};
   std::function<void()> drain_;

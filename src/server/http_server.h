@@ -2,6 +2,8 @@
 // Boost.Beast. HTTP/1.1 keep-alive connections are handed to the Router;
 // tracking WebSocket upgrades (`/app/:appId/track`, `/:appId/`) become
 // sessions that feed the Ingestor and send each ack when its commit is done.
+// Connections are capped in total and per client address, and held to a
+// header deadline, a minimum body rate and (WebSockets) an idle timeout.
 // Thread-safety: Listen/Run/RequestStop from the owning thread; RequestStop
 // is also safe from a signal handler's thread.
 #pragma once
@@ -19,17 +21,32 @@
 
 namespace nucleon {
 
+// The limits held against slow or abusive clients; 0 turns a limit off.
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8080;
   int threads = 2;
   size_t max_body_bytes = 5 * 1024 * 1024;
-  int header_timeout_seconds = 30;
+  // The whole request header must arrive within this time (which also bounds
+  // how long an idle keep-alive connection waits for its next request).
+  int header_timeout_seconds = 10;
+  // A body gets this long, plus one second per `body_min_bytes_per_second`
+  // bytes received; a body slower than that is answered 408 and closed.
+  int body_timeout_seconds = 20;
+  size_t body_min_bytes_per_second = 1024;
+  // A tracking WebSocket that sends no message for this long is closed (SDKs
+  // send at least a heartbeat every 20 s).
+  int ws_idle_timeout_seconds = 300;
+  // Connections open at once, in total and per client address (the socket
+  // peer; a trusted proxy counts only in the total).
+  size_t max_connections = 10000;
+  size_t max_connections_per_ip = 256;
   int max_inflight_messages_per_socket = 64;  // unacked WebSocket messages before reading pauses
   // Country of the client address (looked up, never kept); null: no countries.
   const CountryLookup* geo = nullptr;
   // Peers whose X-Forwarded-For / X-Real-IP headers are believed.
   CidrSet trusted_proxies;
+  ServerCounters* counters = nullptr;  // what the limits refused; may be null
 };
 
 class HttpServer {

@@ -1,11 +1,19 @@
 #include "server/router.h"
 
+#include <algorithm>
 #include <memory>
 
 namespace nucleon {
 
 void AddCorsHeaders(HttpResponse* response) {
   response->headers.emplace_back("Access-Control-Allow-Origin", "*");
+}
+
+HttpResponse TooManyRequests(const std::string& message, int retry_after_seconds) {
+  const std::string seconds = std::to_string(std::max(1, retry_after_seconds));
+  HttpResponse r = ErrorResponse(Status::RateLimited(message + "; retry after " + seconds + " s"));
+  r.headers.emplace_back("Retry-After", seconds);
+  return r;
 }
 
 namespace {
@@ -112,6 +120,17 @@ void Router::Handle(const HttpRequest& request, Respond respond) {
       return finish(ErrorResponse(Status::MethodNotAllowed(
           "use POST (or a WebSocket upgrade) for " + std::string(path))));
     }
+    // Before any work on the body: a refused request is neither stored nor acked.
+    if (deps_.tracking_limiter && !request.client_key.empty()) {
+      RateLimiter::Decision d = deps_.tracking_limiter->Take(request.client_key);
+      if (!d.allowed) {
+        if (deps_.server_counters) {
+          deps_.server_counters->tracking_rate_limited.fetch_add(1, std::memory_order_relaxed);
+        }
+        return finish(
+            TooManyRequests("too many tracking requests from this address", d.retry_after_seconds));
+      }
+    }
     if (!deps_.apps->AppExists(*app)) {
       return finish(ErrorResponse(Status::NotFound("unknown app " + *app)));
     }
@@ -122,6 +141,11 @@ void Router::Handle(const HttpRequest& request, Respond respond) {
     deps_.ingestor->Ingest(*app, request.body, request.country, 0,
                            [shared](const Status& st, std::string ack) {
                              HttpResponse r = st.ok() ? Json(200, std::move(ack)) : ErrorResponse(st);
+                             // Storage is behind or down: the SDK keeps the events; say when
+                             // to come back rather than let it retry at once.
+                             if (st.code() == StatusCode::kUnavailable) {
+                               r.headers.emplace_back("Retry-After", "1");
+                             }
                              AddCorsHeaders(&r);
                              (*shared)(std::move(r));
                            });
@@ -174,6 +198,18 @@ HttpResponse Router::Metrics() const {
   line("nucleon_commit_failures_total", "Commits that failed (nothing acked).", c.commit_failures);
   line("nucleon_backlog_rejections_total", "Batches refused because storage was behind.",
        c.rejected_backlog);
+  if (const ServerCounters* s = deps_.server_counters) {
+    line("nucleon_tracking_rate_limited_total", "HTTP tracking requests refused with 429.",
+         s->tracking_rate_limited);
+    line("nucleon_api_rate_limited_total", "API requests refused with 429.", s->api_rate_limited);
+    line("nucleon_connections_refused_total", "Connections refused over a connection cap.",
+         s->connections_refused);
+    line("nucleon_slow_requests_closed_total",
+         "Requests closed for missing the header deadline or the minimum body rate.",
+         s->slow_requests_closed);
+    line("nucleon_websockets_idle_closed_total", "Tracking WebSockets closed for silence.",
+         s->websockets_idle_closed);
+  }
   HttpResponse r;
   r.content_type = "text/plain; version=0.0.4";
   r.body = std::move(out);

@@ -4,16 +4,28 @@
 // Thread-safe: Handle may run on any network thread concurrently.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 
+#include "core/http_types.h"
 #include "ingest/group_committer.h"
 #include "ingest/ingestor.h"
 #include "server/app_registry.h"
-#include "core/http_types.h"
+#include "server/rate_limiter.h"
 
 namespace nucleon {
+
+// What the limits turned away, shown in /metrics. Any thread.
+struct ServerCounters {
+  std::atomic<uint64_t> tracking_rate_limited{0};   // HTTP tracking requests answered 429
+  std::atomic<uint64_t> api_rate_limited{0};        // API requests answered 429
+  std::atomic<uint64_t> connections_refused{0};     // over a connection cap
+  std::atomic<uint64_t> slow_requests_closed{0};    // header deadline or minimum body rate missed
+  std::atomic<uint64_t> websockets_idle_closed{0};  // tracking WebSockets silent too long
+};
 
 struct RouterDeps {
   AppRegistry* apps = nullptr;
@@ -21,6 +33,9 @@ struct RouterDeps {
   GroupCommitter* committer = nullptr;
   IngestCounters* counters = nullptr;
   HttpHandler* api = nullptr;  // the API under /api/v1; may be absent
+  // Per client address (HttpRequest::client_key), for tracking over HTTP; may be absent.
+  RateLimiter* tracking_limiter = nullptr;
+  ServerCounters* server_counters = nullptr;  // may be absent
 };
 
 class Router {
@@ -44,5 +59,8 @@ class Router {
 
 // Adds the CORS headers every response carries (tracking is called from any origin).
 void AddCorsHeaders(HttpResponse* response);
+
+// 429 {"error": ...} with Retry-After in whole seconds.
+HttpResponse TooManyRequests(const std::string& message, int retry_after_seconds);
 
 }  // namespace nucleon

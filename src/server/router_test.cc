@@ -5,6 +5,7 @@
 #include "core/testing/temp_dir.h"
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <future>
@@ -85,10 +86,17 @@ class RouterTest : public ::testing::Test {
     req.body = body;
     req.headers = std::move(headers);
     req.country = country;
+    return Send(req, router_.get());
+  }
+
+  // Sends `req` through `router` and waits for its answer.
+  HttpResponse Send(const HttpRequest& req, Router* router) {
+    const std::string& method = req.method;
+    const std::string& target = req.target;
     auto promise = std::make_shared<std::promise<HttpResponse>>();
     auto calls = std::make_shared<std::atomic<int>>(0);
     std::future<HttpResponse> future = promise->get_future();
-    router_->Handle(req, [promise, calls](HttpResponse r) {
+    router->Handle(req, [promise, calls](HttpResponse r) {
       if (calls->fetch_add(1) == 0) promise->set_value(std::move(r));
     });
     if (future.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
@@ -239,6 +247,107 @@ TEST_F(RouterTest, TrackErrors) {
   too_many += "]}";
   ExpectJsonError(Call("POST", TrackPath(), too_many), 413);
   EXPECT_EQ(fault_->append_calls(), 0);
+}
+
+// A tracking request from client `key` carrying one event with id `id`.
+HttpRequest TrackFrom(const std::string& path, const std::string& key, int id) {
+  HttpRequest req;
+  req.method = "POST";
+  req.target = path;
+  req.client_key = key;
+  req.body = R"({"data":[{"type":"event","name":"E","id":)" + std::to_string(id) +
+             R"(,"date":1795685879840,"sessionId":1,"deviceId":"D-)" + key + "\"}]}";
+  return req;
+}
+
+TEST_F(RouterTest, TrackOverTheRateIs429AndItsEventsAreNotStored) {
+  RateLimiter::Clock::time_point now = RateLimiter::Clock::time_point() + std::chrono::hours(1);
+  RateLimiter limiter(RateLimiterOptions{1, 2, 1000}, [&now] { return now; });
+  ServerCounters server_counters;
+  Router limited(RouterDeps{registry_.get(), ingestor_.get(), committer_.get(), &counters_, nullptr,
+                            &limiter, &server_counters});
+  EXPECT_EQ(Send(TrackFrom(TrackPath(), "A", 1), &limited).status, 200);
+  EXPECT_EQ(Send(TrackFrom(TrackPath(), "A", 2), &limited).status, 200);
+  HttpResponse refused = Send(TrackFrom(TrackPath(), "A", 3), &limited);
+  ExpectJsonError(refused, 429);
+  EXPECT_EQ(HeaderOf(refused, "Retry-After"), "1");
+  // Another client is not affected.
+  for (int id = 1; id <= 2; ++id) {
+    HttpResponse other = Send(TrackFrom(TrackPath(), "B", id), &limited);
+    EXPECT_EQ(other.status, 200);
+    EXPECT_EQ(other.body, "{\"reportedIds\":[" + std::to_string(id) + "]}");
+  }
+  // A second later the first client has earned one more request.
+  now += std::chrono::seconds(1);
+  EXPECT_EQ(Send(TrackFrom(TrackPath(), "A", 4), &limited).status, 200);
+  EXPECT_EQ(Send(TrackFrom(TrackPath(), "A", 5), &limited).status, 429);
+  // Requests without a client key (no address known) are not limited.
+  for (int id = 10; id < 15; ++id) {
+    EXPECT_EQ(Send(TrackFrom(TrackPath(), "", id), &limited).status, 200);
+  }
+  EXPECT_EQ(server_counters.tracking_rate_limited.load(), 2u);
+  committer_->Stop();
+  std::vector<int64_t> ids;
+  Status exported = store_->Export(app_id_, [&](const Event& e) {
+    if (e.device_id == "D-A") ids.push_back(std::stoll(e.client_id));
+  });
+  ASSERT_TRUE(exported.ok()) << exported.ToString();
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<int64_t>{1, 2, 4}));
+}
+
+TEST_F(RouterTest, TrackIs503WhileTheStorageBacklogIsFull) {
+  // A committer whose backlog holds one event, over a store that stalls.
+  GroupCommitter::Options opts;
+  opts.max_pending_events = 1;
+  opts.probe_interval_ms = 3600 * 1000;
+  IngestCounters counters;
+  GroupCommitter committer(fault_.get(), opts, &counters);
+  Ingestor ingestor(&committer, &counters, IngestLimits{});
+  Router stalled(RouterDeps{registry_.get(), &ingestor, &committer, &counters});
+  fault_->HoldAppends();
+  // Whatever fails below, the writer must not stay stalled (Stop would wait for it).
+  struct Release {
+    FaultInjectingEventStore* store;
+    ~Release() { store->ReleaseAppends(); }
+  } release{fault_.get()};
+
+  auto send_async = [&](int id) {
+    auto promise = std::make_shared<std::promise<HttpResponse>>();
+    auto future = promise->get_future();
+    stalled.Handle(TrackFrom(TrackPath(), "", id),
+                   [promise](HttpResponse r) { promise->set_value(std::move(r)); });
+    return future;
+  };
+  auto first = send_async(1);  // taken by the writer, which stalls in Append
+  fault_->WaitUntilAppendHeld();
+  auto second = send_async(2);  // waits in the backlog
+  // The backlog is full: refused at once, with a hint when to come back.
+  auto third = send_async(3);
+  ASSERT_EQ(third.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  HttpResponse refused = third.get();
+  ExpectJsonError(refused, 503);
+  EXPECT_EQ(HeaderOf(refused, "Retry-After"), "1");
+  EXPECT_EQ(HeaderOf(refused, "Access-Control-Allow-Origin"), "*");
+  EXPECT_EQ(counters.rejected_backlog.load(), 1u);
+  EXPECT_EQ(second.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout)
+      << "acked before its commit";
+
+  fault_->ReleaseAppends();
+  ASSERT_EQ(first.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  ASSERT_EQ(second.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(first.get().body, "{\"reportedIds\":[1]}");
+  EXPECT_EQ(second.get().body, "{\"reportedIds\":[2]}");
+  committer.Stop();
+}
+
+TEST(TooManyRequestsTest, IsJsonWithRetryAfterInWholeSeconds) {
+  HttpResponse r = TooManyRequests("slow down", 3);
+  EXPECT_EQ(r.status, 429);
+  EXPECT_EQ(r.content_type, "application/json");
+  EXPECT_EQ(r.body, "{\"error\":\"slow down; retry after 3 s\"}");
+  EXPECT_EQ(HeaderOf(r, "Retry-After"), "3");
+  EXPECT_EQ(HeaderOf(TooManyRequests("x", 0), "Retry-After"), "1");
 }
 
 TEST_F(RouterTest, UnknownPathsAre404Json) {

@@ -320,7 +320,8 @@ test('a deleted user leaves no bytes behind in the data folder', { timeout: 1200
 
   const del = await request(port, 'DELETE', `/api/v1/apps/${appId}/users/${gone.userId}`, { localAddress: PROXY_IP, headers: { authorization: token } });
   assert.ok(del.status >= 200 && del.status < 300, `delete answered ${del.status} ${del.text}`);
-  assert.deepEqual(grepTree(server.dataDir, needles(gone)), [], 'the deleted user is still in the files while the server runs');
+  assert.deepEqual(grepTree(server.dataDir, needles(gone)), [],
+    `the deleted user is still in the files while the server runs; server log:\n${server.log.slice(-2000)}`);
   assert.deepEqual(await server.stop(), { code: 0, signal: null });
   assert.deepEqual(grepTree(server.dataDir, needles(gone)), [], 'the deleted user is still in the files after the server stopped');
   assert.ok(grepTree(server.dataDir, needles(kept)).length > 0, 'the other user must still be stored');
