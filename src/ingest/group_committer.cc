@@ -9,7 +9,7 @@ namespace nucleon {
 
 GroupCommitter::GroupCommitter(EventStore* store, Options options, IngestCounters* counters)
     : store_(store), options_(options), counters_(counters) {
-  reaper_ = std::thread([this] { RunReaper(); });
+  publisher_ = std::thread([this] { RunPublisher(); });
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -58,38 +58,13 @@ void GroupCommitter::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // The writer is done: the publisher finishes what it was handed, then stops.
   {
-    std::lock_guard<std::mutex> lock(reap_mu_);
-    reap_stopping_ = true;
+    std::lock_guard<std::mutex> lock(pub_mu_);
+    pub_stopping_ = true;
   }
-  reap_cv_.notify_all();
-  if (reaper_.joinable()) reaper_.join();
-}
-
-void GroupCommitter::Reap(std::vector<Event> events) {
-  {
-    std::lock_guard<std::mutex> lock(reap_mu_);
-    // A reaper that falls behind must not hold memory without bound.
-    if (!reap_stopping_ && reap_.size() < 8) {
-      reap_.push_back(std::move(events));
-      reap_cv_.notify_one();
-      return;
-    }
-  }
-  events.clear();
-}
-
-void GroupCommitter::RunReaper() {
-  std::unique_lock<std::mutex> lock(reap_mu_);
-  for (;;) {
-    reap_cv_.wait(lock, [&] { return reap_stopping_ || !reap_.empty(); });
-    if (reap_.empty()) return;
-    std::vector<Event> events = std::move(reap_.front());
-    reap_.pop_front();
-    lock.unlock();
-    events.clear();
-    lock.lock();
-  }
+  pub_cv_.notify_all();
+  if (publisher_.joinable()) publisher_.join();
 }
 
 void GroupCommitter::Flush() {
@@ -98,11 +73,77 @@ void GroupCommitter::Flush() {
   flushed_cv_.wait(lock, [&] { return completed_ >= target || !thread_.joinable(); });
 }
 
+void GroupCommitter::EnqueuePublish(Committed c) {
+  std::unique_lock<std::mutex> lock(pub_mu_);
+  pub_done_cv_.wait(lock, [&] { return publishing_.size() < kMaxPublishing; });
+  publishing_.push_back(std::move(c));
+  pub_cv_.notify_one();
+}
+
+void GroupCommitter::WaitPublished() {
+  std::unique_lock<std::mutex> lock(pub_mu_);
+  pub_done_cv_.wait(lock, [&] { return publishing_.empty() && !pub_busy_; });
+}
+
+void GroupCommitter::RunPublisher() {
+  std::unique_lock<std::mutex> lock(pub_mu_);
+  for (;;) {
+    pub_cv_.wait(lock, [&] { return pub_stopping_ || !publishing_.empty(); });
+    if (publishing_.empty()) return;
+    Committed c = std::move(publishing_.front());
+    publishing_.pop_front();
+    pub_busy_ = true;
+    lock.unlock();
+    Publish(c);
+    const size_t batches = c.group.size();
+    c = Committed();  // the events are freed here, off the writer's path
+    {
+      std::lock_guard<std::mutex> done_lock(mu_);
+      completed_ += batches;
+    }
+    flushed_cv_.notify_all();
+    lock.lock();
+    pub_busy_ = false;
+    pub_done_cv_.notify_all();
+  }
+}
+
+void GroupCommitter::Publish(Committed& c) {
+  std::vector<Event>& events = c.events;
+  if (c.status.ok()) {
+    if (c.publish) c.publish();
+    uint64_t stored = 0, hb = 0;
+    for (size_t i = 0; i < events.size(); ++i) {
+      if (events[i].type == EventType::kHeartbeat) ++hb;
+      else if (c.inserted[i]) ++stored;
+    }
+    counters_->events_stored.fetch_add(stored, std::memory_order_relaxed);
+    counters_->heartbeats.fetch_add(hb, std::memory_order_relaxed);
+    counters_->events_duplicate.fetch_add(events.size() - stored - hb, std::memory_order_relaxed);
+    if (observer_) observer_->OnCommitted(std::move(events), c.inserted);
+  }
+  std::vector<uint8_t> slice;
+  size_t offset = 0;
+  for (Pending& p : c.group) {
+    const size_t n = p.count;
+    if (c.status.ok()) {
+      slice.assign(c.inserted.begin() + static_cast<std::ptrdiff_t>(offset),
+                   c.inserted.begin() + static_cast<std::ptrdiff_t>(offset + n));
+    } else {
+      slice.assign(n, 0);
+    }
+    offset += n;
+    try {
+      p.done(c.status, slice);
+    } catch (const std::exception& ex) {
+      LogError(std::string("ack completion threw: ") + ex.what());
+    }
+  }
+}
+
 void GroupCommitter::Run() {
   std::vector<Pending> group;
   std::vector<Event> events;
-  std::vector<uint8_t> inserted;
-  std::vector<uint8_t> slice;
   auto last_activity = std::chrono::steady_clock::now();
   for (;;) {
     group.clear();
@@ -125,6 +166,7 @@ void GroupCommitter::Run() {
         Pending p = std::move(queue_.front());
         queue_.pop_front();
         lock.unlock();
+        WaitPublished();  // the task sees every earlier batch, in the store and its index
         Status st = p.task();
         last_activity = std::chrono::steady_clock::now();
         p.task_done(st);
@@ -151,50 +193,26 @@ void GroupCommitter::Run() {
         queued_events_.erase(queued_events_.begin(), end);
       }
     }
-    Status st = store_->Append(events, &inserted);
+    Committed c;
+    c.status = store_->AppendDeferred(events, &c.inserted, &c.publish);
     last_activity = std::chrono::steady_clock::now();
-    if (healthy_.exchange(st.ok()) != st.ok() && st.ok()) LogInfo("storage is writable again");
-    if (st.ok()) {
+    if (healthy_.exchange(c.status.ok()) != c.status.ok() && c.status.ok()) {
+      LogInfo("storage is writable again");
+    }
+    if (c.status.ok()) {
       counters_->commits.fetch_add(1, std::memory_order_relaxed);
-      uint64_t stored = 0, hb = 0;
-      for (size_t i = 0; i < events.size(); ++i) {
-        if (events[i].type == EventType::kHeartbeat) ++hb;
-        else if (inserted[i]) ++stored;
-      }
-      counters_->events_stored.fetch_add(stored, std::memory_order_relaxed);
-      counters_->heartbeats.fetch_add(hb, std::memory_order_relaxed);
-      counters_->events_duplicate.fetch_add(events.size() - stored - hb, std::memory_order_relaxed);
-      if (observer_) observer_->OnCommitted(std::move(events), inserted);
     } else {
       counters_->commit_failures.fetch_add(1, std::memory_order_relaxed);
-      LogError("commit of " + std::to_string(events.size()) + " events failed: " + st.ToString());
+      LogError("commit of " + std::to_string(events.size()) + " events failed: " +
+               c.status.ToString());
     }
-    size_t offset = 0;
-    for (Pending& p : group) {
-      const size_t n = p.count;
-      if (st.ok()) {
-        slice.assign(inserted.begin() + static_cast<std::ptrdiff_t>(offset),
-                     inserted.begin() + static_cast<std::ptrdiff_t>(offset + n));
-      } else {
-        slice.assign(n, 0);
-      }
-      offset += n;
-      try {
-        p.done(st, slice);
-      } catch (const std::exception& ex) {
-        LogError(std::string("ack completion threw: ") + ex.what());
-      }
-    }
-    Reap(std::move(events));
+    // Moving a vector keeps its elements where they are: what `publish` views stays valid.
+    c.events = std::move(events);
     events = {};
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      completed_ += group.size();
-    }
-    flushed_cv_.notify_all();
+    c.group = std::move(group);
+    group = {};
+    EnqueuePublish(std::move(c));
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  flushed_cv_.notify_all();
 }
 
 }  // namespace nucleon

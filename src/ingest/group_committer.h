@@ -3,11 +3,16 @@
 // queued (up to a cap), appends it to the EventStore in one transaction and
 // only then runs each batch's completion, which sends the acks. So an ack never
 // leaves before its events are durable, and an fsync is shared by every batch
-// that arrived while the previous commit was running. Committed events are
-// destroyed on a second, reaper thread, which keeps that work off the writer.
+// that arrived while the previous commit was running.
+//
+// Two threads share the work: the writer commits (EventStore::AppendDeferred)
+// and moves straight on to the next group, while the publisher makes each
+// committed group visible to queries, tells the observer, runs the
+// completions (the acks) and frees the events, strictly in commit order. So an
+// ack also means that the API shows the event.
 //
 // Thread-safety: Submit, Healthy and the counters may be called from any
-// thread; completions run on the writer thread and must not block.
+// thread; completions run on the publisher thread and must not block.
 #pragma once
 
 #include <atomic>
@@ -67,8 +72,9 @@ class GroupCommitter {
   // when the backlog is full or the committer is stopping.
   Status Submit(std::vector<Event> events, Done done);
 
-  // Runs `task` on the writer thread between two commits (so it is ordered
-  // with every batch submitted before it), then `done` with its status.
+  // Runs `task` on the writer thread between two commits, once every earlier
+  // batch is committed and published (so it is ordered with all of them),
+  // then `done` with its status.
   Status RunExclusive(std::function<Status()> task, std::function<void(const Status&)> done);
 
   // Set before the first Submit.
@@ -90,10 +96,21 @@ class GroupCommitter {
     std::function<Status()> task;  // set for RunExclusive entries
     std::function<void(const Status&)> task_done;
   };
+  // A committed (or failed) group on its way through the publisher.
+  struct Committed {
+    Status status;
+    std::function<void()> publish;  // may be empty
+    std::vector<Event> events;
+    std::vector<uint8_t> inserted;
+    std::vector<Pending> group;
+  };
   void Run();
-  // Destroys committed events on the reaper thread, off the writer's path.
-  void Reap(std::vector<Event> events);
-  void RunReaper();
+  void RunPublisher();
+  void Publish(Committed& c);
+  // Hands `c` to the publisher; waits while it is kMaxPublishing groups behind.
+  void EnqueuePublish(Committed c);
+  // Blocks until the publisher has finished everything handed to it.
+  void WaitPublished();
 
   EventStore* store_;
   Options options_;
@@ -111,11 +128,14 @@ class GroupCommitter {
   std::atomic<bool> healthy_{true};
   std::thread thread_;
 
-  std::mutex reap_mu_;
-  std::condition_variable reap_cv_;
-  std::deque<std::vector<Event>> reap_;
-  bool reap_stopping_ = false;
-  std::thread reaper_;
+  static constexpr size_t kMaxPublishing = 2;
+  std::mutex pub_mu_;
+  std::condition_variable pub_cv_;       // work for the publisher
+  std::condition_variable pub_done_cv_;  // the publisher made progress
+  std::deque<Committed> publishing_;
+  bool pub_busy_ = false;
+  bool pub_stopping_ = false;
+  std::thread publisher_;
 };
 
 }  // namespace nucleon

@@ -45,6 +45,18 @@ class EventStore {
   // is stored.
   virtual Status Append(std::span<const Event> events, std::vector<uint8_t>* inserted) = 0;
 
+  // Append in two steps, so that a writer can start the next commit while the
+  // read side catches up: on Ok the events are durable, as with Append, but the
+  // read methods may show them only once `*publish` (when set) has run. The
+  // caller runs it exactly once, on any one thread, in commit order, while
+  // `events` is still alive, and before any other write (DeleteUser) starts.
+  // The default appends and publishes at once.
+  virtual Status AppendDeferred(std::span<const Event> events, std::vector<uint8_t>* inserted,
+                                std::function<void()>* publish) {
+    *publish = nullptr;
+    return Append(events, inserted);
+  }
+
   // A small write that tells whether the storage is writable right now.
   virtual Status Probe() = 0;
 

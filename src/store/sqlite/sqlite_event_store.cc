@@ -128,6 +128,15 @@ class SqliteEventStore final : public EventStore {
   }
 
   Status Append(std::span<const Event> events, std::vector<uint8_t>* inserted) override {
+    std::function<void()> publish;
+    Status st = AppendDeferred(events, inserted, &publish);
+    if (publish) publish();
+    return st;
+  }
+
+  Status AppendDeferred(std::span<const Event> events, std::vector<uint8_t>* inserted,
+                        std::function<void()>* publish) override {
+    *publish = nullptr;
     inserted->assign(events.size(), 0);
     if (options_.read_only) return Status::Internal("the event store was opened read-only");
     if (events.empty()) return Status::Ok();
@@ -147,9 +156,11 @@ class SqliteEventStore final : public EventStore {
       inserted->assign(events.size(), 0);
       return st;
     }
-    // Durable: now the in-memory index may show it (one lock per app and batch).
+    // Durable. What the in-memory index must learn is gathered here, from the
+    // writer's state; `publish` applies it (one lock per app and batch), on
+    // any thread, while this thread goes on with the next commit.
     struct AppWork {
-      std::string_view app_id;
+      AnalyticsIndex* index = nullptr;
       std::vector<IndexEvent> events;
       std::vector<AnalyticsIndex::SessionUpdate> sessions;
     };
@@ -176,17 +187,24 @@ class SqliteEventStore final : public EventStore {
       ie.country = e.country;
       ie.total_ram = e.total_ram;
       AppWork& work = per_app[a.app];
-      work.app_id = e.app_id;
+      if (!work.index) work.index = IndexFor(a.app, e.app_id);
       work.events.push_back(ie);
     }
     for (const auto& [app, key] : session_updates_) {
-      const SessionState& ss = sessions_[key];
-      per_app[app].sessions.push_back({static_cast<uint32_t>(ss.row),
-                                     static_cast<uint32_t>(ss.device), SessionKeyOf(key),
-                                     ss.start_ms, ss.end_ms});
+      auto it = sessions_.find(key);
+      if (it == sessions_.end()) continue;
+      const SessionState& ss = it->second;
+      AppWork& work = per_app[app];
+      if (!work.index) work.index = IndexFor(app, {});
+      // The key views the map's own node, which outlives the publish (nodes go
+      // only in DeleteUser, which runs after every publish).
+      work.sessions.push_back({static_cast<uint32_t>(ss.row), static_cast<uint32_t>(ss.device),
+                               SessionKeyOf(it->first), ss.start_ms, ss.end_ms});
     }
-    for (const auto& [app, work] : per_app) {
-      IndexFor(app, work.app_id)->Apply(work.events, work.sessions);
+    if (!per_app.empty()) {
+      *publish = [work = std::move(per_app)] {
+        for (const auto& [app, w] : work) w.index->Apply(w.events, w.sessions);
+      };
     }
     applied_.clear();
     session_updates_.clear();
