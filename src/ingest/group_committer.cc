@@ -90,13 +90,38 @@ void GroupCommitter::RunPublisher() {
   for (;;) {
     pub_cv_.wait(lock, [&] { return pub_stopping_ || !publishing_.empty(); });
     if (publishing_.empty()) return;
-    Committed c = std::move(publishing_.front());
-    publishing_.pop_front();
+    // Everything committed so far is made durable by one flush.
+    std::deque<Committed> ready;
+    ready.swap(publishing_);
     pub_busy_ = true;
+    pub_done_cv_.notify_all();  // the writer may queue the next group meanwhile
     lock.unlock();
-    Publish(c);
-    const size_t batches = c.group.size();
-    c = Committed();  // the events are freed here, off the writer's path
+    bool any_committed = false;
+    for (const Committed& c : ready) any_committed = any_committed || c.status.ok();
+    if (any_committed) {
+      Status synced = store_->Sync();
+      if (!synced.ok()) {
+        // Committed but maybe not on disk: published (the file holds it) but
+        // not acked, so the SDK resends and the resend is recognised.
+        counters_->commit_failures.fetch_add(1, std::memory_order_relaxed);
+        LogError("flush of " + std::to_string(ready.size()) + " commits failed: " +
+                 synced.ToString());
+        healthy_.store(false, std::memory_order_relaxed);
+        for (Committed& c : ready) {
+          if (c.status.ok()) {
+            if (c.publish) c.publish();
+            c.publish = nullptr;
+            c.status = synced;
+          }
+        }
+      }
+    }
+    size_t batches = 0;
+    for (Committed& c : ready) {
+      Publish(c);
+      batches += c.group.size();
+    }
+    ready.clear();  // the events are freed here, off the writer's path
     {
       std::lock_guard<std::mutex> done_lock(mu_);
       completed_ += batches;

@@ -6,10 +6,11 @@
 // that arrived while the previous commit was running.
 //
 // Two threads share the work: the writer commits (EventStore::AppendDeferred)
-// and moves straight on to the next group, while the publisher makes each
-// committed group visible to queries, tells the observer, runs the
-// completions (the acks) and frees the events, strictly in commit order. So an
-// ack also means that the API shows the event.
+// and moves straight on to the next group, while the publisher makes the
+// committed groups durable (EventStore::Sync, one flush for all that are
+// ready), visible to queries, tells the observer, runs the completions (the
+// acks) and frees the events, strictly in commit order. So an ack means that
+// the event is durable and that the API shows it.
 //
 // Thread-safety: Submit, Healthy and the counters may be called from any
 // thread; completions run on the publisher thread and must not block.
@@ -128,7 +129,7 @@ class GroupCommitter {
   std::atomic<bool> healthy_{true};
   std::thread thread_;
 
-  static constexpr size_t kMaxPublishing = 2;
+  static constexpr size_t kMaxPublishing = 4;  // groups committed, not yet durable or published
   std::mutex pub_mu_;
   std::condition_variable pub_cv_;       // work for the publisher
   std::condition_variable pub_done_cv_;  // the publisher made progress

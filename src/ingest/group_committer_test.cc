@@ -7,6 +7,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <span>
 #include <filesystem>
 #include <mutex>
 #include <string>
@@ -432,6 +435,98 @@ TEST_F(GroupCommitterTest, ObserverSeesSuccessfulCommitsBeforeTheirAcks) {
   EXPECT_EQ(observer.sizes, (std::vector<size_t>{2, 1}));  // not the failed commit
   EXPECT_EQ(observer.inserted_total[0], (std::vector<uint8_t>{1, 0}));
   EXPECT_EQ(observer.acks_before, (std::vector<size_t>{0, 2}));
+}
+
+}  // namespace
+}  // namespace nucleon
+
+namespace nucleon {
+namespace {
+
+// Commits in steps like the SQLite store, and lets a test hold or fail the
+// flush (EventStore::Sync) that makes commits durable.
+class FlushControlledStore : public EventStoreWrapper {
+ public:
+  using EventStoreWrapper::EventStoreWrapper;
+  Status AppendDeferred(std::span<const Event> events, std::vector<uint8_t>* inserted,
+                        std::function<void()>* publish) override {
+    appends_.fetch_add(1);
+    return target()->AppendDeferred(events, inserted, publish);
+  }
+  Status Sync() override {
+    std::unique_lock<std::mutex> lock(mu_);
+    ++syncs_;
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return !hold_; });
+    return fail_ ? Status::Unavailable("injected flush failure") : target()->Sync();
+  }
+  void Hold(bool hold) {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_ = hold;
+    cv_.notify_all();
+  }
+  void Fail(bool fail) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fail_ = fail;
+  }
+  int syncs() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return syncs_;
+  }
+  int appends() const { return appends_.load(); }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool hold_ = false, fail_ = false;
+  int syncs_ = 0;
+  std::atomic<int> appends_{0};
+};
+
+TEST(GroupCommitterFlushTest, AcksWaitForTheFlushWhileTheWriterGoesOnAndAFailedFlushAcksNothing) {
+  TempDir dir;
+  SqliteStoreOptions opts;
+  opts.fsync_full = false;
+  auto sqlite = OpenSqliteEventStore(dir.path(), opts);
+  ASSERT_TRUE(sqlite.ok()) << sqlite.status().ToString();
+  FlushControlledStore store(sqlite->get());
+  IngestCounters counters;
+  GroupCommitter::Options o;
+  o.probe_interval_ms = 3600 * 1000;
+  auto committer = std::make_unique<GroupCommitter>(&store, o, &counters);
+
+  Completions done(4);
+  store.Hold(true);
+  ASSERT_TRUE(committer->Submit(Batch("a", 1, 3), done.For(0)).ok());
+  ASSERT_TRUE(WaitFor([&] { return store.syncs() >= 1; }));
+  EXPECT_FALSE(done.Get(0).ran);  // committed, not yet durable: no ack
+  // The writer is not waiting for the disk: the next group commits meanwhile.
+  ASSERT_TRUE(committer->Submit(Batch("b", 10, 2), done.For(1)).ok());
+  ASSERT_TRUE(WaitFor([&] { return store.appends() >= 2; }));
+  EXPECT_FALSE(done.Get(1).ran);
+
+  store.Fail(true);
+  store.Hold(false);
+  ASSERT_TRUE(WaitFor([&] { return done.ran() >= 2; }));
+  for (size_t i : {0u, 1u}) {
+    EXPECT_FALSE(done.Get(i).status.ok()) << i;  // not acked: the SDK will resend
+    EXPECT_EQ(done.Get(i).inserted, std::vector<uint8_t>(i == 0 ? 3 : 2, 0)) << i;
+  }
+  EXPECT_FALSE(committer->Healthy());
+
+  // The resends are recognised (the commits were in the file all along) and acked.
+  store.Fail(false);
+  ASSERT_TRUE(committer->Submit(Batch("a", 1, 3), done.For(2)).ok());
+  ASSERT_TRUE(committer->Submit(Batch("b", 10, 2), done.For(3)).ok());
+  ASSERT_TRUE(WaitFor([&] { return done.ran() >= 4; }));
+  EXPECT_TRUE(done.Get(2).status.ok());
+  EXPECT_EQ(done.Get(2).inserted, std::vector<uint8_t>(3, 0));
+  EXPECT_EQ(done.Get(3).inserted, std::vector<uint8_t>(2, 0));
+  EXPECT_TRUE(committer->Healthy());
+  committer.reset();
+  auto stats = (*sqlite)->Stats("app1");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->events, 5);
 }
 
 }  // namespace

@@ -45,17 +45,22 @@ class EventStore {
   // is stored.
   virtual Status Append(std::span<const Event> events, std::vector<uint8_t>* inserted) = 0;
 
-  // Append in two steps, so that a writer can start the next commit while the
-  // read side catches up: on Ok the events are durable, as with Append, but the
-  // read methods may show them only once `*publish` (when set) has run. The
-  // caller runs it exactly once, on any one thread, in commit order, while
-  // `events` is still alive, and before any other write (DeleteUser) starts.
-  // The default appends and publishes at once.
+  // Append in steps, so that a writer can start the next commit while the
+  // disk and the read side catch up. On Ok the events are committed (a restart
+  // finds them) and durable under the fsync policy once a later Sync() returns
+  // Ok; the read methods may show them only once `*publish` (when set) has run.
+  // The caller runs publish exactly once, on any one thread, in commit order,
+  // while `events` is still alive, and before any other write (DeleteUser)
+  // starts. The default appends (durably) and publishes at once.
   virtual Status AppendDeferred(std::span<const Event> events, std::vector<uint8_t>* inserted,
                                 std::function<void()>* publish) {
     *publish = nullptr;
     return Append(events, inserted);
   }
+
+  // Makes every commit so far durable (one flush for all of them). May run on
+  // another thread than the writer, concurrently with the next commit.
+  virtual Status Sync() { return Status::Ok(); }
 
   // A small write that tells whether the storage is writable right now.
   virtual Status Probe() = 0;
