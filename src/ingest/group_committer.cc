@@ -75,7 +75,11 @@ void GroupCommitter::Flush() {
 
 void GroupCommitter::EnqueuePublish(Committed c) {
   std::unique_lock<std::mutex> lock(pub_mu_);
-  pub_done_cv_.wait(lock, [&] { return publishing_.size() < kMaxPublishing; });
+  pub_done_cv_.wait(lock, [&] {
+    return publishing_.empty() ||
+           publishing_events_ + c.events.size() <= kMaxPublishingEvents;
+  });
+  publishing_events_ += c.events.size();
   publishing_.push_back(std::move(c));
   pub_cv_.notify_one();
 }
@@ -93,6 +97,7 @@ void GroupCommitter::RunPublisher() {
     // Everything committed so far is made durable by one flush.
     std::deque<Committed> ready;
     ready.swap(publishing_);
+    publishing_events_ = 0;
     pub_busy_ = true;
     pub_done_cv_.notify_all();  // the writer may queue the next group meanwhile
     lock.unlock();

@@ -129,11 +129,14 @@ class GroupCommitter {
   std::atomic<bool> healthy_{true};
   std::thread thread_;
 
-  static constexpr size_t kMaxPublishing = 4;  // groups committed, not yet durable or published
+  // Events committed but not yet durable or published: beyond this the writer
+  // waits (bounded memory). Any number of groups may share one flush.
+  static constexpr size_t kMaxPublishingEvents = 100000;
   std::mutex pub_mu_;
   std::condition_variable pub_cv_;       // work for the publisher
   std::condition_variable pub_done_cv_;  // the publisher made progress
   std::deque<Committed> publishing_;
+  size_t publishing_events_ = 0;  // in publishing_
   bool pub_busy_ = false;
   bool pub_stopping_ = false;
   std::thread publisher_;
