@@ -2,9 +2,15 @@
 // loopback port with its own data folder, drives the admin CLI, and reads back
 // what was stored with `nucleon export`. Every process it starts is bounded in
 // time and killed when the test ends.
+//
+// The same suites run against sanitizer builds (`make test-asan`,
+// `make test-tsan`): every timeout here is multiplied by
+// NUCLEON_TEST_TIMEOUT_SCALE, and any sanitizer report a server or CLI process
+// writes fails the test, whatever its exit code and whether or not the test
+// looks at it.
 'use strict';
 
-const { spawn, execFileSync } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
@@ -13,6 +19,36 @@ const http = require('node:http');
 
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
 const binary = process.env.NUCLEON_BIN || path.join(repoRoot, 'build', 'nucleon');
+
+// Sanitized binaries are several times slower; waits grow, assertions do not.
+const timeoutScale = Math.max(1, Number(process.env.NUCLEON_TEST_TIMEOUT_SCALE) || 1);
+const scaled = (ms) => Math.ceil(ms * timeoutScale);
+
+// The first line of an ASan, LSan, UBSan or TSan report.
+const kSanitizerReport = /(?:ERROR|WARNING): \w*Sanitizer|: runtime error: |^SUMMARY: \w*Sanitizer/m;
+
+// The report in `text` (from its first line on, bounded), or null.
+function sanitizerReport(text) {
+  const m = kSanitizerReport.exec(text);
+  if (!m) return null;
+  const from = text.lastIndexOf('\n', m.index) + 1;
+  return text.slice(from, from + 16384);
+}
+
+// Reports seen in any process this harness started. A report is also thrown
+// where it is noticed (stop, kill9, cli); this last check catches the ones
+// whose server was never stopped through the harness, or whose error was
+// swallowed by the test, by failing the whole file.
+const reports = [];
+function noteReport(what, report) {
+  reports.push(`${what}:\n${report}`);
+  return new Error(`sanitizer report from ${what}:\n${report}`);
+}
+process.on('exit', () => {
+  if (reports.length === 0) return;
+  process.stderr.write(`\n${reports.length} sanitizer report(s):\n${reports.join('\n')}\n`);
+  process.exitCode = 1;
+});
 
 function tempDir(prefix) {
   return fs.mkdtempSync(path.join(os.tmpdir(), `nucleon-${prefix}-`));
@@ -30,14 +66,24 @@ function freePort() {
   });
 }
 
-// Runs a CLI subcommand against `dataDir` and returns its stdout.
+// Runs a CLI subcommand against `dataDir` and returns its stdout; throws (with
+// `status`, `stdout` and `stderr`) when it fails or reports a sanitizer error.
 function cli(dataDir, args, opts = {}) {
-  return execFileSync(binary, [...args, '--data', dataDir], {
+  const r = spawnSync(binary, [...args, '--data', dataDir], {
     encoding: 'utf8',
-    timeout: opts.timeout || 30000,
+    timeout: scaled(opts.timeout || 30000),
     maxBuffer: 1 << 30,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  const what = `nucleon ${args.join(' ')}`;
+  const report = sanitizerReport(r.stderr || '');
+  if (report) throw noteReport(what, report);
+  if (r.error || r.status !== 0) {
+    const why = r.error ? r.error.message : r.signal ? `signal ${r.signal}` : `exit ${r.status}`;
+    throw Object.assign(new Error(`Command failed (${why}): ${what}\n${r.stderr}`),
+      { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr });
+  }
+  return r.stdout;
 }
 
 function createApp(dataDir, name = 'test-app') {
@@ -54,7 +100,7 @@ function exportEvents(dataDir, appId) {
 function httpRequest(port, method, pathName, { body, headers = {}, timeout = 10000 } = {}) {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', port, method, path: pathName, headers, timeout },
+      { host: '127.0.0.1', port, method, path: pathName, headers, timeout: scaled(timeout) },
       (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
@@ -83,6 +129,8 @@ class Server {
     this.args = args;
     this.proc = null;
     this.log = '';
+    this.stderrTail = ''; // unbounded by the log's trimming, for report scanning
+    this.report = null;
   }
 
   get endpoint() { return `ws://127.0.0.1:${this.port}`; }
@@ -97,8 +145,10 @@ class Server {
     const append = (d) => { this.log += d.toString(); if (this.log.length > 1 << 20) this.log = this.log.slice(-(1 << 19)); };
     this.proc.stdout.on('data', append);
     this.proc.stderr.on('data', append);
-    this.exited = new Promise((resolve) => this.proc.on('exit', (code, signal) => resolve({ code, signal })));
-    const deadline = Date.now() + timeoutMs;
+    this.proc.stderr.on('data', (d) => this.scanStderr(d.toString()));
+    // 'close', not 'exit': every byte of stderr (the report) has arrived by then.
+    this.exited = new Promise((resolve) => this.proc.on('close', (code, signal) => resolve({ code, signal })));
+    const deadline = Date.now() + scaled(timeoutMs);
     while (Date.now() < deadline) {
       if (this.proc.exitCode !== null) throw new Error(`nucleon exited early:\n${this.log}`);
       try {
@@ -110,23 +160,50 @@ class Server {
     throw new Error(`nucleon did not become healthy:\n${this.log}`);
   }
 
-  // Graceful stop (SIGTERM); resolves with the exit code.
-  async stop({ timeoutMs = 15000 } = {}) {
-    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return this.exited;
-    this.proc.kill('SIGTERM');
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), timeoutMs);
-    const res = await this.exited;
-    clearTimeout(timer);
+  // Keeps the stderr from the first sanitizer report on (a report's first line
+  // may arrive split over two chunks, hence the carried tail).
+  scanStderr(chunk) {
+    if (this.report !== null) {
+      if (this.report.length < 65536) this.report += chunk;
+      return;
+    }
+    this.stderrTail = (this.stderrTail + chunk).slice(-(chunk.length + 256));
+    const report = sanitizerReport(this.stderrTail);
+    if (report !== null) this.report = report;
+  }
+
+  // After the process is gone: throws if it wrote a sanitizer report.
+  async checkReport(res) {
+    if (this.report !== null && !this.reported) {
+      this.reported = true;
+      throw noteReport(`nucleon serve on port ${this.port} (exit ${res.code ?? res.signal})`, this.report);
+    }
     return res;
   }
 
+  // Graceful stop (SIGTERM); resolves with the exit code, rejects on a
+  // sanitizer report (leaks are reported at this exit).
+  async stop({ timeoutMs = 15000 } = {}) {
+    if (!this.proc) return undefined;
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.checkReport(await this.exited);
+    this.proc.kill('SIGTERM');
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), scaled(timeoutMs));
+    const res = await this.exited;
+    clearTimeout(timer);
+    return this.checkReport(res);
+  }
+
+  // Rejects on a sanitizer report written before the kill.
   async kill9() {
-    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    this.proc.kill('SIGKILL');
-    await this.exited;
+    if (!this.proc) return;
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL');
+    await this.checkReport(await this.exited);
   }
 
   request(method, pathName, opts) { return httpRequest(this.port, method, pathName, opts); }
 }
 
-module.exports = { binary, repoRoot, tempDir, freePort, cli, createApp, exportEvents, httpRequest, sleep, Server };
+module.exports = {
+  binary, repoRoot, timeoutScale, scaled, sanitizerReport, tempDir, freePort, cli, createApp, exportEvents,
+  httpRequest, sleep, Server,
+};

@@ -1,0 +1,104 @@
+#include "live/live_state.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/time_util.h"
+
+namespace nucleon {
+namespace {
+
+Event Tracked(const std::string& app, const std::string& device, const std::string& user,
+              int64_t time_ms, int id) {
+  Event e;
+  e.app_id = app;
+  e.type = EventType::kEvent;
+  e.name = "E";
+  e.device_id = device;
+  e.session_id = "1";
+  e.user_key = user;
+  e.user_id = user;
+  e.time_ms = time_ms;
+  e.client_id = std::to_string(id);
+  return e;
+}
+
+TEST(LiveStateTest, PresenceLastsWhileTheSocketIsOpenAndRecent) {
+  LiveState live;
+  const int64_t now = 1'800'000'000'000;
+  live.Seen(1, "app", Tracked("app", "d1", "u1", now, 1), now);
+  live.Seen(2, "app", Tracked("app", "d2", "u1", now, 2), now - 1000);
+  live.Seen(3, "other", Tracked("other", "d3", "u3", now, 3), now);
+
+  std::vector<LiveDeviceRow> devices = live.Devices("app", now);
+  ASSERT_EQ(devices.size(), 2u);
+  EXPECT_EQ(devices[0].device_id, "d1");  // newest activity first
+  EXPECT_EQ(live.UserCount("app", now), 1);
+  EXPECT_EQ(live.Devices("app", now + LiveState::kPresenceMs + 1).size(), 0u);
+
+  live.Closed(1);
+  devices = live.Devices("app", now);
+  ASSERT_EQ(devices.size(), 1u);
+  EXPECT_EQ(devices[0].device_id, "d2");
+}
+
+TEST(LiveStateTest, RecentEventsAreTheCommittedOnesNewestFirst) {
+  LiveState live;
+  const int64_t now = NowMs();
+  std::vector<Event> events = {Tracked("app", "d", "u", now - 2000, 1),
+                               Tracked("app", "d", "u", now - 1000, 2),
+                               Tracked("app", "d", "u", now - 3000, 3)};
+  live.OnCommitted(std::vector<Event>(events), {1, 1, 0});  // the third was a resend
+  std::vector<Event> recent = live.RecentEvents("app", now, 10);
+  ASSERT_EQ(recent.size(), 2u);
+  EXPECT_EQ(recent[0].client_id, "2");
+  EXPECT_EQ(recent[1].client_id, "1");
+
+  live.ForgetUser("app", "u");
+  EXPECT_TRUE(live.RecentEvents("app", now, 10).empty());
+}
+
+// Connections, the committer and API readers reach the state from their own
+// threads at once; run under TSan by the `concurrency` label.
+TEST(LiveStateTest, ConcurrentWritersAndReaders) {
+  LiveState live;
+  const int64_t now = NowMs();
+  constexpr int kWriters = 4;
+  constexpr int kRounds = 300;
+  std::atomic<bool> done{false};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < kRounds; ++i) {
+        const uint64_t connection = static_cast<uint64_t>(w * kRounds + i);
+        const std::string device = "d" + std::to_string(w) + "-" + std::to_string(i % 7);
+        const Event e = Tracked("app", device, "u" + std::to_string(i % 5), now, i);
+        live.Seen(connection, "app", e, now);
+        live.OnCommitted({e}, {1});
+        if (i % 3 == 0) live.Closed(connection);
+        if (i % 50 == 0) live.ForgetUser("app", "u0");
+      }
+    });
+  }
+  std::thread reader([&] {
+    while (!done.load()) {
+      for (const LiveDeviceRow& row : live.Devices("app", now)) EXPECT_FALSE(row.device_id.empty());
+      EXPECT_LE(live.RecentEvents("app", now, 1000).size(), 1000u);
+      EXPECT_GE(live.UserCount("app", now), 0);
+    }
+  });
+  for (std::thread& t : threads) t.join();
+  done.store(true);
+  reader.join();
+
+  // Two of every three connections stayed open; each saw devices of its writer.
+  EXPECT_GT(live.Devices("app", now).size(), 0u);
+  EXPECT_LE(live.RecentEvents("app", now, 5000).size(), LiveState::kMaxRecentPerApp);
+}
+
+}  // namespace
+}  // namespace nucleon
