@@ -104,7 +104,9 @@ port=$(node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=
 url=http://127.0.0.1:$port
 
 start_server() {
-  local args=(serve --data "$data" --listen "127.0.0.1:$port" --fsync "$FSYNC")
+  # The benchmark is one client with one token sending back-to-back requests:
+  # the per-token API rate limit would measure the limit, not the queries.
+  local args=(serve --data "$data" --listen "127.0.0.1:$port" --fsync "$FSYNC" --api-rate 0)
   [ -n "$THREADS" ] && args+=(--threads "$THREADS")
   "$bin" "${args[@]}" >>"$work/server.log" 2>&1 &
   server_pid=$!
