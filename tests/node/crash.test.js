@@ -16,7 +16,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const { Server, tempDir, createApp, sleep } = require('./lib/server');
+const { Server, tempDir, createApp, sleep, logTail } = require('./lib/server');
 const {
   mulberry32, exportAll, sqliteIntegrity, sqliteFilesIn, tripleKey, fullKey,
   WsLoadClient, HttpLoadClient,
@@ -48,10 +48,7 @@ test(`kill -9 in ${CYCLES} random cycles loses no acked event and stores none tw
   t.after(async () => {
     await Promise.all(clients.map((c) => c.stop()));
     await server.kill9();
-    if (!passed) {
-      t.diagnostic('server log tail:');
-      for (const line of server.log.slice(-4000).split('\n')) t.diagnostic(line);
-    }
+    if (!passed) logTail(t, server);
     if (process.env.NUCLEON_KEEP_DATA) t.diagnostic(`kept data folder ${dataDir}`);
     else fs.rmSync(dataDir, { recursive: true, force: true });
   });

@@ -35,7 +35,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const WebSocket = require('ws');
-const { Server, tempDir, createApp, cli, sleep, scaled = (ms) => ms } = require('./lib/server');
+const { Server, tempDir, createApp, cli, sleep, scaled, logTail } = require('./lib/server');
 const {
   mulberry32, rawRequest, exportAll, sqliteIntegrity, sqliteFilesIn, tripleKey,
   WsLoadClient, HttpLoadClient,
@@ -77,10 +77,7 @@ test(`kill -9 in ${CYCLES} cycles with live queries and user deletions in flight
     for (const ws of victimSockets) ws.terminate();
     await Promise.all(clients.map((c) => c.stop()));
     await server.kill9();
-    if (!passed) {
-      t.diagnostic('server log tail:');
-      for (const line of server.log.slice(-4000).split('\n')) t.diagnostic(line);
-    }
+    if (!passed) logTail(t, server);
     if (process.env.NUCLEON_KEEP_DATA) t.diagnostic(`kept data folder ${dataDir}`);
     else fs.rmSync(dataDir, { recursive: true, force: true });
   });

@@ -19,7 +19,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
 const WebSocket = require('ws');
-const { Server, tempDir, createApp, sleep, scaled = (ms) => ms } = require('./lib/server');
+const { Server, tempDir, createApp, sleep, scaled, logTail } = require('./lib/server');
 const {
   mulberry32, rawRequest, exportAll, sqliteIntegrity, sqliteFilesIn, tripleKey,
   WsLoadClient, HttpLoadClient,
@@ -88,10 +88,7 @@ test('a full disk stops acks (503), the API keeps answering, ingest resumes by i
   t.after(async () => {
     await Promise.all(clients.map((c) => c.stop()));
     await server.kill9();
-    if (!passed) {
-      t.diagnostic('server log tail:');
-      for (const line of server.log.slice(-4000).split('\n')) t.diagnostic(line);
-    }
+    if (!passed) logTail(t, server);
     if (process.env.NUCLEON_KEEP_DATA) {
       const copy = tempDir('diskfull-kept');
       fs.cpSync(dataDir, copy, { recursive: true });

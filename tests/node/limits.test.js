@@ -10,33 +10,14 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const http = require('node:http');
 const net = require('node:net');
 const WebSocket = require('ws');
-const { Server, createApp, cli, exportEvents, sleep } = require('./lib/server');
+const { Server, createApp, cli, exportEvents, httpRequest, sleep } = require('./lib/server');
 
-// One HTTP request from `localAddress`, on its own connection.
-function request(port, { method = 'GET', path, body, headers = {}, localAddress, timeout = 10000 }) {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, method, path, headers, localAddress, agent: false, timeout },
-      (res) => {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json;
-          try { json = text ? JSON.parse(text) : undefined; } catch (_) { json = undefined; }
-          resolve({ status: res.statusCode, headers: res.headers, text, json });
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`no answer to ${method} ${path} within ${timeout} ms`)));
-    req.on('error', reject);
-    if (body !== undefined) req.write(body);
-    req.end();
-  });
-}
+// One HTTP request from `localAddress`, on its own connection; its deadline is
+// exact (the "answered within a second" checks rely on it).
+const request = (port, { method = 'GET', path, body, headers = {}, localAddress, timeout = 10000 }) =>
+  httpRequest(port, method, path, { body, headers, localAddress, timeout, exactTimeout: true });
 
 const track = (port, appId, body, localAddress, timeout) => request(port, {
   method: 'POST', path: `/app/${appId}/track`, body, localAddress, timeout,

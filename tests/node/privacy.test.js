@@ -20,10 +20,9 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
-const http = require('node:http');
 const crypto = require('node:crypto');
 const WebSocket = require('ws');
-const { Server, cli, createApp, sleep } = require('./lib/server');
+const { Server, cli, createApp, httpRequest, sleep } = require('./lib/server');
 
 const CLIENT_IP = '127.0.0.77'; // the SDK's own address (an untrusted peer)
 const PROXY_IP = '127.0.0.1'; // the trusted proxy
@@ -100,23 +99,9 @@ function listFiles(dir) {
 
 // An HTTP request to the server from a chosen local address.
 function request(port, method, pathName, { body, headers = {}, localAddress = PROXY_IP, timeout = 10000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const hdrs = { ...headers };
-    if (body !== undefined) hdrs['content-length'] = String(Buffer.byteLength(body));
-    const req = http.request({ host: '127.0.0.1', port, method, path: pathName, headers: hdrs, localAddress, agent: false, timeout }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let json;
-        try { json = text ? JSON.parse(text) : undefined; } catch (_) { json = undefined; }
-        resolve({ status: res.statusCode, text, json });
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error(`timeout ${method} ${pathName}`)));
-    req.on('error', reject);
-    req.end(body);
-  });
+  const hdrs = { ...headers };
+  if (body !== undefined) hdrs['content-length'] = String(Buffer.byteLength(body));
+  return httpRequest(port, method, pathName, { body, headers: hdrs, localAddress, timeout, exactTimeout: true });
 }
 
 // A WebSocket from a chosen local address that sends `messages` one after

@@ -97,10 +97,18 @@ function exportEvents(dataDir, appId) {
   return out.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l));
 }
 
-function httpRequest(port, method, pathName, { body, headers = {}, timeout = 10000 } = {}) {
+// One HTTP request. `localAddress` (a 127.0.0.x) sends it from that address on
+// a connection of its own. `timeout` is stretched under sanitizers unless
+// `exactTimeout` is set (for a deadline the test itself asserts).
+function httpRequest(port, method, pathName,
+  { body, headers = {}, timeout = 10000, localAddress, exactTimeout = false } = {}) {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', port, method, path: pathName, headers, timeout: scaled(timeout) },
+      {
+        host: '127.0.0.1', port, method, path: pathName, headers,
+        timeout: exactTimeout ? timeout : scaled(timeout),
+        ...(localAddress ? { localAddress, agent: false } : {}),
+      },
       (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
@@ -120,6 +128,12 @@ function httpRequest(port, method, pathName, { body, headers = {}, timeout = 100
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Writes the tail of the server's log as test diagnostics (for a failed test).
+function logTail(t, server, chars = 4000) {
+  t.diagnostic('server log tail:');
+  for (const line of server.log.slice(-chars).split('\n')) t.diagnostic(line);
+}
 
 class Server {
   constructor({ dataDir, port, env = {}, args = [] } = {}) {
@@ -205,5 +219,5 @@ class Server {
 
 module.exports = {
   binary, repoRoot, timeoutScale, scaled, sanitizerReport, tempDir, freePort, cli, createApp, exportEvents,
-  httpRequest, sleep, Server,
+  httpRequest, logTail, sleep, Server,
 };
