@@ -25,6 +25,7 @@
 #include "server/router.h"
 #include "store/catalog.h"
 #include "store/event_store.h"
+#include "store/sqlite/sqlite_event_store.h"
 
 namespace nucleon {
 
@@ -37,7 +38,7 @@ constexpr const char* kUsage = R"(usage: nucleon COMMAND [ARGS] [--data DIR]
         [--track-rate N] [--track-burst N] [--api-rate N] [--api-burst N]
         [--max-connections N] [--max-connections-per-ip N] [--header-timeout S]
         [--body-timeout S] [--body-min-rate BYTES] [--ws-idle-timeout S]
-        [--max-pending-events N]
+        [--max-pending-events N] [--cache-mb N]
                               serve the tracking protocol and the API
   app create NAME             create an app; prints {"appId","token"}
   app list                    list apps, one JSON object per line
@@ -67,7 +68,8 @@ const std::map<std::string, bool>& KnownFlags() {
       {"trust-proxy", true}, {"track-rate", true}, {"track-burst", true},
       {"api-rate", true}, {"api-burst", true}, {"max-connections", true},
       {"max-connections-per-ip", true}, {"header-timeout", true}, {"body-timeout", true},
-      {"body-min-rate", true}, {"ws-idle-timeout", true}, {"max-pending-events", true}};
+      {"body-min-rate", true}, {"ws-idle-timeout", true}, {"max-pending-events", true},
+      {"cache-mb", true}};
   return kFlags;
 }
 
@@ -221,7 +223,11 @@ int Serve(const Args& args, const std::string& data) {
   auto geo = OpenCountryLookup(Flag(args, "geoip-db", ""));
   if (!geo.ok()) return Fail(geo.status());
 
-  auto store = OpenSqliteEventStore(data, SqliteStoreOptions{fsync == "full", false});
+  SqliteStoreOptions store_options;
+  store_options.fsync_full = fsync == "full";
+  if (!NumberFlag(args, "cache-mb", &store_options.cache_mb, &bad)) return Usage(bad);
+  if (store_options.cache_mb < 16) return Usage("--cache-mb must be at least 16");
+  auto store = OpenSqliteEventStore(data, store_options);
   if (!store.ok()) return Fail(store.status());
   auto catalog = OpenSqliteCatalog(data);
   if (!catalog.ok()) return Fail(catalog.status());
@@ -378,7 +384,9 @@ int TokenCommand(const Args& args, const std::string& data) {
 int ExportCommand(const Args& args, const std::string& data) {
   const auto& p = args.positional;
   if (p.size() != 2) return Usage("export takes one APP_ID");
-  auto store = OpenSqliteEventStore(data, SqliteStoreOptions{true, true});
+  SqliteStoreOptions read_only;
+  read_only.read_only = true;
+  auto store = OpenSqliteEventStore(data, read_only);
   if (!store.ok()) return Fail(store.status());
   std::string line;
   Status st = (*store)->Export(p[1], [&line](const Event& e) {
@@ -401,7 +409,9 @@ int ExportCommand(const Args& args, const std::string& data) {
 int StatsCommand(const Args& args, const std::string& data) {
   const auto& p = args.positional;
   if (p.size() > 2) return Usage("stats takes at most one APP_ID");
-  auto store = OpenSqliteEventStore(data, SqliteStoreOptions{true, true});
+  SqliteStoreOptions read_only;
+  read_only.read_only = true;
+  auto store = OpenSqliteEventStore(data, read_only);
   if (!store.ok()) return Fail(store.status());
   auto stats = (*store)->Stats(p.size() == 2 ? p[1] : "");
   if (!stats.ok()) return Fail(stats.status());

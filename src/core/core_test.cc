@@ -71,6 +71,17 @@ TEST(NormalizeTest, RamAndNumbers) {
   EXPECT_EQ(RenderNumber(1.5), "1.5");
   EXPECT_EQ(RenderNumber(-0.25), "-0.25");
   EXPECT_EQ(RenderNumber(0.1 + 0.2), "0.30000000000000004");
+  // As JavaScript's String(number) shows them.
+  EXPECT_EQ(RenderNumber(1e-7), "1e-7");
+  EXPECT_EQ(RenderNumber(0.00002), "0.00002");
+  EXPECT_EQ(RenderNumber(0.000001), "0.000001");
+  EXPECT_EQ(RenderNumber(1e20), "100000000000000000000");
+  EXPECT_EQ(RenderNumber(1e21), "1e+21");
+  EXPECT_EQ(RenderNumber(1.5e21), "1.5e+21");
+  EXPECT_EQ(RenderNumber(-1.25e-9), "-1.25e-9");
+  EXPECT_EQ(RenderNumber(123456789012), "123456789012");
+  EXPECT_EQ(RenderNumber(5e-324), "5e-324");
+  EXPECT_EQ(RenderNumber(1.7976931348623157e308), "1.7976931348623157e+308");
 }
 
 TEST(CryptoTest, HashesAreStableAndTokensRandom) {

@@ -65,6 +65,22 @@ void GroupCommitter::Stop() {
   }
   pub_cv_.notify_all();
   if (publisher_.joinable()) publisher_.join();
+  // Everything is committed and published: the store's last upkeep (a
+  // checkpoint, so the next start has nothing to catch up on).
+  if (!maintained_at_stop_) {
+    maintained_at_stop_ = true;
+    if (store_->MaintenanceDue(/*closing=*/true)) {
+      Status st = store_->Maintain();
+      if (!st.ok()) LogError("store upkeep at stop failed: " + st.ToString());
+    }
+  }
+}
+
+void GroupCommitter::MaybeMaintain() {
+  if (!store_->MaintenanceDue(/*closing=*/false)) return;
+  WaitPublished();  // the upkeep sees every commit, in the store and its read side
+  Status st = store_->Maintain();
+  if (!st.ok()) LogError("store upkeep failed: " + st.ToString());
 }
 
 void GroupCommitter::Flush() {
@@ -185,6 +201,7 @@ void GroupCommitter::Run() {
       if (queue_.empty()) {
         if (stopping_) break;
         lock.unlock();
+        MaybeMaintain();
         Status st = store_->Probe();
         if (healthy_.exchange(st.ok()) != st.ok()) {
           st.ok() ? LogInfo("storage is writable again") : LogError("storage probe failed: " + st.ToString());
@@ -242,6 +259,7 @@ void GroupCommitter::Run() {
     c.group = std::move(group);
     group = {};
     EnqueuePublish(std::move(c));
+    MaybeMaintain();
   }
 }
 

@@ -12,6 +12,9 @@
 // acks) and frees the events, strictly in commit order. So an ack means that
 // the event is durable and that the API shows it.
 //
+// Between groups, and when idle, the writer also runs the store's upkeep when
+// it asks for it (EventStore::MaintenanceDue), after the publisher caught up.
+//
 // Thread-safety: Submit, Healthy and the counters may be called from any
 // thread; completions run on the publisher thread and must not block.
 #pragma once
@@ -112,6 +115,9 @@ class GroupCommitter {
   void EnqueuePublish(Committed c);
   // Blocks until the publisher has finished everything handed to it.
   void WaitPublished();
+  // Runs the store's upkeep (EventStore::Maintain) when it is due, on the
+  // writer thread, once everything committed is published.
+  void MaybeMaintain();
 
   EventStore* store_;
   Options options_;
@@ -125,6 +131,7 @@ class GroupCommitter {
   uint64_t submitted_ = 0;
   uint64_t completed_ = 0;
   bool stopping_ = false;
+  bool maintained_at_stop_ = false;
   CommitObserver* observer_ = nullptr;
   std::atomic<bool> healthy_{true};
   std::thread thread_;

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "store/event_store.h"
+#include "store/sqlite/sqlite_event_store.h"
 #include "store/fault_injecting_event_store.h"
 
 namespace nucleon {

@@ -45,7 +45,17 @@ Endpoint Match(const std::vector<std::string>& s) {
 
 }  // namespace
 
-void Api::Handle(const HttpRequest& request, std::string_view path, Respond respond) {
+void Api::Handle(const HttpRequest& request, std::string_view path, Respond inner) {
+  // A store that is not ready (starting) or unavailable answers 503: tell the
+  // client when to come back.
+  Respond respond = [inner = std::move(inner)](HttpResponse r) {
+    if (r.status == 503) {
+      bool has = false;
+      for (const auto& [name, value] : r.headers) has = has || name == "Retry-After";
+      if (!has) r.headers.emplace_back("Retry-After", "1");
+    }
+    inner(std::move(r));
+  };
   try {
     auto parsed = ParseApiRequest(request);
     if (!parsed.ok()) return respond(ErrorResponse(parsed.status()));

@@ -1,7 +1,7 @@
-// EventStore: where tracked events live. The embedded SQLite backend is the
-// default system of record; a ClickHouse backend implements the same interface
-// for scale-out. Every method states its contract; implementations are made by
-// the factories at the bottom and hidden behind this interface.
+// EventStore: where tracked events live. The embedded SQLite backend
+// (store/sqlite/) is the default system of record. Every method states its
+// contract; implementations are made by their backend's factory and hidden
+// behind this interface.
 //
 // Thread-safety: Append/Probe are called from one writer thread (the group
 // committer); the read methods may be called from any thread concurrently with
@@ -65,6 +65,20 @@ class EventStore {
   // A small write that tells whether the storage is writable right now.
   virtual Status Probe() = 0;
 
+  // Whether the read methods answer yet. A backend may need a moment after
+  // opening (to load its read side); meanwhile its read methods answer
+  // Unavailable while appends are accepted as usual.
+  virtual bool Ready() const { return true; }
+
+  // Upkeep the backend wants run on the writer thread between two commits,
+  // once every earlier commit is published (for example a checkpoint of its
+  // aggregates). `closing`: the last chance before the writer stops.
+  virtual bool MaintenanceDue(bool closing) {
+    (void)closing;
+    return false;
+  }
+  virtual Status Maintain() { return Status::Ok(); }
+
   // Calls `sink` for every stored event of `app_id`, oldest first.
   virtual Status Export(std::string_view app_id,
                         const std::function<void(const Event&)>& sink) = 0;
@@ -110,16 +124,5 @@ class EventStore {
   // the writer thread (between commits). NotFound for an unknown user.
   virtual Status DeleteUser(std::string_view app_id, std::string_view user_key) = 0;
 };
-
-struct SqliteStoreOptions {
-  // true: fsync the write-ahead log on every commit (survives power loss).
-  // false: survives a process crash, not power loss.
-  bool fsync_full = true;
-  bool read_only = false;  // for the export/stats commands
-};
-
-// Opens `<data_dir>/events.db`, creating and migrating it when needed.
-Result<std::unique_ptr<EventStore>> OpenSqliteEventStore(const std::string& data_dir,
-                                                         const SqliteStoreOptions& options);
 
 }  // namespace nucleon

@@ -35,6 +35,9 @@ class EventStoreWrapper : public EventStore {
     return target_->Append(events, inserted);
   }
   Status Probe() override { return target_->Probe(); }
+  bool Ready() const override { return target_->Ready(); }
+  bool MaintenanceDue(bool closing) override { return target_->MaintenanceDue(closing); }
+  Status Maintain() override { return target_->Maintain(); }
   Status Export(std::string_view app_id, const std::function<void(const Event&)>& sink) override {
     return target_->Export(app_id, sink);
   }

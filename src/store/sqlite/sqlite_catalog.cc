@@ -2,6 +2,7 @@
 
 #include "core/time_util.h"
 #include "store/catalog.h"
+#include "store/sqlite/migration_runner.h"
 #include "store/sqlite/sqlite_db.h"
 
 namespace nucleon {
@@ -20,14 +21,15 @@ std::string TokenHashHex(std::string_view token) {
 
 namespace {
 
-constexpr const char* kMigrations[] = {
+const Migration kMigrations[] = {
     // v1
-    "CREATE TABLE apps(id INTEGER PRIMARY KEY, app_id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
-    " created_ms INTEGER NOT NULL);"
-    "CREATE TABLE tokens(id INTEGER PRIMARY KEY, app_id TEXT NOT NULL REFERENCES apps(app_id),"
-    " prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL,"
-    " revoked_ms INTEGER);"
-    "CREATE INDEX tokens_prefix ON tokens(prefix);",
+    {"CREATE TABLE apps(id INTEGER PRIMARY KEY, app_id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
+     " created_ms INTEGER NOT NULL);"
+     "CREATE TABLE tokens(id INTEGER PRIMARY KEY, app_id TEXT NOT NULL REFERENCES apps(app_id),"
+     " prefix TEXT NOT NULL, hash TEXT NOT NULL UNIQUE, created_ms INTEGER NOT NULL,"
+     " revoked_ms INTEGER);"
+     "CREATE INDEX tokens_prefix ON tokens(prefix);",
+     nullptr},
 };
 
 class SqliteCatalog final : public Catalog {
@@ -37,20 +39,7 @@ class SqliteCatalog final : public Catalog {
     std::filesystem::create_directories(data_dir, ec);
     NUCLEON_RETURN_IF_ERROR(db_.Open(data_dir + "/catalog.db", /*create=*/true));
     NUCLEON_RETURN_IF_ERROR(db_.Exec("PRAGMA synchronous=FULL"));
-    auto version = db_.UserVersion();
-    if (!version.ok()) return version.status();
-    const int64_t target = static_cast<int64_t>(std::size(kMigrations));
-    for (int64_t v = *version; v < target; ++v) {
-      NUCLEON_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
-      Status st = db_.Exec(kMigrations[v]);
-      if (st.ok()) st = db_.Exec("PRAGMA user_version=" + std::to_string(v + 1));
-      if (!st.ok()) {
-        (void)db_.Exec("ROLLBACK");
-        return st;
-      }
-      NUCLEON_RETURN_IF_ERROR(db_.Exec("COMMIT"));
-    }
-    return Status::Ok();
+    return RunMigrations(db_, "catalog.db", kMigrations);
   }
 
   Result<NewCredential> CreateApp(const std::string& name) override {

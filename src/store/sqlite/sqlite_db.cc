@@ -57,6 +57,7 @@ std::string_view SqliteStmt::Blob(int col) const {
 SqliteDb::~SqliteDb() { Close(); }
 
 void SqliteDb::Close() {
+  cached_.clear();
   if (db_) sqlite3_close_v2(db_);
   db_ = nullptr;
 }
@@ -112,6 +113,16 @@ Result<SqliteStmt> SqliteDb::Prepare(std::string_view sql) {
     return Error("sqlite prepare");
   }
   return SqliteStmt(db_, stmt);
+}
+
+Result<StmtLease> SqliteDb::Cached(std::string_view sql) {
+  auto it = cached_.find(std::string(sql));
+  if (it == cached_.end()) {
+    auto stmt = Prepare(sql);
+    if (!stmt.ok()) return stmt.status();
+    it = cached_.emplace(std::string(sql), std::make_unique<SqliteStmt>(std::move(*stmt))).first;
+  }
+  return StmtLease(it->second.get());
 }
 
 Result<int64_t> SqliteDb::UserVersion() {

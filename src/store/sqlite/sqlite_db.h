@@ -6,9 +6,11 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "core/status.h"
 
@@ -53,6 +55,7 @@ class SqliteStmt {
   void Reset() { sqlite3_reset(stmt_); sqlite3_clear_bindings(stmt_); }
 
   int64_t Int(int col) const { return sqlite3_column_int64(stmt_, col); }
+  int Type(int col) const { return sqlite3_column_type(stmt_, col); }
   double Double(int col) const { return sqlite3_column_double(stmt_, col); }
   bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
   std::string_view Text(int col) const;
@@ -61,6 +64,23 @@ class SqliteStmt {
  private:
   sqlite3* db_ = nullptr;
   sqlite3_stmt* stmt_ = nullptr;
+};
+
+// A statement borrowed from a connection's cache (SqliteDb::Cached): reset,
+// with its bindings cleared, when the lease ends.
+class StmtLease {
+ public:
+  explicit StmtLease(SqliteStmt* stmt) : stmt_(stmt) {}
+  StmtLease(StmtLease&& o) noexcept : stmt_(o.stmt_) { o.stmt_ = nullptr; }
+  StmtLease& operator=(StmtLease&&) = delete;
+  ~StmtLease() {
+    if (stmt_) stmt_->Reset();
+  }
+  SqliteStmt* operator->() const { return stmt_; }
+  SqliteStmt& operator*() const { return *stmt_; }
+
+ private:
+  SqliteStmt* stmt_;
 };
 
 class SqliteDb {
@@ -75,6 +95,9 @@ class SqliteDb {
   void Close();
   Status Exec(std::string_view sql);
   Result<SqliteStmt> Prepare(std::string_view sql);
+  // The connection's own prepared copy of `sql`, kept for its lifetime. One
+  // lease per statement at a time (a statement is not reentrant).
+  Result<StmtLease> Cached(std::string_view sql);
   int64_t LastInsertRowid() const { return sqlite3_last_insert_rowid(db_); }
   int Changes() const { return sqlite3_changes(db_); }
   Status Error(std::string_view what) const;
@@ -85,6 +108,7 @@ class SqliteDb {
  private:
   sqlite3* db_ = nullptr;
   std::string path_;
+  std::unordered_map<std::string, std::unique_ptr<SqliteStmt>> cached_;
 };
 
 }  // namespace nucleon

@@ -1,0 +1,104 @@
+// The aggregates of one app's events in one 15-minute UTC bucket (a rollup),
+// and of the property values in it. Every real time zone is a whole number of
+// quarter hours away from UTC, so local days and hours are sets of whole
+// buckets; the API's numbers over whole buckets are unions and sums of these.
+//
+//   BucketCore  app starts, the time span of the events, a bitmap of the users
+//               with events, counts per event name and per error name, per
+//               breakdown value (platform, language, version, country, RAM) the
+//               users whose app starts carried it, and the properties present
+//               (event, key, value type) with their number of occurrences;
+//   PropValues  for one (event, property key): count per value.
+//
+// Both are exact and reversible: an event is added once (Add), and a deleted
+// user's events are taken out again (RemoveUser), leaving the bucket exactly as
+// if they had never been added. Both have a compact binary form (Encode/Decode)
+// stored in the `rollups` and `rollup_props` tables.
+//
+// Thread-safety: plain values; callers synchronise.
+#pragma once
+
+#include <roaring/roaring.hh>
+
+#include <array>
+#include <span>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/event.h"
+#include "store/sqlite/event_codec.h"
+
+namespace nucleon {
+
+inline constexpr int64_t kBucketMs = 15 * 60 * 1000;
+
+enum class Dim : uint8_t { kPlatform = 0, kLanguage, kVersion, kCountry, kRam, kCount };
+inline constexpr size_t kDims = static_cast<size_t>(Dim::kCount);
+
+// What a rollup needs of one stored event (heartbeats are never events).
+struct RollupEvent {
+  int64_t time_ms = 0;
+  EventType type = EventType::kEvent;
+  uint32_t user = 0;  // the user row
+  // Dictionary id of the name the counts use: the event name (event), the error
+  // name (error), "init" (init: its payload props are counted under it); 0 otherwise.
+  uint32_t name = 0;
+  std::array<uint32_t, kDims> dims{};  // init: normalised breakdown value ids, 0 = none
+  std::span<const BodyProp> props;  // init and event: scalar payload members
+};
+
+// (event name id, property key id): the key of a PropValues.
+inline uint64_t PropSlot(uint32_t event, uint32_t key) {
+  return (static_cast<uint64_t>(event) << 32) | key;
+}
+
+struct BucketCore {
+  struct DimUsers {
+    uint8_t dim = 0;
+    uint32_t value = 0;
+    Roaring users;
+  };
+  struct PropKey {
+    uint32_t event = 0, key = 0;
+    uint8_t kind = 0;
+    uint32_t occurrences = 0;
+  };
+
+  uint32_t inits = 0;
+  int64_t min_ms = INT64_MAX, max_ms = INT64_MIN;  // bounds of the events' times
+  Roaring users;
+  std::vector<std::pair<uint32_t, uint32_t>> events;  // name id -> count, by id
+  std::vector<std::pair<uint32_t, uint32_t>> errors;  // name id -> count, by id
+  std::vector<DimUsers> dims;                         // by (dim, value)
+  std::vector<PropKey> prop_keys;                     // by (event, key, kind)
+
+  bool empty() const { return users.isEmpty(); }
+  void Add(const RollupEvent& e);
+  // Takes out `user` and the given events of theirs (every one of their events
+  // in this bucket). min_ms/max_ms stay as bounds (possibly wider than needed).
+  void RemoveUser(uint32_t user, const std::vector<RollupEvent>& events);
+  size_t MemoryBytes() const;
+  void Encode(std::string* out) const;
+  static bool Decode(std::string_view in, BucketCore* out);
+  bool operator==(const BucketCore& o) const;
+};
+
+// One property's values in one bucket. The map key is the value's kind (one
+// character, '0' + PropValue::Kind) followed by its text.
+struct PropValues {
+  std::unordered_map<std::string, uint32_t> counts;
+
+  static std::string ValueKey(const PropValue& v);
+  void Add(const PropValue& v) { ++counts[ValueKey(v)]; }
+  // Takes one occurrence out; the value disappears at zero.
+  void Remove(const PropValue& v);
+  size_t MemoryBytes() const;
+  void Encode(std::string* out) const;
+  static bool Decode(std::string_view in, PropValues* out);
+};
+
+}  // namespace nucleon

@@ -1,0 +1,36 @@
+// The embedded backend's factory and options. The store itself (SQLite in WAL
+// mode, the system of record on one machine) is described in
+// docs/architecture.md; its parts live beside this file:
+//   event_writer    the one writer: events, entity state, per-bucket counts
+//   rollups         per 15-minute bucket aggregates, checkpointed, cached
+//   analytics_reader, user_reader   the API's questions
+//   user_deleter    a user delete in time proportional to the user's data
+//   legacy_import   the upgrade from the first release's layout
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+#include "store/event_store.h"
+
+namespace nucleon {
+
+struct SqliteStoreOptions {
+  // true: fsync the write-ahead log on every commit (survives power loss).
+  // false: survives a process crash, not power loss.
+  bool fsync_full = true;
+  bool read_only = false;  // for the export/stats commands
+  // Memory for caches (decoded rollups, day aggregates, the writer's working
+  // set, SQLite's page caches), in MiB.
+  size_t cache_mb = 128;
+};
+
+// Opens `<data_dir>/events.db`, creating and migrating it when needed. The
+// store answers reads once its read side is ready (Ready()); until then every
+// read method answers Unavailable, while appends are accepted at once.
+Result<std::unique_ptr<EventStore>> OpenSqliteEventStore(const std::string& data_dir,
+                                                         const SqliteStoreOptions& options);
+
+}  // namespace nucleon

@@ -1,0 +1,44 @@
+// UserDeleter: removes every trace of one user in one transaction on the
+// writer connection, at a cost proportional to that user's data:
+//   - their events (found through their sessions), remembered as tombstones
+//     (hashes only) so a late resend is never stored again;
+//   - their sessions, devices, props and user row where nothing else uses
+//     them; sessions they shared are recomputed from the events that remain
+//     (start, end, counts, context, users), as are the installs of the devices
+//     and the last seen of the other users of those sessions;
+//   - their part of every aggregate: the per-bucket counts and the rollups
+//     (rollups.h: the buckets their events touched are rewritten).
+// The caller checkpoints the rollups in the same transaction first, so the
+// rollups on disk are complete when they are rewritten.
+//
+// Thread-safety: the writer thread only.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "core/status.h"
+#include "store/sqlite/rollups.h"
+#include "store/sqlite/sqlite_db.h"
+#include "store/sqlite/string_dictionary.h"
+
+namespace nucleon {
+
+class UserDeleter {
+ public:
+  UserDeleter(SqliteDb* db, StringDictionary* dict, Rollups* rollups)
+      : db_(db), dict_(dict), rollups_(rollups) {}
+
+  // Inside the caller's open transaction. NotFound for an unknown user.
+  // On Ok, `removal` is what Rollups::CommitRemoval applies once committed,
+  // and `*tombstones` tells whether any identity was remembered.
+  Status Delete(int64_t app, std::string_view user_key, Rollups::Removal* removal,
+                bool* tombstones);
+
+ private:
+  SqliteDb* db_;
+  StringDictionary* dict_;
+  Rollups* rollups_;
+};
+
+}  // namespace nucleon

@@ -1,0 +1,60 @@
+// UserReader: the users endpoints (list, details, a session's events), the
+// context the live endpoints add to an event, the export and the counts, all
+// read from the entity tables and the event rows (no in-memory index).
+//
+//   users list    users by last seen (index users(app, last_ms)), newest first;
+//   a user        their sessions (user_sessions) with each session's context
+//                 event (its init, else the latest event that carried one);
+//   session       the session's event rows, decoded (event_codec.h).
+//
+// Thread-safety: any number of readers at once, each with its own connection.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string_view>
+#include <vector>
+
+#include "core/event.h"
+#include "core/status.h"
+#include "store/analytics.h"
+#include "store/event_store.h"
+#include "store/sqlite/sqlite_db.h"
+#include "store/sqlite/string_dictionary.h"
+
+namespace nucleon {
+
+class UserReader {
+ public:
+  explicit UserReader(StringDictionary* dict) : dict_(dict) {}
+
+  Result<UserList> Users(int64_t app, std::string_view app_id, int64_t page, int64_t limit,
+                         SqliteDb& db);
+  Result<UserDetails> User(int64_t app, std::string_view app_id, std::string_view user_key,
+                           SqliteDb& db);
+  Result<std::vector<EventView>> SessionEvents(int64_t app, std::string_view app_id,
+                                               std::string_view user_key,
+                                               std::string_view session_id,
+                                               std::string_view device_id, SqliteDb& db);
+  Result<EventView> DeviceContext(int64_t app, std::string_view device_id, SqliteDb& db);
+  EventView WithSessionContext(int64_t app, const Event& event, SqliteDb& db);
+  Status Export(int64_t app, std::string_view app_id, const std::function<void(const Event&)>& sink,
+                SqliteDb& db);
+  Result<StoreStats> Stats(int64_t app, bool all_apps, SqliteDb& db);
+
+ private:
+  struct UserRow {
+    int64_t row = 0;
+    std::string key;
+    int64_t first_ms = 0, last_ms = 0;
+  };
+  // The context fields of a stored event (its body), into *out.
+  Status ReadContext(int64_t event_id, SqliteDb& db, Event* out);
+  Result<UserSummary> Summarize(const UserRow& u, std::string_view app_id, SqliteDb& db,
+                                std::vector<SessionSummary>* sessions);
+  Result<int64_t> UserRowOf(int64_t app, std::string_view user_key, SqliteDb& db, UserRow* out);
+
+  StringDictionary* dict_;
+};
+
+}  // namespace nucleon
