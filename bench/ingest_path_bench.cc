@@ -21,6 +21,7 @@
 #include "ingest/batch_decoder.h"
 #include "live/live_state.h"
 #include "store/event_store.h"
+#include "store/sqlite/sqlite_event_store.h"
 
 namespace nucleon {
 namespace {
