@@ -85,7 +85,8 @@ Result<int64_t> InstallsIn(int64_t app, int64_t lo, int64_t hi, SqliteDb& db) {
 }  // namespace
 
 Status AnalyticsReader::CollectPieces(int64_t app, int64_t from_ms, int64_t to_ms, int offset_min,
-                                      bool with_props, SqliteDb& db, Pieces* out) {
+                                      bool with_props, const ReadTx& tx, Pieces* out) {
+  SqliteDb& db = tx.db;
   int64_t first_b = 0, last_b = 0;
   if (from_ms > to_ms || !rollups_->Span(app, &first_b, &last_b)) return Status::Ok();
   // Nothing exists outside the buckets' span: clamp pathological ranges.
@@ -133,7 +134,7 @@ Status AnalyticsReader::CollectPieces(int64_t app, int64_t from_ms, int64_t to_m
   std::sort(needed.begin(), needed.end());
   needed.erase(std::unique(needed.begin(), needed.end()), needed.end());
   std::vector<CoreRef> refs;
-  NUCLEON_RETURN_IF_ERROR(rollups_->Cores(app, needed, db, &refs));
+  NUCLEON_RETURN_IF_ERROR(rollups_->Cores(app, needed, tx, &refs));
   auto core_of = [&](int64_t b) -> const CoreRef& {
     return *std::lower_bound(refs.begin(), refs.end(), b,
                              [](const CoreRef& r, int64_t v) { return r.bucket < v; });
@@ -228,10 +229,11 @@ Status AnalyticsReader::CollectPieces(int64_t app, int64_t from_ms, int64_t to_m
 }
 
 Result<QuickGlanceCounts> AnalyticsReader::QuickGlance(int64_t app, int64_t from_ms, int64_t to_ms,
-                                                       SqliteDb& db) {
+                                                       const ReadTx& tx) {
+  SqliteDb& db = tx.db;
   QuickGlanceCounts c;
   Pieces pieces;
-  NUCLEON_RETURN_IF_ERROR(CollectPieces(app, from_ms, to_ms, 0, false, db, &pieces));
+  NUCLEON_RETURN_IF_ERROR(CollectPieces(app, from_ms, to_ms, 0, false, tx, &pieces));
   std::vector<const Roaring*> parts;
   for (const Pieces::Item& it : pieces.items) {
     parts.push_back(&it.core->users);
@@ -254,10 +256,10 @@ Result<QuickGlanceCounts> AnalyticsReader::QuickGlance(int64_t app, int64_t from
 
 Result<std::shared_ptr<const DayAgg>> AnalyticsReader::BuildDay(int64_t app, int64_t from_ms,
                                                                 int64_t to_ms, int offset_min,
-                                                                SqliteDb& db,
+                                                                const ReadTx& tx,
                                                                 std::vector<CoreRef>* refs) {
   Pieces pieces;
-  NUCLEON_RETURN_IF_ERROR(CollectPieces(app, from_ms, to_ms, offset_min, false, db, &pieces));
+  NUCLEON_RETURN_IF_ERROR(CollectPieces(app, from_ms, to_ms, offset_min, false, tx, &pieces));
   auto day = std::make_shared<DayAgg>();
   std::vector<const Roaring*> parts;
   std::array<std::map<uint32_t, std::vector<const Roaring*>>, kDims> dims;
@@ -277,7 +279,8 @@ Result<std::shared_ptr<const DayAgg>> AnalyticsReader::BuildDay(int64_t app, int
   return std::shared_ptr<const DayAgg>(std::move(day));
 }
 
-Result<DailyAnalytics> AnalyticsReader::Daily(int64_t app, const QueryRange& r, SqliteDb& db) {
+Result<DailyAnalytics> AnalyticsReader::Daily(int64_t app, const QueryRange& r, const ReadTx& tx) {
+  SqliteDb& db = tx.db;
   DailyAnalytics out;
   const int64_t offset_ms = static_cast<int64_t>(r.utc_offset_min) * 60000;
   auto local_day = [offset_ms](int64_t t) { return FloorDiv(t + offset_ms, kDayMs); };
@@ -300,10 +303,10 @@ Result<DailyAnalytics> AnalyticsReader::Daily(int64_t app, const QueryRange& r, 
     std::shared_ptr<const DayAgg> agg = whole ? rollups_->CachedDay(app, r.utc_offset_min, d) : nullptr;
     if (!agg) {
       std::vector<CoreRef> refs;
-      auto built = BuildDay(app, lo, hi, r.utc_offset_min, db, &refs);
+      auto built = BuildDay(app, lo, hi, r.utc_offset_min, tx, &refs);
       if (!built.ok()) return built.status();
       agg = *built;
-      if (whole) rollups_->CacheDay(app, r.utc_offset_min, d, agg, refs);
+      if (whole) rollups_->CacheDay(app, r.utc_offset_min, d, agg, refs, tx);
     }
     days.emplace_back(d, std::move(agg));
   }
@@ -386,9 +389,9 @@ Result<DailyAnalytics> AnalyticsReader::Daily(int64_t app, const QueryRange& r, 
 }
 
 Result<DailyCounts> AnalyticsReader::EventCounts(int64_t app, const QueryRange& r, bool errors,
-                                                 SqliteDb& db) {
+                                                 const ReadTx& tx) {
   Pieces pieces;
-  NUCLEON_RETURN_IF_ERROR(CollectPieces(app, r.from_ms, r.to_ms, r.utc_offset_min, false, db, &pieces));
+  NUCLEON_RETURN_IF_ERROR(CollectPieces(app, r.from_ms, r.to_ms, r.utc_offset_min, false, tx, &pieces));
   std::unordered_map<uint32_t, std::map<int64_t, int64_t>> by_id;
   for (const Pieces::Item& it : pieces.items) {
     const int64_t day = FloorDiv(it.hour, 24);
@@ -400,9 +403,9 @@ Result<DailyCounts> AnalyticsReader::EventCounts(int64_t app, const QueryRange& 
 }
 
 Result<std::vector<EventPropKeys>> AnalyticsReader::EventProps(int64_t app, const QueryRange& r,
-                                                               SqliteDb& db) {
+                                                               const ReadTx& tx) {
   Pieces pieces;
-  NUCLEON_RETURN_IF_ERROR(CollectPieces(app, r.from_ms, r.to_ms, r.utc_offset_min, true, db, &pieces));
+  NUCLEON_RETURN_IF_ERROR(CollectPieces(app, r.from_ms, r.to_ms, r.utc_offset_min, true, tx, &pieces));
   // (event, key, kind) triples present in range; consecutive buckets mostly
   // hold the same triples, so a merge is rarely needed.
   using Triple = std::tuple<uint32_t, uint32_t, uint8_t>;
@@ -437,7 +440,7 @@ Result<std::vector<EventPropKeys>> AnalyticsReader::EventProps(int64_t app, cons
 Result<std::vector<ValueCount>> AnalyticsReader::EventAttribute(int64_t app, const QueryRange& r,
                                                                 std::string_view event,
                                                                 std::string_view attr,
-                                                                SqliteDb& db) {
+                                                                const ReadTx& tx) {
   std::vector<ValueCount> out;
   const uint32_t event_id = dict_->Find(event);
   const uint32_t key_id = dict_->Find(attr);
@@ -446,7 +449,7 @@ Result<std::vector<ValueCount>> AnalyticsReader::EventAttribute(int64_t app, con
     return out;
   }
   Pieces pieces;
-  NUCLEON_RETURN_IF_ERROR(CollectPieces(app, r.from_ms, r.to_ms, r.utc_offset_min, true, db, &pieces));
+  NUCLEON_RETURN_IF_ERROR(CollectPieces(app, r.from_ms, r.to_ms, r.utc_offset_min, true, tx, &pieces));
   // Values render as strings: "120" the number and "120" the string count together.
   std::unordered_map<std::string, int64_t> by_text;
   std::vector<int64_t> stored;
@@ -465,7 +468,7 @@ Result<std::vector<ValueCount>> AnalyticsReader::EventAttribute(int64_t app, con
   }
   std::sort(stored.begin(), stored.end());
   std::vector<std::shared_ptr<const PropValues>> slots;
-  NUCLEON_RETURN_IF_ERROR(rollups_->PropSlots(app, event_id, key_id, stored, db, &slots));
+  NUCLEON_RETURN_IF_ERROR(rollups_->PropSlots(app, event_id, key_id, stored, tx, &slots));
   for (const auto& values : slots) {
     if (!values) continue;
     for (const auto& [value_key, n] : values->counts) by_text[value_key.substr(1)] += n;

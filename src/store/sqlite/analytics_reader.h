@@ -30,13 +30,13 @@ class AnalyticsReader {
  public:
   AnalyticsReader(Rollups* rollups, StringDictionary* dict) : rollups_(rollups), dict_(dict) {}
 
-  Result<QuickGlanceCounts> QuickGlance(int64_t app, int64_t from_ms, int64_t to_ms, SqliteDb& db);
-  Result<DailyAnalytics> Daily(int64_t app, const QueryRange& range, SqliteDb& db);
-  Result<DailyCounts> EventCounts(int64_t app, const QueryRange& range, bool errors, SqliteDb& db);
-  Result<std::vector<EventPropKeys>> EventProps(int64_t app, const QueryRange& range, SqliteDb& db);
+  Result<QuickGlanceCounts> QuickGlance(int64_t app, int64_t from_ms, int64_t to_ms, const ReadTx& tx);
+  Result<DailyAnalytics> Daily(int64_t app, const QueryRange& range, const ReadTx& tx);
+  Result<DailyCounts> EventCounts(int64_t app, const QueryRange& range, bool errors, const ReadTx& tx);
+  Result<std::vector<EventPropKeys>> EventProps(int64_t app, const QueryRange& range, const ReadTx& tx);
   Result<std::vector<ValueCount>> EventAttribute(int64_t app, const QueryRange& range,
                                                  std::string_view event, std::string_view attr,
-                                                 SqliteDb& db);
+                                                 const ReadTx& tx);
 
   // The pieces of a range: whole stored buckets and cut windows, per local hour.
   struct Pieces {
@@ -54,11 +54,11 @@ class AnalyticsReader {
     std::vector<BodyProp> raw_props;
   };
   Status CollectPieces(int64_t app, int64_t from_ms, int64_t to_ms, int offset_min, bool with_props,
-                       SqliteDb& db, Pieces* out);
+                       const ReadTx& tx, Pieces* out);
 
  private:
   Result<std::shared_ptr<const DayAgg>> BuildDay(int64_t app, int64_t from_ms, int64_t to_ms,
-                                                 int offset_min, SqliteDb& db,
+                                                 int offset_min, const ReadTx& tx,
                                                  std::vector<CoreRef>* refs);
   Rollups* rollups_;
   StringDictionary* dict_;

@@ -36,7 +36,15 @@ class LruCache {
 
   // Inserts or replaces; evicts the least recently used entries beyond capacity.
   void Put(const K& key, Ptr value, size_t bytes) {
+    PutIf(key, std::move(value), bytes, [] { return true; });
+  }
+
+  // Put, if `still_valid()` (evaluated under the cache's lock) holds: a value
+  // read from an older snapshot must not replace a newer one.
+  template <typename Pred>
+  void PutIf(const K& key, Ptr value, size_t bytes, Pred still_valid) {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!still_valid()) return;
     auto it = map_.find(key);
     if (it != map_.end()) {
       used_ -= it->second.bytes;

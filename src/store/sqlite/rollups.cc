@@ -265,6 +265,7 @@ Status Rollups::WriteDirty(SqliteDb& db, int64_t mark, CheckpointWork* work) {
 
 void Rollups::Evict(int64_t app, App& a, int64_t bucket, HotBucket& hb) {
   (void)a;
+  epoch_.fetch_add(1, std::memory_order_acq_rel);  // first: in-flight disk reads are older
   cores_.Put({app, bucket}, hb.core, hb.core->MemoryBytes());
   for (auto& [slot, hs] : hb.slots) slots_.Put({app, bucket, slot}, hs.values, hs.values->MemoryBytes());
 }
@@ -417,6 +418,7 @@ Status Rollups::WriteRemoval(int64_t app, uint32_t user,
 }
 
 void Rollups::CommitRemoval(const Removal& r) {
+  epoch_.fetch_add(1, std::memory_order_acq_rel);  // first: in-flight disk reads are older
   App& a = AppFor(r.app);
   {
     std::unique_lock<std::shared_mutex> lock(a.mu);
@@ -452,8 +454,10 @@ bool Rollups::Span(int64_t app, int64_t* first, int64_t* last) const {
   return true;
 }
 
-Status Rollups::Cores(int64_t app, std::span<const int64_t> buckets, SqliteDb& db,
+Status Rollups::Cores(int64_t app, std::span<const int64_t> buckets, const ReadTx& tx,
                       std::vector<CoreRef>* out) {
+  SqliteDb& db = tx.db;
+  auto current = [this, &tx] { return epoch_.load(std::memory_order_acquire) == tx.epoch; };
   out->assign(buckets.size(), CoreRef());
   std::vector<size_t> missing;
   if (const App* a = FindApp(app)) {
@@ -498,7 +502,7 @@ Status Rollups::Cores(int64_t app, std::span<const int64_t> buckets, SqliteDb& d
       if (!BucketCore::Decode((*q)->Blob(1), core.get())) {
         return Status::Internal("corrupt rollup of bucket " + std::to_string(b));
       }
-      cores_.Put({app, b}, core, core->MemoryBytes());
+      cores_.PutIf({app, b}, core, core->MemoryBytes(), current);
       (*out)[from_disk[next]].core = std::move(core);
       ++next;
     }
@@ -512,8 +516,10 @@ Status Rollups::Cores(int64_t app, std::span<const int64_t> buckets, SqliteDb& d
 }
 
 Status Rollups::PropSlots(int64_t app, uint32_t event, uint32_t key,
-                          std::span<const int64_t> buckets, SqliteDb& db,
+                          std::span<const int64_t> buckets, const ReadTx& tx,
                           std::vector<std::shared_ptr<const PropValues>>* out) {
+  SqliteDb& db = tx.db;
+  auto current = [this, &tx] { return epoch_.load(std::memory_order_acquire) == tx.epoch; };
   out->assign(buckets.size(), nullptr);
   const uint64_t slot = PropSlot(event, key);
   std::vector<size_t> missing;
@@ -561,7 +567,7 @@ Status Rollups::PropSlots(int64_t app, uint32_t event, uint32_t key,
       const int64_t b = (*q)->Int(0);
       while (next < from_disk.size() && buckets[from_disk[next]] < b) {
         // No row: the bucket has no such property (remembered as such).
-        slots_.Put({app, buckets[from_disk[next]], slot}, EmptyValues(), 64);
+        slots_.PutIf({app, buckets[from_disk[next]], slot}, EmptyValues(), 64, current);
         (*out)[from_disk[next]] = EmptyValues();
         ++next;
       }
@@ -570,13 +576,13 @@ Status Rollups::PropSlots(int64_t app, uint32_t event, uint32_t key,
       if (!PropValues::Decode((*q)->Blob(1), pv.get())) {
         return Status::Internal("corrupt property rollup of bucket " + std::to_string(b));
       }
-      slots_.Put({app, b, slot}, pv, pv->MemoryBytes());
+      slots_.PutIf({app, b, slot}, pv, pv->MemoryBytes(), current);
       (*out)[from_disk[next]] = std::move(pv);
       ++next;
     }
     NUCLEON_RETURN_IF_ERROR(st);
     for (; next < from_disk.size(); ++next) {
-      slots_.Put({app, buckets[from_disk[next]], slot}, EmptyValues(), 64);
+      slots_.PutIf({app, buckets[from_disk[next]], slot}, EmptyValues(), 64, current);
       (*out)[from_disk[next]] = EmptyValues();
     }
   }
@@ -588,7 +594,7 @@ std::shared_ptr<const DayAgg> Rollups::CachedDay(int64_t app, int offset_min, in
 }
 
 void Rollups::CacheDay(int64_t app, int offset_min, int64_t day, std::shared_ptr<const DayAgg> agg,
-                       std::span<const CoreRef> built_from) {
+                       std::span<const CoreRef> built_from, const ReadTx& tx) {
   App& a = AppFor(app);
   {
     std::lock_guard<std::mutex> lock(days_mu_);
@@ -613,7 +619,8 @@ void Rollups::CacheDay(int64_t app, int offset_min, int64_t day, std::shared_ptr
   }
   if (i != built_from.size()) return;
   const size_t bytes = agg ? agg->MemoryBytes() : 0;
-  days_.Put({app, offset_min, day}, std::move(agg), bytes);
+  days_.PutIf({app, offset_min, day}, std::move(agg), bytes,
+              [this, &tx] { return epoch_.load(std::memory_order_acquire) == tx.epoch; });
 }
 
 size_t Rollups::hot_bytes_estimate() const {

@@ -57,6 +57,15 @@ struct DayAgg {
   size_t MemoryBytes() const;
 };
 
+// A reader's view: its connection, inside one read transaction, and the cache
+// epoch read before that transaction began (Rollups::cache_epoch): what it
+// reads from disk is cached only if no bucket left memory or changed on disk
+// since, so an old snapshot never replaces a newer version in a cache.
+struct ReadTx {
+  SqliteDb& db;
+  uint64_t epoch = 0;
+};
+
 // A bucket as a reader got it.
 struct CoreRef {
   int64_t bucket = 0;
@@ -118,16 +127,19 @@ class Rollups {
   // The first and last present bucket; false when the app has none.
   bool Span(int64_t app, int64_t* first, int64_t* last) const;
   // The cores of `buckets` (ascending, present), from memory or through `db`.
-  Status Cores(int64_t app, std::span<const int64_t> buckets, SqliteDb& db,
+  Status Cores(int64_t app, std::span<const int64_t> buckets, const ReadTx& tx,
                std::vector<CoreRef>* out);
   // The values of (event, key) in `buckets` (ascending); null where none.
   Status PropSlots(int64_t app, uint32_t event, uint32_t key, std::span<const int64_t> buckets,
-                   SqliteDb& db, std::vector<std::shared_ptr<const PropValues>>* out);
+                   const ReadTx& tx, std::vector<std::shared_ptr<const PropValues>>* out);
 
   std::shared_ptr<const DayAgg> CachedDay(int64_t app, int offset_min, int64_t day);
   // Caches `agg` unless one of the buckets it was built from changed meanwhile.
   void CacheDay(int64_t app, int offset_min, int64_t day, std::shared_ptr<const DayAgg> agg,
-                std::span<const CoreRef> built_from);
+                std::span<const CoreRef> built_from, const ReadTx& tx);
+
+  // Moves on whenever a bucket leaves memory or is rewritten on disk by a delete.
+  uint64_t cache_epoch() const { return epoch_.load(std::memory_order_acquire); }
 
   size_t hot_bytes_estimate() const;
   struct CacheStats {
@@ -198,6 +210,7 @@ class Rollups {
   std::atomic<int64_t> mark_{0};
   std::atomic<size_t> dirty_events_{0};
   std::atomic<uint64_t> touch_clock_{0};
+  std::atomic<uint64_t> epoch_{0};
   mutable std::shared_mutex apps_mu_;
   std::unordered_map<int64_t, std::unique_ptr<App>> apps_;
   LruCache<CoreKey, BucketCore, CoreKeyHash> cores_;

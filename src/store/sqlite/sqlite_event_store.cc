@@ -286,65 +286,65 @@ class SqliteEventStore final : public EventStore {
   // ---- Reads (any thread).
 
   Status Export(std::string_view app_id, const std::function<void(const Event&)>& sink) override {
-    return Read<bool>(app_id, /*needs_ready=*/false, [&](int64_t app, SqliteDb& db) -> Result<bool> {
-             NUCLEON_RETURN_IF_ERROR(users_->Export(app, app_id, sink, db));
+    return Read<bool>(app_id, /*needs_ready=*/false, [&](int64_t app, const ReadTx& tx) -> Result<bool> {
+             NUCLEON_RETURN_IF_ERROR(users_->Export(app, app_id, sink, tx.db));
              return true;
            }).status();
   }
 
   Result<StoreStats> Stats(std::string_view app_id) override {
     if (app_id.empty()) {
-      return Read<StoreStats>("", false, [&](int64_t, SqliteDb& db) { return users_->Stats(0, true, db); });
+      return Read<StoreStats>("", false, [&](int64_t, const ReadTx& tx) { return users_->Stats(0, true, tx.db); });
     }
     return Read<StoreStats>(app_id, false,
-                            [&](int64_t app, SqliteDb& db) { return users_->Stats(app, false, db); });
+                            [&](int64_t app, const ReadTx& tx) { return users_->Stats(app, false, tx.db); });
   }
 
   Result<QuickGlanceCounts> QuickGlance(std::string_view app_id, int64_t from_ms,
                                         int64_t to_ms) override {
-    return Read<QuickGlanceCounts>(app_id, true, [&](int64_t app, SqliteDb& db) {
-      return analytics_->QuickGlance(app, from_ms, to_ms, db);
+    return Read<QuickGlanceCounts>(app_id, true, [&](int64_t app, const ReadTx& tx) {
+      return analytics_->QuickGlance(app, from_ms, to_ms, tx);
     });
   }
 
   Result<DailyAnalytics> Daily(std::string_view app_id, const QueryRange& range) override {
-    return Read<DailyAnalytics>(app_id, true, [&](int64_t app, SqliteDb& db) {
-      return analytics_->Daily(app, range, db);
+    return Read<DailyAnalytics>(app_id, true, [&](int64_t app, const ReadTx& tx) {
+      return analytics_->Daily(app, range, tx);
     });
   }
 
   Result<DailyCounts> EventCounts(std::string_view app_id, const QueryRange& range,
                                   bool errors) override {
-    return Read<DailyCounts>(app_id, true, [&](int64_t app, SqliteDb& db) {
-      return analytics_->EventCounts(app, range, errors, db);
+    return Read<DailyCounts>(app_id, true, [&](int64_t app, const ReadTx& tx) {
+      return analytics_->EventCounts(app, range, errors, tx);
     });
   }
 
   Result<std::vector<EventPropKeys>> EventProps(std::string_view app_id,
                                                 const QueryRange& range) override {
-    return Read<std::vector<EventPropKeys>>(app_id, true, [&](int64_t app, SqliteDb& db) {
-      return analytics_->EventProps(app, range, db);
+    return Read<std::vector<EventPropKeys>>(app_id, true, [&](int64_t app, const ReadTx& tx) {
+      return analytics_->EventProps(app, range, tx);
     });
   }
 
   Result<std::vector<ValueCount>> EventAttribute(std::string_view app_id, const QueryRange& range,
                                                  std::string_view event,
                                                  std::string_view attr) override {
-    return Read<std::vector<ValueCount>>(app_id, true, [&](int64_t app, SqliteDb& db) {
-      return analytics_->EventAttribute(app, range, event, attr, db);
+    return Read<std::vector<ValueCount>>(app_id, true, [&](int64_t app, const ReadTx& tx) {
+      return analytics_->EventAttribute(app, range, event, attr, tx);
     });
   }
 
   Result<UserList> Users(std::string_view app_id, int64_t page, int64_t limit) override {
-    return Read<UserList>(app_id, true, [&](int64_t app, SqliteDb& db) {
-      return users_->Users(app, app_id, page, limit, db);
+    return Read<UserList>(app_id, true, [&](int64_t app, const ReadTx& tx) {
+      return users_->Users(app, app_id, page, limit, tx.db);
     });
   }
 
   Result<UserDetails> User(std::string_view app_id, std::string_view user_key) override {
-    auto r = Read<UserDetails>(app_id, true, [&](int64_t app, SqliteDb& db) -> Result<UserDetails> {
+    auto r = Read<UserDetails>(app_id, true, [&](int64_t app, const ReadTx& tx) -> Result<UserDetails> {
       if (app == 0) return Status::NotFound("unknown user " + std::string(user_key));
-      return users_->User(app, app_id, user_key, db);
+      return users_->User(app, app_id, user_key, tx.db);
     });
     return r;
   }
@@ -353,27 +353,27 @@ class SqliteEventStore final : public EventStore {
                                                std::string_view session_id,
                                                std::string_view device_id) override {
     return Read<std::vector<EventView>>(
-        app_id, true, [&](int64_t app, SqliteDb& db) -> Result<std::vector<EventView>> {
+        app_id, true, [&](int64_t app, const ReadTx& tx) -> Result<std::vector<EventView>> {
           if (app == 0) return Status::NotFound("unknown user " + std::string(user_key));
-          return users_->SessionEvents(app, app_id, user_key, session_id, device_id, db);
+          return users_->SessionEvents(app, app_id, user_key, session_id, device_id, tx.db);
         });
   }
 
   Result<EventView> DeviceContext(std::string_view app_id, std::string_view device_id) override {
-    return Read<EventView>(app_id, true, [&](int64_t app, SqliteDb& db) -> Result<EventView> {
+    return Read<EventView>(app_id, true, [&](int64_t app, const ReadTx& tx) -> Result<EventView> {
       if (app == 0) return Status::NotFound("unknown device");
-      return users_->DeviceContext(app, device_id, db);
+      return users_->DeviceContext(app, device_id, tx.db);
     });
   }
 
   EventView WithSessionContext(const Event& event) override {
-    auto r = Read<EventView>(event.app_id, true, [&](int64_t app, SqliteDb& db) -> Result<EventView> {
+    auto r = Read<EventView>(event.app_id, true, [&](int64_t app, const ReadTx& tx) -> Result<EventView> {
       if (app == 0) {
         EventView v;
         v.event = event;
         return v;
       }
-      return users_->WithSessionContext(app, event, db);
+      return users_->WithSessionContext(app, event, tx.db);
     });
     if (r.ok()) return std::move(*r);
     EventView v;
@@ -396,7 +396,7 @@ class SqliteEventStore final : public EventStore {
   // when a user delete landed meanwhile (see the top of this file).
   template <typename T>
   Result<T> Read(std::string_view app_id, bool needs_ready,
-                 const std::function<Result<T>(int64_t, SqliteDb&)>& fn) {
+                 const std::function<Result<T>(int64_t, const ReadTx&)>& fn) {
     if (needs_ready && !analytics_) {
       return Status::Internal("a read-only store answers the export and the counts only");
     }
@@ -415,6 +415,8 @@ class SqliteEventStore final : public EventStore {
         gate.lock();
         seq = delete_seq_.load(std::memory_order_acquire);
       }
+      // Read before the snapshot begins (see ReadTx).
+      const ReadTx tx{db, rollups_ ? rollups_->cache_epoch() : 0};
       NUCLEON_RETURN_IF_ERROR(db.Exec("BEGIN"));
       Result<T> result = [&]() -> Result<T> {
         int64_t app = 0;
@@ -426,7 +428,7 @@ class SqliteEventStore final : public EventStore {
           if ((*q)->Step(&st)) app = (*q)->Int(0);
           NUCLEON_RETURN_IF_ERROR(st);
         }
-        return fn(app, db);
+        return fn(app, tx);
       }();
       (void)db.Exec("COMMIT");
       if (locked || delete_seq_.load(std::memory_order_acquire) == seq) return result;
