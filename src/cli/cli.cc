@@ -38,7 +38,7 @@ constexpr const char* kUsage = R"(usage: nucleon COMMAND [ARGS] [--data DIR]
         [--track-rate N] [--track-burst N] [--api-rate N] [--api-burst N]
         [--max-connections N] [--max-connections-per-ip N] [--header-timeout S]
         [--body-timeout S] [--body-min-rate BYTES] [--ws-idle-timeout S]
-        [--max-pending-events N] [--cache-mb N]
+        [--max-pending-events N] [--cache-mb N] [--checkpoint-interval S]
                               serve the tracking protocol and the API
   app create NAME             create an app; prints {"appId","token"}
   app list                    list apps, one JSON object per line
@@ -69,7 +69,7 @@ const std::map<std::string, bool>& KnownFlags() {
       {"api-rate", true}, {"api-burst", true}, {"max-connections", true},
       {"max-connections-per-ip", true}, {"header-timeout", true}, {"body-timeout", true},
       {"body-min-rate", true}, {"ws-idle-timeout", true}, {"max-pending-events", true},
-      {"cache-mb", true}};
+      {"cache-mb", true}, {"checkpoint-interval", true}};
   return kFlags;
 }
 
@@ -227,6 +227,12 @@ int Serve(const Args& args, const std::string& data) {
   store_options.fsync_full = fsync == "full";
   if (!NumberFlag(args, "cache-mb", &store_options.cache_mb, &bad)) return Usage(bad);
   if (store_options.cache_mb < 16) return Usage("--cache-mb must be at least 16");
+  if (!NumberFlag(args, "checkpoint-interval", &store_options.checkpoint_interval_s, &bad)) {
+    return Usage(bad);
+  }
+  if (store_options.checkpoint_interval_s > 3600) {
+    return Usage("--checkpoint-interval is at most 3600 seconds");
+  }
   auto store = OpenSqliteEventStore(data, store_options);
   if (!store.ok()) return Fail(store.status());
   auto catalog = OpenSqliteCatalog(data);
@@ -287,8 +293,10 @@ int Serve(const Args& args, const std::string& data) {
   api_deps.openapi_json = std::string(OpenApiJson());
   Api api(std::move(api_deps));
   RateLimiter track_limiter(RateLimiterOptions{lim.track_rate, lim.track_burst, 100000});
+  EventStore* event_store = store->get();
   Router router(RouterDeps{&registry, &ingestor, &committer, &counters, &api,
-                           track_limiter.enabled() ? &track_limiter : nullptr, &server_counters});
+                           track_limiter.enabled() ? &track_limiter : nullptr, &server_counters,
+                           [event_store] { return event_store->Ready(); }});
   HttpServerOptions options;
   options.host = host;
   options.port = port;

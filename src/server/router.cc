@@ -104,7 +104,11 @@ void Router::Handle(const HttpRequest& request, Respond respond) {
     if (request.method != "GET" && request.method != "HEAD") {
       return finish(ErrorResponse(Status::MethodNotAllowed("use GET for /healthz")));
     }
-    if (deps_.committer->Healthy()) return finish(Json(200, "{\"status\":\"ok\"}"));
+    if (deps_.committer->Healthy()) {
+      const bool ready = !deps_.ready || deps_.ready();
+      return finish(Json(200, ready ? "{\"status\":\"ok\",\"ready\":true}"
+                                    : "{\"status\":\"ok\",\"ready\":false}"));
+    }
     return finish(Json(503, "{\"status\":\"unavailable\",\"error\":\"storage is not writable\"}"));
   }
 

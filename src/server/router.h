@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -36,6 +37,8 @@ struct RouterDeps {
   // Per client address (HttpRequest::client_key), for tracking over HTTP; may be absent.
   RateLimiter* tracking_limiter = nullptr;
   ServerCounters* server_counters = nullptr;  // may be absent
+  // Whether the API answers yet (shown by /healthz); absent: always.
+  std::function<bool()> ready = nullptr;
 };
 
 class Router {

@@ -145,7 +145,7 @@ class RouterTest : public ::testing::Test {
 TEST_F(RouterTest, HealthzIsOkWhileStorageIsWritable) {
   HttpResponse r = Call("GET", "/healthz");
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(r.body, "{\"status\":\"ok\"}");
+  EXPECT_EQ(r.body, "{\"status\":\"ok\",\"ready\":true}");
   EXPECT_EQ(r.content_type, "application/json");
   EXPECT_EQ(Call("HEAD", "/healthz").status, 200);
   ExpectJsonError(Call("POST", "/healthz"), 405);

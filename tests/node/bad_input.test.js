@@ -679,7 +679,7 @@ describe('bad input on the tracking endpoints', { timeout: 10 * 60 * 1000 }, () 
 
       const h = await request(ctx.port, { method: 'GET', path: '/healthz' });
       assert.equal(h.status, 200);
-      assert.deepEqual(h.json, { status: 'ok' });
+      assert.deepEqual(h.json, { status: 'ok', ready: true });
       assert.deepEqual(crashes, [], 'the server died during the rows (it was restarted to run the rest)');
     } catch (e) { failures++; throw e; }
   });

@@ -59,7 +59,6 @@ using Clock = std::chrono::steady_clock;
 // one, or this long after the first of them: the tail a restart replays stays
 // small whatever the history.
 constexpr size_t kCheckpointEvents = 200000;
-constexpr auto kCheckpointInterval = std::chrono::seconds(5);
 
 // How --cache-mb is shared.
 struct Budget {
@@ -215,7 +214,9 @@ class SqliteEventStore final : public EventStore {
     if (options_.read_only || !Ready() || failed_.load()) return false;
     const size_t dirty = rollups_->dirty_events();
     if (dirty == 0) return false;
-    return closing || dirty >= kCheckpointEvents || Clock::now() - last_checkpoint_ >= kCheckpointInterval;
+    return closing || dirty >= kCheckpointEvents ||
+           Clock::now() - last_checkpoint_ >=
+               std::chrono::duration<double>(options_.checkpoint_interval_s);
   }
 
   // The rollup checkpoint: every dirty bucket and the new mark, in one transaction.

@@ -25,6 +25,9 @@ struct SqliteStoreOptions {
   // Memory for caches (decoded rollups, day aggregates, the writer's working
   // set, SQLite's page caches), in MiB.
   size_t cache_mb = 128;
+  // The longest time events stay out of the rollups on disk (the checkpoint
+  // interval), in seconds: what a restart after a crash replays.
+  double checkpoint_interval_s = 5;
 };
 
 // Opens `<data_dir>/events.db`, creating and migrating it when needed. The

@@ -150,7 +150,7 @@ class Server {
   get endpoint() { return `ws://127.0.0.1:${this.port}`; }
   get httpBase() { return `http://127.0.0.1:${this.port}`; }
 
-  async start({ timeoutMs = 20000 } = {}) {
+  async start({ timeoutMs = 20000, waitReady = true } = {}) {
     if (!this.port) this.port = await freePort();
     this.proc = spawn(binary, ['serve', '--data', this.dataDir, '--listen', `127.0.0.1:${this.port}`, ...this.args], {
       env: { ...process.env, ...this.env },
@@ -166,8 +166,10 @@ class Server {
     while (Date.now() < deadline) {
       if (this.proc.exitCode !== null) throw new Error(`nucleon exited early:\n${this.log}`);
       try {
+        // Up, and its API answering (`ready`: the read side is loaded; a server
+        // without that field is always ready), unless the test wants it earlier.
         const r = await httpRequest(this.port, 'GET', '/healthz', { timeout: 1000 });
-        if (r.status === 200) return this;
+        if (r.status === 200 && (!waitReady || !r.json || r.json.ready !== false)) return this;
       } catch (_) { /* not up yet */ }
       await sleep(50);
     }
