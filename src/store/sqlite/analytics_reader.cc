@@ -166,27 +166,34 @@ Status AnalyticsReader::CollectPieces(int64_t app, int64_t from_ms, int64_t to_m
         lo = std::min(lo, raw_cuts[j].lo);
         hi = std::max(hi, raw_cuts[j].hi);
       }
+      // The bucket's rows are in its runs (with maybe others, filtered out here).
       auto q = db.Cached(
-          "SELECT time_ms, type, user, name, body FROM events WHERE app = ? AND time_ms BETWEEN ? AND ?");
+          "SELECT time_ms, type, user, name, body FROM events WHERE id BETWEEN ? AND ?"
+          " AND app = ? AND time_ms BETWEEN ? AND ?");
       if (!q.ok()) return q.status();
-      (*q)->Bind(1, app);
-      (*q)->Bind(2, lo);
-      (*q)->Bind(3, hi);
       Status st;
-      while ((*q)->Step(&st)) {
-        const int64_t t = (*q)->Int(0);
-        size_t k = i;
-        while (k <= j && !(t >= raw_cuts[k].lo && t <= raw_cuts[k].hi)) ++k;
-        if (k > j) continue;
-        const auto type = static_cast<EventType>((*q)->Int(1));
-        const bool props = with_props && (type == EventType::kInit || type == EventType::kEvent);
-        const bool needs_body = type == EventType::kInit || props;
-        const BodyParts body = needs_body ? ParseBody((*q)->Blob(4)) : BodyParts();
-        builder.AddStored(t, type, static_cast<uint32_t>((*q)->Int(2)),
-                          static_cast<uint32_t>((*q)->Int(3)), body, props);
-        event_cut.emplace_back(t, k);
+      for (const auto& [first_id, last_id] : core_of(raw_cuts[i].bucket).core->runs) {
+        (*q)->Bind(1, first_id);
+        (*q)->Bind(2, last_id);
+        (*q)->Bind(3, app);
+        (*q)->Bind(4, lo);
+        (*q)->Bind(5, hi);
+        while ((*q)->Step(&st)) {
+          const int64_t t = (*q)->Int(0);
+          size_t k = i;
+          while (k <= j && !(t >= raw_cuts[k].lo && t <= raw_cuts[k].hi)) ++k;
+          if (k > j) continue;
+          const auto type = static_cast<EventType>((*q)->Int(1));
+          const bool props = with_props && (type == EventType::kInit || type == EventType::kEvent);
+          const bool needs_body = type == EventType::kInit || props;
+          const BodyParts body = needs_body ? ParseBody((*q)->Blob(4)) : BodyParts();
+          builder.AddStored(0, t, type, static_cast<uint32_t>((*q)->Int(2)),
+                            static_cast<uint32_t>((*q)->Int(3)), body, props);
+          event_cut.emplace_back(t, k);
+        }
+        NUCLEON_RETURN_IF_ERROR(st);
+        (*q)->Reset();
       }
-      NUCLEON_RETURN_IF_ERROR(st);
       i = j + 1;
     }
     // Group the built events by cut window.

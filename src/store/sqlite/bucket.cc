@@ -1,6 +1,7 @@
 #include "store/sqlite/bucket.h"
 
 #include <algorithm>
+#include <iterator>
 #include <tuple>
 
 #include "store/sqlite/byte_io.h"
@@ -105,7 +106,51 @@ size_t RoaringBytes(const Roaring& r) { return r.getSizeInBytes(false) + 48; }
 
 }  // namespace
 
+void BucketCore::NoteRow(int64_t id) {
+  // Rows mostly come in increasing order: the last run is the usual place.
+  if (!runs.empty() && id >= runs.back().first) {
+    if (id <= runs.back().second) return;
+    if (id - runs.back().second <= kRunGap) {
+      runs.back().second = id;
+      return;
+    }
+    runs.emplace_back(id, id);
+  } else {
+    auto it = std::lower_bound(runs.begin(), runs.end(), std::make_pair(id, id));
+    // `it` is the first run starting after id (or at it); the one before may hold it.
+    if (it != runs.begin() && std::prev(it)->second >= id) return;
+    if (it != runs.end() && it->first == id) return;
+    const bool join_prev = it != runs.begin() && id - std::prev(it)->second <= kRunGap;
+    const bool join_next = it != runs.end() && it->first - id <= kRunGap;
+    if (join_prev && join_next) {
+      std::prev(it)->second = it->second;
+      runs.erase(it);
+    } else if (join_prev) {
+      std::prev(it)->second = id;
+    } else if (join_next) {
+      it->first = id;
+    } else {
+      runs.insert(it, {id, id});
+    }
+  }
+  if (runs.size() > kMaxRuns) {
+    // Too many: merge the two runs closest to each other.
+    size_t best = 0;
+    int64_t best_gap = INT64_MAX;
+    for (size_t i = 0; i + 1 < runs.size(); ++i) {
+      const int64_t gap = runs[i + 1].first - runs[i].second;
+      if (gap < best_gap) {
+        best_gap = gap;
+        best = i;
+      }
+    }
+    runs[best].second = runs[best + 1].second;
+    runs.erase(runs.begin() + static_cast<std::ptrdiff_t>(best) + 1);
+  }
+}
+
 void BucketCore::Add(const RollupEvent& e) {
+  if (e.id > 0) NoteRow(e.id);
   users.add(e.user);
   min_ms = std::min(min_ms, e.time_ms);
   max_ms = std::max(max_ms, e.time_ms);
@@ -173,7 +218,7 @@ void BucketCore::RemoveUser(uint32_t user, const std::vector<RollupEvent>& remov
 
 size_t BucketCore::MemoryBytes() const {
   size_t n = sizeof(*this) + RoaringBytes(users) + (events.capacity() + errors.capacity()) * 8 +
-             prop_keys.capacity() * sizeof(PropKey);
+             prop_keys.capacity() * sizeof(PropKey) + runs.capacity() * 16;
   for (const DimUsers& d : dims) n += sizeof(DimUsers) + RoaringBytes(d.users);
   return n;
 }
@@ -201,6 +246,13 @@ void BucketCore::Encode(std::string* out) const {
     w.Varint(k.key);
     w.Byte(k.kind);
     w.Varint(k.occurrences);
+  }
+  w.Varint(runs.size());
+  int64_t prev = 0;
+  for (const auto& [first, last] : runs) {
+    w.Varint(static_cast<uint64_t>(first - prev));
+    w.Varint(static_cast<uint64_t>(last - first));
+    prev = last;
   }
 }
 
@@ -230,11 +282,20 @@ bool BucketCore::Decode(std::string_view in, BucketCore* b) {
     k.kind = r.Byte();
     k.occurrences = static_cast<uint32_t>(r.Varint());
   }
+  const uint64_t nruns = r.Varint();
+  if (!r.ok() || nruns > r.remaining()) return false;
+  b->runs.resize(static_cast<size_t>(nruns));
+  int64_t prev = 0;
+  for (auto& [first, last] : b->runs) {
+    first = prev + static_cast<int64_t>(r.Varint());
+    last = first + static_cast<int64_t>(r.Varint());
+    prev = last;
+  }
   return r.ok() && r.done();
 }
 
 bool BucketCore::operator==(const BucketCore& o) const {
-  if (inits != o.inits || min_ms != o.min_ms || max_ms != o.max_ms || !(users == o.users) ||
+  if (inits != o.inits || !(users == o.users) ||
       events != o.events || errors != o.errors || dims.size() != o.dims.size() ||
       prop_keys.size() != o.prop_keys.size()) {
     return false;

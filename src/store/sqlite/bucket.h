@@ -10,6 +10,11 @@
 //               (event, key, value type) with their number of occurrences;
 //   PropValues  for one (event, property key): count per value.
 //
+// A core also knows where its events are in the events table: runs of row ids
+// that hold all of them (and maybe other rows, which readers filter out).
+// Events arrive close to the time they happened, so a bucket's rows are mostly
+// one run; that is what lets the table do without an index on time.
+//
 // Both are exact and reversible: an event is added once (Add), and a deleted
 // user's events are taken out again (RemoveUser), leaving the bucket exactly as
 // if they had never been added. Both have a compact binary form (Encode/Decode)
@@ -41,6 +46,7 @@ inline constexpr size_t kDims = static_cast<size_t>(Dim::kCount);
 
 // What a rollup needs of one stored event (heartbeats are never events).
 struct RollupEvent {
+  int64_t id = 0;  // the event's row id (0: unknown, e.g. a piece built from raw rows)
   int64_t time_ms = 0;
   EventType type = EventType::kEvent;
   uint32_t user = 0;  // the user row
@@ -75,15 +81,24 @@ struct BucketCore {
   std::vector<std::pair<uint32_t, uint32_t>> errors;  // name id -> count, by id
   std::vector<DimUsers> dims;                         // by (dim, value)
   std::vector<PropKey> prop_keys;                     // by (event, key, kind)
+  // Inclusive row id ranges holding every event of the bucket, ascending and
+  // disjoint. A superset: RemoveUser leaves them, rows that are gone are not found.
+  std::vector<std::pair<int64_t, int64_t>> runs;
+  static constexpr size_t kMaxRuns = 4096;
+  static constexpr int64_t kRunGap = 64;  // rows between runs worth scanning to save a run
 
   bool empty() const { return users.isEmpty(); }
   void Add(const RollupEvent& e);
   // Takes out `user` and the given events of theirs (every one of their events
   // in this bucket). min_ms/max_ms stay as bounds (possibly wider than needed).
   void RemoveUser(uint32_t user, const std::vector<RollupEvent>& events);
+  // Records that row `id` holds one of the bucket's events.
+  void NoteRow(int64_t id);
   size_t MemoryBytes() const;
   void Encode(std::string* out) const;
   static bool Decode(std::string_view in, BucketCore* out);
+  // Equal aggregates (what the API's numbers are made of); the bounds
+  // min_ms/max_ms and the row runs are not compared.
   bool operator==(const BucketCore& o) const;
 };
 

@@ -1,16 +1,14 @@
 #include "store/sqlite/event_codec.h"
 
-#include <boost/json.hpp>
-
+#include <cctype>
 #include <charconv>
 #include <cmath>
+#include <vector>
 
 #include "core/normalize.h"
 #include "store/sqlite/byte_io.h"
 
 namespace nucleon {
-
-namespace json = boost::json;
 
 namespace {
 
@@ -29,7 +27,7 @@ enum Flag : uint32_t {
 };
 
 enum Tag : uint8_t {
-  kNull = 0, kFalse = 1, kTrue = 2, kInt = 3, kUint = 4, kDouble = 5, kString = 6, kJson = 7,
+  kNull = 0, kFalse = 1, kTrue = 2, kInt = 3, kUint = 4, kNumberText = 5, kString = 6, kJson = 7,
 };
 
 int HexValue(char c) {
@@ -38,29 +36,335 @@ int HexValue(char c) {
   return -1;
 }
 
-// Encodes a JSON object's members; false when `text` is not an object.
-bool EncodePayload(std::string_view text, StringDictionary& dict, ByteWriter& w) {
-  unsigned char buffer[8192];
-  json::monotonic_resource mr(buffer, sizeof buffer);
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec, &mr);
-  if (ec || !v.is_object()) return false;
-  const json::object& obj = v.get_object();
-  w.Varint(obj.size());
-  for (const auto& kv : obj) {
-    w.Varint(dict.Intern(kv.key()));
-    const json::value& val = kv.value();
-    switch (val.kind()) {
-      case json::kind::null: w.Byte(kNull); break;
-      case json::kind::bool_: w.Byte(val.get_bool() ? kTrue : kFalse); break;
-      case json::kind::int64: w.Byte(kInt); w.Signed(val.get_int64()); break;
-      case json::kind::uint64: w.Byte(kUint); w.Varint(val.get_uint64()); break;
-      case json::kind::double_: w.Byte(kDouble); w.Double(val.get_double()); break;
-      case json::kind::string: w.Byte(kString); w.String(val.get_string()); break;
-      default: w.Byte(kJson); w.String(json::serialize(val)); break;
+// ---- A small reader of one JSON object's members, keeping each value's text.
+// Numbers are kept as written (a parse and print could change a double's
+// text), strings unescaped, nested values as their text.
+struct Member {
+  std::string key;  // unescaped
+  enum class Kind { kNull, kFalse, kTrue, kNumber, kString, kNested } kind = Kind::kNull;
+  std::string_view raw;  // numbers and nested values: their text
+  std::string str;       // strings: unescaped
+};
+
+class ObjectScanner {
+ public:
+  explicit ObjectScanner(std::string_view s) : s_(s) {}
+
+  bool Scan(std::vector<Member>* out) {
+    out->clear();
+    Ws();
+    if (!Eat('{')) return false;
+    Ws();
+    if (Eat('}')) return Ws(), p_ == s_.size();
+    for (;;) {
+      Member m;
+      Ws();
+      if (!String(&m.key)) return false;
+      Ws();
+      if (!Eat(':')) return false;
+      Ws();
+      if (!Value(&m)) return false;
+      out->push_back(std::move(m));
+      Ws();
+      if (Eat(',')) continue;
+      if (!Eat('}')) return false;
+      Ws();
+      return p_ == s_.size();
     }
   }
-  return true;
+
+ private:
+  void Ws() {
+    while (p_ < s_.size() && (s_[p_] == ' ' || s_[p_] == '\t' || s_[p_] == '\n' || s_[p_] == '\r')) ++p_;
+  }
+  bool Eat(char c) {
+    if (p_ < s_.size() && s_[p_] == c) {
+      ++p_;
+      return true;
+    }
+    return false;
+  }
+  static void Utf8(uint32_t cp, std::string* out) {
+    if (cp < 0x80) {
+      out->push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+      out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+      out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else {
+      out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+  }
+  bool Hex4(uint32_t* v) {
+    if (s_.size() - p_ < 4) return false;
+    *v = 0;
+    for (int i = 0; i < 4; ++i) {
+      const char c = s_[p_++];
+      const int d = (c >= '0' && c <= '9') ? c - '0'
+                    : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                    : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                                             : -1;
+      if (d < 0) return false;
+      *v = *v * 16 + static_cast<uint32_t>(d);
+    }
+    return true;
+  }
+  bool String(std::string* out) {
+    if (!Eat('"')) return false;
+    out->clear();
+    while (p_ < s_.size()) {
+      const char c = s_[p_++];
+      if (c == '"') return true;
+      if (static_cast<unsigned char>(c) < 0x20) return false;
+      if (c != '\\') {
+        out->push_back(c);
+        continue;
+      }
+      if (p_ >= s_.size()) return false;
+      const char e = s_[p_++];
+      switch (e) {
+        case '"': out->push_back('"'); break;
+        case '\\': out->push_back('\\'); break;
+        case '/': out->push_back('/'); break;
+        case 'b': out->push_back('\b'); break;
+        case 'f': out->push_back('\f'); break;
+        case 'n': out->push_back('\n'); break;
+        case 'r': out->push_back('\r'); break;
+        case 't': out->push_back('\t'); break;
+        case 'u': {
+          uint32_t cp = 0;
+          if (!Hex4(&cp)) return false;
+          if (cp >= 0xD800 && cp < 0xDC00) {
+            uint32_t lo = 0;
+            if (!Eat('\\') || !Eat('u') || !Hex4(&lo) || lo < 0xDC00 || lo >= 0xE000) return false;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+          } else if (cp >= 0xDC00 && cp < 0xE000) {
+            return false;
+          }
+          Utf8(cp, out);
+          break;
+        }
+        default: return false;
+      }
+    }
+    return false;
+  }
+  bool Number(std::string_view* raw) {
+    const size_t start = p_;
+    Eat('-');
+    if (p_ >= s_.size() || !std::isdigit(static_cast<unsigned char>(s_[p_]))) return false;
+    if (s_[p_] == '0') {
+      ++p_;
+    } else {
+      while (p_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[p_]))) ++p_;
+    }
+    if (Eat('.')) {
+      if (p_ >= s_.size() || !std::isdigit(static_cast<unsigned char>(s_[p_]))) return false;
+      while (p_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[p_]))) ++p_;
+    }
+    if (p_ < s_.size() && (s_[p_] == 'e' || s_[p_] == 'E')) {
+      ++p_;
+      if (!Eat('+')) Eat('-');
+      if (p_ >= s_.size() || !std::isdigit(static_cast<unsigned char>(s_[p_]))) return false;
+      while (p_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[p_]))) ++p_;
+    }
+    *raw = s_.substr(start, p_ - start);
+    return true;
+  }
+  // Skips a nested object or array, strings included.
+  bool Nested(std::string_view* raw) {
+    const size_t start = p_;
+    int depth = 0;
+    while (p_ < s_.size()) {
+      const char c = s_[p_];
+      if (c == '"') {
+        std::string ignored;
+        if (!String(&ignored)) return false;
+        continue;
+      }
+      ++p_;
+      if (c == '{' || c == '[') ++depth;
+      if (c == '}' || c == ']') {
+        if (--depth == 0) {
+          *raw = s_.substr(start, p_ - start);
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+  bool Literal(std::string_view word) {
+    if (s_.substr(p_, word.size()) != word) return false;
+    p_ += word.size();
+    return true;
+  }
+  bool Value(Member* m) {
+    if (p_ >= s_.size()) return false;
+    const char c = s_[p_];
+    if (c == '"') {
+      m->kind = Member::Kind::kString;
+      return String(&m->str);
+    }
+    if (c == '{' || c == '[') {
+      m->kind = Member::Kind::kNested;
+      return Nested(&m->raw);
+    }
+    if (c == 't') return m->kind = Member::Kind::kTrue, Literal("true");
+    if (c == 'f') return m->kind = Member::Kind::kFalse, Literal("false");
+    if (c == 'n') return m->kind = Member::Kind::kNull, Literal("null");
+    m->kind = Member::Kind::kNumber;
+    return Number(&m->raw);
+  }
+
+  std::string_view s_;
+  size_t p_ = 0;
+};
+
+// The whole of [begin, end) as an integer of type T, within its range.
+template <typename T>
+bool Parses(const char* begin, const char* end, T* out) {
+  const auto res = std::from_chars(begin, end, *out);
+  return res.ec == std::errc() && res.ptr == end;
+}
+
+bool IsPlainInteger(std::string_view t) {
+  if (t.empty()) return false;
+  for (size_t i = t.front() == '-' ? 1 : 0; i < t.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(t[i]))) return false;
+  }
+  return t.size() > (t.front() == '-' ? 1u : 0u);
+}
+
+// A JSON string as the payload text holds it: quotes, backslashes and control
+// characters escaped, everything else (UTF-8 included) as it is.
+void AppendEscaped(std::string_view s, std::string* out) {
+  static const char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\b': out->append("\\b"); break;
+      case '\f': out->append("\\f"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default:
+        if (u < 0x20) {
+          out->append("\\u00");
+          out->push_back(kHex[u >> 4]);
+          out->push_back(kHex[u & 15]);
+        } else {
+          out->push_back(c);
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+// The binary members of a payload (count first) back to JSON text; false when corrupt.
+bool PayloadText(std::string_view bin, const StringDictionary& dict, std::string* out) {
+  ByteReader r(bin);
+  const uint64_t count = r.Varint();
+  out->clear();
+  out->push_back('{');
+  for (uint64_t i = 0; i < count && r.ok(); ++i) {
+    if (i) out->push_back(',');
+    AppendEscaped(dict.Text(static_cast<uint32_t>(r.Varint())), out);
+    out->push_back(':');
+    char buf[24];
+    switch (r.Byte()) {
+      case kNull: out->append("null"); break;
+      case kFalse: out->append("false"); break;
+      case kTrue: out->append("true"); break;
+      case kInt: out->append(buf, std::to_chars(buf, buf + sizeof buf, r.Signed()).ptr); break;
+      case kUint: out->append(buf, std::to_chars(buf, buf + sizeof buf, r.Varint()).ptr); break;
+      case kNumberText: case kJson: out->append(r.String()); break;
+      case kString: AppendEscaped(r.String(), out); break;
+      default: return false;
+    }
+  }
+  out->push_back('}');
+  return r.ok() && r.done();
+}
+
+// Encodes the members of a JSON object text; false when it is not one (or
+// would not come back byte for byte: then the text is stored as it is).
+bool EncodePayload(std::string_view text, StringDictionary& dict, std::string* out) {
+  thread_local std::vector<Member> members;
+  ObjectScanner scanner(text);
+  if (!scanner.Scan(&members)) return false;
+  out->clear();
+  ByteWriter w(out);
+  w.Varint(members.size());
+  for (const Member& m : members) {
+    w.Varint(dict.Intern(m.key));
+    switch (m.kind) {
+      case Member::Kind::kNull: w.Byte(kNull); break;
+      case Member::Kind::kFalse: w.Byte(kFalse); break;
+      case Member::Kind::kTrue: w.Byte(kTrue); break;
+      case Member::Kind::kString: w.Byte(kString); w.String(m.str); break;
+      case Member::Kind::kNested: w.Byte(kJson); w.String(m.raw); break;
+      case Member::Kind::kNumber: {
+        int64_t i = 0;
+        uint64_t u = 0;
+        const char* end = m.raw.data() + m.raw.size();
+        if (IsPlainInteger(m.raw) && Parses(m.raw.data(), end, &i)) {
+          w.Byte(kInt);
+          w.Signed(i);
+        } else if (IsPlainInteger(m.raw) && Parses(m.raw.data(), end, &u)) {
+          w.Byte(kUint);
+          w.Varint(u);
+        } else {
+          w.Byte(kNumberText);
+          w.String(m.raw);
+        }
+        break;
+      }
+    }
+  }
+  thread_local std::string check;
+  return PayloadText(*out, dict, &check) && check == text;
+}
+
+// A scalar member as a property (as store/payload_props.h ScalarProp renders it).
+bool MemberProp(uint8_t tag, std::string_view text, int64_t i, uint64_t u, PropValue* v) {
+  char buf[24];
+  switch (tag) {
+    case kFalse: case kTrue:
+      v->kind = PropValue::Kind::kBool;
+      v->text.assign(tag == kTrue ? "true" : "false");
+      return true;
+    case kInt:
+      v->kind = PropValue::Kind::kNumber;
+      v->text.assign(buf, std::to_chars(buf, buf + sizeof buf, i).ptr);
+      return true;
+    case kUint:
+      v->kind = PropValue::Kind::kNumber;
+      v->text.assign(buf, std::to_chars(buf, buf + sizeof buf, u).ptr);
+      return true;
+    case kNumberText: {
+      double d = 0;
+      const auto res = std::from_chars(text.data(), text.data() + text.size(), d);
+      if (res.ec != std::errc() || !std::isfinite(d)) return false;
+      v->kind = PropValue::Kind::kNumber;
+      v->text = RenderNumber(d);
+      return true;
+    }
+    case kString:
+      v->kind = PropValue::Kind::kString;
+      v->text.assign(text);
+      return true;
+    default:
+      return false;
+  }
 }
 
 }  // namespace
@@ -69,10 +373,10 @@ void EncodeBody(const Event& e, std::string_view user_anon, StringDictionary& di
                 std::string* out) {
   out->clear();
   uint32_t flags = 0;
-  std::string payload;
+  thread_local std::string payload;
+  payload.clear();
   if (!e.payload_json.empty() && e.payload_json != "{}") {
-    ByteWriter pw(&payload);
-    if (EncodePayload(e.payload_json, dict, pw)) {
+    if (EncodePayload(e.payload_json, dict, &payload)) {
       flags |= kPayload;
     } else {
       payload.clear();
@@ -128,8 +432,7 @@ bool SkipValue(ByteReader& r, uint8_t tag) {
   switch (tag) {
     case kNull: case kFalse: case kTrue: return true;
     case kInt: case kUint: r.Varint(); return r.ok();
-    case kDouble: r.Fixed64(); return r.ok();
-    case kString: case kJson: r.String(); return r.ok();
+    case kNumberText: case kString: case kJson: r.String(); return r.ok();
     default: return false;
   }
 }
@@ -214,65 +517,51 @@ void DecodeBodyProps(const BodyParts& p, StringDictionary& dict, std::vector<Bod
     for (uint64_t i = 0; i < count && r.ok(); ++i) {
       const auto key = static_cast<uint32_t>(r.Varint());
       const uint8_t tag = r.Byte();
-      switch (tag) {
-        case kFalse: case kTrue: {
-          BodyProp& bp = next();
-          bp.key = key;
-          bp.value.kind = PropValue::Kind::kBool;
-          bp.value.text.assign(tag == kTrue ? "true" : "false");
-          break;
-        }
-        case kInt: case kUint: {
-          char buf[24];
-          const auto res = tag == kInt ? std::to_chars(buf, buf + sizeof buf, r.Signed())
-                                       : std::to_chars(buf, buf + sizeof buf, r.Varint());
-          BodyProp& bp = next();
-          bp.key = key;
-          bp.value.kind = PropValue::Kind::kNumber;
-          bp.value.text.assign(buf, res.ptr);
-          break;
-        }
-        case kDouble: {
-          const double d = r.Double();
-          if (!std::isfinite(d)) break;
-          BodyProp& bp = next();
-          bp.key = key;
-          bp.value.kind = PropValue::Kind::kNumber;
-          bp.value.text = RenderNumber(d);
-          break;
-        }
-        case kString: {
-          const std::string_view s = r.String();
-          BodyProp& bp = next();
-          bp.key = key;
-          bp.value.kind = PropValue::Kind::kString;
-          bp.value.text.assign(s);
-          break;
-        }
-        default:
-          SkipValue(r, tag);
-          break;
+      int64_t iv = 0;
+      uint64_t uv = 0;
+      std::string_view text;
+      if (tag == kInt) iv = r.Signed();
+      else if (tag == kUint) uv = r.Varint();
+      else if (tag == kNumberText || tag == kString || tag == kJson) text = r.String();
+      else if (tag > kJson) break;
+      BodyProp& bp = next();
+      if (!MemberProp(tag, text, iv, uv, &bp.value)) {
+        --n;
+        continue;
       }
+      bp.key = key;
     }
     if (!r.ok()) n = 0;
   } else if (!p.payload_raw.empty()) {
-    boost::system::error_code ec;
-    json::value v = json::parse(p.payload_raw, ec);
-    if (!ec && v.is_object()) {
-      for (const auto& kv : v.get_object()) {
-        const json::value& val = kv.value();
-        std::optional<PropValue> pv;
-        if (val.is_string()) pv = PropValue{PropValue::Kind::kString, std::string(val.get_string())};
-        else if (val.is_bool()) pv = PropValue{PropValue::Kind::kBool, val.get_bool() ? "true" : "false"};
-        else if (val.is_int64()) pv = PropValue{PropValue::Kind::kNumber, std::to_string(val.get_int64())};
-        else if (val.is_uint64()) pv = PropValue{PropValue::Kind::kNumber, std::to_string(val.get_uint64())};
-        else if (val.is_double() && std::isfinite(val.get_double())) {
-          pv = PropValue{PropValue::Kind::kNumber, RenderNumber(val.get_double())};
-        }
-        if (!pv) continue;
+    std::vector<Member> members;
+    if (ObjectScanner(p.payload_raw).Scan(&members)) {
+      for (const Member& m : members) {
         BodyProp& bp = next();
-        bp.key = dict.Intern(kv.key());
-        bp.value = std::move(*pv);
+        bool ok = false;
+        switch (m.kind) {
+          case Member::Kind::kFalse: ok = MemberProp(kFalse, {}, 0, 0, &bp.value); break;
+          case Member::Kind::kTrue: ok = MemberProp(kTrue, {}, 0, 0, &bp.value); break;
+          case Member::Kind::kString: ok = MemberProp(kString, m.str, 0, 0, &bp.value); break;
+          case Member::Kind::kNumber: {
+            int64_t iv = 0;
+            uint64_t uv = 0;
+            const char* end = m.raw.data() + m.raw.size();
+            if (IsPlainInteger(m.raw) && Parses(m.raw.data(), end, &iv)) {
+              ok = MemberProp(kInt, {}, iv, 0, &bp.value);
+            } else if (IsPlainInteger(m.raw) && Parses(m.raw.data(), end, &uv)) {
+              ok = MemberProp(kUint, {}, 0, uv, &bp.value);
+            } else {
+              ok = MemberProp(kNumberText, m.raw, 0, 0, &bp.value);
+            }
+            break;
+          }
+          default: break;
+        }
+        if (!ok) {
+          --n;
+          continue;
+        }
+        bp.key = dict.Intern(m.key);
       }
     }
   }
@@ -282,33 +571,9 @@ void DecodeBodyProps(const BodyParts& p, StringDictionary& dict, std::vector<Bod
 std::string BodyPayloadJson(const BodyParts& p, const StringDictionary& dict) {
   if (!p.payload_raw.empty()) return std::string(p.payload_raw);
   if (p.payload.empty()) return "{}";
-  json::object obj;
-  ByteReader r(p.payload);
-  const uint64_t count = r.Varint();
-  for (uint64_t i = 0; i < count && r.ok(); ++i) {
-    const std::string_view key = dict.Text(static_cast<uint32_t>(r.Varint()));
-    const uint8_t tag = r.Byte();
-    json::value v;
-    switch (tag) {
-      case kNull: v = nullptr; break;
-      case kFalse: v = false; break;
-      case kTrue: v = true; break;
-      case kInt: v = r.Signed(); break;
-      case kUint: v = r.Varint(); break;
-      case kDouble: v = r.Double(); break;
-      case kString: v = json::string(r.String()); break;
-      case kJson: {
-        boost::system::error_code ec;
-        v = json::parse(r.String(), ec);
-        if (ec) v = nullptr;
-        break;
-      }
-      default: r.Byte(); break;  // corrupt: the reader fails below
-    }
-    obj.insert_or_assign(key, std::move(v));
-  }
-  if (!r.ok()) return "{}";
-  return json::serialize(obj);
+  std::string out;
+  if (!PayloadText(p.payload, dict, &out)) return "{}";
+  return out;
 }
 
 ClientIdColumn EncodeClientId(std::string_view text) {

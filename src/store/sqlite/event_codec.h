@@ -8,8 +8,10 @@
 //   body    := flags (varint) then the sections the flags announce, in order:
 //   payload := count (varint), then per member: key id (varint), tag (byte), value
 //              tags: 0 null, 1 false, 2 true, 3 int64 (zigzag varint),
-//                    4 uint64 (varint), 5 double (8 bytes), 6 string, 7 JSON text
-//   raw     := JSON text (varint length + bytes), for a payload that is not an object
+//                    4 uint64 (varint), 5 other number (its text, as written),
+//                    6 string (unescaped), 7 object or array (its JSON text)
+//   raw     := JSON text (varint length + bytes), for a payload that is not an
+//              object or would not come back byte for byte from the members
 //   context := mask (varint, bit i = field i present), then the ids of the present fields
 //   user_id, anon_id := inline text when not implied by a flag
 //   error   := 16 bytes (a 32-hex-digit hash) or text

@@ -295,7 +295,9 @@ TEST(EventCodecTest, ErrorHashesStoredRawOnlyWhenLowercaseHex) {
     EXPECT_EQ(out.error_hash, c.hash);
     const BodyParts parts = ParseBody(body);
     EXPECT_EQ(parts.error_hash_raw, c.raw) << c.hash;
-    if (c.raw) EXPECT_EQ(parts.error_hash.size(), 16u);
+    if (c.raw) {
+      EXPECT_EQ(parts.error_hash.size(), 16u);
+    }
   }
 }
 

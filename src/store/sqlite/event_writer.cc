@@ -48,6 +48,8 @@ int64_t EventIdentHash(const Event& e) {
   return StableHash64(material);
 }
 
+int64_t StoredIdent(int64_t hash) { return hash >> 16; }
+
 int64_t TombstoneHash(std::string_view device_key, std::string_view session_key, int64_t ident) {
   std::string material(device_key);
   material.push_back('\0');
@@ -74,6 +76,10 @@ Status EventWriter::Open() {
   auto tomb = db_->Prepare("SELECT 1 FROM tombstones LIMIT 1");
   if (!tomb.ok()) return tomb.status();
   has_tombstones_ = tomb->Step(&st);
+  NUCLEON_RETURN_IF_ERROR(st);
+  auto legacy = db_->Prepare("SELECT 1 FROM meta WHERE key = 'legacy_tombstones'");
+  if (!legacy.ok()) return legacy.status();
+  legacy_tombstones_ = legacy->Step(&st);
   NUCLEON_RETURN_IF_ERROR(st);
   return ReadSeq();
 }
@@ -478,12 +484,18 @@ Status EventWriter::AppendInTransaction(std::span<const Event> events,
       continue;
     }
     const bool has_identity = e.HasIdentity();
-    const int64_t ident = !has_identity ? 0 : idents.empty() ? EventIdentHash(e) : idents[i];
+    const int64_t hash = !has_identity ? 0 : idents.empty() ? EventIdentHash(e) : idents[i];
+    const int64_t ident = StoredIdent(hash);
     if (has_identity && has_tombstones_) {
       const int64_t app = AppRow(e.app_id);
       if (app != 0) {
         auto dead = IsTombstoned(app, TombstoneHash(e.device_id, e.session_id, ident));
         if (!dead.ok()) return dead.status();
+        if (!*dead && legacy_tombstones_) {
+          // The first release remembered the whole 64-bit identity.
+          dead = IsTombstoned(app, TombstoneHash(e.device_id, e.session_id, hash));
+          if (!dead.ok()) return dead.status();
+        }
         if (*dead) continue;  // a deleted user's event: never stored again
       }
     }
@@ -583,7 +595,7 @@ Status EventWriter::FlushRows(std::span<const Event> events, const Run& run,
     }
     const Event& e = events[row.index];
     (*inserted)[row.index] = 1;
-    published->push_back({run.app, &e, static_cast<uint32_t>(u->row)});
+    published->push_back({run.app, &e, id, static_cast<uint32_t>(u->row)});
 
     TouchSession(run.session_key, s);
     TouchUser(run.user_cache_key, u);

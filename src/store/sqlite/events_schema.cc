@@ -37,7 +37,8 @@ const Migration kMigrations[] = {
     // the store has imported them (legacy_import.cc), which then drops them.
     //   events: one compact row per stored event (event_codec.h); row ids are
     //     never reused (AUTOINCREMENT), so the rollup checkpoint mark stays
-    //     meaningful after deletes.
+    //     meaningful after deletes. No index on time: a bucket's rollup knows
+    //     the runs of row ids that hold its events (bucket.h).
     //   sessions, devices, users: entity state kept current by every commit
     //     (start/end, counts, context event, install, first/last seen).
     //   rollups, rollup_props: per 15-minute bucket aggregates up to the mark.
@@ -72,7 +73,6 @@ const Migration kMigrations[] = {
      " session INTEGER NOT NULL, user INTEGER NOT NULL, type INTEGER NOT NULL, name INTEGER,"
      " time_ms INTEGER NOT NULL, ident INTEGER, client_id, body BLOB);"
      "CREATE UNIQUE INDEX ev_identity ON events(session, ident);"
-     "CREATE INDEX ev_time ON events(app, time_ms);"
      "CREATE TABLE rollups(app INTEGER NOT NULL, bucket INTEGER NOT NULL, core BLOB NOT NULL,"
      " PRIMARY KEY(app, bucket)) WITHOUT ROWID;"
      "CREATE TABLE rollup_props(app INTEGER NOT NULL, event INTEGER NOT NULL, key INTEGER NOT NULL,"
@@ -83,15 +83,22 @@ const Migration kMigrations[] = {
      " session_seconds INTEGER NOT NULL, PRIMARY KEY(app, bucket)) WITHOUT ROWID;"
      "INSERT OR REPLACE INTO meta(key, value) VALUES('rollup_mark', '0');"
      "INSERT OR REPLACE INTO meta(key, value) VALUES('legacy_import', '0');",
-     // A new file (or one without events) has nothing to import.
+     // A new file (or one without events) has nothing to import. Tombstones
+     // of the first release hash the whole 64-bit identity (the writer checks
+     // both forms when this mark is there).
      [](SqliteDb& db) -> Status {
-       auto q = db.Prepare("SELECT EXISTS (SELECT 1 FROM legacy_events)");
-       if (!q.ok()) return q.status();
-       Status st;
-       const bool any = q->Step(&st) && q->Int(0) != 0;
-       NUCLEON_RETURN_IF_ERROR(st);
+       NUCLEON_RETURN_IF_ERROR(db.Exec(
+           "INSERT INTO meta(key, value) SELECT 'legacy_tombstones', '1'"
+           " WHERE EXISTS (SELECT 1 FROM tombstones)"));
+       bool any = false;
+       {
+         auto q = db.Prepare("SELECT EXISTS (SELECT 1 FROM legacy_events)");
+         if (!q.ok()) return q.status();
+         Status st;
+         any = q->Step(&st) && q->Int(0) != 0;
+         NUCLEON_RETURN_IF_ERROR(st);
+       }  // the statement is finished before the schema changes
        if (any) return Status::Ok();
-       q = db.Prepare("SELECT 1");  // finish the statement before the schema changes
        return db.Exec(
            "DROP TABLE legacy_events; DROP TABLE legacy_sessions; DROP TABLE legacy_devices;"
            " DROP TABLE legacy_users; DROP TABLE legacy_apps;"

@@ -19,9 +19,10 @@ void RollupEventBuilder::Dims(RollupEvent* e, std::string_view platform, std::st
   if (ram) e->dims[static_cast<size_t>(Dim::kRam)] = dict_->Intern(RamBucket(*ram));
 }
 
-void RollupEventBuilder::Add(const Event& e, uint32_t user, bool with_props) {
+void RollupEventBuilder::Add(const Event& e, int64_t id, uint32_t user, bool with_props) {
   fixed_ = false;
   RollupEvent r;
+  r.id = id;
   r.time_ms = e.time_ms;
   r.type = e.type;
   r.user = user;
@@ -45,10 +46,11 @@ void RollupEventBuilder::Add(const Event& e, uint32_t user, bool with_props) {
   events_.push_back(r);
 }
 
-void RollupEventBuilder::AddStored(int64_t time_ms, EventType type, uint32_t user, uint32_t name,
-                                   const BodyParts& body, bool with_props) {
+void RollupEventBuilder::AddStored(int64_t id, int64_t time_ms, EventType type, uint32_t user,
+                                   uint32_t name, const BodyParts& body, bool with_props) {
   fixed_ = false;
   RollupEvent r;
+  r.id = id;
   r.time_ms = time_ms;
   r.type = type;
   r.user = user;

@@ -24,10 +24,12 @@ class RollupEventBuilder {
  public:
   explicit RollupEventBuilder(StringDictionary* dict) : dict_(dict) {}
 
-  // An event as ingested (its `name` is text). `with_props`: count payload props.
-  void Add(const Event& e, uint32_t user, bool with_props = true);
-  // A stored row: `name` is its dictionary id; `body` its parsed body.
-  void AddStored(int64_t time_ms, EventType type, uint32_t user, uint32_t name,
+  // An event as ingested (its `name` is text), stored as row `id`.
+  // `with_props`: count payload props.
+  void Add(const Event& e, int64_t id, uint32_t user, bool with_props = true);
+  // A stored row (`id`, 0 when it does not matter): `name` is its dictionary
+  // id; `body` its parsed body.
+  void AddStored(int64_t id, int64_t time_ms, EventType type, uint32_t user, uint32_t name,
                  const BodyParts& body, bool with_props = true);
 
   // The events added since Clear (the spans stay valid until the next Add or Clear).

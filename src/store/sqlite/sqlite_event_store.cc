@@ -31,6 +31,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
@@ -287,10 +288,18 @@ class SqliteEventStore final : public EventStore {
   // ---- Reads (any thread).
 
   Status Export(std::string_view app_id, const std::function<void(const Event&)>& sink) override {
-    return Read<bool>(app_id, /*needs_ready=*/false, [&](int64_t app, const ReadTx& tx) -> Result<bool> {
-             NUCLEON_RETURN_IF_ERROR(users_->Export(app, app_id, sink, tx.db));
-             return true;
-           }).status();
+    // A serving store knows its buckets; a read-only one (the export command)
+    // reads them from the file, with the rows written after the last checkpoint.
+    return Read<bool>(app_id, /*needs_ready=*/rollups_ != nullptr,
+                      [&](int64_t app, const ReadTx& tx) -> Result<bool> {
+                        if (app == 0) return true;
+                        UserReader::BucketRuns buckets;
+                        NUCLEON_RETURN_IF_ERROR(rollups_ ? ServedBuckets(app, tx, &buckets)
+                                                         : StoredBuckets(app, tx.db, &buckets));
+                        NUCLEON_RETURN_IF_ERROR(users_->Export(app, app_id, buckets, sink, tx.db));
+                        return true;
+                      })
+        .status();
   }
 
   Result<StoreStats> Stats(std::string_view app_id) override {
@@ -436,6 +445,53 @@ class SqliteEventStore final : public EventStore {
     }
   }
 
+  // Every bucket of the app with the row runs of its events, from the rollups.
+  Status ServedBuckets(int64_t app, const ReadTx& tx, UserReader::BucketRuns* out) {
+    const std::vector<int64_t> present = rollups_->Present(app, INT64_MIN, INT64_MAX);
+    std::vector<CoreRef> cores;
+    for (size_t i = 0; i < present.size(); i += 1024) {
+      const size_t n = std::min<size_t>(1024, present.size() - i);
+      NUCLEON_RETURN_IF_ERROR(rollups_->Cores(app, std::span<const int64_t>(present.data() + i, n), tx, &cores));
+      for (const CoreRef& c : cores) out->emplace_back(c.bucket, c.core->runs);
+    }
+    return Status::Ok();
+  }
+
+  // The same from the file alone: the rollups up to the checkpoint mark, and
+  // the rows written after it.
+  Status StoredBuckets(int64_t app, SqliteDb& db, UserReader::BucketRuns* out) {
+    int64_t mark = 0;
+    {
+      auto q = db.Prepare("SELECT value FROM meta WHERE key = 'rollup_mark'");
+      if (!q.ok()) return q.status();
+      Status st;
+      if (q->Step(&st)) mark = std::stoll(std::string(q->Text(0)));
+      NUCLEON_RETURN_IF_ERROR(st);
+    }
+    std::map<int64_t, BucketCore> buckets;
+    {
+      auto q = db.Prepare("SELECT bucket, core FROM rollups WHERE app = ?");
+      if (!q.ok()) return q.status();
+      q->Bind(1, app);
+      Status st;
+      while (q->Step(&st)) {
+        BucketCore core;
+        if (!BucketCore::Decode(q->Blob(1), &core)) return Status::Internal("corrupt rollup");
+        buckets[q->Int(0)].runs = std::move(core.runs);
+      }
+      NUCLEON_RETURN_IF_ERROR(st);
+    }
+    auto q = db.Prepare("SELECT id, time_ms FROM events WHERE id > ? AND app = ?");
+    if (!q.ok()) return q.status();
+    q->Bind(1, mark);
+    q->Bind(2, app);
+    Status st;
+    while (q->Step(&st)) buckets[FloorDiv(q->Int(1), kBucketMs)].NoteRow(q->Int(0));
+    NUCLEON_RETURN_IF_ERROR(st);
+    for (auto& [bucket, core] : buckets) out->emplace_back(bucket, std::move(core.runs));
+    return Status::Ok();
+  }
+
   // A read-only connection from the pool, returned to it when the handle dies.
   struct PooledDb {
     SqliteEventStore* owner;
@@ -472,7 +528,7 @@ class SqliteEventStore final : public EventStore {
       const int64_t app = items[i].app;
       publish_builder_->Clear();
       for (; i < items.size() && items[i].app == app; ++i) {
-        publish_builder_->Add(*items[i].event, items[i].user);
+        publish_builder_->Add(*items[i].event, items[i].id, items[i].user);
       }
       Status st = rollups_->Apply(app, publish_builder_->events(), publish_db_);
       if (!st.ok()) Fail("adding committed events to the rollups failed: " + st.ToString());
@@ -523,7 +579,7 @@ class SqliteEventStore final : public EventStore {
         }
         const auto type = static_cast<EventType>(q->Int(2));
         const BodyParts body = ParseBody(q->Blob(6));
-        builder.AddStored(q->Int(5), type, static_cast<uint32_t>(q->Int(3)),
+        builder.AddStored(q->Int(0), q->Int(5), type, static_cast<uint32_t>(q->Int(3)),
                           static_cast<uint32_t>(q->Int(4)), body);
       }
       if (st.ok()) st = flush();
@@ -554,7 +610,7 @@ class SqliteEventStore final : public EventStore {
             const int64_t app = published[i].app;
             builder.Clear();
             for (; i < published.size() && published[i].app == app; ++i) {
-              builder.Add(*published[i].event, published[i].user);
+              builder.Add(*published[i].event, published[i].id, published[i].user);
             }
             NUCLEON_RETURN_IF_ERROR(rollups_->Apply(app, builder.events(), publish_db_));
           }

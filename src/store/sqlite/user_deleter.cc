@@ -101,8 +101,8 @@ Status UserDeleter::Delete(int64_t app, std::string_view user_key, Rollups::Remo
             NUCLEON_RETURN_IF_ERROR((*ins)->Run());
             *tombstones = true;
           }
-          removed.AddStored(t, type, static_cast<uint32_t>(user), static_cast<uint32_t>((*q)->Int(2)),
-                            body, true);
+          removed.AddStored(0, t, type, static_cast<uint32_t>(user),
+                            static_cast<uint32_t>((*q)->Int(2)), body, true);
         } else {
           const auto text = [&](CtxField f) { return dict_->Text(body.ctx[static_cast<size_t>(f)]); };
           const bool carries = !text(CtxField::kPlatform).empty() || !text(CtxField::kLocale).empty() ||

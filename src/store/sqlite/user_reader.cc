@@ -5,6 +5,7 @@
 
 #include "core/normalize.h"
 #include "store/payload_props.h"
+#include "store/sqlite/bucket.h"
 #include "store/sqlite/event_codec.h"
 
 namespace nucleon {
@@ -322,30 +323,45 @@ EventView UserReader::WithSessionContext(int64_t app, const Event& event, Sqlite
   return v;
 }
 
-Status UserReader::Export(int64_t app, std::string_view app_id,
+Status UserReader::Export(int64_t app, std::string_view app_id, const BucketRuns& buckets,
                           const std::function<void(const Event&)>& sink, SqliteDb& db) {
-  auto q = db.Prepare(
-      "SELECT e.type, e.name, e.client_id, d.device_key, s.session_key, u.user_key, u.anon_id,"
+  auto q = db.Cached(
+      "SELECT e.id, e.type, e.name, e.client_id, d.device_key, s.session_key, u.user_key, u.anon_id,"
       " e.time_ms, e.body FROM events e JOIN sessions s ON s.id = e.session"
       " JOIN devices d ON d.id = s.device JOIN users u ON u.id = e.user"
-      " WHERE e.app = ? ORDER BY e.time_ms, e.id");
+      " WHERE e.id BETWEEN ? AND ? AND e.app = ? AND e.time_ms BETWEEN ? AND ?");
   if (!q.ok()) return q.status();
-  q->Bind(1, app);
-  Status st;
-  Event e;
-  e.app_id = std::string(app_id);
-  while (q->Step(&st)) {
-    e.type = static_cast<EventType>(q->Int(0));
-    e.name = std::string(dict_->Text(static_cast<uint32_t>(q->Int(1))));
-    e.client_id = ClientIdText(*q, 2);
-    e.device_id = std::string(q->Text(3));
-    e.session_id = std::string(q->Text(4));
-    e.user_key = std::string(q->Text(5));
-    e.time_ms = q->Int(7);
-    DecodeBodyInto(ParseBody(q->Blob(8)), *dict_, e.user_key, q->Text(6), &e);
-    sink(e);
+  std::vector<std::pair<std::pair<int64_t, int64_t>, Event>> rows;  // ((time, id), event)
+  for (const auto& [bucket, runs] : buckets) {
+    rows.clear();
+    for (const auto& [first, last] : runs) {
+      (*q)->Bind(1, first);
+      (*q)->Bind(2, last);
+      (*q)->Bind(3, app);
+      (*q)->Bind(4, bucket * kBucketMs);
+      (*q)->Bind(5, (bucket + 1) * kBucketMs - 1);
+      Status st;
+      while ((*q)->Step(&st)) {
+        Event e;
+        e.app_id = std::string(app_id);
+        e.type = static_cast<EventType>((*q)->Int(1));
+        e.name = std::string(dict_->Text(static_cast<uint32_t>((*q)->Int(2))));
+        e.client_id = ClientIdText(**q, 3);
+        e.device_id = std::string((*q)->Text(4));
+        e.session_id = std::string((*q)->Text(5));
+        e.user_key = std::string((*q)->Text(6));
+        e.time_ms = (*q)->Int(8);
+        DecodeBodyInto(ParseBody((*q)->Blob(9)), *dict_, e.user_key, (*q)->Text(7), &e);
+        rows.emplace_back(std::make_pair(e.time_ms, (*q)->Int(0)), std::move(e));
+      }
+      NUCLEON_RETURN_IF_ERROR(st);
+      (*q)->Reset();
+    }
+    std::sort(rows.begin(), rows.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& [key, e] : rows) sink(e);
   }
-  return st;
+  return Status::Ok();
 }
 
 Result<StoreStats> UserReader::Stats(int64_t app, bool all_apps, SqliteDb& db) {
