@@ -29,6 +29,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -91,6 +92,12 @@ class SqliteEventStore final : public EventStore {
   ~SqliteEventStore() override {
     stop_recovery_.store(true);
     if (recovery_.joinable()) recovery_.join();
+    {
+      std::lock_guard<std::mutex> lock(wal_mu_);
+      wal_stop_ = true;
+    }
+    wal_cv_.notify_all();
+    if (wal_thread_.joinable()) wal_thread_.join();
     if (wal_fd_ >= 0) ::close(wal_fd_);
   }
 
@@ -126,6 +133,9 @@ class SqliteEventStore final : public EventStore {
     // Deleted rows are overwritten with zeros, not just unlinked: a deleted
     // user's data must not linger in free space (DeleteUser also empties the WAL).
     NUCLEON_RETURN_IF_ERROR(db_.Exec("PRAGMA secure_delete=ON"));
+    // A thread of its own copies the log into the database as it grows
+    // (CopyLog below), so the commit that finds the log long (and restarts it
+    // from the beginning) has little left to copy.
     NUCLEON_RETURN_IF_ERROR(db_.Exec("PRAGMA wal_autocheckpoint=4000"));
     NUCLEON_RETURN_IF_ERROR(RunMigrations(db_, "events.db", EventsMigrations()));
     NUCLEON_RETURN_IF_ERROR(dict_.Load(db_));
@@ -152,6 +162,9 @@ class SqliteEventStore final : public EventStore {
       recovery_ = std::thread([this, mark, last] { Recover(mark, last); });
     }
     last_checkpoint_ = Clock::now();
+    NUCLEON_RETURN_IF_ERROR(wal_db_.Open(path_, false));
+    NUCLEON_RETURN_IF_ERROR(wal_db_.Exec("PRAGMA synchronous=NORMAL"));
+    wal_thread_ = std::thread([this] { CopyLog(); });
     return Status::Ok();
   }
 
@@ -228,7 +241,9 @@ class SqliteEventStore final : public EventStore {
     Status st = db_.Exec("BEGIN IMMEDIATE");
     if (st.ok()) st = dict_.FlushPending(db_);
     if (st.ok()) st = rollups_->WriteDirty(db_, writer_->last_event_id(), &work);
+    const auto written = Clock::now();
     if (st.ok()) st = db_.Exec("COMMIT");
+    const auto committed = Clock::now();
     if (!st.ok()) {
       (void)db_.Exec("ROLLBACK");
       dict_.DropFlushed();
@@ -237,6 +252,13 @@ class SqliteEventStore final : public EventStore {
     }
     dict_.CommitFlushed();
     rollups_->FinishCheckpoint(work, true);
+    if (getenv("NUCLEON_DEBUG_CHECKPOINT")) {
+      LogInfo("checkpoint: " + std::to_string(work.cores.size()) + " buckets, " +
+              std::to_string(work.slots.size()) + " slots, " + std::to_string(work.events) + " events: write " +
+              std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(written - last_checkpoint_).count()) + " us, commit " +
+              std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(committed - written).count()) + " us, finish " +
+              std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - committed).count()) + " us");
+    }
     return Status::Ok();
   }
 
@@ -596,6 +618,30 @@ class SqliteEventStore final : public EventStore {
     ready_.store(true, std::memory_order_release);
   }
 
+  // Copies the write-ahead log into the database ten times a second (SQLite's
+  // passive checkpoint: it never blocks the writer and does not wait for
+  // readers). Only the writer's own checkpoint, when the log is long, lets the
+  // log start over; by then nearly everything is copied.
+  void CopyLog() {
+    std::unique_lock<std::mutex> lock(wal_mu_);
+    while (!wal_stop_) {
+      wal_cv_.wait_for(lock, std::chrono::milliseconds(100));
+      if (wal_stop_) break;
+      lock.unlock();
+      int frames = 0, copied = 0;
+      const int rc = sqlite3_wal_checkpoint_v2(wal_db_.raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                               &frames, &copied);
+      if (rc != SQLITE_OK && rc != SQLITE_BUSY && !wal_warned_) {
+        wal_warned_ = true;
+        LogWarn(std::string("copying the write-ahead log into the database failed: ") +
+                sqlite3_errstr(rc) + " (retried)");
+      } else if (rc == SQLITE_OK) {
+        wal_warned_ = false;
+      }
+      lock.lock();
+    }
+  }
+
   // The upgrade from the first release's layout, before serving.
   Status Import() {
     LogInfo("upgrading events.db from the first release's layout (one time; events are re-stored)");
@@ -658,6 +704,12 @@ class SqliteEventStore final : public EventStore {
   std::atomic<uint64_t> delete_seq_{0};  // odd while a delete lands
   std::mutex wal_fd_mu_;
   int wal_fd_ = -1;  // the write-ahead log, for Sync()
+  SqliteDb wal_db_;  // the log copier's connection
+  std::thread wal_thread_;
+  std::mutex wal_mu_;
+  std::condition_variable wal_cv_;
+  bool wal_stop_ = false;
+  bool wal_warned_ = false;
   std::mutex pool_mu_;
   std::vector<std::unique_ptr<SqliteDb>> pool_;
 };
