@@ -24,6 +24,7 @@
 #include "store/sqlite/sqlite_event_store.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -252,6 +253,9 @@ class SqliteEventStore final : public EventStore {
     }
     dict_.CommitFlushed();
     rollups_->FinishCheckpoint(work, true);
+    // Give memory freed since (decoded batches, evicted buckets) back to the
+    // system: resident memory follows what is in use, not the last peak.
+    malloc_trim(0);
     if (getenv("NUCLEON_DEBUG_CHECKPOINT")) {
       LogInfo("checkpoint: " + std::to_string(work.cores.size()) + " buckets, " +
               std::to_string(work.slots.size()) + " slots, " + std::to_string(work.events) + " events: write " +
