@@ -90,7 +90,10 @@ std::vector<Event> LiveState::RecentEvents(std::string_view app_id, int64_t now_
   std::vector<std::pair<int64_t, size_t>> picked;  // (time, position in commit order)
   picked.reserve(ring.size());
   for (size_t i = 0; i < ring.size(); ++i) {
-    if (ring[i].time_ms >= now_ms - kRecentMs) picked.emplace_back(ring[i].time_ms, i);
+    // Within the last ten minutes; an event dated ahead of the clock is not live before its time.
+    if (ring[i].time_ms >= now_ms - kRecentMs && ring[i].time_ms <= now_ms) {
+      picked.emplace_back(ring[i].time_ms, i);
+    }
   }
   const size_t n = std::min(limit, picked.size());
   // Newest first; equal times in the order they were stored.

@@ -28,8 +28,12 @@ void Generate(std::mt19937_64& rng, const std::vector<uint32_t>& users, size_t c
   static const EventType kTypes[] = {EventType::kInit,  EventType::kEvent, EventType::kEvent,
                                      EventType::kError, EventType::kView,  EventType::kUserId,
                                      EventType::kProps};
+  int64_t next_id = 1000;
   for (size_t i = 0; i < count; ++i) {
     RollupEvent e;
+    // Row ids: mostly increasing, a few late or far (0: a piece built from raw rows).
+    next_id += 1 + static_cast<int64_t>(rng() % 3);
+    e.id = rng() % 10 == 0 ? static_cast<int64_t>(rng() % 100000) : rng() % 20 == 0 ? 0 : next_id;
     e.user = users[rng() % users.size()];
     e.time_ms = kBase + static_cast<int64_t>(rng() % kBucketMs);
     e.type = kTypes[rng() % std::size(kTypes)];
@@ -63,17 +67,34 @@ void Generate(std::mt19937_64& rng, const std::vector<uint32_t>& users, size_t c
   }
 }
 
-// Everything but the bounds, which RemoveUser keeps as they were.
-void ExpectEqualButBounds(const BucketCore& got, const BucketCore& want, const std::string& what) {
+bool Covered(const BucketCore& b, int64_t id) {
+  for (const auto& [first, last] : b.runs) {
+    if (id >= first && id <= last) return true;
+  }
+  return false;
+}
+
+// Everything but the bounds and the row runs, which RemoveUser keeps as they
+// were (they must still hold every remaining event's row).
+void ExpectEqualButBounds(const BucketCore& got, const BucketCore& want,
+                          const std::vector<RollupEvent>& remaining, const std::string& what) {
   if (want.empty()) {
     EXPECT_TRUE(got == BucketCore()) << what << ": an emptied bucket is reset";
+    EXPECT_TRUE(got.runs.empty()) << what;
+    EXPECT_EQ(got.min_ms, INT64_MAX) << what;
     return;
   }
   EXPECT_LE(got.min_ms, want.min_ms) << what;
   EXPECT_GE(got.max_ms, want.max_ms) << what;
+  for (const RollupEvent& e : remaining) {
+    if (e.id > 0) {
+      EXPECT_TRUE(Covered(got, e.id)) << what << ": row " << e.id << " left the runs";
+    }
+  }
   BucketCore adjusted = got;
   adjusted.min_ms = want.min_ms;
   adjusted.max_ms = want.max_ms;
+  adjusted.runs = want.runs;
   EXPECT_EQ(adjusted.inits, want.inits) << what;
   EXPECT_EQ(adjusted.users.cardinality(), want.users.cardinality()) << what;
   EXPECT_EQ(adjusted.events, want.events) << what;
@@ -101,32 +122,37 @@ TEST(BucketTest, RemovingAUserEqualsNeverAddingThem) {
     const uint32_t gone = users[rng() % users.size()];
 
     BucketCore all, others;
-    std::vector<RollupEvent> removed;
+    std::vector<RollupEvent> removed, kept;
     for (const RollupEvent& e : s.events) {
       all.Add(e);
       if (e.user == gone) {
         removed.push_back(e);
       } else {
         others.Add(e);
+        kept.push_back(e);
       }
     }
     // Storage order of the removed events does not matter.
     std::shuffle(removed.begin(), removed.end(), rng);
     BucketCore after = all;
     after.RemoveUser(gone, removed);
-    ExpectEqualButBounds(after, others, "seed " + std::to_string(seed));
+    ExpectEqualButBounds(after, others, kept, "seed " + std::to_string(seed));
 
     // And a second user after the first.
     const uint32_t second = users[rng() % users.size()];
     if (second == gone) continue;
     BucketCore rest;
-    std::vector<RollupEvent> removed2;
+    std::vector<RollupEvent> removed2, kept2;
     for (const RollupEvent& e : s.events) {
-      if (e.user == second) removed2.push_back(e);
-      else if (e.user != gone) rest.Add(e);
+      if (e.user == second) {
+        removed2.push_back(e);
+      } else if (e.user != gone) {
+        rest.Add(e);
+        kept2.push_back(e);
+      }
     }
     after.RemoveUser(second, removed2);
-    ExpectEqualButBounds(after, rest, "seed " + std::to_string(seed) + ", second user");
+    ExpectEqualButBounds(after, rest, kept2, "seed " + std::to_string(seed) + ", second user");
   }
 }
 
@@ -188,6 +214,54 @@ TEST(BucketTest, CountsAndPropsFollowTheDocumentedRules) {
   EXPECT_EQ(b.max_ms, kBase + 6);
 }
 
+TEST(BucketTest, RowRunsHoldEveryNotedRow) {
+  std::mt19937_64 rng(21);
+  for (int round = 0; round < 40; ++round) {
+    BucketCore b;
+    std::vector<int64_t> ids;
+    int64_t next = 1 + static_cast<int64_t>(rng() % 1000);
+    const int n = 1 + static_cast<int>(rng() % 3000);
+    for (int i = 0; i < n; ++i) {
+      next += 1 + static_cast<int64_t>(rng() % (round % 2 ? 200 : 4));
+      int64_t id = next;
+      if (rng() % 8 == 0) id = 1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(next));  // late
+      ids.push_back(id);
+      b.NoteRow(id);
+      if (rng() % 5 == 0) b.NoteRow(ids[rng() % ids.size()]);  // again: nothing changes
+    }
+    ASSERT_FALSE(b.runs.empty());
+    EXPECT_LE(b.runs.size(), BucketCore::kMaxRuns);
+    for (size_t i = 0; i < b.runs.size(); ++i) {
+      EXPECT_LE(b.runs[i].first, b.runs[i].second) << round;
+      if (i) {
+        EXPECT_GT(b.runs[i].first, b.runs[i - 1].second) << round << ": runs overlap or are out of order";
+      }
+    }
+    for (int64_t id : ids) ASSERT_TRUE(Covered(b, id)) << "round " << round << ": row " << id;
+    // Rows close together share a run.
+    if (round % 2 == 0) {
+      EXPECT_LT(b.runs.size(), ids.size() / 4 + 2) << round;
+    }
+  }
+  // More far-apart rows than runs allowed: runs merge, nothing is lost.
+  BucketCore b;
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < static_cast<int64_t>(BucketCore::kMaxRuns) + 500; ++i) {
+    ids.push_back(1 + i * 1000 + static_cast<int64_t>(rng() % 7) * 100);
+  }
+  std::shuffle(ids.begin(), ids.end(), rng);
+  for (int64_t id : ids) b.NoteRow(id);
+  EXPECT_EQ(b.runs.size(), BucketCore::kMaxRuns);
+  for (int64_t id : ids) ASSERT_TRUE(Covered(b, id)) << id;
+  // And the runs survive the binary form.
+  std::string blob;
+  b.users.add(1);
+  b.Encode(&blob);
+  BucketCore back;
+  ASSERT_TRUE(BucketCore::Decode(blob, &back));
+  EXPECT_EQ(back.runs, b.runs);
+}
+
 // ---- The binary form.
 
 BucketCore RandomCore(std::mt19937_64& rng, size_t users) {
@@ -223,6 +297,7 @@ BucketCore RandomCore(std::mt19937_64& rng, size_t users) {
     b.prop_keys.push_back({static_cast<uint32_t>(i), static_cast<uint32_t>(rng() % 50),
                            static_cast<uint8_t>(rng() % 3), 1 + static_cast<uint32_t>(rng() % 9)});
   }
+  for (size_t i = rng() % 40; i > 0; --i) b.NoteRow(1 + static_cast<int64_t>(rng() % 100000));
   return b;
 }
 
@@ -239,6 +314,7 @@ TEST(BucketTest, EncodeDecodeRoundTrip) {
     EXPECT_TRUE(back == c) << c.users.cardinality();
     EXPECT_EQ(back.min_ms, c.min_ms);
     EXPECT_EQ(back.max_ms, c.max_ms);
+    EXPECT_EQ(back.runs, c.runs);
     std::string again;
     back.Encode(&again);
     EXPECT_EQ(again, blob);

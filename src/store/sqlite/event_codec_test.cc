@@ -172,6 +172,38 @@ TEST(EventCodecTest, DoublesThatTheParserRoundsDifferentlyComeBackUnchanged) {
   }
 }
 
+// Texts the decoder does not produce today still come back as they were, and
+// yield the props a JSON parser sees in them.
+TEST(EventCodecTest, UnusualPayloadTextsComeBackUnchanged) {
+  StringDictionary dict;
+  const char* const kTexts[] = {
+      R"({ "a" : 1 , "b":"x" })",                 // spacing
+      R"({"\u00e9":"caf\u00e9","s":"a\/b"})",     // escapes a serializer would not write
+      R"({"a":1,"a":2})",                         // a repeated key
+      R"({"big":1E400,"n":-0,"e":1e5})",          // numbers as written
+      R"({"x":"\ud83d\ude00","y":[1, 2]})",
+  };
+  for (const char* text : kTexts) {
+    EXPECT_EQ(PayloadRoundTrip(text, dict), text);
+  }
+  // Numbers written in any JSON form are props with their value.
+  const auto props = BodyProps(R"({ "n":-0, "e":1e5, "f":2.50, "g":-1.5E-7 })", dict);
+  EXPECT_EQ(Describe(props), "n=1:0; e=1:100000; f=1:2.5; g=1:-1.5e-7; ");
+}
+
+// A nested value the decoder let through without a JSON form (a number too
+// large for a double, printed as Infinity) must not cost the event its other
+// props nor its payload.
+TEST(EventCodecTest, NestedValueWithoutAJsonFormKeepsTheOtherProps) {
+  StringDictionary dict;
+  json::object decoded;
+  decoded["plan"] = "pro";
+  decoded["a"] = json::object{{"b", std::numeric_limits<double>::infinity()}};
+  const std::string text = json::serialize(decoded);  // what ReadPayload stores
+  EXPECT_EQ(PayloadRoundTrip(text, dict), text);
+  EXPECT_EQ(Describe(BodyProps(text, dict)), Describe(ScalarProps(decoded)));
+}
+
 TEST(EventCodecTest, ContextFieldsAndRamRoundTrip) {
   StringDictionary dict;
   Event e;
@@ -395,10 +427,16 @@ class JsonGen {
       case 4: {
         static const double kDoubles[] = {1.5, 0.1, 1e21, -0.0, 5e-324, 1e-7, 2.0, -2.5e-8,
                                           1.7976931348623157e308, 123456.789, 3.0e20};
-        if (Pick(2)) return kDoubles[Pick(std::size(kDoubles))];
-        // Everyday doubles: fractions and timings (the decoder parses them
-        // from their shortest text, as a client sends them).
-        const double d = static_cast<double>(rng_() >> 11) * 0x1.0p-53 * (Pick(2) ? 1000 : 1);
+        if (Pick(3) == 0) return kDoubles[Pick(std::size(kDoubles))];
+        // Everyday doubles (fractions, timings) and any finite double at all;
+        // the decoder parses them from their shortest text, as a client sends them.
+        double d = static_cast<double>(rng_() >> 11) * 0x1.0p-53 * (Pick(2) ? 1000 : 1);
+        if (Pick(2)) {
+          do {
+            const uint64_t bits = rng_();
+            std::memcpy(&d, &bits, sizeof d);
+          } while (!std::isfinite(d));
+        }
         boost::system::error_code ec;
         return json::parse(json::serialize(json::value(d)), ec);
       }

@@ -140,7 +140,13 @@ Status EventWriter::Append(std::span<const Event> events, std::span<const int64_
       if (DeviceState* d = devices_.Find(t.key)) d->touched = false;
     }
     for (auto& t : touched_users_) {
-      if (UserState* u = users_.Find(t.key)) u->touched = false;
+      UserState* u = users_.Find(t.key);
+      if (!u) continue;
+      if (!t.before && u->first_ms == INT64_MAX) {
+        users_.Erase(t.key);  // its row was removed again (FlushEntities)
+      } else {
+        u->touched = false;
+      }
     }
     for (auto& t : touched_sessions_) {
       if (SessionState* s = sessions_.Find(t.key)) s->touched = false;
@@ -264,20 +270,24 @@ Result<EventWriter::UserState*> EventWriter::User(int64_t app, std::string_view 
     NUCLEON_RETURN_IF_ERROR(st);
   }
   if (!create) return static_cast<UserState*>(nullptr);
+  // The row's times are set when the transaction ends, from the events
+  // actually stored for the user; a user none of whose events is stored (a
+  // resend under a new user key) is removed again then.
+  (void)time_ms;
   auto ins = db_->Cached(
       "INSERT INTO users(app, user_key, anon_id, first_ms, last_ms) VALUES(?, ?, ?, ?, ?)");
   if (!ins.ok()) return ins.status();
   (*ins)->Bind(1, app);
   (*ins)->Bind(2, user_key);
   (*ins)->BindTextOrNull(3, anon);
-  (*ins)->Bind(4, time_ms);
-  (*ins)->Bind(5, time_ms);
+  (*ins)->Bind(4, INT64_MAX);
+  (*ins)->Bind(5, INT64_MIN);
   NUCLEON_RETURN_IF_ERROR((*ins)->Run());
   UserState u;
   u.row = db_->LastInsertRowid();
   u.app = app;
   u.anon = std::string(anon);
-  u.first_ms = time_ms;
+  u.first_ms = INT64_MAX;
   UserState* out = users_.Insert(key, std::move(u));
   out->touched = true;
   touched_users_.push_back({key, std::nullopt});
@@ -712,6 +722,15 @@ Status EventWriter::FlushEntities() {
   for (const auto& t : touched_users_) {
     UserState* u = users_.Find(t.key);
     if (!u) return Status::Internal("a user of the batch left the cache");
+    if (!t.before && u->first_ms == INT64_MAX) {
+      // Created for a run none of whose events was stored: no trace of it.
+      auto del = db_->Cached("DELETE FROM users WHERE id = ?");
+      if (!del.ok()) return del.status();
+      (*del)->Bind(1, u->row);
+      NUCLEON_RETURN_IF_ERROR((*del)->Run());
+      --app_users_[u->app];
+      continue;
+    }
     if (t.before && t.before->first_ms == u->first_ms) continue;
     auto q = db_->Cached("UPDATE users SET first_ms = ? WHERE id = ?");
     if (!q.ok()) return q.status();

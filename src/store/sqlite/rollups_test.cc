@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <random>
@@ -63,6 +64,7 @@ class RollupsTest : public ::testing::Test {
                 const std::vector<uint32_t>& users, Events* out) {
     for (size_t i = 0; i < n; ++i) {
       RollupEvent e;
+      e.id = ++next_row_;  // rows in storage order, as the publisher hands them over
       e.time_ms = from + static_cast<int64_t>(rng() % static_cast<uint64_t>(to - from));
       e.user = users[rng() % users.size()];
       switch (rng() % 5) {
@@ -120,6 +122,7 @@ class RollupsTest : public ::testing::Test {
   struct Snapshot {
     std::map<int64_t, std::string> cores;  // bucket -> encoded core (bounds as given)
     std::map<int64_t, std::pair<int64_t, int64_t>> bounds;
+    std::map<int64_t, std::vector<std::pair<int64_t, int64_t>>> runs;
     std::map<std::pair<int64_t, uint64_t>, std::map<std::string, uint32_t>> slots;
   };
   Snapshot Read(Rollups& r, int64_t app, bool ignore_bounds = false) {
@@ -133,7 +136,11 @@ class RollupsTest : public ::testing::Test {
     for (const CoreRef& ref : refs) {
       BucketCore c = *ref.core;
       s.bounds[ref.bucket] = {c.min_ms, c.max_ms};
-      if (ignore_bounds) c.min_ms = c.max_ms = 0;
+      s.runs[ref.bucket] = c.runs;
+      if (ignore_bounds) {
+        c.min_ms = c.max_ms = 0;
+        c.runs.clear();
+      }
       c.Encode(&s.cores[ref.bucket]);
       for (const auto& k : c.prop_keys) slot_ids.insert(PropSlot(k.event, k.key));
     }
@@ -160,7 +167,11 @@ class RollupsTest : public ::testing::Test {
       if (core.empty()) continue;
       BucketCore c = core;
       s.bounds[b] = {c.min_ms, c.max_ms};
-      if (ignore_bounds) c.min_ms = c.max_ms = 0;
+      s.runs[b] = c.runs;
+      if (ignore_bounds) {
+        c.min_ms = c.max_ms = 0;
+        c.runs.clear();
+      }
       c.Encode(&s.cores[b]);
     }
     for (const auto& [key, v] : m.slots) {
@@ -197,6 +208,7 @@ class RollupsTest : public ::testing::Test {
   StringDictionary dict_;
   uint32_t init_ = 0;
   std::vector<uint32_t> names_, keys_, dim_values_;
+  int64_t next_row_ = 0;
 };
 
 TEST_F(RollupsTest, CheckpointThenReopenReadsTheSame) {
@@ -355,12 +367,20 @@ TEST_F(RollupsTest, RemovalEqualsNeverHavingAddedTheUser) {
     for (int64_t b : removal.emptied) EXPECT_FALSE(others.cores.count(b)) << b;
 
     ExpectSame(Read(r, 1, true), FromModel(others, true), "after the removal");
-    // Bounds stay bounds: never narrower than the remaining events.
+    // Bounds stay bounds: never narrower than the remaining events; the row
+    // runs still hold every remaining event.
     const Snapshot s = Read(r, 1);
     for (const auto& [b, core] : others.cores) {
       ASSERT_TRUE(s.bounds.count(b));
       EXPECT_LE(s.bounds.at(b).first, core.min_ms);
       EXPECT_GE(s.bounds.at(b).second, core.max_ms);
+    }
+    for (const RollupEvent& e : all) {
+      if (e.user == 2) continue;
+      const auto& runs = s.runs.at(FloorDiv(e.time_ms, kBucketMs));
+      EXPECT_TRUE(std::any_of(runs.begin(), runs.end(),
+                              [&](const auto& run) { return e.id >= run.first && e.id <= run.second; }))
+          << "row " << e.id;
     }
     int64_t first = 0, last = 0;
     ASSERT_TRUE(r.Span(1, &first, &last));
@@ -416,6 +436,40 @@ TEST_F(RollupsTest, PresentAndSpan) {
   ASSERT_EQ(refs.size(), 2u);
   EXPECT_TRUE(refs[0].core->empty());
   EXPECT_EQ(refs[1].core->users.cardinality(), 1u);
+}
+
+// Hot buckets are copy-on-write: what a reader got stays as it was while
+// events keep arriving.
+TEST_F(RollupsTest, WhatAReaderGotStaysUnchanged) {
+  Rollups r(&dict_, RollupOptions{});
+  ASSERT_TRUE(r.Open(db_).ok());
+  std::mt19937_64 rng(9);
+  Events first, more;
+  Generate(rng, 100, kDay0, kDay0 + kBucketMs, {1, 2}, &first);
+  Generate(rng, 100, kDay0, kDay0 + kBucketMs, {3}, &more);
+  Apply(r, 1, first.list);
+  const std::vector<int64_t> bucket = {kDay0 / kBucketMs};
+  ReadTx tx{read_, r.cache_epoch()};
+  std::vector<CoreRef> refs;
+  ASSERT_TRUE(r.Cores(1, bucket, tx, &refs).ok());
+  ASSERT_EQ(refs.size(), 1u);
+  std::vector<std::shared_ptr<const PropValues>> values;
+  ASSERT_TRUE(r.PropSlots(1, names_[0], keys_[0], bucket, tx, &values).ok());
+  ASSERT_EQ(values.size(), 1u);
+  ASSERT_TRUE(values[0]);
+  std::string core_before;
+  refs[0].core->Encode(&core_before);
+  const auto values_before = values[0]->counts;
+
+  Apply(r, 1, more.list);
+  std::string core_after;
+  refs[0].core->Encode(&core_after);
+  EXPECT_EQ(core_after, core_before);
+  EXPECT_EQ(values[0]->counts, values_before);
+  // While a new read sees the new events.
+  std::vector<CoreRef> now;
+  ASSERT_TRUE(r.Cores(1, bucket, ReadTx{read_, r.cache_epoch()}, &now).ok());
+  EXPECT_EQ(now[0].core->users.cardinality(), refs[0].core->users.cardinality() + 1);
 }
 
 // ---- Day aggregates.

@@ -1,5 +1,7 @@
 #include "store/sqlite/sqlite_db.h"
 
+#include "store/sqlite/scrubbing_vfs.h"
+
 #include <mutex>
 
 namespace nucleon {
@@ -82,7 +84,8 @@ Status SqliteDb::Open(const std::string& path, bool create, bool read_only) {
   int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
   if (create && !read_only) flags |= SQLITE_OPEN_CREATE;
   flags |= SQLITE_OPEN_NOMUTEX;
-  if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+  // Through the scrubbing VFS: no older copy of a row lingers in free space.
+  if (sqlite3_open_v2(path.c_str(), &db_, flags, ScrubbingVfsName()) != SQLITE_OK) {
     Status st = Status::Unavailable("cannot open " + path + ": " +
                                     (db_ ? sqlite3_errmsg(db_) : "out of memory"));
     Close();

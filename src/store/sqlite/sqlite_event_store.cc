@@ -303,8 +303,17 @@ class SqliteEventStore final : public EventStore {
     // The write-ahead log still holds the deleted rows' old pages: copy the
     // zeroed pages into the database and empty the log. Readers are waited for
     // (busy timeout); if one holds on, the log is emptied at a later checkpoint.
-    if (sqlite3_wal_checkpoint_v2(db_.raw(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
-                                  nullptr) != SQLITE_OK) {
+    // The log copier is held off meanwhile: two checkpoints cannot run at once.
+    int rc = SQLITE_BUSY;
+    {
+      std::lock_guard<std::mutex> copying(log_copy_mu_);
+      for (int attempt = 0; attempt < 20 && rc == SQLITE_BUSY; ++attempt) {
+        if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        rc = sqlite3_wal_checkpoint_v2(db_.raw(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
+                                       nullptr);
+      }
+    }
+    if (rc != SQLITE_OK) {
       LogWarn("after a user delete the write-ahead log could not be emptied yet (busy readers)");
       NUCLEON_RETURN_IF_ERROR(Sync());  // the delete must be durable before it is answered
     }
@@ -633,8 +642,12 @@ class SqliteEventStore final : public EventStore {
       if (wal_stop_) break;
       lock.unlock();
       int frames = 0, copied = 0;
-      const int rc = sqlite3_wal_checkpoint_v2(wal_db_.raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
-                                               &frames, &copied);
+      int rc;
+      {
+        std::lock_guard<std::mutex> copying(log_copy_mu_);
+        rc = sqlite3_wal_checkpoint_v2(wal_db_.raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &frames,
+                                       &copied);
+      }
       if (rc != SQLITE_OK && rc != SQLITE_BUSY && !wal_warned_) {
         wal_warned_ = true;
         LogWarn(std::string("copying the write-ahead log into the database failed: ") +
@@ -710,6 +723,7 @@ class SqliteEventStore final : public EventStore {
   int wal_fd_ = -1;  // the write-ahead log, for Sync()
   SqliteDb wal_db_;  // the log copier's connection
   std::thread wal_thread_;
+  std::mutex log_copy_mu_;  // one checkpoint of the log at a time (copier or delete)
   std::mutex wal_mu_;
   std::condition_variable wal_cv_;
   bool wal_stop_ = false;
