@@ -179,6 +179,18 @@ bool WithinLimits(const json::object& in, const IngestLimits& limits) {
   return true;
 }
 
+// Numbers too large for a double (1e400) have no JSON form: inside a kept
+// object or array they become null, as a top-level member does.
+void NullNonFinite(json::value& v) {
+  if (v.is_double() && !std::isfinite(v.get_double())) {
+    v = nullptr;
+  } else if (v.is_object()) {
+    for (auto& kv : v.get_object()) NullNonFinite(kv.value());
+  } else if (v.is_array()) {
+    for (auto& item : v.get_array()) NullNonFinite(item);
+  }
+}
+
 bool ReadPayload(const json::value* v, const IngestLimits& limits, Event* e, bool* truncated) {
   if (!v || v->is_null()) return true;
   if (!v->is_object()) return false;
@@ -204,11 +216,13 @@ bool ReadPayload(const json::value* v, const IngestLimits& limits, Event* e, boo
       out[key] = str;
     } else if (val.is_object() || val.is_array()) {
       // Objects and arrays are kept as data (not properties) when small enough.
-      if (json::serialize(val).size() > limits.max_value_bytes) {
+      json::value kept = val;
+      NullNonFinite(kept);
+      if (json::serialize(kept).size() > limits.max_value_bytes) {
         *truncated = true;
         continue;
       }
-      out[key] = val;
+      out[key] = std::move(kept);
     } else if (val.is_double() && !std::isfinite(val.get_double())) {
       out[key] = nullptr;  // 1e400: no JSON form, kept as null
     } else {

@@ -586,6 +586,12 @@ TEST(BatchDecoderTest, NonFiniteNumbersHaveNoJsonForm) {
   EXPECT_FALSE(ok.event.total_ram.has_value());
   EXPECT_EQ(J(ok.event.payload_json), J(R"({"big":null,"n":2})"));
   EXPECT_EQ(ok.event.props, (Props{{"n", {Kind::kNumber, "2"}}}));
+  // Inside a kept object or array too: the stored payload is always valid JSON.
+  DecodedEvent nested =
+      DecodeOneEvent(R"({"type":"event","name":"E","deviceId":"d","sessionId":1,)"
+                     R"("payload":{"o":{"b":1e400,"c":[1,-1e999,{"d":1e400}]},"n":2}})");
+  ASSERT_EQ(nested.outcome, Outcome::kStore);
+  EXPECT_EQ(nested.event.payload_json, R"({"o":{"b":null,"c":[1,null,{"d":null}]},"n":2})");
 }
 
 TEST(BatchDecoderTest, EmptyDataIsAnEmptyAck) {
