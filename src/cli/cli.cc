@@ -1,5 +1,7 @@
 #include "cli/cli.h"
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -335,7 +337,25 @@ int Serve(const Args& args, const std::string& data) {
                 demo_app.c_str(), where.c_str());
     std::fflush(stdout);
   }
+  // Once the store answers, the live window gets back the events of the last
+  // minutes stored before this start (a restart does not empty it).
+  std::atomic<bool> stopping{false};
+  std::thread seed_live([&] {
+    while (!stopping.load() && !event_store->Ready()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (stopping.load()) return;
+    const int64_t now = NowMs();
+    std::vector<Event> recent;
+    Status st = event_store->StoredBeforeOpen(now - LiveState::kRecentMs, now,
+                                              LiveState::kMaxRecentPerApp,
+                                              [&recent](const Event& e) { recent.push_back(e); });
+    if (!st.ok()) LogWarn("the live window starts empty: " + st.ToString());
+    live.Seed(std::move(recent));
+  });
   server.Run([&committer] { committer.Flush(); });
+  stopping.store(true);
+  seed_live.join();
   committer.Stop();
   registry.Stop();
   LogInfo("stopped");

@@ -53,6 +53,21 @@ void LiveState::OnCommitted(std::vector<Event>&& events, const std::vector<uint8
   }
 }
 
+void LiveState::Seed(std::vector<Event> events) {
+  std::unordered_map<std::string, std::vector<Event>> by_app;
+  for (Event& e : events) {
+    if (e.type != EventType::kHeartbeat) by_app[e.app_id].push_back(std::move(e));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [app, list] : by_app) {
+    auto& ring = recent_[app];
+    // Older than everything seen since the start: in front, newest last.
+    for (auto it = list.rbegin(); it != list.rend() && ring.size() < kMaxRecentPerApp; ++it) {
+      ring.push_front(std::move(*it));
+    }
+  }
+}
+
 std::vector<LiveDeviceRow> LiveState::Devices(std::string_view app_id, int64_t now_ms) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::unordered_map<std::string, LiveDeviceRow> by_device;

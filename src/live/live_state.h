@@ -45,6 +45,9 @@ class LiveState final : public PresenceSink, public CommitObserver {
   int64_t UserCount(std::string_view app_id, int64_t now_ms) const;
   // Events with time in [now - 10 min, now + ...], newest first, at most `limit`.
   std::vector<Event> RecentEvents(std::string_view app_id, int64_t now_ms, size_t limit) const;
+  // Events stored before this process started (oldest first per app), to show
+  // again after a restart: they go before everything seen since.
+  void Seed(std::vector<Event> events);
   // Drops every trace of a deleted user.
   void ForgetUser(std::string_view app_id, std::string_view user_key);
 

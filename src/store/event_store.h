@@ -83,6 +83,19 @@ class EventStore {
   virtual Status Export(std::string_view app_id,
                         const std::function<void(const Event&)>& sink) = 0;
 
+  // The events of every app with a time in [from_ms, to_ms] that were stored
+  // before this store was opened (those stored since were seen being stored),
+  // at most the last `per_app` stored of each app, in storage order: what a
+  // live view shows again after a restart.
+  virtual Status StoredBeforeOpen(int64_t from_ms, int64_t to_ms, size_t per_app,
+                                  const std::function<void(const Event&)>& sink) {
+    (void)from_ms;
+    (void)to_ms;
+    (void)per_app;
+    (void)sink;
+    return Status::Ok();
+  }
+
   // Counts; over all apps when `app_id` is empty.
   virtual Result<StoreStats> Stats(std::string_view app_id) = 0;
 

@@ -41,6 +41,10 @@ class EventStoreWrapper : public EventStore {
   Status Export(std::string_view app_id, const std::function<void(const Event&)>& sink) override {
     return target_->Export(app_id, sink);
   }
+  Status StoredBeforeOpen(int64_t from_ms, int64_t to_ms, size_t per_app,
+                          const std::function<void(const Event&)>& sink) override {
+    return target_->StoredBeforeOpen(from_ms, to_ms, per_app, sink);
+  }
   Result<StoreStats> Stats(std::string_view app_id) override { return target_->Stats(app_id); }
 
   Result<QuickGlanceCounts> QuickGlance(std::string_view app_id, int64_t from_ms,

@@ -3,7 +3,7 @@
 // Each case file holds a fixture (tracking messages sent through the real
 // tracking endpoint, over HTTP or WebSocket) and a list of API requests with
 // the exact status and JSON response expected. The expected values were
-// computed by hand from /work/shared/spec/semantics.md and docs/api-decisions.md
+// computed by hand from docs/semantics.md and docs/api-decisions.md
 // (authentication variants: docs/openapi.json)
 // (each case carries its reasoning in "notes"). The cases are backend-neutral:
 // the same files run against every storage backend. See tests/golden/README.md

@@ -1,4 +1,5 @@
-// End-to-end: every quirk of the tracking protocol (shared/spec/tracking-protocol.md), driven
+// End-to-end: every quirk of the tracking protocol (docs/api.md, "Tracking over HTTP" and
+// "Tracking over WebSocket"; docs/semantics.md, section 1), driven
 // with raw WebSocket (`ws`) and HTTP clients against the real nucleon binary. One test per quirk;
 // each test has its own app so that `nucleon export` shows only what that test sent.
 //

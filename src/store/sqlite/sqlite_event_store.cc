@@ -157,6 +157,7 @@ class SqliteEventStore final : public EventStore {
     // few seconds' worth) in the background; appends go on meanwhile.
     const int64_t mark = rollups_->mark();
     const int64_t last = writer_->last_event_id();
+    last_id_at_open_ = last;
     if (last <= mark) {
       ready_.store(true);
     } else {
@@ -331,9 +332,37 @@ class SqliteEventStore final : public EventStore {
                         UserReader::BucketRuns buckets;
                         NUCLEON_RETURN_IF_ERROR(rollups_ ? ServedBuckets(app, tx, &buckets)
                                                          : StoredBuckets(app, tx.db, &buckets));
-                        NUCLEON_RETURN_IF_ERROR(users_->Export(app, app_id, buckets, sink, tx.db));
+                        NUCLEON_RETURN_IF_ERROR(users_->Export(app, app_id, buckets, INT64_MIN,
+                                                               INT64_MAX, INT64_MAX, sink, tx.db));
                         return true;
                       })
+        .status();
+  }
+
+  Status StoredBeforeOpen(int64_t from_ms, int64_t to_ms, size_t per_app,
+                          const std::function<void(const Event&)>& sink) override {
+    if (!rollups_) return Status::Ok();
+    return Read<bool>("", true, [&](int64_t, const ReadTx& tx) -> Result<bool> {
+             std::vector<std::pair<int64_t, std::string>> apps;
+             {
+               auto q = tx.db.Prepare("SELECT id, app_id FROM apps ORDER BY id");
+               if (!q.ok()) return q.status();
+               Status st;
+               while (q->Step(&st)) apps.emplace_back(q->Int(0), std::string(q->Text(1)));
+               NUCLEON_RETURN_IF_ERROR(st);
+             }
+             for (const auto& [app, app_id] : apps) {
+               const std::vector<int64_t> present = rollups_->Present(
+                   app, FloorDiv(from_ms, kBucketMs), FloorDiv(to_ms, kBucketMs));
+               std::vector<CoreRef> cores;
+               NUCLEON_RETURN_IF_ERROR(rollups_->Cores(app, present, tx, &cores));
+               UserReader::BucketRuns buckets;
+               for (const CoreRef& c : cores) buckets.emplace_back(c.bucket, c.core->runs);
+               NUCLEON_RETURN_IF_ERROR(users_->LastStored(app, app_id, buckets, from_ms, to_ms,
+                                                          last_id_at_open_, per_app, sink, tx.db));
+             }
+             return true;
+           })
         .status();
   }
 
@@ -712,6 +741,7 @@ class SqliteEventStore final : public EventStore {
   std::unique_ptr<UserDeleter> deleter_;
   SqliteDb publish_db_;  // the publisher's connection (loads buckets)
   std::unique_ptr<RollupEventBuilder> publish_builder_;
+  int64_t last_id_at_open_ = 0;  // the largest event row id when the store opened
   std::atomic<bool> ready_{false};
   std::atomic<bool> failed_{false};
   std::atomic<bool> stop_recovery_{false};

@@ -324,6 +324,7 @@ EventView UserReader::WithSessionContext(int64_t app, const Event& event, Sqlite
 }
 
 Status UserReader::Export(int64_t app, std::string_view app_id, const BucketRuns& buckets,
+                          int64_t from_ms, int64_t to_ms, int64_t max_id,
                           const std::function<void(const Event&)>& sink, SqliteDb& db) {
   auto q = db.Cached(
       "SELECT e.id, e.type, e.name, e.client_id, d.device_key, s.session_key, u.user_key, u.anon_id,"
@@ -335,11 +336,12 @@ Status UserReader::Export(int64_t app, std::string_view app_id, const BucketRuns
   for (const auto& [bucket, runs] : buckets) {
     rows.clear();
     for (const auto& [first, last] : runs) {
+      if (first > max_id) break;
       (*q)->Bind(1, first);
-      (*q)->Bind(2, last);
+      (*q)->Bind(2, std::min(last, max_id));
       (*q)->Bind(3, app);
-      (*q)->Bind(4, bucket * kBucketMs);
-      (*q)->Bind(5, (bucket + 1) * kBucketMs - 1);
+      (*q)->Bind(4, std::max(from_ms, bucket * kBucketMs));
+      (*q)->Bind(5, std::min(to_ms, (bucket + 1) * kBucketMs - 1));
       Status st;
       while ((*q)->Step(&st)) {
         Event e;
@@ -361,6 +363,56 @@ Status UserReader::Export(int64_t app, std::string_view app_id, const BucketRuns
               [](const auto& a, const auto& b) { return a.first < b.first; });
     for (const auto& [key, e] : rows) sink(e);
   }
+  return Status::Ok();
+}
+
+Status UserReader::LastStored(int64_t app, std::string_view app_id, const BucketRuns& buckets,
+                              int64_t from_ms, int64_t to_ms, int64_t max_id, size_t limit,
+                              const std::function<void(const Event&)>& sink, SqliteDb& db) {
+  // Every run of every bucket, newest rows first, until `limit` events.
+  std::vector<std::pair<int64_t, int64_t>> runs;
+  for (const auto& [bucket, bucket_runs] : buckets) {
+    for (const auto& [first, last] : bucket_runs) {
+      if (first <= max_id) runs.emplace_back(first, std::min(last, max_id));
+    }
+  }
+  std::sort(runs.begin(), runs.end());
+  auto q = db.Cached(
+      "SELECT e.id, e.type, e.name, e.client_id, d.device_key, s.session_key, u.user_key, u.anon_id,"
+      " e.time_ms, e.body FROM events e JOIN sessions s ON s.id = e.session"
+      " JOIN devices d ON d.id = s.device JOIN users u ON u.id = e.user"
+      " WHERE e.id BETWEEN ? AND ? AND e.app = ? AND e.time_ms BETWEEN ? AND ? ORDER BY e.id DESC");
+  if (!q.ok()) return q.status();
+  std::vector<std::pair<int64_t, Event>> found;  // (row id, event)
+  int64_t below = INT64_MAX;  // runs may overlap across buckets: each row once
+  for (auto it = runs.rbegin(); it != runs.rend() && found.size() < limit; ++it) {
+    const int64_t last = std::min(it->second, below - 1);
+    if (last < it->first) continue;
+    (*q)->Bind(1, it->first);
+    (*q)->Bind(2, last);
+    (*q)->Bind(3, app);
+    (*q)->Bind(4, from_ms);
+    (*q)->Bind(5, to_ms);
+    Status st;
+    while (found.size() < limit && (*q)->Step(&st)) {
+      Event e;
+      e.app_id = std::string(app_id);
+      e.type = static_cast<EventType>((*q)->Int(1));
+      e.name = std::string(dict_->Text(static_cast<uint32_t>((*q)->Int(2))));
+      e.client_id = ClientIdText(**q, 3);
+      e.device_id = std::string((*q)->Text(4));
+      e.session_id = std::string((*q)->Text(5));
+      e.user_key = std::string((*q)->Text(6));
+      e.time_ms = (*q)->Int(8);
+      DecodeBodyInto(ParseBody((*q)->Blob(9)), *dict_, e.user_key, (*q)->Text(7), &e);
+      found.emplace_back((*q)->Int(0), std::move(e));
+    }
+    (*q)->Reset();
+    NUCLEON_RETURN_IF_ERROR(st);
+    below = it->first;
+  }
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [id, e] : found) sink(e);
   return Status::Ok();
 }
 

@@ -38,11 +38,18 @@ class UserReader {
                                                std::string_view device_id, SqliteDb& db);
   Result<EventView> DeviceContext(int64_t app, std::string_view device_id, SqliteDb& db);
   EventView WithSessionContext(int64_t app, const Event& event, SqliteDb& db);
-  // Every event of the app, oldest first (then in storage order). `buckets`:
-  // each bucket with events, ascending, with the row runs holding them.
+  // The events of the app in [from_ms, to_ms] with a row id up to `max_id`,
+  // oldest first (then in storage order). `buckets`: each bucket with events,
+  // ascending, with the row runs holding them.
   using BucketRuns = std::vector<std::pair<int64_t, std::vector<std::pair<int64_t, int64_t>>>>;
-  Status Export(int64_t app, std::string_view app_id, const BucketRuns& buckets,
-                const std::function<void(const Event&)>& sink, SqliteDb& db);
+  Status Export(int64_t app, std::string_view app_id, const BucketRuns& buckets, int64_t from_ms,
+                int64_t to_ms, int64_t max_id, const std::function<void(const Event&)>& sink,
+                SqliteDb& db);
+  // The last `limit` events of the app stored in `buckets` with a time in
+  // [from_ms, to_ms] and a row id up to `max_id`, in storage order.
+  Status LastStored(int64_t app, std::string_view app_id, const BucketRuns& buckets,
+                    int64_t from_ms, int64_t to_ms, int64_t max_id, size_t limit,
+                    const std::function<void(const Event&)>& sink, SqliteDb& db);
   Result<StoreStats> Stats(int64_t app, bool all_apps, SqliteDb& db);
 
  private:
