@@ -139,7 +139,8 @@ Result<UserSummary> UserReader::Summarize(const UserRow& u, std::string_view app
     std::vector<const Ses*> order;
     for (const Ses& si : sessions) order.push_back(&si);
     std::sort(order.begin(), order.end(), [](const Ses* a, const Ses* b) {
-      return a->start != b->start ? a->start > b->start : a->key > b->key;
+      if (a->start != b->start) return a->start > b->start;
+      return a->key != b->key ? a->key > b->key : a->device_key > b->device_key;
     });
     for (const Ses* si : order) {
       out_sessions->push_back({si->key, si->device_key, si->start, si->end, si->actions, si->errors});
