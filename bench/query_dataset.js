@@ -4,7 +4,9 @@
 //
 //   node bench/query_dataset.js --url http://127.0.0.1:PORT --app APP_ID \
 //        --events 10000000 [--users N] [--days 90] [--seed 1] \
-//        [--connections 4] [--batch 10000] [--meta OUT.json]
+//        [--connections 4] [--batch 10000] [--meta OUT.json] \
+//        [--delete-pool 200] [--delete-max-events 1000]
+//   node bench/query_dataset.js --dry-run --events N [--meta OUT.json]   # no server
 //
 // The dataset (deterministic for a given seed, events, users, days and --now-ms):
 //   - `users` user keys (default 100,000 per 10M events, at least 1,000):
@@ -34,9 +36,14 @@
 //     `event: nucleus:heartbeat`) for the sessions of the last hour, sent last.
 // Batches go out with up to --batch events (and at most ~4.5 MB) over
 // --connections keep-alive connections; 503/429/network errors are retried.
+// Only the world (users, devices and sessions: about 12 bytes an event, 1.2 GB
+// at 100M events) is held in memory; the events are generated batch by batch
+// as the load sends them.
 // Prints progress to stderr and one JSON summary line to stdout, and writes
 // --meta (facts the measurement needs: users to ask about, live devices, the
-// expected totals).
+// expected totals, the distribution of events per user, and --delete-pool
+// users with up to --delete-max-events events that a run may delete, with
+// their exact event counts and what they add to the totals).
 'use strict';
 
 const http = require('node:http');
@@ -355,6 +362,9 @@ class Stream {
     this.pending = [];                           // events of the current session (JSON strings)
     this.recent = [];                            // sessions whose last event is within the last hour
     this.heartbeatsDone = false;
+    // user index -> tally of what is sent for that user (the delete
+    // candidates: a run that deletes them knows what the totals lose)
+    this.tally = new Map();
     this.stats = {
       events: 0, sessions: 0, byType: {}, byName: {}, byError: {}, inits: 0, heartbeats: 0,
       resent: 0, firstEventMs: Infinity, lastEventMs: -Infinity,
@@ -391,7 +401,14 @@ class Stream {
     const nextId = () => { id = (id + 1) % 1000000; return id + 1; };
     const out = [];
     const st = this.stats;
+    const ut = this.tally.get(u);
     const count = (type, name) => {
+      if (ut) {
+        ut.events++;
+        if (type === 'event') ut.byName[name] = (ut.byName[name] || 0) + 1;
+        if (type === 'error') ut.byError[name] = (ut.byError[name] || 0) + 1;
+        if (type === 'init') ut.inits++;
+      }
       st.events++;
       st.byType[type] = (st.byType[type] || 0) + 1;
       if (type === 'event') st.byName[name] = (st.byName[name] || 0) + 1;
@@ -574,7 +591,9 @@ class Stream {
 
 // ---------------------------------------------------------------- facts for the measurement
 
-function facts(world, stream) {
+// Users and devices the measurement asks about. Only the world is needed, so
+// they are picked before the events are generated (the same picks as after).
+function picks(world) {
   const w = world;
   const rand = mulberry32(w.opt.seed ^ 0xfac7);
   const sampleUsers = [];
@@ -595,8 +614,67 @@ function facts(world, stream) {
       sdk: dev.sdk, deviceId: dev.key, anonId: dev.anonId, userId: w.userKind[u] === 0 ? w.userKey[u] : null,
       userKey: w.userKey[u], platform: dev.platform, osVersion: dev.osVersion, locale: LOCALES[w.userLocale[u]][0],
       ram: dev.ram, arch: dev.arch, version: w.versions[w.versions.length - 1][1],
+      user: u,
     });
   }
+  return { sampleUsers, heavy, live };
+}
+
+// Events per user (the sum of its sessions' lengths: what a delete removes).
+function userEventCounts(world) {
+  const w = world;
+  const n = new Uint32Array(w.opt.users);
+  for (let s = 0; s < w.nS; s++) n[w.devices[w.sDevice[s]].user] += w.sLen[s];
+  return n;
+}
+
+// Users a run may delete: --delete-pool users with 1..--delete-max-events
+// events, none of them asked about by the measurement or brought live (so the
+// measurement and the live traffic never touch a deleted user), spread over
+// the sizes: round-robin over power-of-two classes of event counts (1, 2-3,
+// 4-7, ... 512-1000), a random user within each. Their per-name tallies are
+// collected while the events are generated, so checks on a folder where some
+// were deleted still know the exact totals.
+function deleteCandidates(world, p, counts) {
+  const w = world;
+  const o = w.opt;
+  const exclude = new Set();
+  const sampled = new Set(p.sampleUsers);
+  for (let u = 0; u < o.users; u++) if (sampled.has(w.userKey[u])) exclude.add(u);
+  exclude.add(p.heavy);
+  for (const d of p.live) exclude.add(d.user);
+  const classes = [];
+  for (let u = 0; u < o.users; u++) {
+    const n = counts[u];
+    if (n < 1 || n > o.deleteMaxEvents || exclude.has(u)) continue;
+    const c = 31 - Math.clz32(n);
+    (classes[c] || (classes[c] = [])).push(u);
+  }
+  const rand = mulberry32(o.seed ^ 0xde1e7e);
+  const pools = classes.filter(Boolean);
+  const out = [];
+  while (out.length < o.deletePool && pools.some((x) => x.length > 0)) {
+    for (const pool of pools) {
+      if (out.length >= o.deletePool || pool.length === 0) continue;
+      const i = Math.floor(rand() * pool.length);
+      out.push(pool[i]);
+      pool[i] = pool[pool.length - 1];
+      pool.pop();
+    }
+  }
+  return out;
+}
+
+function quantilesOf(counts) {
+  const s = Array.from(counts).sort((a, b) => a - b);
+  const q = (x) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(x * s.length) - 1))];
+  let upTo1000 = 0;
+  for (const n of s) if (n <= 1000) upTo1000++;
+  return { p50: q(0.5), p90: q(0.9), p99: q(0.99), max: s[s.length - 1], upTo1000 };
+}
+
+function facts(world, stream, p, candidates, counts) {
+  const w = world;
   // the most frequent event and its first property (for /analytics/events/:event/:attr)
   const names = Object.entries(stream.stats.byName).sort((a, b) => b[1] - a[1]);
   const top = stream.cat.names.find((c) => c.name === names[0][0]);
@@ -609,12 +687,27 @@ function facts(world, stream) {
     users: w.opt.users,
     devices: w.devices.filter((d) => d.sessions > 0).length,  // devices with at least one session
     sessions: w.nS,
-    sampleUsers,
-    heavyUser: { key: w.userKey[heavy], sessions: w.userSessions[heavy] },
-    liveDevices: live,
+    sampleUsers: p.sampleUsers,
+    heavyUser: { key: w.userKey[p.heavy], sessions: w.userSessions[p.heavy] },
+    liveDevices: p.live.map(({ user, ...d }) => d),
     topEvent: { event: top.name, attr: top.keys[0].key },
     attrEvents,
     eventNames: EVENT_NAMES.length,
+    // events per user over the whole dataset
+    userEvents: quantilesOf(counts),
+    // users a run may delete, in the order runs take them (see deleteCandidates);
+    // `events` is exactly what the server stored for the user, and the rest
+    // what the checks' totals lose when it is deleted
+    deleteCandidates: candidates.map((u) => {
+      const t = stream.tally.get(u);
+      // the generator's own bookkeeping: a candidate's tally is what its sessions hold
+      if (stream.pos >= w.nS && t.events !== counts[u]) throw new Error(`user ${w.userKey[u]}: ${t.events} events sent, ${counts[u]} counted`);
+      return {
+        key: w.userKey[u], events: counts[u], sessions: w.userSessions[u],
+        devices: w.userDevices[u].filter((d) => w.devices[d].sessions > 0).length,
+        inits: t.inits, byName: t.byName, byError: t.byError,
+      };
+    }),
   };
 }
 
@@ -624,7 +717,7 @@ function parseArgs(argv) {
   const o = {
     url: null, app: null, events: 10000000, users: 0, days: 90, seed: 1, connections: 4,
     batch: 10000, maxBytes: 4500000, meanSessionEvents: 20, dupRate: 0.005, meta: null,
-    timeoutS: 7200, nowMs: 0, dryRun: false,
+    timeoutS: 7200, nowMs: 0, dryRun: false, deletePool: 200, deleteMaxEvents: 1000,
   };
   for (let i = 2; i < argv.length; i++) {
     const a = argv[i];
@@ -644,6 +737,8 @@ function parseArgs(argv) {
       case '--timeout': o.timeoutS = Number(v()); break;
       case '--now-ms': o.nowMs = Number(v()); break;
       case '--dry-run': o.dryRun = true; break;
+      case '--delete-pool': o.deletePool = Number(v()); break;
+      case '--delete-max-events': o.deleteMaxEvents = Number(v()); break;
       default: throw new Error(`unknown option ${a}`);
     }
   }
@@ -701,7 +796,13 @@ async function main() {
   const t0 = Date.now();
   const world = buildWorld(o);
   const stream = new Stream(world, o);
-  log(`world: ${o.users} users, ${world.devices.filter((d) => d.sessions > 0).length} devices, ${world.nS} sessions, ${o.events} events over ${o.days} days (built in ${Date.now() - t0} ms)`);
+  const p = picks(world);
+  const counts = userEventCounts(world);
+  const candidates = deleteCandidates(world, p, counts);
+  for (const u of candidates) stream.tally.set(u, { events: 0, inits: 0, byName: {}, byError: {} });
+  // The world (users, devices, sessions: about 12 bytes a stored event) stays
+  // in memory; the events are generated batch by batch as the load sends them.
+  log(`world: ${o.users} users, ${world.devices.filter((d) => d.sessions > 0).length} devices, ${world.nS} sessions, ${o.events} events over ${o.days} days (built in ${Date.now() - t0} ms, heap ${(process.memoryUsage().heapUsed / 2 ** 20).toFixed(0)} MiB); ${candidates.length} delete candidates`);
   const deadline = Date.now() + o.timeoutS * 1000;
 
   if (o.dryRun) {
@@ -710,7 +811,9 @@ async function main() {
     for (let b; (b = stream.next());) { n += b.count; bytes += b.body.length; batches++; }
     const s = Number(process.hrtime.bigint() - g0) / 1e9;
     log(`dry run: ${batches} batches, ${n} items, ${(bytes / 1e6).toFixed(0)} MB generated in ${s.toFixed(1)} s`);
-    process.stdout.write(JSON.stringify({ stats: stream.stats, facts: facts(world, stream) }).slice(0, 4000) + '\n');
+    const f = facts(world, stream, p, candidates, counts);
+    if (o.meta) fs.writeFileSync(o.meta, JSON.stringify({ dryRun: true, stats: stream.stats, facts: f }, null, 1));
+    process.stdout.write(JSON.stringify({ stats: stream.stats, facts: f }).slice(0, 4000) + '\n');
     return;
   }
 
@@ -807,7 +910,7 @@ async function main() {
     now_ms: o.nowMs,
   };
   if (o.meta) {
-    fs.writeFileSync(o.meta, JSON.stringify({ load: summary, facts: facts(world, stream), app: o.app }, null, 1));
+    fs.writeFileSync(o.meta, JSON.stringify({ load: summary, facts: facts(world, stream, p, candidates, counts), app: o.app }, null, 1));
   }
   log(`loaded ${o.events} events in ${seconds.toFixed(1)} s: ${summary.events_per_sec} events/s; server stored ${summary.stored}, duplicates ${summary.duplicates}, invalid ${summary.invalid}, heartbeats ${summary.heartbeats}; ${retries} retries, ${failures} failed batches`);
   const { generated, ...line } = summary;
