@@ -269,7 +269,11 @@ async function runSeed(seed, t) {
   const dataDir = tempDir(`diff-${seed}`);
   const apps = [createApp(dataDir, 'diff-main'), createApp(dataDir, 'diff-small')];
   const appIds = apps.map((a) => a.appId);
-  const args = ['--api-rate', '0', '--track-rate', '0', ...(GEO ? ['--trust-proxy', '127.0.0.0/8,::1'] : []), ...serverArgs()];
+  // The embedded store (no NUCLEON_DIFF_SERVER_ARGS): odd seeds checkpoint its
+  // aggregates every 50 ms, so kills land in checkpoints and restarts find little
+  // to replay; even seeds keep the default interval, so every restart replays a tail.
+  const storeArgs = process.env.NUCLEON_DIFF_SERVER_ARGS ? [] : ['--checkpoint-interval', seed % 2 ? '0.05' : '5'];
+  const args = ['--api-rate', '0', '--track-rate', '0', ...(GEO ? ['--trust-proxy', '127.0.0.0/8,::1'] : []), ...storeArgs, ...serverArgs()];
   const server = new Server({ dataDir, args });
   await server.start();
   const tracker = new Tracker({ port: server.port, appIds, geo: GEO });
