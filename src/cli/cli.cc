@@ -1,5 +1,7 @@
 #include "cli/cli.h"
 
+#include <malloc.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -185,6 +187,12 @@ bool ParseListen(const std::string& listen, std::string* host, uint16_t* port) {
 }
 
 int Serve(const Args& args, const std::string& data) {
+  // Memory: a few allocator arenas (not one per busy thread), and large blocks
+  // (request bodies, decoded batches) mapped and given back as soon as freed,
+  // so resident memory follows what is in use rather than the last peak.
+  mallopt(M_ARENA_MAX, 2);
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 4 * 1024 * 1024);
   std::string host;
   uint16_t port = 0;
   const std::string listen = Flag(args, "listen", "127.0.0.1:8080");

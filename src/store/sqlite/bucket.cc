@@ -327,13 +327,14 @@ std::string PropValues::ValueKey(const PropValue& v) {
 void PropValues::Remove(const PropValue& v) {
   auto it = counts.find(ValueKey(v));
   if (it == counts.end()) return;
-  if (--it->second == 0) counts.erase(it);
+  if (--it->second == 0) {
+    value_bytes_ -= std::min(value_bytes_, EntryBytes(it->first));
+    counts.erase(it);
+  }
 }
 
 size_t PropValues::MemoryBytes() const {
-  size_t n = sizeof(*this) + counts.bucket_count() * sizeof(void*);
-  for (const auto& [k, c] : counts) n += 48 + (k.size() > 15 ? k.size() + 1 : 0);
-  return n;
+  return sizeof(*this) + counts.bucket_count() * sizeof(void*) + value_bytes_;
 }
 
 void PropValues::Encode(std::string* out) const {
@@ -354,11 +355,13 @@ bool PropValues::Decode(std::string_view in, PropValues* out) {
   const uint64_t n = r.Varint();
   if (!r.ok() || n > r.remaining()) return false;
   out->counts.reserve(static_cast<size_t>(n));
+  out->value_bytes_ = 0;
   for (uint64_t i = 0; i < n; ++i) {
     const std::string_view k = r.String();
     const auto c = static_cast<uint32_t>(r.Varint());
     if (!r.ok() || k.empty()) return false;
-    out->counts.emplace(std::string(k), c);
+    auto [it, added] = out->counts.emplace(std::string(k), c);
+    if (added) out->value_bytes_ += EntryBytes(it->first);
   }
   return r.done();
 }

@@ -108,12 +108,20 @@ struct PropValues {
   std::unordered_map<std::string, uint32_t> counts;
 
   static std::string ValueKey(const PropValue& v);
-  void Add(const PropValue& v) { ++counts[ValueKey(v)]; }
+  void Add(const PropValue& v) {
+    auto [it, added] = counts.try_emplace(ValueKey(v), 0);
+    ++it->second;
+    if (added) value_bytes_ += EntryBytes(it->first);
+  }
   // Takes one occurrence out; the value disappears at zero.
   void Remove(const PropValue& v);
-  size_t MemoryBytes() const;
+  size_t MemoryBytes() const;  // constant time
   void Encode(std::string* out) const;
   static bool Decode(std::string_view in, PropValues* out);
+
+ private:
+  static size_t EntryBytes(const std::string& key) { return 48 + (key.size() > 15 ? key.size() + 1 : 0); }
+  size_t value_bytes_ = 0;  // the entries' estimate, kept as they come and go
 };
 
 }  // namespace nucleon

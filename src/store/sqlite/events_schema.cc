@@ -41,7 +41,9 @@ const Migration kMigrations[] = {
     //     the runs of row ids that hold its events (bucket.h).
     //   sessions, devices, users: entity state kept current by every commit
     //     (start/end, counts, context event, install, first/last seen).
-    //   rollups, rollup_props: per 15-minute bucket aggregates up to the mark.
+    //   rollups, rollup_props: per 15-minute bucket aggregates up to the mark
+    //     (a rollup's key is RollupKey(app, bucket): a row id, so the rows of a
+    //     few kilobytes stay in their pages).
     //   bucket_counts: installs, new users and sessions (count, seconds) per
     //     bucket of their start, kept current by every commit.
     {"ALTER TABLE events RENAME TO legacy_events;"
@@ -73,8 +75,7 @@ const Migration kMigrations[] = {
      " session INTEGER NOT NULL, user INTEGER NOT NULL, type INTEGER NOT NULL, name INTEGER,"
      " time_ms INTEGER NOT NULL, ident INTEGER, client_id, body BLOB);"
      "CREATE UNIQUE INDEX ev_identity ON events(session, ident);"
-     "CREATE TABLE rollups(app INTEGER NOT NULL, bucket INTEGER NOT NULL, core BLOB NOT NULL,"
-     " PRIMARY KEY(app, bucket)) WITHOUT ROWID;"
+     "CREATE TABLE rollups(key INTEGER PRIMARY KEY, core BLOB NOT NULL);"
      "CREATE TABLE rollup_props(app INTEGER NOT NULL, event INTEGER NOT NULL, key INTEGER NOT NULL,"
      " bucket INTEGER NOT NULL, vals BLOB NOT NULL, PRIMARY KEY(app, event, key, bucket))"
      " WITHOUT ROWID;"

@@ -64,19 +64,19 @@ Status Rollups::Open(SqliteDb& db) {
     if (q->Step(&st)) mark_.store(std::stoll(std::string(q->Text(0))), std::memory_order_release);
     if (!st.ok()) return st;
   }
-  auto q = db.Prepare("SELECT app, bucket FROM rollups");
+  auto q = db.Prepare("SELECT key FROM rollups");
   if (!q.ok()) return q.status();
   Status st;
   int64_t last_app = -1;
   App* a = nullptr;
   while (q->Step(&st)) {
-    const int64_t app = q->Int(0);
+    const int64_t app = RollupApp(q->Int(0));
     if (app != last_app) {
       a = &AppFor(app);
       last_app = app;
     }
     // Rows come in key order: appending at the end is constant time.
-    a->present.insert(a->present.end(), q->Int(1));
+    a->present.insert(a->present.end(), RollupBucket(q->Int(0)));
   }
   return st;
 }
@@ -91,10 +91,9 @@ Result<Rollups::HotBucket*> Rollups::Hot(int64_t app, App& a, int64_t bucket, Sq
     if (auto cached = cores_.Get({app, bucket})) {
       *hb.core = *cached;
     } else {
-      auto q = db.Cached("SELECT core FROM rollups WHERE app = ? AND bucket = ?");
+      auto q = db.Cached("SELECT core FROM rollups WHERE key = ?");
       if (!q.ok()) return q.status();
-      (*q)->Bind(1, app);
-      (*q)->Bind(2, bucket);
+      (*q)->Bind(1, RollupKey(app, bucket));
       Status st;
       if ((*q)->Step(&st)) {
         if (!BucketCore::Decode((*q)->Blob(0), hb.core.get())) {
@@ -212,18 +211,16 @@ Status Rollups::WriteDirty(SqliteDb& db, int64_t mark, CheckpointWork* work) {
     for (auto& [bucket, hb] : a->hot) {
       if (hb.dirty) {
         if (hb.core->empty()) {
-          auto del = db.Cached("DELETE FROM rollups WHERE app = ? AND bucket = ?");
+          auto del = db.Cached("DELETE FROM rollups WHERE key = ?");
           if (!del.ok()) return del.status();
-          (*del)->Bind(1, app);
-          (*del)->Bind(2, bucket);
+          (*del)->Bind(1, RollupKey(app, bucket));
           NUCLEON_RETURN_IF_ERROR((*del)->Run());
         } else {
           hb.core->Encode(&blob);
-          auto put = db.Cached("INSERT OR REPLACE INTO rollups(app, bucket, core) VALUES(?, ?, ?)");
+          auto put = db.Cached("INSERT OR REPLACE INTO rollups(key, core) VALUES(?, ?)");
           if (!put.ok()) return put.status();
-          (*put)->Bind(1, app);
-          (*put)->Bind(2, bucket);
-          (*put)->BindBlob(3, blob.data(), blob.size());
+          (*put)->Bind(1, RollupKey(app, bucket));
+          (*put)->BindBlob(2, blob.data(), blob.size());
           NUCLEON_RETURN_IF_ERROR((*put)->Run());
         }
         work->cores.emplace_back(app, bucket);
@@ -341,10 +338,9 @@ Status Rollups::WriteRemoval(int64_t app, uint32_t user,
     out->buckets.push_back(bucket);
     BucketCore core;
     {
-      auto q = db.Cached("SELECT core FROM rollups WHERE app = ? AND bucket = ?");
+      auto q = db.Cached("SELECT core FROM rollups WHERE key = ?");
       if (!q.ok()) return q.status();
-      (*q)->Bind(1, app);
-      (*q)->Bind(2, bucket);
+      (*q)->Bind(1, RollupKey(app, bucket));
       Status st;
       if ((*q)->Step(&st) && !BucketCore::Decode((*q)->Blob(0), &core)) {
         return Status::Internal("corrupt rollup of bucket " + std::to_string(bucket));
@@ -354,18 +350,16 @@ Status Rollups::WriteRemoval(int64_t app, uint32_t user,
     core.RemoveUser(user, events);
     if (core.empty()) {
       out->emptied.push_back(bucket);
-      auto del = db.Cached("DELETE FROM rollups WHERE app = ? AND bucket = ?");
+      auto del = db.Cached("DELETE FROM rollups WHERE key = ?");
       if (!del.ok()) return del.status();
-      (*del)->Bind(1, app);
-      (*del)->Bind(2, bucket);
+      (*del)->Bind(1, RollupKey(app, bucket));
       NUCLEON_RETURN_IF_ERROR((*del)->Run());
     } else {
       core.Encode(&blob);
-      auto put = db.Cached("INSERT OR REPLACE INTO rollups(app, bucket, core) VALUES(?, ?, ?)");
+      auto put = db.Cached("INSERT OR REPLACE INTO rollups(key, core) VALUES(?, ?)");
       if (!put.ok()) return put.status();
-      (*put)->Bind(1, app);
-      (*put)->Bind(2, bucket);
-      (*put)->BindBlob(3, blob.data(), blob.size());
+      (*put)->Bind(1, RollupKey(app, bucket));
+      (*put)->BindBlob(2, blob.data(), blob.size());
       NUCLEON_RETURN_IF_ERROR((*put)->Run());
     }
     // The property values the user's events added, per (event, key).
@@ -487,15 +481,14 @@ Status Rollups::Cores(int64_t app, std::span<const int64_t> buckets, const ReadT
     }
   }
   if (!from_disk.empty()) {
-    auto q = db.Cached("SELECT bucket, core FROM rollups WHERE app = ? AND bucket BETWEEN ? AND ?");
+    auto q = db.Cached("SELECT key, core FROM rollups WHERE key BETWEEN ? AND ?");
     if (!q.ok()) return q.status();
-    (*q)->Bind(1, app);
-    (*q)->Bind(2, buckets[from_disk.front()]);
-    (*q)->Bind(3, buckets[from_disk.back()]);
+    (*q)->Bind(1, RollupKey(app, buckets[from_disk.front()]));
+    (*q)->Bind(2, RollupKey(app, buckets[from_disk.back()]));
     Status st;
     size_t next = 0;
     while (next < from_disk.size() && (*q)->Step(&st)) {
-      const int64_t b = (*q)->Int(0);
+      const int64_t b = RollupBucket((*q)->Int(0));
       while (next < from_disk.size() && buckets[from_disk[next]] < b) ++next;
       if (next == from_disk.size() || buckets[from_disk[next]] != b) continue;
       auto core = std::make_shared<BucketCore>();

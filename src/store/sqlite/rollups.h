@@ -48,6 +48,16 @@
 
 namespace nucleon {
 
+// The key of a bucket's row in `rollups`: one integer (the row id), ordered by
+// app, then bucket.
+inline int64_t RollupKey(int64_t app, int64_t bucket) {
+  return app * (int64_t{1} << 40) + (bucket + (int64_t{1} << 39));
+}
+inline int64_t RollupApp(int64_t key) { return key >> 40; }
+inline int64_t RollupBucket(int64_t key) {
+  return (key & ((int64_t{1} << 40) - 1)) - (int64_t{1} << 39);
+}
+
 // The app starts, hours, users and breakdown users of one local day.
 struct DayAgg {
   int64_t usage = 0;

@@ -534,14 +534,15 @@ class SqliteEventStore final : public EventStore {
     }
     std::map<int64_t, BucketCore> buckets;
     {
-      auto q = db.Prepare("SELECT bucket, core FROM rollups WHERE app = ?");
+      auto q = db.Prepare("SELECT key, core FROM rollups WHERE key BETWEEN ? AND ?");
       if (!q.ok()) return q.status();
-      q->Bind(1, app);
+      q->Bind(1, RollupKey(app, -(int64_t{1} << 39)));
+      q->Bind(2, RollupKey(app, (int64_t{1} << 39) - 1));
       Status st;
       while (q->Step(&st)) {
         BucketCore core;
         if (!BucketCore::Decode(q->Blob(1), &core)) return Status::Internal("corrupt rollup");
-        buckets[q->Int(0)].runs = std::move(core.runs);
+        buckets[RollupBucket(q->Int(0))].runs = std::move(core.runs);
       }
       NUCLEON_RETURN_IF_ERROR(st);
     }
