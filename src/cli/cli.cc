@@ -306,7 +306,8 @@ int Serve(const Args& args, const std::string& data) {
   EventStore* event_store = store->get();
   Router router(RouterDeps{&registry, &ingestor, &committer, &counters, &api,
                            track_limiter.enabled() ? &track_limiter : nullptr, &server_counters,
-                           [event_store] { return event_store->Ready(); }});
+                           [event_store] { return event_store->Ready(); },
+                           [event_store] { return event_store->Metrics(); }});
   HttpServerOptions options;
   options.host = host;
   options.port = port;

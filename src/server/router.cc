@@ -1,5 +1,7 @@
 #include "server/router.h"
 
+#include <cstdio>
+
 #include <algorithm>
 #include <memory>
 
@@ -213,6 +215,14 @@ HttpResponse Router::Metrics() const {
          s->slow_requests_closed);
     line("nucleon_websockets_idle_closed_total", "Tracking WebSockets closed for silence.",
          s->websockets_idle_closed);
+  }
+  if (deps_.store_metrics) {
+    for (const StoreMetric& m : deps_.store_metrics()) {
+      char value[32];
+      std::snprintf(value, sizeof value, "%.17g", m.value);
+      out += "# HELP " + m.name + ' ' + m.help + "\n# TYPE " + m.name +
+             (m.counter ? " counter\n" : " gauge\n") + m.name + ' ' + value + '\n';
+    }
   }
   HttpResponse r;
   r.content_type = "text/plain; version=0.0.4";

@@ -10,11 +10,13 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/http_types.h"
 #include "ingest/group_committer.h"
 #include "ingest/ingestor.h"
 #include "server/app_registry.h"
+#include "store/event_store.h"
 #include "server/rate_limiter.h"
 
 namespace nucleon {
@@ -39,6 +41,8 @@ struct RouterDeps {
   ServerCounters* server_counters = nullptr;  // may be absent
   // Whether the API answers yet (shown by /healthz); absent: always.
   std::function<bool()> ready = nullptr;
+  // What the store reports about itself, added to /metrics; may be absent.
+  std::function<std::vector<StoreMetric>()> store_metrics = nullptr;
 };
 
 class Router {

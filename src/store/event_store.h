@@ -30,6 +30,14 @@ struct StoreStats {
   int64_t users = 0;
 };
 
+// One number a store reports about itself (/metrics), in Prometheus terms.
+struct StoreMetric {
+  std::string name;  // nucleon_...
+  std::string help;
+  bool counter = true;  // else a gauge
+  double value = 0;
+};
+
 class EventStore {
  public:
   virtual ~EventStore() = default;
@@ -78,6 +86,10 @@ class EventStore {
     return false;
   }
   virtual Status Maintain() { return Status::Ok(); }
+
+  // What the store reports about itself (readiness, checkpoints, caches).
+  // Any thread.
+  virtual std::vector<StoreMetric> Metrics() const { return {}; }
 
   // Calls `sink` for every stored event of `app_id`, oldest first.
   virtual Status Export(std::string_view app_id,

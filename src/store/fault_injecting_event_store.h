@@ -38,6 +38,7 @@ class EventStoreWrapper : public EventStore {
   bool Ready() const override { return target_->Ready(); }
   bool MaintenanceDue(bool closing) override { return target_->MaintenanceDue(closing); }
   Status Maintain() override { return target_->Maintain(); }
+  std::vector<StoreMetric> Metrics() const override { return target_->Metrics(); }
   Status Export(std::string_view app_id, const std::function<void(const Event&)>& sink) override {
     return target_->Export(app_id, sink);
   }

@@ -51,12 +51,21 @@ test('live events are the same after a graceful restart and after kill -9', { ti
   await server.start();
   assert.deepEqual(await live(), before, 'after a graceful restart');
 
+  // Killed before its next checkpoint (every 5 s by default): the restart
+  // replays what was written since the last one.
+  await send([event(7, -15000, 'BEFORE_KILL')]);
   await server.kill9();
   await server.start();
-  assert.deepEqual(await live(), before, 'after kill -9');
+  const after = await live();
+  assert.deepEqual(after.filter((e) => e[1] !== 'BEFORE_KILL'), before, 'after kill -9');
+  assert.equal(after[0][1], 'BEFORE_KILL');
+  const metrics = (await server.request('GET', '/metrics')).text;
+  assert.match(metrics, /\nnucleon_store_ready 1\n/);
+  const replayed = Number(/\nnucleon_tail_replayed_events (\d+)\n/.exec(metrics)?.[1]);
+  assert.ok(replayed >= 1, `the events written after the last checkpoint were replayed at start: ${replayed}`);
 
   // New events join the ones from before the restart.
   await send([event(6, -10000, 'AFTER')]);
   await sleep(50);
-  assert.deepEqual((await live()).map((e) => e[1]), ['AFTER', 'SEEN_TOO', 'SEEN', null]);
+  assert.deepEqual((await live()).map((e) => e[1]), ['AFTER', 'BEFORE_KILL', 'SEEN_TOO', 'SEEN', null]);
 });

@@ -243,9 +243,7 @@ class SqliteEventStore final : public EventStore {
     Status st = db_.Exec("BEGIN IMMEDIATE");
     if (st.ok()) st = dict_.FlushPending(db_);
     if (st.ok()) st = rollups_->WriteDirty(db_, writer_->last_event_id(), &work);
-    const auto written = Clock::now();
     if (st.ok()) st = db_.Exec("COMMIT");
-    const auto committed = Clock::now();
     if (!st.ok()) {
       (void)db_.Exec("ROLLBACK");
       dict_.DropFlushed();
@@ -257,19 +255,60 @@ class SqliteEventStore final : public EventStore {
     // Give memory freed since (decoded batches, evicted buckets) back to the
     // system: resident memory follows what is in use, not the last peak.
     malloc_trim(0);
-    if (getenv("NUCLEON_DEBUG_CHECKPOINT")) {
-      LogInfo("checkpoint: " + std::to_string(work.cores.size()) + " buckets, " +
-              std::to_string(work.slots.size()) + " slots, " + std::to_string(work.events) + " events: write " +
-              std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(written - last_checkpoint_).count()) + " us, commit " +
-              std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(committed - written).count()) + " us, finish " +
-              std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - committed).count()) + " us");
-    }
+    checkpoints_.fetch_add(1, std::memory_order_relaxed);
+    checkpoint_us_.fetch_add(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - last_checkpoint_).count(),
+        std::memory_order_relaxed);
     return Status::Ok();
   }
 
   Status DeleteUser(std::string_view app_id, std::string_view user_key) override {
     if (options_.read_only) return Status::Internal("the event store was opened read-only");
     if (!Ready()) return NotReady();
+    const auto started = Clock::now();
+    Status st = Delete(app_id, user_key);
+    if (st.ok()) {
+      deletes_.fetch_add(1, std::memory_order_relaxed);
+      delete_us_.fetch_add(
+          std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count(),
+          std::memory_order_relaxed);
+    }
+    return st;
+  }
+
+  std::vector<StoreMetric> Metrics() const override {
+    std::vector<StoreMetric> out;
+    out.push_back({"nucleon_store_ready", "1 once the read side is loaded (the API answers), else 0.",
+                   false, Ready() ? 1.0 : 0.0});
+    if (!rollups_) return out;
+    const Rollups::CacheStats c = rollups_->Stats();
+    out.push_back({"nucleon_tail_replayed_events",
+                   "Events written after the last checkpoint, replayed at start-up.", false,
+                   static_cast<double>(replayed_.load())});
+    out.push_back({"nucleon_checkpoints_total", "Checkpoints of the per-bucket aggregates.", true,
+                   static_cast<double>(checkpoints_.load())});
+    out.push_back({"nucleon_checkpoint_seconds_total", "Time spent in checkpoints.", true,
+                   static_cast<double>(checkpoint_us_.load()) / 1e6});
+    out.push_back({"nucleon_events_not_checkpointed",
+                   "Events added to the aggregates since the last checkpoint.", false,
+                   static_cast<double>(rollups_->dirty_events())});
+    out.push_back({"nucleon_hot_buckets", "15-minute buckets held in memory for writing.", false,
+                   static_cast<double>(c.hot_buckets)});
+    out.push_back({"nucleon_bucket_cache_bytes", "Decoded bucket aggregates cached.", false,
+                   static_cast<double>(c.core_cache_bytes)});
+    out.push_back({"nucleon_property_cache_bytes", "Decoded property values cached.", false,
+                   static_cast<double>(c.props_cache_bytes)});
+    out.push_back({"nucleon_day_cache_bytes", "Per-day aggregates cached.", false,
+                   static_cast<double>(c.day_cache_bytes)});
+    out.push_back({"nucleon_user_deletes_total", "Users deleted.", true,
+                   static_cast<double>(deletes_.load())});
+    out.push_back({"nucleon_user_delete_seconds_total", "Time spent deleting users.", true,
+                   static_cast<double>(delete_us_.load()) / 1e6});
+    return out;
+  }
+
+ private:
+  Status Delete(std::string_view app_id, std::string_view user_key) {
     const int64_t app = writer_->AppRow(app_id);
     if (app == 0) return Status::NotFound("unknown user " + std::string(user_key));
     // Checkpoint first (in the same transaction), so the rollups on disk are
@@ -323,6 +362,7 @@ class SqliteEventStore final : public EventStore {
 
   // ---- Reads (any thread).
 
+ public:
   Status Export(std::string_view app_id, const std::function<void(const Event&)>& sink) override {
     // A serving store knows its buckets; a read-only one (the export command)
     // reads them from the file, with the rows written after the last checkpoint.
@@ -655,6 +695,7 @@ class SqliteEventStore final : public EventStore {
       Fail("replaying the events after the last rollup checkpoint failed: " + st.ToString());
     } else if (!stop_recovery_.load()) {
       const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+      replayed_.store(replayed);
       LogInfo("read side ready: replayed " + std::to_string(replayed) +
               " events written after the last checkpoint in " + std::to_string(ms) + " ms");
     }
@@ -743,6 +784,8 @@ class SqliteEventStore final : public EventStore {
   SqliteDb publish_db_;  // the publisher's connection (loads buckets)
   std::unique_ptr<RollupEventBuilder> publish_builder_;
   int64_t last_id_at_open_ = 0;  // the largest event row id when the store opened
+  std::atomic<int64_t> replayed_{0};
+  std::atomic<uint64_t> checkpoints_{0}, checkpoint_us_{0}, deletes_{0}, delete_us_{0};
   std::atomic<bool> ready_{false};
   std::atomic<bool> failed_{false};
   std::atomic<bool> stop_recovery_{false};
