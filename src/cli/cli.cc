@@ -15,9 +15,9 @@
 
 #include "core/crypto.h"
 #include "core/log.h"
+#include "core/time_util.h"
 #include "geo/cidr_set.h"
 #include "geo/country_lookup.h"
-#include "core/time_util.h"
 #include "ingest/group_committer.h"
 #include "ingest/ingestor.h"
 #include "live/live_state.h"
@@ -66,14 +66,28 @@ struct Args {
 
 const std::map<std::string, bool>& KnownFlags() {
   // name -> takes a value
-  static const std::map<std::string, bool> kFlags = {
-      {"data", true}, {"listen", true}, {"fsync", true}, {"threads", true},
-      {"max-body", true}, {"demo", false}, {"help", false}, {"geoip-db", true},
-      {"trust-proxy", true}, {"track-rate", true}, {"track-burst", true},
-      {"api-rate", true}, {"api-burst", true}, {"max-connections", true},
-      {"max-connections-per-ip", true}, {"header-timeout", true}, {"body-timeout", true},
-      {"body-min-rate", true}, {"ws-idle-timeout", true}, {"max-pending-events", true},
-      {"cache-mb", true}, {"checkpoint-interval", true}};
+  static const std::map<std::string, bool> kFlags = {{"data", true},
+                                                     {"listen", true},
+                                                     {"fsync", true},
+                                                     {"threads", true},
+                                                     {"max-body", true},
+                                                     {"demo", false},
+                                                     {"help", false},
+                                                     {"geoip-db", true},
+                                                     {"trust-proxy", true},
+                                                     {"track-rate", true},
+                                                     {"track-burst", true},
+                                                     {"api-rate", true},
+                                                     {"api-burst", true},
+                                                     {"max-connections", true},
+                                                     {"max-connections-per-ip", true},
+                                                     {"header-timeout", true},
+                                                     {"body-timeout", true},
+                                                     {"body-min-rate", true},
+                                                     {"ws-idle-timeout", true},
+                                                     {"max-pending-events", true},
+                                                     {"cache-mb", true},
+                                                     {"checkpoint-interval", true}};
   return kFlags;
 }
 
@@ -356,9 +370,9 @@ int Serve(const Args& args, const std::string& data) {
     if (stopping.load()) return;
     const int64_t now = NowMs();
     std::vector<Event> recent;
-    Status st = event_store->StoredBeforeOpen(now - LiveState::kRecentMs, now,
-                                              LiveState::kMaxRecentPerApp,
-                                              [&recent](const Event& e) { recent.push_back(e); });
+    Status st =
+        event_store->StoredBeforeOpen(now - LiveState::kRecentMs, now, LiveState::kMaxRecentPerApp,
+                                      [&recent](const Event& e) { recent.push_back(e); });
     if (!st.ok()) LogWarn("the live window starts empty: " + st.ToString());
     live.Seed(std::move(recent));
   });

@@ -1,24 +1,23 @@
 #include "ingest/group_committer.h"
 
 #include <gtest/gtest.h>
-
-#include "core/testing/temp_dir.h"
 #include <stdlib.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <functional>
-#include <span>
 #include <filesystem>
+#include <functional>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "core/testing/temp_dir.h"
 #include "store/event_store.h"
-#include "store/sqlite/sqlite_event_store.h"
 #include "store/fault_injecting_event_store.h"
+#include "store/sqlite/sqlite_event_store.h"
 
 namespace nucleon {
 namespace {

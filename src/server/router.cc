@@ -1,8 +1,7 @@
 #include "server/router.h"
 
-#include <cstdio>
-
 #include <algorithm>
+#include <cstdio>
 #include <memory>
 
 namespace nucleon {

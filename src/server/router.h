@@ -16,8 +16,8 @@
 #include "ingest/group_committer.h"
 #include "ingest/ingestor.h"
 #include "server/app_registry.h"
-#include "store/event_store.h"
 #include "server/rate_limiter.h"
+#include "store/event_store.h"
 
 namespace nucleon {
 

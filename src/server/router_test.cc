@@ -1,8 +1,6 @@
 #include "server/router.h"
 
 #include <gtest/gtest.h>
-
-#include "core/testing/temp_dir.h"
 #include <stdlib.h>
 
 #include <algorithm>
@@ -14,13 +12,14 @@
 #include <vector>
 
 #include "core/limits.h"
+#include "core/testing/temp_dir.h"
 #include "ingest/group_committer.h"
 #include "ingest/ingestor.h"
 #include "server/app_registry.h"
 #include "store/catalog.h"
 #include "store/event_store.h"
-#include "store/sqlite/sqlite_event_store.h"
 #include "store/fault_injecting_event_store.h"
+#include "store/sqlite/sqlite_event_store.h"
 
 namespace nucleon {
 namespace {

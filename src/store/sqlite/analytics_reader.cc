@@ -85,7 +85,7 @@ Result<int64_t> InstallsIn(int64_t app, int64_t lo, int64_t hi, SqliteDb& db) {
 }  // namespace
 
 Status AnalyticsReader::CollectPieces(int64_t app, int64_t from_ms, int64_t to_ms, int offset_min,
-                                      bool with_props, const ReadTx& tx, Pieces* out) {
+                                      bool with_props, const ReadTx& tx, Pieces* out, bool keep) {
   SqliteDb& db = tx.db;
   int64_t first_b = 0, last_b = 0;
   if (from_ms > to_ms || !rollups_->Span(app, &first_b, &last_b)) return Status::Ok();
@@ -134,7 +134,7 @@ Status AnalyticsReader::CollectPieces(int64_t app, int64_t from_ms, int64_t to_m
   std::sort(needed.begin(), needed.end());
   needed.erase(std::unique(needed.begin(), needed.end()), needed.end());
   std::vector<CoreRef> refs;
-  NUCLEON_RETURN_IF_ERROR(rollups_->Cores(app, needed, tx, &refs));
+  NUCLEON_RETURN_IF_ERROR(rollups_->Cores(app, needed, tx, &refs, keep));
   auto core_of = [&](int64_t b) -> const CoreRef& {
     return *std::lower_bound(refs.begin(), refs.end(), b,
                              [](const CoreRef& r, int64_t v) { return r.bucket < v; });
@@ -227,8 +227,8 @@ Status AnalyticsReader::CollectPieces(int64_t app, int64_t from_ms, int64_t to_m
   for (size_t k = 0; k < raw_cuts.size(); ++k) {
     auto piece = std::make_unique<BucketCore>();
     for (size_t e = cut_ranges[k].first; e < cut_ranges[k].second; ++e) piece->Add(out->raw[e]);
-    out->items.push_back(
-        {raw_cuts[k].hour, raw_cuts[k].bucket, piece.get(), false, cut_ranges[k].first, cut_ranges[k].second});
+    out->items.push_back({raw_cuts[k].hour, raw_cuts[k].bucket, piece.get(), false,
+                          cut_ranges[k].first, cut_ranges[k].second});
     out->built.push_back(std::move(piece));
   }
   out->refs = std::move(refs);
@@ -264,9 +264,11 @@ Result<QuickGlanceCounts> AnalyticsReader::QuickGlance(int64_t app, int64_t from
 Result<std::shared_ptr<const DayAgg>> AnalyticsReader::BuildDay(int64_t app, int64_t from_ms,
                                                                 int64_t to_ms, int offset_min,
                                                                 const ReadTx& tx,
-                                                                std::vector<CoreRef>* refs) {
+                                                                std::vector<CoreRef>* refs,
+                                                                bool keep) {
   Pieces pieces;
-  NUCLEON_RETURN_IF_ERROR(CollectPieces(app, from_ms, to_ms, offset_min, false, tx, &pieces));
+  NUCLEON_RETURN_IF_ERROR(
+      CollectPieces(app, from_ms, to_ms, offset_min, false, tx, &pieces, keep));
   auto day = std::make_shared<DayAgg>();
   std::vector<const Roaring*> parts;
   std::array<std::map<uint32_t, std::vector<const Roaring*>>, kDims> dims;
@@ -307,10 +309,12 @@ Result<DailyAnalytics> AnalyticsReader::Daily(int64_t app, const QueryRange& r, 
     const int64_t day_from = d * kDayMs - offset_ms, day_to = (d + 1) * kDayMs - offset_ms - 1;
     const int64_t lo = std::max(from, day_from), hi = std::min(to, day_to);
     const bool whole = aligned && lo == day_from && hi == day_to && day_to < newest;
-    std::shared_ptr<const DayAgg> agg = whole ? rollups_->CachedDay(app, r.utc_offset_min, d) : nullptr;
+    std::shared_ptr<const DayAgg> agg =
+        whole ? rollups_->CachedDay(app, r.utc_offset_min, d) : nullptr;
     if (!agg) {
       std::vector<CoreRef> refs;
-      auto built = BuildDay(app, lo, hi, r.utc_offset_min, tx, &refs);
+      // A whole day is cached as one aggregate: its buckets need not be.
+      auto built = BuildDay(app, lo, hi, r.utc_offset_min, tx, &refs, /*keep=*/!whole);
       if (!built.ok()) return built.status();
       agg = *built;
       if (whole) rollups_->CacheDay(app, r.utc_offset_min, d, agg, refs, tx);
@@ -333,14 +337,15 @@ Result<DailyAnalytics> AnalyticsReader::Daily(int64_t app, const QueryRange& r, 
     }
   }
   if (!all_users.empty()) {
-    out.users = static_cast<int64_t>(
-        Roaring::fastunion(all_users.size(), all_users.data()).cardinality());
+    out.users =
+        static_cast<int64_t>(Roaring::fastunion(all_users.size(), all_users.data()).cardinality());
   }
   std::vector<ValueCount>* targets[] = {&out.platforms, &out.languages, &out.versions,
                                         &out.countries, &out.ram};
   for (size_t k = 0; k < kDims; ++k) {
     for (auto& [value, parts] : dims[k]) {
-      const auto n = static_cast<int64_t>(Roaring::fastunion(parts.size(), parts.data()).cardinality());
+      const auto n =
+          static_cast<int64_t>(Roaring::fastunion(parts.size(), parts.data()).cardinality());
       targets[k]->push_back({std::string(dict_->Text(value)), n});
     }
     SortValueCounts(targets[k]);
@@ -373,7 +378,8 @@ Result<DailyAnalytics> AnalyticsReader::Daily(int64_t app, const QueryRange& r, 
       while ((*q)->Step(&st)) ++out.new_users[local_day((*q)->Int(0))];
       NUCLEON_RETURN_IF_ERROR(st);
     }
-    auto q = db.Cached("SELECT start_ms, end_ms FROM sessions WHERE app = ? AND start_ms BETWEEN ? AND ?");
+    auto q = db.Cached(
+        "SELECT start_ms, end_ms FROM sessions WHERE app = ? AND start_ms BETWEEN ? AND ?");
     if (!q.ok()) return q.status();
     (*q)->Bind(1, app);
     (*q)->Bind(2, lo);
@@ -390,7 +396,8 @@ Result<DailyAnalytics> AnalyticsReader::Daily(int64_t app, const QueryRange& r, 
     it = it->second == 0 ? out.new_users.erase(it) : std::next(it);
   }
   for (const auto& [d, s] : sessions) {
-    if (s.first > 0) out.avg_session_duration[d] = static_cast<double>(s.second) / static_cast<double>(s.first);
+    if (s.first > 0)
+      out.avg_session_duration[d] = static_cast<double>(s.second) / static_cast<double>(s.first);
   }
   return out;
 }
@@ -398,7 +405,8 @@ Result<DailyAnalytics> AnalyticsReader::Daily(int64_t app, const QueryRange& r, 
 Result<DailyCounts> AnalyticsReader::EventCounts(int64_t app, const QueryRange& r, bool errors,
                                                  const ReadTx& tx) {
   Pieces pieces;
-  NUCLEON_RETURN_IF_ERROR(CollectPieces(app, r.from_ms, r.to_ms, r.utc_offset_min, false, tx, &pieces));
+  NUCLEON_RETURN_IF_ERROR(
+      CollectPieces(app, r.from_ms, r.to_ms, r.utc_offset_min, false, tx, &pieces));
   std::unordered_map<uint32_t, std::map<int64_t, int64_t>> by_id;
   for (const Pieces::Item& it : pieces.items) {
     const int64_t day = FloorDiv(it.hour, 24);
@@ -412,14 +420,16 @@ Result<DailyCounts> AnalyticsReader::EventCounts(int64_t app, const QueryRange& 
 Result<std::vector<EventPropKeys>> AnalyticsReader::EventProps(int64_t app, const QueryRange& r,
                                                                const ReadTx& tx) {
   Pieces pieces;
-  NUCLEON_RETURN_IF_ERROR(CollectPieces(app, r.from_ms, r.to_ms, r.utc_offset_min, true, tx, &pieces));
+  NUCLEON_RETURN_IF_ERROR(
+      CollectPieces(app, r.from_ms, r.to_ms, r.utc_offset_min, true, tx, &pieces));
   // (event, key, kind) triples present in range; consecutive buckets mostly
   // hold the same triples, so a merge is rarely needed.
   using Triple = std::tuple<uint32_t, uint32_t, uint8_t>;
   std::vector<Triple> packed, merged, bucket;
   for (const Pieces::Item& it : pieces.items) {
     bucket.clear();
-    for (const BucketCore::PropKey& k : it.core->prop_keys) bucket.emplace_back(k.event, k.key, k.kind);
+    for (const BucketCore::PropKey& k : it.core->prop_keys)
+      bucket.emplace_back(k.event, k.key, k.kind);
     if (std::includes(packed.begin(), packed.end(), bucket.begin(), bucket.end())) continue;
     merged.clear();
     std::set_union(packed.begin(), packed.end(), bucket.begin(), bucket.end(),
@@ -456,7 +466,8 @@ Result<std::vector<ValueCount>> AnalyticsReader::EventAttribute(int64_t app, con
     return out;
   }
   Pieces pieces;
-  NUCLEON_RETURN_IF_ERROR(CollectPieces(app, r.from_ms, r.to_ms, r.utc_offset_min, true, tx, &pieces));
+  NUCLEON_RETURN_IF_ERROR(
+      CollectPieces(app, r.from_ms, r.to_ms, r.utc_offset_min, true, tx, &pieces));
   // Values render as strings: "120" the number and "120" the string count together.
   std::unordered_map<std::string, int64_t> by_text;
   std::vector<int64_t> stored;
@@ -467,7 +478,8 @@ Result<std::vector<ValueCount>> AnalyticsReader::EventAttribute(int64_t app, con
     }
     for (size_t k = it.raw_begin; k < it.raw_end; ++k) {
       const RollupEvent& e = pieces.raw[k];
-      if (e.name != event_id || (e.type != EventType::kInit && e.type != EventType::kEvent)) continue;
+      if (e.name != event_id || (e.type != EventType::kInit && e.type != EventType::kEvent))
+        continue;
       for (const BodyProp& p : e.props) {
         if (p.key == key_id) ++by_text[p.value.text];
       }

@@ -30,10 +30,13 @@ class AnalyticsReader {
  public:
   AnalyticsReader(Rollups* rollups, StringDictionary* dict) : rollups_(rollups), dict_(dict) {}
 
-  Result<QuickGlanceCounts> QuickGlance(int64_t app, int64_t from_ms, int64_t to_ms, const ReadTx& tx);
+  Result<QuickGlanceCounts> QuickGlance(int64_t app, int64_t from_ms, int64_t to_ms,
+                                        const ReadTx& tx);
   Result<DailyAnalytics> Daily(int64_t app, const QueryRange& range, const ReadTx& tx);
-  Result<DailyCounts> EventCounts(int64_t app, const QueryRange& range, bool errors, const ReadTx& tx);
-  Result<std::vector<EventPropKeys>> EventProps(int64_t app, const QueryRange& range, const ReadTx& tx);
+  Result<DailyCounts> EventCounts(int64_t app, const QueryRange& range, bool errors,
+                                  const ReadTx& tx);
+  Result<std::vector<EventPropKeys>> EventProps(int64_t app, const QueryRange& range,
+                                                const ReadTx& tx);
   Result<std::vector<ValueCount>> EventAttribute(int64_t app, const QueryRange& range,
                                                  std::string_view event, std::string_view attr,
                                                  const ReadTx& tx);
@@ -41,7 +44,7 @@ class AnalyticsReader {
   // The pieces of a range: whole stored buckets and cut windows, per local hour.
   struct Pieces {
     struct Item {
-      int64_t hour = 0;    // local hours since 1970
+      int64_t hour = 0;  // local hours since 1970
       int64_t bucket = 0;
       const BucketCore* core = nullptr;
       bool stored = false;  // a stored bucket (else built from a cut window's raw events)
@@ -53,13 +56,14 @@ class AnalyticsReader {
     std::vector<RollupEvent> raw;
     std::vector<BodyProp> raw_props;
   };
+  // `keep`: cache the buckets read from disk (see Rollups::Cores).
   Status CollectPieces(int64_t app, int64_t from_ms, int64_t to_ms, int offset_min, bool with_props,
-                       const ReadTx& tx, Pieces* out);
+                       const ReadTx& tx, Pieces* out, bool keep = true);
 
  private:
   Result<std::shared_ptr<const DayAgg>> BuildDay(int64_t app, int64_t from_ms, int64_t to_ms,
                                                  int offset_min, const ReadTx& tx,
-                                                 std::vector<CoreRef>* refs);
+                                                 std::vector<CoreRef>* refs, bool keep);
   Rollups* rollups_;
   StringDictionary* dict_;
 };

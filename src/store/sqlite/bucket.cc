@@ -178,13 +178,15 @@ void BucketCore::Add(const RollupEvent& e) {
     default:
       break;
   }
-  if (e.props.empty() || !e.name || (e.type != EventType::kInit && e.type != EventType::kEvent)) return;
+  if (e.props.empty() || !e.name || (e.type != EventType::kInit && e.type != EventType::kEvent))
+    return;
   for (const BodyProp& p : e.props) {
     const auto kind = static_cast<uint8_t>(p.value.kind);
-    auto it = std::lower_bound(prop_keys.begin(), prop_keys.end(), std::make_tuple(e.name, p.key, kind),
-                               [](const PropKey& a, const std::tuple<uint32_t, uint32_t, uint8_t>& b) {
-                                 return std::make_tuple(a.event, a.key, a.kind) < b;
-                               });
+    auto it =
+        std::lower_bound(prop_keys.begin(), prop_keys.end(), std::make_tuple(e.name, p.key, kind),
+                         [](const PropKey& a, const std::tuple<uint32_t, uint32_t, uint8_t>& b) {
+                           return std::make_tuple(a.event, a.key, a.kind) < b;
+                         });
     if (it == prop_keys.end() || it->event != e.name || it->key != p.key || it->kind != kind) {
       it = prop_keys.insert(it, PropKey{e.name, p.key, kind, 0});
     }
@@ -195,16 +197,25 @@ void BucketCore::Add(const RollupEvent& e) {
 void BucketCore::RemoveUser(uint32_t user, const std::vector<RollupEvent>& removed) {
   users.remove(user);
   for (DimUsers& d : dims) d.users.remove(user);
-  dims.erase(std::remove_if(dims.begin(), dims.end(), [](const DimUsers& d) { return d.users.isEmpty(); }),
-             dims.end());
+  dims.erase(
+      std::remove_if(dims.begin(), dims.end(), [](const DimUsers& d) { return d.users.isEmpty(); }),
+      dims.end());
   for (const RollupEvent& e : removed) {
     switch (e.type) {
-      case EventType::kInit: if (inits > 0) --inits; break;
-      case EventType::kEvent: if (e.name) Decrement(&events, e.name); break;
-      case EventType::kError: if (e.name) Decrement(&errors, e.name); break;
-      default: break;
+      case EventType::kInit:
+        if (inits > 0) --inits;
+        break;
+      case EventType::kEvent:
+        if (e.name) Decrement(&events, e.name);
+        break;
+      case EventType::kError:
+        if (e.name) Decrement(&errors, e.name);
+        break;
+      default:
+        break;
     }
-    if (e.props.empty() || !e.name || (e.type != EventType::kInit && e.type != EventType::kEvent)) continue;
+    if (e.props.empty() || !e.name || (e.type != EventType::kInit && e.type != EventType::kEvent))
+      continue;
     for (const BodyProp& p : e.props) {
       const auto kind = static_cast<uint8_t>(p.value.kind);
       auto it = std::find_if(prop_keys.begin(), prop_keys.end(), [&](const PropKey& k) {
@@ -295,9 +306,8 @@ bool BucketCore::Decode(std::string_view in, BucketCore* b) {
 }
 
 bool BucketCore::operator==(const BucketCore& o) const {
-  if (inits != o.inits || !(users == o.users) ||
-      events != o.events || errors != o.errors || dims.size() != o.dims.size() ||
-      prop_keys.size() != o.prop_keys.size()) {
+  if (inits != o.inits || !(users == o.users) || events != o.events || errors != o.errors ||
+      dims.size() != o.dims.size() || prop_keys.size() != o.prop_keys.size()) {
     return false;
   }
   for (size_t i = 0; i < dims.size(); ++i) {
@@ -309,7 +319,8 @@ bool BucketCore::operator==(const BucketCore& o) const {
   for (size_t i = 0; i < prop_keys.size(); ++i) {
     const PropKey& a = prop_keys[i];
     const PropKey& b = o.prop_keys[i];
-    if (a.event != b.event || a.key != b.key || a.kind != b.kind || a.occurrences != b.occurrences) {
+    if (a.event != b.event || a.key != b.key || a.kind != b.kind ||
+        a.occurrences != b.occurrences) {
       return false;
     }
   }

@@ -23,11 +23,10 @@
 // Thread-safety: plain values; callers synchronise.
 #pragma once
 
-#include <roaring/roaring.hh>
-
 #include <array>
-#include <span>
 #include <cstdint>
+#include <roaring/roaring.hh>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -54,7 +53,7 @@ struct RollupEvent {
   // name (error), "init" (init: its payload props are counted under it); 0 otherwise.
   uint32_t name = 0;
   std::array<uint32_t, kDims> dims{};  // init: normalised breakdown value ids, 0 = none
-  std::span<const BodyProp> props;  // init and event: scalar payload members
+  std::span<const BodyProp> props;     // init and event: scalar payload members
 };
 
 // (event name id, property key id): the key of a PropValues.
@@ -120,7 +119,9 @@ struct PropValues {
   static bool Decode(std::string_view in, PropValues* out);
 
  private:
-  static size_t EntryBytes(const std::string& key) { return 48 + (key.size() > 15 ? key.size() + 1 : 0); }
+  static size_t EntryBytes(const std::string& key) {
+    return 48 + (key.size() > 15 ? key.size() + 1 : 0);
+  }
   size_t value_bytes_ = 0;  // the entries' estimate, kept as they come and go
 };
 

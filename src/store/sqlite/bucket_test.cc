@@ -115,7 +115,8 @@ TEST(BucketTest, RemovingAUserEqualsNeverAddingThem) {
     std::vector<uint32_t> users;
     const size_t nusers = seed % 3 == 0 ? 60 : 2 + seed % 5;
     for (size_t i = 0; i < nusers; ++i) {
-      users.push_back(seed % 2 ? static_cast<uint32_t>(i + 1) : static_cast<uint32_t>(4000000000u - i * 977));
+      users.push_back(seed % 2 ? static_cast<uint32_t>(i + 1)
+                               : static_cast<uint32_t>(4000000000u - i * 977));
     }
     Stream s;
     Generate(rng, users, 5 + rng() % 120, &s);
@@ -224,7 +225,8 @@ TEST(BucketTest, RowRunsHoldEveryNotedRow) {
     for (int i = 0; i < n; ++i) {
       next += 1 + static_cast<int64_t>(rng() % (round % 2 ? 200 : 4));
       int64_t id = next;
-      if (rng() % 8 == 0) id = 1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(next));  // late
+      if (rng() % 8 == 0)
+        id = 1 + static_cast<int64_t>(rng() % static_cast<uint64_t>(next));  // late
       ids.push_back(id);
       b.NoteRow(id);
       if (rng() % 5 == 0) b.NoteRow(ids[rng() % ids.size()]);  // again: nothing changes
@@ -234,7 +236,8 @@ TEST(BucketTest, RowRunsHoldEveryNotedRow) {
     for (size_t i = 0; i < b.runs.size(); ++i) {
       EXPECT_LE(b.runs[i].first, b.runs[i].second) << round;
       if (i) {
-        EXPECT_GT(b.runs[i].first, b.runs[i - 1].second) << round << ": runs overlap or are out of order";
+        EXPECT_GT(b.runs[i].first, b.runs[i - 1].second)
+            << round << ": runs overlap or are out of order";
       }
     }
     for (int64_t id : ids) ASSERT_TRUE(Covered(b, id)) << "round " << round << ": row " << id;
@@ -289,7 +292,8 @@ BucketCore RandomCore(std::mt19937_64& rng, size_t users) {
       BucketCore::DimUsers du;
       du.dim = d;
       du.value = v * 17;
-      for (size_t i = 0; i < 1 + rng() % (users + 1); ++i) du.users.add(static_cast<uint32_t>(rng() % 5000));
+      for (size_t i = 0; i < 1 + rng() % (users + 1); ++i)
+        du.users.add(static_cast<uint32_t>(rng() % 5000));
       b.dims.push_back(std::move(du));
     }
   }

@@ -27,7 +27,14 @@ enum Flag : uint32_t {
 };
 
 enum Tag : uint8_t {
-  kNull = 0, kFalse = 1, kTrue = 2, kInt = 3, kUint = 4, kNumberText = 5, kString = 6, kJson = 7,
+  kNull = 0,
+  kFalse = 1,
+  kTrue = 2,
+  kInt = 3,
+  kUint = 4,
+  kNumberText = 5,
+  kString = 6,
+  kJson = 7,
 };
 
 int HexValue(char c) {
@@ -75,7 +82,8 @@ class ObjectScanner {
 
  private:
   void Ws() {
-    while (p_ < s_.size() && (s_[p_] == ' ' || s_[p_] == '\t' || s_[p_] == '\n' || s_[p_] == '\r')) ++p_;
+    while (p_ < s_.size() && (s_[p_] == ' ' || s_[p_] == '\t' || s_[p_] == '\n' || s_[p_] == '\r'))
+      ++p_;
   }
   bool Eat(char c) {
     if (p_ < s_.size() && s_[p_] == c) {
@@ -106,7 +114,7 @@ class ObjectScanner {
     *v = 0;
     for (int i = 0; i < 4; ++i) {
       const char c = s_[p_++];
-      const int d = (c >= '0' && c <= '9') ? c - '0'
+      const int d = (c >= '0' && c <= '9')   ? c - '0'
                     : (c >= 'a' && c <= 'f') ? c - 'a' + 10
                     : (c >= 'A' && c <= 'F') ? c - 'A' + 10
                                              : -1;
@@ -129,14 +137,30 @@ class ObjectScanner {
       if (p_ >= s_.size()) return false;
       const char e = s_[p_++];
       switch (e) {
-        case '"': out->push_back('"'); break;
-        case '\\': out->push_back('\\'); break;
-        case '/': out->push_back('/'); break;
-        case 'b': out->push_back('\b'); break;
-        case 'f': out->push_back('\f'); break;
-        case 'n': out->push_back('\n'); break;
-        case 'r': out->push_back('\r'); break;
-        case 't': out->push_back('\t'); break;
+        case '"':
+          out->push_back('"');
+          break;
+        case '\\':
+          out->push_back('\\');
+          break;
+        case '/':
+          out->push_back('/');
+          break;
+        case 'b':
+          out->push_back('\b');
+          break;
+        case 'f':
+          out->push_back('\f');
+          break;
+        case 'n':
+          out->push_back('\n');
+          break;
+        case 'r':
+          out->push_back('\r');
+          break;
+        case 't':
+          out->push_back('\t');
+          break;
         case 'u': {
           uint32_t cp = 0;
           if (!Hex4(&cp)) return false;
@@ -150,7 +174,8 @@ class ObjectScanner {
           Utf8(cp, out);
           break;
         }
-        default: return false;
+        default:
+          return false;
       }
     }
     return false;
@@ -249,13 +274,27 @@ void AppendEscaped(std::string_view s, std::string* out) {
   for (char c : s) {
     const auto u = static_cast<unsigned char>(c);
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\b': out->append("\\b"); break;
-      case '\f': out->append("\\f"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\b':
+        out->append("\\b");
+        break;
+      case '\f':
+        out->append("\\f");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
       default:
         if (u < 0x20) {
           out->append("\\u00");
@@ -281,14 +320,30 @@ bool PayloadText(std::string_view bin, const StringDictionary& dict, std::string
     out->push_back(':');
     char buf[24];
     switch (r.Byte()) {
-      case kNull: out->append("null"); break;
-      case kFalse: out->append("false"); break;
-      case kTrue: out->append("true"); break;
-      case kInt: out->append(buf, std::to_chars(buf, buf + sizeof buf, r.Signed()).ptr); break;
-      case kUint: out->append(buf, std::to_chars(buf, buf + sizeof buf, r.Varint()).ptr); break;
-      case kNumberText: case kJson: out->append(r.String()); break;
-      case kString: AppendEscaped(r.String(), out); break;
-      default: return false;
+      case kNull:
+        out->append("null");
+        break;
+      case kFalse:
+        out->append("false");
+        break;
+      case kTrue:
+        out->append("true");
+        break;
+      case kInt:
+        out->append(buf, std::to_chars(buf, buf + sizeof buf, r.Signed()).ptr);
+        break;
+      case kUint:
+        out->append(buf, std::to_chars(buf, buf + sizeof buf, r.Varint()).ptr);
+        break;
+      case kNumberText:
+      case kJson:
+        out->append(r.String());
+        break;
+      case kString:
+        AppendEscaped(r.String(), out);
+        break;
+      default:
+        return false;
     }
   }
   out->push_back('}');
@@ -307,11 +362,23 @@ bool EncodePayload(std::string_view text, StringDictionary& dict, std::string* o
   for (const Member& m : members) {
     w.Varint(dict.Intern(m.key));
     switch (m.kind) {
-      case Member::Kind::kNull: w.Byte(kNull); break;
-      case Member::Kind::kFalse: w.Byte(kFalse); break;
-      case Member::Kind::kTrue: w.Byte(kTrue); break;
-      case Member::Kind::kString: w.Byte(kString); w.String(m.str); break;
-      case Member::Kind::kNested: w.Byte(kJson); w.String(m.raw); break;
+      case Member::Kind::kNull:
+        w.Byte(kNull);
+        break;
+      case Member::Kind::kFalse:
+        w.Byte(kFalse);
+        break;
+      case Member::Kind::kTrue:
+        w.Byte(kTrue);
+        break;
+      case Member::Kind::kString:
+        w.Byte(kString);
+        w.String(m.str);
+        break;
+      case Member::Kind::kNested:
+        w.Byte(kJson);
+        w.String(m.raw);
+        break;
       case Member::Kind::kNumber: {
         int64_t i = 0;
         uint64_t u = 0;
@@ -338,7 +405,8 @@ bool EncodePayload(std::string_view text, StringDictionary& dict, std::string* o
 bool MemberProp(uint8_t tag, std::string_view text, int64_t i, uint64_t u, PropValue* v) {
   char buf[24];
   switch (tag) {
-    case kFalse: case kTrue:
+    case kFalse:
+    case kTrue:
       v->kind = PropValue::Kind::kBool;
       v->text.assign(tag == kTrue ? "true" : "false");
       return true;
@@ -384,9 +452,8 @@ void EncodeBody(const Event& e, std::string_view user_anon, StringDictionary& di
       flags |= kPayloadRaw;
     }
   }
-  const std::string_view ctx_values[kCtxFields] = {e.platform, e.os_version,    e.locale,
-                                                   e.version,  e.module_version, e.arch,
-                                                   e.client,   e.country};
+  const std::string_view ctx_values[kCtxFields] = {
+      e.platform, e.os_version, e.locale, e.version, e.module_version, e.arch, e.client, e.country};
   uint64_t mask = 0;
   for (size_t i = 0; i < kCtxFields; ++i) {
     if (!ctx_values[i].empty()) mask |= uint64_t{1} << i;
@@ -394,7 +461,7 @@ void EncodeBody(const Event& e, std::string_view user_anon, StringDictionary& di
   if (mask) flags |= kContext;
   if (!e.user_id.empty()) flags |= e.user_id == e.user_key ? kUserIdIsKey : kUserIdInline;
   if (!e.anon_id.empty()) {
-    flags |= e.anon_id == e.user_key ? kAnonIsKey
+    flags |= e.anon_id == e.user_key                          ? kAnonIsKey
              : (!user_anon.empty() && e.anon_id == user_anon) ? kAnonIsUserAnon
                                                               : kAnonInline;
   }
@@ -430,10 +497,21 @@ namespace {
 // Skips one payload member's value; false on corruption.
 bool SkipValue(ByteReader& r, uint8_t tag) {
   switch (tag) {
-    case kNull: case kFalse: case kTrue: return true;
-    case kInt: case kUint: r.Varint(); return r.ok();
-    case kNumberText: case kString: case kJson: r.String(); return r.ok();
-    default: return false;
+    case kNull:
+    case kFalse:
+    case kTrue:
+      return true;
+    case kInt:
+    case kUint:
+      r.Varint();
+      return r.ok();
+    case kNumberText:
+    case kString:
+    case kJson:
+      r.String();
+      return r.ok();
+    default:
+      return false;
   }
 }
 
@@ -485,7 +563,7 @@ BodyParts ParseBody(std::string_view body) {
 void DecodeBodyInto(const BodyParts& p, const StringDictionary& dict, std::string_view user_key,
                     std::string_view user_anon, Event* e) {
   e->payload_json = BodyPayloadJson(p, dict);
-  std::string* ctx_fields[kCtxFields] = {&e->platform, &e->os_version,    &e->locale,
+  std::string* ctx_fields[kCtxFields] = {&e->platform, &e->os_version,     &e->locale,
                                          &e->version,  &e->module_version, &e->arch,
                                          &e->client,   &e->country};
   for (size_t i = 0; i < kCtxFields; ++i) ctx_fields[i]->assign(dict.Text(p.ctx[i]));
@@ -520,10 +598,14 @@ void DecodeBodyProps(const BodyParts& p, StringDictionary& dict, std::vector<Bod
       int64_t iv = 0;
       uint64_t uv = 0;
       std::string_view text;
-      if (tag == kInt) iv = r.Signed();
-      else if (tag == kUint) uv = r.Varint();
-      else if (tag == kNumberText || tag == kString || tag == kJson) text = r.String();
-      else if (tag > kJson) break;
+      if (tag == kInt)
+        iv = r.Signed();
+      else if (tag == kUint)
+        uv = r.Varint();
+      else if (tag == kNumberText || tag == kString || tag == kJson)
+        text = r.String();
+      else if (tag > kJson)
+        break;
       BodyProp& bp = next();
       if (!MemberProp(tag, text, iv, uv, &bp.value)) {
         --n;
@@ -539,9 +621,15 @@ void DecodeBodyProps(const BodyParts& p, StringDictionary& dict, std::vector<Bod
         BodyProp& bp = next();
         bool ok = false;
         switch (m.kind) {
-          case Member::Kind::kFalse: ok = MemberProp(kFalse, {}, 0, 0, &bp.value); break;
-          case Member::Kind::kTrue: ok = MemberProp(kTrue, {}, 0, 0, &bp.value); break;
-          case Member::Kind::kString: ok = MemberProp(kString, m.str, 0, 0, &bp.value); break;
+          case Member::Kind::kFalse:
+            ok = MemberProp(kFalse, {}, 0, 0, &bp.value);
+            break;
+          case Member::Kind::kTrue:
+            ok = MemberProp(kTrue, {}, 0, 0, &bp.value);
+            break;
+          case Member::Kind::kString:
+            ok = MemberProp(kString, m.str, 0, 0, &bp.value);
+            break;
           case Member::Kind::kNumber: {
             int64_t iv = 0;
             uint64_t uv = 0;
@@ -555,7 +643,8 @@ void DecodeBodyProps(const BodyParts& p, StringDictionary& dict, std::vector<Bod
             }
             break;
           }
-          default: break;
+          default:
+            break;
         }
         if (!ok) {
           --n;

@@ -35,15 +35,23 @@ namespace nucleon {
 
 // The context fields, in the order of the context mask.
 enum class CtxField : uint8_t {
-  kPlatform = 0, kOsVersion, kLocale, kVersion, kModuleVersion, kArch, kClient, kCountry, kCount
+  kPlatform = 0,
+  kOsVersion,
+  kLocale,
+  kVersion,
+  kModuleVersion,
+  kArch,
+  kClient,
+  kCountry,
+  kCount
 };
 constexpr size_t kCtxFields = static_cast<size_t>(CtxField::kCount);
 
 // The body split into its sections, viewing the blob (which must outlive it).
 struct BodyParts {
-  bool ok = true;          // false: the blob is corrupt
-  std::string_view payload;  // binary members (count first), empty when none
-  std::string_view payload_raw;  // JSON text of a payload stored as text
+  bool ok = true;                          // false: the blob is corrupt
+  std::string_view payload;                // binary members (count first), empty when none
+  std::string_view payload_raw;            // JSON text of a payload stored as text
   std::array<uint32_t, kCtxFields> ctx{};  // dictionary ids, 0 when absent
   bool has_ctx = false;
   // The ids as sent: set when stored inline, else implied by the flags.
@@ -65,8 +73,8 @@ BodyParts ParseBody(std::string_view body);
 // The fields of `e` that live in the body, as sent: payload_json, user_id,
 // anon_id, the context fields, error_hash and total_ram. `user_key` and
 // `user_anon` are those of the event's user row.
-void DecodeBodyInto(const BodyParts& parts, const StringDictionary& dict,
-                    std::string_view user_key, std::string_view user_anon, Event* e);
+void DecodeBodyInto(const BodyParts& parts, const StringDictionary& dict, std::string_view user_key,
+                    std::string_view user_anon, Event* e);
 
 // A scalar payload member as rollups count it.
 struct BodyProp {

@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
-
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -104,10 +103,14 @@ TEST(EventCodecTest, SixtyFourKeysComeBackInOrder) {
   json::object obj;
   for (int i = 63; i >= 0; --i) {
     const std::string key = "k" + std::to_string(i);
-    if (i % 4 == 0) obj[key] = i;
-    else if (i % 4 == 1) obj[key] = "v" + std::to_string(i);
-    else if (i % 4 == 2) obj[key] = i * 0.25;
-    else obj[key] = json::array{i, nullptr};
+    if (i % 4 == 0)
+      obj[key] = i;
+    else if (i % 4 == 1)
+      obj[key] = "v" + std::to_string(i);
+    else if (i % 4 == 2)
+      obj[key] = i * 0.25;
+    else
+      obj[key] = json::array{i, nullptr};
   }
   const std::string text = DecoderText(json::serialize(obj));
   EXPECT_EQ(PayloadRoundTrip(text, dict), text);
@@ -135,7 +138,8 @@ TEST(EventCodecTest, EmptyPayloadIsStoredAsNothing) {
 TEST(EventCodecTest, PayloadThatIsNotAnObjectIsKeptAsText) {
   StringDictionary dict;
   // Not produced by the decoder today, but the codec must not lose it.
-  for (const std::string text : {"[1,2,3]", "\"text\"", "42", "null", "{not json", "{\"a\":Infinity}"}) {
+  for (const std::string text :
+       {"[1,2,3]", "\"text\"", "42", "null", "{not json", "{\"a\":Infinity}"}) {
     std::string body;
     Event e;
     e.user_key = "u";
@@ -177,10 +181,10 @@ TEST(EventCodecTest, DoublesThatTheParserRoundsDifferentlyComeBackUnchanged) {
 TEST(EventCodecTest, UnusualPayloadTextsComeBackUnchanged) {
   StringDictionary dict;
   const char* const kTexts[] = {
-      R"({ "a" : 1 , "b":"x" })",                 // spacing
-      R"({"\u00e9":"caf\u00e9","s":"a\/b"})",     // escapes a serializer would not write
-      R"({"a":1,"a":2})",                         // a repeated key
-      R"({"big":1E400,"n":-0,"e":1e5})",          // numbers as written
+      R"({ "a" : 1 , "b":"x" })",              // spacing
+      R"({"\u00e9":"caf\u00e9","s":"a\/b"})",  // escapes a serializer would not write
+      R"({"a":1,"a":2})",                      // a repeated key
+      R"({"big":1E400,"n":-0,"e":1e5})",       // numbers as written
       R"({"x":"\ud83d\ude00","y":[1, 2]})",
   };
   for (const char* text : kTexts) {
@@ -231,19 +235,20 @@ TEST(EventCodecTest, ContextFieldsAndRamRoundTrip) {
 
   // Each field alone (the mask bit of every position), and RAM edge values
   // bit for bit.
-  std::string* fields[] = {&e.platform, &e.os_version, &e.locale, &e.version,
-                           &e.module_version, &e.arch, &e.client, &e.country};
+  std::string* fields[] = {&e.platform,       &e.os_version, &e.locale, &e.version,
+                           &e.module_version, &e.arch,       &e.client, &e.country};
   for (size_t i = 0; i < kCtxFields; ++i) {
     Event one;
     one.user_key = "u";
     Event* target = &one;
-    std::string* one_fields[] = {&target->platform, &target->os_version, &target->locale,
-                                 &target->version, &target->module_version, &target->arch,
-                                 &target->client, &target->country};
+    std::string* one_fields[] = {&target->platform, &target->os_version,     &target->locale,
+                                 &target->version,  &target->module_version, &target->arch,
+                                 &target->client,   &target->country};
     *one_fields[i] = *fields[i] + "-only";
     Event back = RoundTrip(one, "", dict);
-    std::string* back_fields[] = {&back.platform, &back.os_version, &back.locale, &back.version,
-                                  &back.module_version, &back.arch, &back.client, &back.country};
+    std::string* back_fields[] = {&back.platform, &back.os_version,     &back.locale,
+                                  &back.version,  &back.module_version, &back.arch,
+                                  &back.client,   &back.country};
     for (size_t j = 0; j < kCtxFields; ++j) {
       EXPECT_EQ(*back_fields[j], i == j ? *fields[i] + "-only" : "") << i << " " << j;
     }
@@ -265,17 +270,17 @@ TEST(EventCodecTest, UserAndAnonymousIdsInEveryFlagCase) {
     std::string user_key, user_id, anon_id, user_anon;
   };
   const Case kCases[] = {
-      {"alice", "alice", "", ""},               // user id is the key
-      {"alice", "alice", "anon-1", "anon-1"},   // anon id is the user's recorded one
-      {"alice", "alice", "anon-2", "anon-1"},   // another anon id: inline
-      {"anon-1", "", "anon-1", "anon-1"},       // anon id is the key (and the recorded one)
-      {"anon-1", "", "anon-1", ""},             // anon id is the key, nothing recorded
-      {"dev-1", "", "", ""},                    // neither: the device is the key
-      {"bob", "robert", "", ""},                // user id differs from the key: inline
-      {"bob", "robert", "x", ""},               // both inline
-      {"k", "", "anon-9", ""},                  // anon inline, no recorded anon id
-      {"k", "", "", "anon-9"},                  // recorded anon id, none sent
-      {"ünï", "ünï", "😀", "😀"},               // non-ASCII ids
+      {"alice", "alice", "", ""},              // user id is the key
+      {"alice", "alice", "anon-1", "anon-1"},  // anon id is the user's recorded one
+      {"alice", "alice", "anon-2", "anon-1"},  // another anon id: inline
+      {"anon-1", "", "anon-1", "anon-1"},      // anon id is the key (and the recorded one)
+      {"anon-1", "", "anon-1", ""},            // anon id is the key, nothing recorded
+      {"dev-1", "", "", ""},                   // neither: the device is the key
+      {"bob", "robert", "", ""},               // user id differs from the key: inline
+      {"bob", "robert", "x", ""},              // both inline
+      {"k", "", "anon-9", ""},                 // anon inline, no recorded anon id
+      {"k", "", "", "anon-9"},                 // recorded anon id, none sent
+      {"ünï", "ünï", "😀", "😀"},                // non-ASCII ids
   };
   for (const Case& c : kCases) {
     Event e;
@@ -310,11 +315,11 @@ TEST(EventCodecTest, ErrorHashesStoredRawOnlyWhenLowercaseHex) {
       {"0123456789abcdef0123456789abcdef", true},
       {"ffffffffffffffffffffffffffffffff", true},
       {"00000000000000000000000000000000", true},
-      {"0123456789ABCDEF0123456789abcdef", false},  // uppercase: kept as sent
-      {"0123456789abcdef0123456789abcde", false},   // 31 digits
+      {"0123456789ABCDEF0123456789abcdef", false},   // uppercase: kept as sent
+      {"0123456789abcdef0123456789abcde", false},    // 31 digits
       {"0123456789abcdef0123456789abcdef0", false},  // 33 digits
-      {"0123456789abcdef", false},                  // 16 digits
-      {"g123456789abcdef0123456789abcdef", false},  // not hex
+      {"0123456789abcdef", false},                   // 16 digits
+      {"g123456789abcdef0123456789abcdef", false},   // not hex
       {"not a hash at all", false},
   };
   for (const Case& c : kCases) {
@@ -401,32 +406,47 @@ class JsonGen {
   }
 
   std::string Text(int max_len) {
-    static const char* const kPieces[] = {"a", "b", "Z", "0", " ", "\"", "\\", "/", "\n", "\t",
-                                          "\x01", "\x1f", "(nul)", "é",
-                                          "日", "😀", "🇩🇪", "\u2028", "key", "{", "}"};
+    static const char* const kPieces[] = {"a",  "b",  "Z",  "0",      " ",    "\"",    "\\",
+                                          "/",  "\n", "\t", "\x01",   "\x1f", "(nul)", "é",
+                                          "日", "😀",  "🇩🇪", "\u2028", "key",  "{",     "}"};
     std::string s;
     const int n = Pick(max_len + 1);
     for (int i = 0; i < n; ++i) {
       const int k = Pick(std::size(kPieces));
-      if (k == 12) s.push_back('\0'); else s += kPieces[k];
+      if (k == 12)
+        s.push_back('\0');
+      else
+        s += kPieces[k];
     }
     return s;
   }
 
   json::value Value(int depth) {
     switch (Pick(depth < 2 ? 10 : 8)) {
-      case 0: return nullptr;
-      case 1: return Pick(2) == 0;
+      case 0:
+        return nullptr;
+      case 1:
+        return Pick(2) == 0;
       case 2: {
-        static const int64_t kInts[] = {0, 1, -1, 120, INT64_MAX, INT64_MIN, INT64_MAX - 1,
-                                        INT64_MIN + 1, 1LL << 53, -(1LL << 53) - 1};
+        static const int64_t kInts[] = {0,
+                                        1,
+                                        -1,
+                                        120,
+                                        INT64_MAX,
+                                        INT64_MIN,
+                                        INT64_MAX - 1,
+                                        INT64_MIN + 1,
+                                        1LL << 53,
+                                        -(1LL << 53) - 1};
         return Pick(2) ? json::value(kInts[Pick(std::size(kInts))])
                        : json::value(static_cast<int64_t>(rng_()));
       }
-      case 3: return static_cast<uint64_t>(INT64_MAX) + 1 + (rng_() >> 1);
+      case 3:
+        return static_cast<uint64_t>(INT64_MAX) + 1 + (rng_() >> 1);
       case 4: {
-        static const double kDoubles[] = {1.5, 0.1, 1e21, -0.0, 5e-324, 1e-7, 2.0, -2.5e-8,
-                                          1.7976931348623157e308, 123456.789, 3.0e20};
+        static const double kDoubles[] = {
+            1.5,        0.1,   1e21, -0.0, 5e-324, 1e-7, 2.0, -2.5e-8, 1.7976931348623157e308,
+            123456.789, 3.0e20};
         if (Pick(3) == 0) return kDoubles[Pick(std::size(kDoubles))];
         // Everyday doubles (fractions, timings) and any finite double at all;
         // the decoder parses them from their shortest text, as a client sends them.
@@ -440,14 +460,18 @@ class JsonGen {
         boost::system::error_code ec;
         return json::parse(json::serialize(json::value(d)), ec);
       }
-      case 5: case 6: case 7: return json::string(Text(12));
+      case 5:
+      case 6:
+      case 7:
+        return json::string(Text(12));
       case 8: {
         json::array a;
         const int n = Pick(4);
         for (int i = 0; i < n; ++i) a.push_back(Value(depth + 1));
         return a;
       }
-      default: return Object(depth + 1);
+      default:
+        return Object(depth + 1);
     }
   }
 
@@ -533,7 +557,8 @@ TEST(EventCodecTest, GarbageBodiesNeverCrash) {
     std::string body = good;
     if (i % 2 == 0) {
       // A few flipped bytes in a valid body.
-      for (int k = 0; k < 1 + i % 3; ++k) body[rng() % body.size()] ^= static_cast<char>(1 + rng() % 255);
+      for (int k = 0; k < 1 + i % 3; ++k)
+        body[rng() % body.size()] ^= static_cast<char>(1 + rng() % 255);
     } else {
       body.resize(1 + rng() % 64);
       for (char& c : body) c = static_cast<char>(rng());
@@ -560,13 +585,13 @@ TEST(EventCodecTest, ClientIdColumn) {
       {"-5", true, -5},
       {"0", true, 0},
       {"999999999999999999", true, 999999999999999999},  // 18 digits
-      {"9223372036854775807", false, 0},                  // longer than 18 characters
-      {"-0", false, 0},                                   // would render back as "0"
+      {"9223372036854775807", false, 0},                 // longer than 18 characters
+      {"-0", false, 0},                                  // would render back as "0"
       {"007", false, 0},
       {"+5", false, 0},
       {"1.0", false, 0},
       {"1e3", false, 0},
-      {"\"123\"", false, 0},                              // a string id
+      {"\"123\"", false, 0},  // a string id
       {"\"abc\"", false, 0},
       {"", false, 0},
       {" 1", false, 0},

@@ -296,8 +296,7 @@ Result<EventWriter::UserState*> EventWriter::User(int64_t app, std::string_view 
 }
 
 Result<EventWriter::SessionState*> EventWriter::Session(const std::string& device_key,
-                                                        DeviceState* d,
-                                                        std::string_view session_id,
+                                                        DeviceState* d, std::string_view session_id,
                                                         int64_t time_ms, bool is_init,
                                                         bool create) {
   const std::string key = Key(d->row, session_id);
@@ -567,9 +566,15 @@ Status EventWriter::FlushRows(std::span<const Event> events, const Run& run,
     q.Bind(b + 3, u->row);
     q.Bind(b + 4, static_cast<int64_t>(e.type));
     const uint32_t name = dict_->Intern(e.name);
-    if (name) q.Bind(b + 5, static_cast<int64_t>(name)); else q.BindNull(b + 5);
+    if (name)
+      q.Bind(b + 5, static_cast<int64_t>(name));
+    else
+      q.BindNull(b + 5);
     q.Bind(b + 6, e.time_ms);
-    if (pending_[r].has_identity) q.Bind(b + 7, pending_[r].ident); else q.BindNull(b + 7);
+    if (pending_[r].has_identity)
+      q.Bind(b + 7, pending_[r].ident);
+    else
+      q.BindNull(b + 7);
     const ClientIdColumn cid = EncodeClientId(e.client_id);
     if (cid.is_int) {
       q.Bind(b + 8, cid.int_value);
@@ -630,7 +635,8 @@ Status EventWriter::FlushRows(std::span<const Event> events, const Run& run,
     const bool carries = !e.platform.empty() || !e.locale.empty() || !e.version.empty();
     const bool is_init = e.type == EventType::kInit;
     if ((is_init && (!s->ctx_from_init || e.time_ms < s->ctx_ms)) ||
-        (!is_init && carries && !s->ctx_from_init && (s->ctx_event == 0 || e.time_ms >= s->ctx_ms))) {
+        (!is_init && carries && !s->ctx_from_init &&
+         (s->ctx_event == 0 || e.time_ms >= s->ctx_ms))) {
       s->ctx_event = id;
       s->ctx_ms = e.time_ms;
       s->ctx_from_init = is_init;
@@ -696,7 +702,8 @@ Status EventWriter::FlushEntities() {
     (*q)->Bind(10, s->row);
     NUCLEON_RETURN_IF_ERROR((*q)->Run());
     if (t.before) {
-      AddCounts(s->app, t.before->start_ms, {0, 0, -1, -Seconds(t.before->start_ms, t.before->end_ms)});
+      AddCounts(s->app, t.before->start_ms,
+                {0, 0, -1, -Seconds(t.before->start_ms, t.before->end_ms)});
     }
     AddCounts(s->app, s->start_ms, {0, 0, 1, Seconds(s->start_ms, s->end_ms)});
     // Last seen: the latest end of the user's sessions.
@@ -757,7 +764,8 @@ Status EventWriter::FlushEntities() {
       NUCLEON_RETURN_IF_ERROR(st);
     }
     const bool had = t.before && t.before->install_session != 0;
-    if (had && t.before->install_ms == d->install_ms && t.before->install_session == d->install_session) {
+    if (had && t.before->install_ms == d->install_ms &&
+        t.before->install_session == d->install_session) {
       continue;
     }
     auto q = db_->Cached("UPDATE devices SET install_ms = ?, install_session = ? WHERE id = ?");

@@ -134,7 +134,8 @@ class EventWriter {
   };
 
   Status AppendInTransaction(std::span<const Event> events, std::span<const int64_t> idents,
-                             std::vector<uint8_t>* inserted, std::vector<PublishedEvent>* published);
+                             std::vector<uint8_t>* inserted,
+                             std::vector<PublishedEvent>* published);
   Status Heartbeat(const Event& e);
   Status Resolve(const Event& e, Run* run);
   Status FlushRows(std::span<const Event> events, const Run& run, std::vector<uint8_t>* inserted,
@@ -174,7 +175,7 @@ class EventWriter {
   std::vector<Touched<SessionState>> touched_sessions_;
   std::vector<std::pair<int64_t, int64_t>> new_memberships_;  // (user, session)
   std::map<std::pair<int64_t, int64_t>, Counts> counts_;      // (app, bucket)
-  std::map<int64_t, int64_t> app_users_;                       // app -> users added
+  std::map<int64_t, int64_t> app_users_;                      // app -> users added
   int64_t seq_ = 0;  // the largest event row id ever assigned
   std::vector<PendingRow> pending_;
   std::vector<std::string> bodies_;  // encoded bodies of the pending rows

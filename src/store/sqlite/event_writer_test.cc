@@ -9,9 +9,8 @@
 
 #include <gtest/gtest.h>
 
-#include <boost/json.hpp>
-
 #include <algorithm>
+#include <boost/json.hpp>
 #include <map>
 #include <memory>
 #include <random>
@@ -52,10 +51,10 @@ Event Make(EventType type, std::string name, std::string client_id, int64_t time
   return e;
 }
 
-Event Init(std::string client_id, int64_t t, std::string device = "dev1", std::string session = "s1",
-           std::string user_key = "") {
-  Event e = Make(EventType::kInit, "", std::move(client_id), t, std::move(device), std::move(session),
-                 std::move(user_key));
+Event Init(std::string client_id, int64_t t, std::string device = "dev1",
+           std::string session = "s1", std::string user_key = "") {
+  Event e = Make(EventType::kInit, "", std::move(client_id), t, std::move(device),
+                 std::move(session), std::move(user_key));
   e.platform = "Linux";
   e.locale = "en-US";
   e.version = "1.0";
@@ -108,8 +107,10 @@ class File {
       EXPECT_EQ(published.size(), n) << "every stored event is published, once";
       // Each with its own row (the rollups record where a bucket's rows are).
       for (const PublishedEvent& p : published) {
-        auto rows = Rows("SELECT e.time_ms, e.type, u.user_key, e.user FROM events e JOIN users u ON"
-                         " u.id = e.user WHERE e.id = " + std::to_string(p.id));
+        auto rows = Rows(
+            "SELECT e.time_ms, e.type, u.user_key, e.user FROM events e JOIN users u ON"
+            " u.id = e.user WHERE e.id = " +
+            std::to_string(p.id));
         EXPECT_EQ(rows.size(), 1u) << "published row " << p.id;
         if (rows.size() != 1) continue;
         EXPECT_EQ(rows[0], std::to_string(p.event->time_ms) + "|" +
@@ -143,8 +144,12 @@ class File {
       for (int c = 0; c < cols; ++c) {
         if (c) row += "|";
         switch (sqlite3_column_type(stmt, c)) {
-          case SQLITE_NULL: row += "NULL"; break;
-          case SQLITE_INTEGER: row += std::to_string(sqlite3_column_int64(stmt, c)); break;
+          case SQLITE_NULL:
+            row += "NULL";
+            break;
+          case SQLITE_INTEGER:
+            row += std::to_string(sqlite3_column_int64(stmt, c));
+            break;
           case SQLITE_BLOB:
             row += Hex(std::string_view(static_cast<const char*>(sqlite3_column_blob(stmt, c)),
                                         static_cast<size_t>(sqlite3_column_bytes(stmt, c))));
@@ -260,7 +265,8 @@ class Model {
       const SessionSoFar* best = nullptr;
       for (const auto& [k, s] : sessions_) {
         if (std::get<0>(k) != e.app_id || std::get<1>(k) != e.device_id) continue;
-        if (!best || std::make_pair(s.start, s.created) > std::make_pair(best->start, best->created)) {
+        if (!best ||
+            std::make_pair(s.start, s.created) > std::make_pair(best->start, best->created)) {
           best = &s;
           key = k;
         }
@@ -316,7 +322,8 @@ void ExpectConsistent(File& f, const Model& model, const std::string& when) {
 
   std::vector<EventRow> events;
   {
-    auto q = db.Prepare("SELECT id, app, session, user, type, time_ms, body FROM events ORDER BY id");
+    auto q =
+        db.Prepare("SELECT id, app, session, user, type, time_ms, body FROM events ORDER BY id");
     ASSERT_TRUE(q.ok());
     Status st;
     std::vector<BodyProp> props;
@@ -324,12 +331,18 @@ void ExpectConsistent(File& f, const Model& model, const std::string& when) {
       const BodyParts body = ParseBody(q->Blob(6));
       EXPECT_TRUE(body.ok);
       auto text = [&](CtxField c) { return f.dict().Text(body.ctx[static_cast<size_t>(c)]); };
-      EventRow r{q->Int(0), q->Int(1), q->Int(2), q->Int(3), q->Int(4), q->Int(5),
+      EventRow r{q->Int(0),
+                 q->Int(1),
+                 q->Int(2),
+                 q->Int(3),
+                 q->Int(4),
+                 q->Int(5),
                  !text(CtxField::kPlatform).empty() || !text(CtxField::kLocale).empty() ||
                      !text(CtxField::kVersion).empty(),
                  {}};
       DecodeBodyProps(body, f.dict(), &props);
-      for (const BodyProp& p : props) r.props.emplace_back(std::string(f.dict().Text(p.key)), PropJson(p.value));
+      for (const BodyProp& p : props)
+        r.props.emplace_back(std::string(f.dict().Text(p.key)), PropJson(p.value));
       events.push_back(std::move(r));
     }
     ASSERT_TRUE(st.ok());
@@ -351,11 +364,21 @@ void ExpectConsistent(File& f, const Model& model, const std::string& when) {
     ASSERT_TRUE(q.ok());
     Status st;
     while (q->Step(&st)) {
-      Ses s{q->Int(1), q->Int(2), q->Int(3), q->Int(4), q->Int(5), q->Int(6), q->Int(7), q->Int(8),
-            q->Int(9), q->Int(10), std::string(q->Blob(11)),
-            std::string(q->Text(12)) + "|" + std::string(q->Text(13)) + "|" + std::string(q->Text(14))};
-      auto it = model.extended().find({std::string(q->Text(12)), std::string(q->Text(13)),
-                                       std::string(q->Text(14))});
+      Ses s{q->Int(1),
+            q->Int(2),
+            q->Int(3),
+            q->Int(4),
+            q->Int(5),
+            q->Int(6),
+            q->Int(7),
+            q->Int(8),
+            q->Int(9),
+            q->Int(10),
+            std::string(q->Blob(11)),
+            std::string(q->Text(12)) + "|" + std::string(q->Text(13)) + "|" +
+                std::string(q->Text(14))};
+      auto it = model.extended().find(
+          {std::string(q->Text(12)), std::string(q->Text(13)), std::string(q->Text(14))});
       if (it != model.extended().end()) extended[q->Int(0)] = it->second;
       sessions[q->Int(0)] = s;
     }
@@ -392,7 +415,8 @@ void ExpectConsistent(File& f, const Model& model, const std::string& when) {
       w.ctx_ms = e.time;
       w.ctx_from_init = is_init;
     }
-    if (std::find(w.users.begin(), w.users.end(), e.user) == w.users.end()) w.users.push_back(e.user);
+    if (std::find(w.users.begin(), w.users.end(), e.user) == w.users.end())
+      w.users.push_back(e.user);
     auto [it, added] = user_first.emplace(e.user, e.time);
     if (!added) it->second = std::min(it->second, e.time);
     memberships.insert({e.user, e.session});
@@ -465,7 +489,8 @@ void ExpectConsistent(File& f, const Model& model, const std::string& when) {
   }
   for (const std::string& row : f.Rows("SELECT id, users FROM apps")) {
     const auto bar = row.find('|');
-    EXPECT_EQ(std::stoll(row.substr(bar + 1)), per_app[std::stoll(row.substr(0, bar))]) << "apps.users";
+    EXPECT_EQ(std::stoll(row.substr(bar + 1)), per_app[std::stoll(row.substr(0, bar))])
+        << "apps.users";
   }
 
   // Devices: install = the first session by start, then by id.
@@ -485,7 +510,8 @@ void ExpectConsistent(File& f, const Model& model, const std::string& when) {
       device_app[q->Int(0)] = q->Int(1);
       ASSERT_TRUE(install.count(q->Int(0))) << "a device without sessions";
       EXPECT_EQ(q->Int(2), install[q->Int(0)].first) << "device " << q->Int(0) << " install_ms";
-      EXPECT_EQ(q->Int(3), install[q->Int(0)].second) << "device " << q->Int(0) << " install_session";
+      EXPECT_EQ(q->Int(3), install[q->Int(0)].second)
+          << "device " << q->Int(0) << " install_session";
     }
     ASSERT_TRUE(st.ok());
     EXPECT_EQ(n, install.size());
@@ -493,8 +519,10 @@ void ExpectConsistent(File& f, const Model& model, const std::string& when) {
 
   // Per-bucket counts.
   std::map<std::pair<int64_t, int64_t>, std::array<int64_t, 4>> counts;
-  for (const auto& [device, in] : install) counts[{device_app[device], FloorDiv(in.first, kBucketMs)}][0]++;
-  for (const auto& [user, first] : user_first) counts[{user_app[user], FloorDiv(first, kBucketMs)}][1]++;
+  for (const auto& [device, in] : install)
+    counts[{device_app[device], FloorDiv(in.first, kBucketMs)}][0]++;
+  for (const auto& [user, first] : user_first)
+    counts[{user_app[user], FloorDiv(first, kBucketMs)}][1]++;
   for (const auto& [row, s] : sessions) {
     auto& c = counts[{s.app, FloorDiv(s.start, kBucketMs)}];
     c[2]++;
@@ -502,7 +530,8 @@ void ExpectConsistent(File& f, const Model& model, const std::string& when) {
   }
   {
     std::map<std::pair<int64_t, int64_t>, std::array<int64_t, 4>> got;
-    auto q = db.Prepare("SELECT app, bucket, installs, new_users, sessions, session_seconds FROM bucket_counts");
+    auto q = db.Prepare(
+        "SELECT app, bucket, installs, new_users, sessions, session_seconds FROM bucket_counts");
     ASSERT_TRUE(q.ok());
     Status st;
     while (q->Step(&st)) {
@@ -519,7 +548,8 @@ void ExpectConsistent(File& f, const Model& model, const std::string& when) {
     auto q = db.Prepare("SELECT user, key, time_ms, value FROM user_props");
     ASSERT_TRUE(q.ok());
     Status st;
-    while (q->Step(&st)) got[{q->Int(0), std::string(q->Text(1))}] = {q->Int(2), std::string(q->Text(3))};
+    while (q->Step(&st))
+      got[{q->Int(0), std::string(q->Text(1))}] = {q->Int(2), std::string(q->Text(3))};
     ASSERT_TRUE(st.ok());
     EXPECT_EQ(got, user_props) << "user_props";
   }
@@ -541,9 +571,9 @@ class StreamGen {
       return hb;
     }
     const int device = Pick(4);
-    static const EventType kTypes[] = {EventType::kInit,  EventType::kInit,   EventType::kEvent,
-                                       EventType::kEvent, EventType::kEvent,  EventType::kError,
-                                       EventType::kView,  EventType::kProps,  EventType::kUserId,
+    static const EventType kTypes[] = {EventType::kInit,  EventType::kInit,  EventType::kEvent,
+                                       EventType::kEvent, EventType::kEvent, EventType::kError,
+                                       EventType::kView,  EventType::kProps, EventType::kUserId,
                                        EventType::kEvent};
     const EventType type = kTypes[Pick(std::size(kTypes))];
     std::string name;
@@ -582,8 +612,8 @@ class StreamGen {
     }
     if (type != EventType::kView && Pick(3)) {
       SetPayload(&e, "{\"plan\":\"" + std::string(Pick(2) ? "pro" : "free") +
-                         "\",\"n\":" + std::to_string(Pick(5)) + ",\"ok\":" + (Pick(2) ? "true" : "false") +
-                         ",\"nested\":{\"a\":1}}");
+                         "\",\"n\":" + std::to_string(Pick(5)) +
+                         ",\"ok\":" + (Pick(2) ? "true" : "false") + ",\"nested\":{\"a\":1}}");
     }
     if (!client_id.empty()) history_.push_back(e);
     return e;
@@ -649,7 +679,8 @@ class EventWriterCaseTest : public ::testing::Test {
   std::string Install(const std::string& device) {
     auto rows = f_.Rows("SELECT d.install_ms - " + std::to_string(kT0) +
                         ", s.session_key FROM devices d JOIN sessions s ON s.id = d.install_session"
-                        " WHERE d.device_key = '" + device + "'");
+                        " WHERE d.device_key = '" +
+                        device + "'");
     return rows.empty() ? "none" : rows[0];
   }
   File f_;
@@ -713,7 +744,8 @@ TEST_F(EventWriterCaseTest, TwoUsersInOneSession) {
                       std::to_string(kT0) + " FROM users ORDER BY id");
   // Both users' last seen is the session's end.
   EXPECT_EQ(last, (std::vector<std::string>{"anon-1|0|50000", "alice|1000|50000"}));
-  EXPECT_EQ(f_.Rows("SELECT key, value FROM user_props"), (std::vector<std::string>{"plan|\"pro\""}));
+  EXPECT_EQ(f_.Rows("SELECT key, value FROM user_props"),
+            (std::vector<std::string>{"plan|\"pro\""}));
   ExpectConsistent(f_, model_, "end");
 }
 
@@ -748,8 +780,9 @@ TEST_F(EventWriterCaseTest, ResendUnderAnotherUserKeyCreatesNoUser) {
   Event resend_bob = Named("E", "1", kT0 + 100000, "dev1", "s", "bob");
   Event fresh_bob = Named("E", "2", kT0 + 200000, "dev1", "s", "bob");
   EXPECT_EQ(Append({resend_bob, fresh_bob}), (std::vector<uint8_t>{0, 1}));
-  EXPECT_EQ(f_.Rows("SELECT first_ms - " + std::to_string(kT0) + " FROM users WHERE user_key = 'bob'"),
-            (std::vector<std::string>{"200000"}));
+  EXPECT_EQ(
+      f_.Rows("SELECT first_ms - " + std::to_string(kT0) + " FROM users WHERE user_key = 'bob'"),
+      (std::vector<std::string>{"200000"}));
   ExpectConsistent(f_, model_, "end");
 }
 
@@ -773,11 +806,11 @@ TEST_F(EventWriterCaseTest, TombstonedIdentitiesCreateNoRows) {
   }
   f_.writer().NoteTombstones();
   EXPECT_EQ(Append(dead), (std::vector<uint8_t>{0, 0, 0}));
-  EXPECT_EQ((std::vector<std::string>{f_.Rows("SELECT count(*) FROM devices")[0],
-                                      f_.Rows("SELECT count(*) FROM users")[0],
-                                      f_.Rows("SELECT count(*) FROM sessions")[0],
-                                      f_.Rows("SELECT users FROM apps")[0]}),
-            before);
+  EXPECT_EQ(
+      (std::vector<std::string>{
+          f_.Rows("SELECT count(*) FROM devices")[0], f_.Rows("SELECT count(*) FROM users")[0],
+          f_.Rows("SELECT count(*) FROM sessions")[0], f_.Rows("SELECT users FROM apps")[0]}),
+      before);
   EXPECT_EQ(f_.Rows("SELECT * FROM bucket_counts ORDER BY bucket"), counts);
 
   // Next to a stored event of the same (new) session: only its rows, and its
@@ -810,7 +843,8 @@ std::vector<std::string> Dump(File& f) {
     for (std::string& row : f.Rows(sql)) out.push_back(std::move(row));
   }
   auto q = f.db().Prepare(
-      "SELECT id, app, session, user, type, name, time_ms, ident, client_id, body FROM events ORDER BY id");
+      "SELECT id, app, session, user, type, name, time_ms, ident, client_id, body FROM events "
+      "ORDER BY id");
   EXPECT_TRUE(q.ok());
   Status st;
   while (q->Step(&st)) {
@@ -822,8 +856,8 @@ std::vector<std::string> Dump(File& f) {
       << q->Int(4) << "|" << dict.Text(static_cast<uint32_t>(q->Int(5))) << "|" << q->Int(6) << "|"
       << (q->IsNull(7) ? "NULL" : std::to_string(q->Int(7))) << "|"
       << (q->Type(8) == SQLITE_INTEGER ? std::to_string(q->Int(8)) : std::string(q->Text(8))) << "|"
-      << e.payload_json << "|" << e.user_id << "|" << e.anon_id << "|" << e.platform << "|" << e.locale
-      << "|" << e.version << "|" << e.country << "|" << e.error_hash << "|"
+      << e.payload_json << "|" << e.user_id << "|" << e.anon_id << "|" << e.platform << "|"
+      << e.locale << "|" << e.version << "|" << e.country << "|" << e.error_hash << "|"
       << (e.total_ram ? std::to_string(*e.total_ram) : "");
     out.push_back(s.str());
   }
@@ -836,7 +870,8 @@ struct Failure {
   const char* trigger;  // SQL creating trigger `boom`
 };
 
-class EventWriterFailureTest : public ::testing::TestWithParam<std::tuple<Failure, WriterCacheOptions>> {};
+class EventWriterFailureTest
+    : public ::testing::TestWithParam<std::tuple<Failure, WriterCacheOptions>> {};
 
 TEST_P(EventWriterFailureTest, AFailedAppendLeavesNoTrace) {
   const Failure& failure = std::get<0>(GetParam());
@@ -857,8 +892,8 @@ TEST_P(EventWriterFailureTest, AFailedAppendLeavesNoTrace) {
   Event other_app = Named("brand-new-name", "f2", kT0 - 7200000, "d1", "s1", "user1");
   other_app.app_id = "app-new";
   failed.push_back(other_app);
-  failed.push_back(Init("f3", kT0 - 100, "d0", "s0", "user0"));   // moves an early session
-  failed.push_back(Heartbeat(kT0 + 99999999, "d1", ""));           // extends a latest session
+  failed.push_back(Init("f3", kT0 - 100, "d0", "s0", "user0"));        // moves an early session
+  failed.push_back(Heartbeat(kT0 + 99999999, "d1", ""));               // extends a latest session
   failed.push_back(Named("E0", "f4", kT0 + 50, "d2", "s3", "user3"));  // a new member
   // Afterwards: the failed events again (an SDK retrying) and more.
   for (int b = 0; b < 4; ++b) {
@@ -893,8 +928,9 @@ TEST_P(EventWriterFailureTest, AFailedAppendLeavesNoTrace) {
 }
 
 std::vector<Failure> Failures() {
-  static const std::string kOnEvent = "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.time_ms = " +
-                                      std::to_string(kT0 + 50) + " BEGIN SELECT RAISE(ABORT, 'injected'); END";
+  static const std::string kOnEvent =
+      "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.time_ms = " + std::to_string(kT0 + 50) +
+      " BEGIN SELECT RAISE(ABORT, 'injected'); END";
   return {
       {"the last event insert", kOnEvent.c_str()},
       {"a session update",
@@ -907,7 +943,8 @@ std::vector<Failure> Failures() {
        "CREATE TRIGGER boom BEFORE UPDATE ON users WHEN NEW.user_key = 'user3'"
        " BEGIN SELECT RAISE(ABORT, 'injected'); END"},
       {"the bucket counts",
-       "CREATE TRIGGER boom BEFORE UPDATE ON bucket_counts BEGIN SELECT RAISE(ABORT, 'injected'); END"},
+       "CREATE TRIGGER boom BEFORE UPDATE ON bucket_counts BEGIN SELECT RAISE(ABORT, 'injected'); "
+       "END"},
       {"the app's user count",
        "CREATE TRIGGER boom BEFORE UPDATE ON apps BEGIN SELECT RAISE(ABORT, 'injected'); END"},
       {"a user prop",
@@ -918,18 +955,19 @@ std::vector<Failure> Failures() {
   };
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Failures, EventWriterFailureTest,
-    ::testing::Combine(::testing::ValuesIn(Failures()),
-                       ::testing::Values(WriterCacheOptions{}, WriterCacheOptions{2, 1, 1})),
-    [](const auto& info) {
-      std::string name = std::string(std::get<0>(info.param).name) +
-                         (std::get<1>(info.param).sessions > 2 ? "_big" : "_small");
-      for (char& c : name) {
-        if (!isalnum(static_cast<unsigned char>(c))) c = '_';
-      }
-      return name;
-    });
+INSTANTIATE_TEST_SUITE_P(Failures, EventWriterFailureTest,
+                         ::testing::Combine(::testing::ValuesIn(Failures()),
+                                            ::testing::Values(WriterCacheOptions{},
+                                                              WriterCacheOptions{2, 1, 1})),
+                         [](const auto& info) {
+                           std::string name =
+                               std::string(std::get<0>(info.param).name) +
+                               (std::get<1>(info.param).sessions > 2 ? "_big" : "_small");
+                           for (char& c : name) {
+                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+                           }
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace nucleon

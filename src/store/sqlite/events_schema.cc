@@ -88,9 +88,9 @@ const Migration kMigrations[] = {
      // of the first release hash the whole 64-bit identity (the writer checks
      // both forms when this mark is there).
      [](SqliteDb& db) -> Status {
-       NUCLEON_RETURN_IF_ERROR(db.Exec(
-           "INSERT INTO meta(key, value) SELECT 'legacy_tombstones', '1'"
-           " WHERE EXISTS (SELECT 1 FROM tombstones)"));
+       NUCLEON_RETURN_IF_ERROR(
+           db.Exec("INSERT INTO meta(key, value) SELECT 'legacy_tombstones', '1'"
+                   " WHERE EXISTS (SELECT 1 FROM tombstones)"));
        bool any = false;
        {
          auto q = db.Prepare("SELECT EXISTS (SELECT 1 FROM legacy_events)");

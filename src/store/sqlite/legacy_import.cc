@@ -44,7 +44,8 @@ Status ImportLegacy(SqliteDb& db, EventWriter& writer,
   int64_t last = *done;
   int64_t total = 0, imported = 0;
   {
-    auto q = db.Prepare("SELECT count(*), (SELECT count(*) FROM legacy_events WHERE id <= ?) FROM legacy_events");
+    auto q = db.Prepare(
+        "SELECT count(*), (SELECT count(*) FROM legacy_events WHERE id <= ?) FROM legacy_events");
     if (!q.ok()) return q.status();
     q->Bind(1, last < 0 ? INT64_MAX : last);
     Status st;
@@ -64,51 +65,53 @@ Status ImportLegacy(SqliteDb& db, EventWriter& writer,
     idents.clear();
     int64_t chunk_last = last;
     {
-    auto q = db.Prepare(
-        "SELECT e.id, a.app_id, d.device_key, s.session_key, u.user_key, e.type, e.name, e.time_ms,"
-        " e.ident, e.client_id, e.user_id, e.anon_id, e.platform, e.os_version, e.locale, e.version,"
-        " e.module_version, e.arch, e.client, e.total_ram, e.country, e.payload, e.error_hash"
-        " FROM legacy_events e JOIN legacy_apps a ON a.id = e.app"
-        " JOIN legacy_devices d ON d.id = e.device JOIN legacy_sessions s ON s.id = e.session"
-        " JOIN legacy_users u ON u.id = e.user WHERE e.id > ? ORDER BY e.id LIMIT ?");
-    if (!q.ok()) return q.status();
-    q->Bind(1, last);
-    q->Bind(2, kChunk);
-    Status st;
-    while (q->Step(&st)) {
-      chunk_last = q->Int(0);
-      Event e;
-      e.app_id = std::string(q->Text(1));
-      e.device_id = std::string(q->Text(2));
-      e.session_id = std::string(q->Text(3));
-      e.user_key = std::string(q->Text(4));
-      e.type = static_cast<EventType>(q->Int(5));
-      e.name = std::string(q->Text(6));
-      e.time_ms = q->Int(7);
-      e.client_id = std::string(q->Text(9));
-      e.user_id = std::string(q->Text(10));
-      e.anon_id = std::string(q->Text(11));
-      e.platform = std::string(q->Text(12));
-      e.os_version = std::string(q->Text(13));
-      e.locale = std::string(q->Text(14));
-      e.version = std::string(q->Text(15));
-      e.module_version = std::string(q->Text(16));
-      e.arch = std::string(q->Text(17));
-      e.client = std::string(q->Text(18));
-      if (!q->IsNull(19)) e.total_ram = q->Double(19);
-      e.country = std::string(q->Text(20));
-      e.payload_json = q->IsNull(21) ? "{}" : std::string(q->Text(21));
-      e.error_hash = std::string(q->Text(22));
-      if (e.type == EventType::kInit || e.type == EventType::kEvent ||
-          e.type == EventType::kProps || e.type == EventType::kUserId) {
-        e.props = ParsePayloadProps(e.payload_json);
+      auto q = db.Prepare(
+          "SELECT e.id, a.app_id, d.device_key, s.session_key, u.user_key, e.type, e.name, "
+          "e.time_ms,"
+          " e.ident, e.client_id, e.user_id, e.anon_id, e.platform, e.os_version, e.locale, "
+          "e.version,"
+          " e.module_version, e.arch, e.client, e.total_ram, e.country, e.payload, e.error_hash"
+          " FROM legacy_events e JOIN legacy_apps a ON a.id = e.app"
+          " JOIN legacy_devices d ON d.id = e.device JOIN legacy_sessions s ON s.id = e.session"
+          " JOIN legacy_users u ON u.id = e.user WHERE e.id > ? ORDER BY e.id LIMIT ?");
+      if (!q.ok()) return q.status();
+      q->Bind(1, last);
+      q->Bind(2, kChunk);
+      Status st;
+      while (q->Step(&st)) {
+        chunk_last = q->Int(0);
+        Event e;
+        e.app_id = std::string(q->Text(1));
+        e.device_id = std::string(q->Text(2));
+        e.session_id = std::string(q->Text(3));
+        e.user_key = std::string(q->Text(4));
+        e.type = static_cast<EventType>(q->Int(5));
+        e.name = std::string(q->Text(6));
+        e.time_ms = q->Int(7);
+        e.client_id = std::string(q->Text(9));
+        e.user_id = std::string(q->Text(10));
+        e.anon_id = std::string(q->Text(11));
+        e.platform = std::string(q->Text(12));
+        e.os_version = std::string(q->Text(13));
+        e.locale = std::string(q->Text(14));
+        e.version = std::string(q->Text(15));
+        e.module_version = std::string(q->Text(16));
+        e.arch = std::string(q->Text(17));
+        e.client = std::string(q->Text(18));
+        if (!q->IsNull(19)) e.total_ram = q->Double(19);
+        e.country = std::string(q->Text(20));
+        e.payload_json = q->IsNull(21) ? "{}" : std::string(q->Text(21));
+        e.error_hash = std::string(q->Text(22));
+        if (e.type == EventType::kInit || e.type == EventType::kEvent ||
+            e.type == EventType::kProps || e.type == EventType::kUserId) {
+          e.props = ParsePayloadProps(e.payload_json);
+        }
+        // A stored event keeps its identity: with a client id, the hash the
+        // first release computed (its client date is not stored).
+        idents.push_back(q->IsNull(8) ? 0 : q->Int(8));
+        events.push_back(std::move(e));
       }
-      // A stored event keeps its identity: with a client id, the hash the
-      // first release computed (its client date is not stored).
-      idents.push_back(q->IsNull(8) ? 0 : q->Int(8));
-      events.push_back(std::move(e));
-    }
-    NUCLEON_RETURN_IF_ERROR(st);
+      NUCLEON_RETURN_IF_ERROR(st);
     }  // the statement is done before the writer's transaction
     if (events.empty()) {
       last = -1;
@@ -127,7 +130,8 @@ Status ImportLegacy(SqliteDb& db, EventWriter& writer,
   {
     auto q = db.Prepare(
         "SELECT a.app_id, d.device_key, s.session_key, s.end_ms FROM legacy_sessions s"
-        " JOIN legacy_devices d ON d.id = s.device JOIN legacy_apps a ON a.id = s.app ORDER BY s.id");
+        " JOIN legacy_devices d ON d.id = s.device JOIN legacy_apps a ON a.id = s.app ORDER BY "
+        "s.id");
     if (!q.ok()) return q.status();
     events.clear();
     Status st;
@@ -151,7 +155,8 @@ Status ImportLegacy(SqliteDb& db, EventWriter& writer,
   NUCLEON_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
   Status st = db.Exec(
       "DROP TABLE legacy_events; DROP TABLE legacy_sessions; DROP TABLE legacy_devices;"
-      " DROP TABLE legacy_users; DROP TABLE legacy_apps; DELETE FROM meta WHERE key = 'legacy_import';");
+      " DROP TABLE legacy_users; DROP TABLE legacy_apps; DELETE FROM meta WHERE key = "
+      "'legacy_import';");
   if (st.ok()) st = db.Exec("COMMIT");
   if (!st.ok()) {
     (void)db.Exec("ROLLBACK");

@@ -52,8 +52,7 @@ TEST_F(MigrationRunnerTest, AppliesEveryStepOnceInOrder) {
 TEST_F(MigrationRunnerTest, AFailedStepLeavesTheFileAtTheLastWholeVersion) {
   std::vector<Migration> steps = {
       {"CREATE TABLE a(x INTEGER);", nullptr},
-      {"INSERT INTO a VALUES(1);",
-       [](SqliteDb&) { return Status::Internal("injected failure"); }},
+      {"INSERT INTO a VALUES(1);", [](SqliteDb&) { return Status::Internal("injected failure"); }},
   };
   Status st = RunMigrations(db_, "t.db", steps);
   ASSERT_FALSE(st.ok());

@@ -239,7 +239,8 @@ Status Rollups::WriteDirty(SqliteDb& db, int64_t mark, CheckpointWork* work) {
         } else {
           hs.values->Encode(&blob);
           auto put = db.Cached(
-              "INSERT OR REPLACE INTO rollup_props(app, event, key, bucket, vals) VALUES(?, ?, ?, ?, ?)");
+              "INSERT OR REPLACE INTO rollup_props(app, event, key, bucket, vals) VALUES(?, ?, ?, "
+              "?, ?)");
           if (!put.ok()) return put.status();
           (*put)->Bind(1, app);
           (*put)->Bind(2, static_cast<int64_t>(slot >> 32));
@@ -264,7 +265,8 @@ void Rollups::Evict(int64_t app, App& a, int64_t bucket, HotBucket& hb) {
   (void)a;
   epoch_.fetch_add(1, std::memory_order_acq_rel);  // first: in-flight disk reads are older
   cores_.Put({app, bucket}, hb.core, hb.core->MemoryBytes());
-  for (auto& [slot, hs] : hb.slots) slots_.Put({app, bucket, slot}, hs.values, hs.values->MemoryBytes());
+  for (auto& [slot, hs] : hb.slots)
+    slots_.Put({app, bucket, slot}, hs.values, hs.values->MemoryBytes());
 }
 
 void Rollups::FinishCheckpoint(const CheckpointWork& work, bool committed) {
@@ -397,7 +399,8 @@ Status Rollups::WriteRemoval(int64_t app, uint32_t user,
       } else {
         pv.Encode(&blob);
         auto put = db.Cached(
-            "INSERT OR REPLACE INTO rollup_props(app, event, key, bucket, vals) VALUES(?, ?, ?, ?, ?)");
+            "INSERT OR REPLACE INTO rollup_props(app, event, key, bucket, vals) VALUES(?, ?, ?, ?, "
+            "?)");
         if (!put.ok()) return put.status();
         (*put)->Bind(1, app);
         (*put)->Bind(2, static_cast<int64_t>(slot >> 32));
@@ -449,7 +452,7 @@ bool Rollups::Span(int64_t app, int64_t* first, int64_t* last) const {
 }
 
 Status Rollups::Cores(int64_t app, std::span<const int64_t> buckets, const ReadTx& tx,
-                      std::vector<CoreRef>* out) {
+                      std::vector<CoreRef>* out, bool keep) {
   SqliteDb& db = tx.db;
   auto current = [this, &tx] { return epoch_.load(std::memory_order_acquire) == tx.epoch; };
   out->assign(buckets.size(), CoreRef());
@@ -495,7 +498,7 @@ Status Rollups::Cores(int64_t app, std::span<const int64_t> buckets, const ReadT
       if (!BucketCore::Decode((*q)->Blob(1), core.get())) {
         return Status::Internal("corrupt rollup of bucket " + std::to_string(b));
       }
-      cores_.PutIf({app, b}, core, core->MemoryBytes(), current);
+      if (keep) cores_.PutIf({app, b}, core, core->MemoryBytes(), current);
       (*out)[from_disk[next]].core = std::move(core);
       ++next;
     }

@@ -26,13 +26,12 @@
 // time; hot buckets are copy-on-write, so what a reader got stays unchanged.
 #pragma once
 
-#include <roaring/roaring.hh>
-
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <roaring/roaring.hh>
 #include <set>
 #include <shared_mutex>
 #include <span>
@@ -109,7 +108,7 @@ class Rollups {
   // Writes every dirty bucket and `mark` inside the caller's transaction on
   // the writer connection; FinishCheckpoint once it committed (or failed).
   struct CheckpointWork {
-    std::vector<std::pair<int64_t, int64_t>> cores;           // (app, bucket)
+    std::vector<std::pair<int64_t, int64_t>> cores;             // (app, bucket)
     std::vector<std::tuple<int64_t, int64_t, uint64_t>> slots;  // (app, bucket, slot)
     int64_t mark = 0;
     size_t events = 0;
@@ -137,8 +136,10 @@ class Rollups {
   // The first and last present bucket; false when the app has none.
   bool Span(int64_t app, int64_t* first, int64_t* last) const;
   // The cores of `buckets` (ascending, present), from memory or through `db`.
+  // `keep`: cache what was read from disk (a caller that only folds them into
+  // day aggregates, which are cached instead, passes false).
   Status Cores(int64_t app, std::span<const int64_t> buckets, const ReadTx& tx,
-               std::vector<CoreRef>* out);
+               std::vector<CoreRef>* out, bool keep = true);
   // The values of (event, key) in `buckets` (ascending); null where none.
   Status PropSlots(int64_t app, uint32_t event, uint32_t key, std::span<const int64_t> buckets,
                    const ReadTx& tx, std::vector<std::shared_ptr<const PropValues>>* out);
@@ -167,8 +168,8 @@ class Rollups {
     bool dirty = false;
     std::unordered_map<uint64_t, HotSlot> slots;  // loaded or created
     std::unordered_set<uint64_t> disk_slots;      // on disk, not loaded
-    uint64_t touched = 0;                          // for eviction, larger = more recent
-    size_t bytes = 0;                              // estimate, refreshed at checkpoints
+    uint64_t touched = 0;                         // for eviction, larger = more recent
+    size_t bytes = 0;                             // estimate, refreshed at checkpoints
   };
   struct App {
     mutable std::shared_mutex mu;

@@ -71,7 +71,8 @@ class RollupsTest : public ::testing::Test {
         case 0:
           e.type = EventType::kInit;
           e.name = init_;
-          for (size_t d = 0; d < kDims; ++d) e.dims[d] = rng() % 3 ? dim_values_[rng() % dim_values_.size()] : 0;
+          for (size_t d = 0; d < kDims; ++d)
+            e.dims[d] = rng() % 3 ? dim_values_[rng() % dim_values_.size()] : 0;
           break;
         case 1:
           e.type = EventType::kError;
@@ -238,8 +239,10 @@ TEST_F(RollupsTest, CheckpointThenReopenReadsTheSame) {
   Rollups reopened(&dict_, RollupOptions{});
   ASSERT_TRUE(reopened.Open(db_).ok());
   EXPECT_EQ(reopened.mark(), 800);
-  EXPECT_EQ(reopened.Present(1, INT64_MIN / 4, INT64_MAX / 4), r.Present(1, INT64_MIN / 4, INT64_MAX / 4));
-  EXPECT_EQ(reopened.Present(2, INT64_MIN / 4, INT64_MAX / 4), r.Present(2, INT64_MIN / 4, INT64_MAX / 4));
+  EXPECT_EQ(reopened.Present(1, INT64_MIN / 4, INT64_MAX / 4),
+            r.Present(1, INT64_MIN / 4, INT64_MAX / 4));
+  EXPECT_EQ(reopened.Present(2, INT64_MIN / 4, INT64_MAX / 4),
+            r.Present(2, INT64_MIN / 4, INT64_MAX / 4));
   ExpectSame(Read(reopened, 1), FromModel(ma), "app 1, reopened");
   ExpectSame(Read(reopened, 2), FromModel(mb), "app 2, reopened");
   EXPECT_EQ(reopened.Stats().hot_buckets, 0u);
@@ -322,7 +325,8 @@ TEST_P(RollupsEvictionTest, EvictedBucketsReadBackAndKeepCounting) {
   ExpectSame(Read(reopened, 1), FromModel(m), "reopened");
 }
 
-INSTANTIATE_TEST_SUITE_P(CacheSizes, RollupsEvictionTest, ::testing::Values(size_t{1}, size_t{64} << 20));
+INSTANTIATE_TEST_SUITE_P(CacheSizes, RollupsEvictionTest,
+                         ::testing::Values(size_t{1}, size_t{64} << 20));
 
 TEST_F(RollupsTest, RemovalEqualsNeverHavingAddedTheUser) {
   std::mt19937_64 rng(4);
@@ -378,8 +382,9 @@ TEST_F(RollupsTest, RemovalEqualsNeverHavingAddedTheUser) {
     for (const RollupEvent& e : all) {
       if (e.user == 2) continue;
       const auto& runs = s.runs.at(FloorDiv(e.time_ms, kBucketMs));
-      EXPECT_TRUE(std::any_of(runs.begin(), runs.end(),
-                              [&](const auto& run) { return e.id >= run.first && e.id <= run.second; }))
+      EXPECT_TRUE(
+          std::any_of(runs.begin(), runs.end(),
+                      [&](const auto& run) { return e.id >= run.first && e.id <= run.second; }))
           << "row " << e.id;
     }
     int64_t first = 0, last = 0;
@@ -591,7 +596,8 @@ TEST_F(RollupsDayCacheTest, ARemovalDropsTheDaysOfItsBuckets) {
   ASSERT_TRUE(Cache(r, 0, kDay, Build(r, 0, kDay)));
   Rollups::Removal removal;
   ASSERT_TRUE(db_.Exec("BEGIN IMMEDIATE").ok());
-  ASSERT_TRUE(r.WriteRemoval(1, 2, {{FloorDiv(gone.time_ms, kBucketMs), {gone}}}, db_, &removal).ok());
+  ASSERT_TRUE(
+      r.WriteRemoval(1, 2, {{FloorDiv(gone.time_ms, kBucketMs), {gone}}}, db_, &removal).ok());
   ASSERT_TRUE(db_.Exec("COMMIT").ok());
   r.CommitRemoval(removal);
   EXPECT_EQ(r.CachedDay(1, 0, kDay), nullptr);
@@ -605,9 +611,9 @@ TEST_F(RollupsDayCacheTest, ABucketAcrossLocalMidnightDropsBothDays) {
   Rollups r(&dict_, RollupOptions{});
   ASSERT_TRUE(r.Open(db_).ok());
   const int kOffset = 7;
-  ApplyOne(r, At(kDay0 + kDayMs - kBucketMs + 1));   // local 23:52:00.001 (day kDay)
-  ApplyOne(r, At(kDay0 + kDayMs - 60000));           // local 00:06 (day kDay + 1)
-  ApplyOne(r, At(kDay0 + kDayMs + 3 * kBucketMs));   // day kDay + 1
+  ApplyOne(r, At(kDay0 + kDayMs - kBucketMs + 1));  // local 23:52:00.001 (day kDay)
+  ApplyOne(r, At(kDay0 + kDayMs - 60000));          // local 00:06 (day kDay + 1)
+  ApplyOne(r, At(kDay0 + kDayMs + 3 * kBucketMs));  // day kDay + 1
   ASSERT_TRUE(Cache(r, kOffset, kDay, Build(r, kOffset, kDay)));
   ASSERT_TRUE(Cache(r, kOffset, kDay + 1, Build(r, kOffset, kDay + 1)));
   ApplyOne(r, At(kDay0 + kDayMs - 2 * 60000));

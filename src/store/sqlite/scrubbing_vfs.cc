@@ -52,10 +52,10 @@ bool ScrubPage(unsigned char* page, size_t page_size, size_t usable, unsigned pa
 namespace {
 
 struct ScrubFile {
-  sqlite3_file base;        // pMethods: kMethods
+  sqlite3_file base;  // pMethods: kMethods
   bool main_db = false;
-  size_t page_size = 0;     // from the file header, once read or written
-  size_t reserved = 0;      // bytes reserved at the end of each page (file header byte 20)
+  size_t page_size = 0;  // from the file header, once read or written
+  size_t reserved = 0;   // bytes reserved at the end of each page (file header byte 20)
   sqlite3_file* real() { return reinterpret_cast<sqlite3_file*>(this + 1); }
 };
 
@@ -88,19 +88,25 @@ int Write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) {
   ScrubFile* sf = reinterpret_cast<ScrubFile*>(f);
   sqlite3_file* r = sf->real();
   const auto size = static_cast<size_t>(amt);
-  if (sf->main_db && off == 0 && size >= 100) NoteHeader(sf, static_cast<const unsigned char*>(buf));
+  if (sf->main_db && off == 0 && size >= 100)
+    NoteHeader(sf, static_cast<const unsigned char*>(buf));
   // Whole pages only (every database write in WAL mode is one).
   const bool page = sf->main_db && sf->page_size >= 512 && size == sf->page_size &&
                     off % amt == 0 && sf->reserved < size;
   if (!page) return r->pMethods->xWrite(r, buf, amt, off);
   thread_local std::vector<unsigned char> copy;
-  copy.assign(static_cast<const unsigned char*>(buf), static_cast<const unsigned char*>(buf) + size);
+  copy.assign(static_cast<const unsigned char*>(buf),
+              static_cast<const unsigned char*>(buf) + size);
   ScrubPage(copy.data(), size, size - sf->reserved, static_cast<unsigned>(off / amt + 1));
   return r->pMethods->xWrite(r, copy.data(), amt, off);
 }
-int Truncate(sqlite3_file* f, sqlite3_int64 size) { return REAL(f)->pMethods->xTruncate(REAL(f), size); }
+int Truncate(sqlite3_file* f, sqlite3_int64 size) {
+  return REAL(f)->pMethods->xTruncate(REAL(f), size);
+}
 int Sync(sqlite3_file* f, int flags) { return REAL(f)->pMethods->xSync(REAL(f), flags); }
-int FileSize(sqlite3_file* f, sqlite3_int64* size) { return REAL(f)->pMethods->xFileSize(REAL(f), size); }
+int FileSize(sqlite3_file* f, sqlite3_int64* size) {
+  return REAL(f)->pMethods->xFileSize(REAL(f), size);
+}
 int Lock(sqlite3_file* f, int level) { return REAL(f)->pMethods->xLock(REAL(f), level); }
 int Unlock(sqlite3_file* f, int level) { return REAL(f)->pMethods->xUnlock(REAL(f), level); }
 int CheckReservedLock(sqlite3_file* f, int* out) {
@@ -129,9 +135,24 @@ int Fetch(sqlite3_file*, sqlite3_int64, int, void** out) {
 int Unfetch(sqlite3_file*, sqlite3_int64, void*) { return SQLITE_OK; }
 
 const sqlite3_io_methods kMethods = {
-    3,         Close,      Read,     Write,    Truncate,   Sync,
-    FileSize,  Lock,       Unlock,   CheckReservedLock, FileControl, SectorSize,
-    DeviceCharacteristics, ShmMap, ShmLock,  ShmBarrier, ShmUnmap,   Fetch,
+    3,
+    Close,
+    Read,
+    Write,
+    Truncate,
+    Sync,
+    FileSize,
+    Lock,
+    Unlock,
+    CheckReservedLock,
+    FileControl,
+    SectorSize,
+    DeviceCharacteristics,
+    ShmMap,
+    ShmLock,
+    ShmBarrier,
+    ShmUnmap,
+    Fetch,
     Unfetch,
 };
 
@@ -148,7 +169,9 @@ int Open(sqlite3_vfs*, sqlite3_filename name, sqlite3_file* f, int flags, int* o
   return rc;
 }
 
-int Delete(sqlite3_vfs*, const char* name, int sync_dir) { return g_real->xDelete(g_real, name, sync_dir); }
+int Delete(sqlite3_vfs*, const char* name, int sync_dir) {
+  return g_real->xDelete(g_real, name, sync_dir);
+}
 int Access(sqlite3_vfs*, const char* name, int flags, int* out) {
   return g_real->xAccess(g_real, name, flags, out);
 }
@@ -157,7 +180,9 @@ int FullPathname(sqlite3_vfs*, const char* name, int n, char* out) {
 }
 void* DlOpen(sqlite3_vfs*, const char* name) { return g_real->xDlOpen(g_real, name); }
 void DlError(sqlite3_vfs*, int n, char* out) { g_real->xDlError(g_real, n, out); }
-void (*DlSym(sqlite3_vfs*, void* h, const char* sym))(void) { return g_real->xDlSym(g_real, h, sym); }
+void (*DlSym(sqlite3_vfs*, void* h, const char* sym))(void) {
+  return g_real->xDlSym(g_real, h, sym);
+}
 void DlClose(sqlite3_vfs*, void* h) { g_real->xDlClose(g_real, h); }
 int Randomness(sqlite3_vfs*, int n, char* out) { return g_real->xRandomness(g_real, n, out); }
 int Sleep(sqlite3_vfs*, int us) { return g_real->xSleep(g_real, us); }

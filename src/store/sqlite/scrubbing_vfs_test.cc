@@ -29,11 +29,11 @@ std::vector<unsigned char> LeafPage() {
   Put2(&page[3], 2);                          // two cells
   Put2(&page[5], 400);                        // content starts at 400
   page[7] = 0;
-  Put2(&page[8], 480);   // cell 0
-  Put2(&page[10], 400);  // cell 1
-  std::memset(&page[400], 'A', 40);           // cell 1's bytes
-  std::memset(&page[480], 'B', 32);           // cell 0's bytes
-  Put2(&page[1], 440);                        // a free block at 440, 40 bytes
+  Put2(&page[8], 480);               // cell 0
+  Put2(&page[10], 400);              // cell 1
+  std::memset(&page[400], 'A', 40);  // cell 1's bytes
+  std::memset(&page[480], 'B', 32);  // cell 0's bytes
+  Put2(&page[1], 440);               // a free block at 440, 40 bytes
   Put2(&page[440], 0);
   Put2(&page[442], 40);
   return page;
@@ -42,10 +42,10 @@ std::vector<unsigned char> LeafPage() {
 TEST(ScrubPageTest, ZeroesTheGapAndFreeBlocksAndKeepsTheCells) {
   std::vector<unsigned char> page = LeafPage();
   ASSERT_TRUE(ScrubPage(page.data(), page.size(), page.size(), 2));
-  for (size_t i = 12; i < 400; ++i) ASSERT_EQ(page[i], 0) << i;  // the gap
+  for (size_t i = 12; i < 400; ++i) ASSERT_EQ(page[i], 0) << i;   // the gap
   for (size_t i = 444; i < 480; ++i) ASSERT_EQ(page[i], 0) << i;  // the free block's body
-  EXPECT_EQ(page[440], 0);  // its head stays: next = 0
-  EXPECT_EQ(page[443], 40);  // size
+  EXPECT_EQ(page[440], 0);                                        // its head stays: next = 0
+  EXPECT_EQ(page[443], 40);                                       // size
   for (size_t i = 400; i < 440; ++i) ASSERT_EQ(page[i], 'A') << i;
   for (size_t i = 480; i < 512; ++i) ASSERT_EQ(page[i], 'B') << i;
   EXPECT_EQ(page[0], 13);
@@ -109,16 +109,19 @@ TEST(ScrubbingVfsTest, RewrittenAndDeletedRowsLeaveNoCopiesAndTheFileStaysSound)
   const std::string path = dir.path() + "/t.db";
   SqliteDb db;
   ASSERT_TRUE(db.Open(path, true).ok());
-  ASSERT_TRUE(db.Exec("PRAGMA secure_delete=ON; PRAGMA wal_autocheckpoint=100;"
-                      "CREATE TABLE p(a INTEGER, b INTEGER, v BLOB, PRIMARY KEY(a, b)) WITHOUT ROWID;"
-                      "CREATE TABLE k(id INTEGER PRIMARY KEY, key TEXT UNIQUE)").ok());
+  ASSERT_TRUE(
+      db.Exec("PRAGMA secure_delete=ON; PRAGMA wal_autocheckpoint=100;"
+              "CREATE TABLE p(a INTEGER, b INTEGER, v BLOB, PRIMARY KEY(a, b)) WITHOUT ROWID;"
+              "CREATE TABLE k(id INTEGER PRIMARY KEY, key TEXT UNIQUE)")
+          .ok());
   std::mt19937 rng(7);
   auto marker = [](int user) { return "secret-of-user-" + std::to_string(1000 + user) + "-end"; };
   for (int round = 0; round < 40; ++round) {
     ASSERT_TRUE(db.Exec("BEGIN").ok());
     for (int a = 0; a < 120; ++a) {
       std::string v;
-      for (int u = std::max(0, round - 8); u <= round; ++u) v += marker(u) + std::string(rng() % 60, 'y');
+      for (int u = std::max(0, round - 8); u <= round; ++u)
+        v += marker(u) + std::string(rng() % 60, 'y');
       auto q = db.Prepare("INSERT OR REPLACE INTO p VALUES(?, ?, ?)");
       ASSERT_TRUE(q.ok());
       q->Bind(1, static_cast<int64_t>(rng() % 500));
@@ -145,8 +148,9 @@ TEST(ScrubbingVfsTest, RewrittenAndDeletedRowsLeaveNoCopiesAndTheFileStaysSound)
     ASSERT_TRUE(delk->Run().ok());
   }
   ASSERT_TRUE(db.Exec("COMMIT").ok());
-  ASSERT_EQ(sqlite3_wal_checkpoint_v2(db.raw(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(
+      sqlite3_wal_checkpoint_v2(db.raw(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr),
+      SQLITE_OK);
   {
     auto check = db.Prepare("PRAGMA integrity_check");
     ASSERT_TRUE(check.ok());

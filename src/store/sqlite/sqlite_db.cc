@@ -1,8 +1,8 @@
 #include "store/sqlite/sqlite_db.h"
 
-#include "store/sqlite/scrubbing_vfs.h"
-
 #include <mutex>
+
+#include "store/sqlite/scrubbing_vfs.h"
 
 namespace nucleon {
 

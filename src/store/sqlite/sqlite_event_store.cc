@@ -73,18 +73,20 @@ struct Budget {
 Budget BudgetFor(size_t cache_mb) {
   const size_t total = std::max<size_t>(cache_mb, 16) << 20;
   Budget b;
-  b.writer_page_cache = total / 8;
-  b.reader_page_cache = total / 64;
-  b.publisher_page_cache = total / 64;
-  b.rollups.core_cache_bytes = total * 3 / 10;
-  b.rollups.props_cache_bytes = total / 10;
-  b.rollups.day_cache_bytes = total / 10;
-  b.rollups.hot_bytes = total / 8;
-  // About 200 bytes per cached entity.
-  const size_t entities = total / 8 / 200;
+  // The write side (filled by any steady ingest, whatever is queried): 1/4.
+  b.writer_page_cache = total / 16;
+  b.rollups.hot_bytes = total / 16;
+  const size_t entities = total / 16 / 200;  // about 200 bytes per cached entity
   b.writer.sessions = entities / 2;
   b.writer.devices = entities / 4;
   b.writer.users = entities / 4;
+  b.reader_page_cache = total / 128;
+  b.publisher_page_cache = total / 128;
+  // The read side (filled only as far as the queries reach): the rest. Day
+  // aggregates serve daily analytics, decoded buckets everything else.
+  b.rollups.core_cache_bytes = total * 3 / 8;
+  b.rollups.day_cache_bytes = total / 4;
+  b.rollups.props_cache_bytes = total / 16;
   return b;
 }
 
@@ -119,9 +121,9 @@ class SqliteEventStore final : public EventStore {
       if (!version.ok()) return version.status();
       const auto current = static_cast<int64_t>(EventsMigrations().size());
       if (*version != current) {
-        return Status::Unavailable(
-            "events.db is at schema version " + std::to_string(*version) + ", this build reads " +
-            std::to_string(current) + ": start `nucleon serve` on the folder once to upgrade it");
+        return Status::Unavailable("events.db is at schema version " + std::to_string(*version) +
+                                   ", this build reads " + std::to_string(current) +
+                                   ": start `nucleon serve` on the folder once to upgrade it");
       }
       NUCLEON_RETURN_IF_ERROR(dict_.Load(db_));
       ready_.store(true);
@@ -129,7 +131,8 @@ class SqliteEventStore final : public EventStore {
     }
     // See "Durability" above: with fsync full, Sync() flushes the log.
     NUCLEON_RETURN_IF_ERROR(db_.Exec("PRAGMA synchronous=NORMAL"));
-    NUCLEON_RETURN_IF_ERROR(db_.Exec("PRAGMA cache_size=-" + std::to_string(budget_.writer_page_cache >> 10)));
+    NUCLEON_RETURN_IF_ERROR(
+        db_.Exec("PRAGMA cache_size=-" + std::to_string(budget_.writer_page_cache >> 10)));
     NUCLEON_RETURN_IF_ERROR(db_.Exec("PRAGMA temp_store=MEMORY"));
     // Deleted rows are overwritten with zeros, not just unlinked: a deleted
     // user's data must not linger in free space (DeleteUser also empties the WAL).
@@ -257,7 +260,8 @@ class SqliteEventStore final : public EventStore {
     malloc_trim(0);
     checkpoints_.fetch_add(1, std::memory_order_relaxed);
     checkpoint_us_.fetch_add(
-        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - last_checkpoint_).count(),
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - last_checkpoint_)
+            .count(),
         std::memory_order_relaxed);
     return Status::Ok();
   }
@@ -278,8 +282,9 @@ class SqliteEventStore final : public EventStore {
 
   std::vector<StoreMetric> Metrics() const override {
     std::vector<StoreMetric> out;
-    out.push_back({"nucleon_store_ready", "1 once the read side is loaded (the API answers), else 0.",
-                   false, Ready() ? 1.0 : 0.0});
+    out.push_back({"nucleon_store_ready",
+                   "1 once the read side is loaded (the API answers), else 0.", false,
+                   Ready() ? 1.0 : 0.0});
     if (!rollups_) return out;
     const Rollups::CacheStats c = rollups_->Stats();
     out.push_back({"nucleon_tail_replayed_events",
@@ -382,36 +387,42 @@ class SqliteEventStore final : public EventStore {
   Status StoredBeforeOpen(int64_t from_ms, int64_t to_ms, size_t per_app,
                           const std::function<void(const Event&)>& sink) override {
     if (!rollups_) return Status::Ok();
-    return Read<bool>("", true, [&](int64_t, const ReadTx& tx) -> Result<bool> {
-             std::vector<std::pair<int64_t, std::string>> apps;
-             {
-               auto q = tx.db.Prepare("SELECT id, app_id FROM apps ORDER BY id");
-               if (!q.ok()) return q.status();
-               Status st;
-               while (q->Step(&st)) apps.emplace_back(q->Int(0), std::string(q->Text(1)));
-               NUCLEON_RETURN_IF_ERROR(st);
-             }
-             for (const auto& [app, app_id] : apps) {
-               const std::vector<int64_t> present = rollups_->Present(
-                   app, FloorDiv(from_ms, kBucketMs), FloorDiv(to_ms, kBucketMs));
-               std::vector<CoreRef> cores;
-               NUCLEON_RETURN_IF_ERROR(rollups_->Cores(app, present, tx, &cores));
-               UserReader::BucketRuns buckets;
-               for (const CoreRef& c : cores) buckets.emplace_back(c.bucket, c.core->runs);
-               NUCLEON_RETURN_IF_ERROR(users_->LastStored(app, app_id, buckets, from_ms, to_ms,
-                                                          last_id_at_open_, per_app, sink, tx.db));
-             }
-             return true;
-           })
+    return Read<bool>("", true,
+                      [&](int64_t, const ReadTx& tx) -> Result<bool> {
+                        std::vector<std::pair<int64_t, std::string>> apps;
+                        {
+                          auto q = tx.db.Prepare("SELECT id, app_id FROM apps ORDER BY id");
+                          if (!q.ok()) return q.status();
+                          Status st;
+                          while (q->Step(&st))
+                            apps.emplace_back(q->Int(0), std::string(q->Text(1)));
+                          NUCLEON_RETURN_IF_ERROR(st);
+                        }
+                        for (const auto& [app, app_id] : apps) {
+                          const std::vector<int64_t> present = rollups_->Present(
+                              app, FloorDiv(from_ms, kBucketMs), FloorDiv(to_ms, kBucketMs));
+                          std::vector<CoreRef> cores;
+                          NUCLEON_RETURN_IF_ERROR(rollups_->Cores(app, present, tx, &cores));
+                          UserReader::BucketRuns buckets;
+                          for (const CoreRef& c : cores)
+                            buckets.emplace_back(c.bucket, c.core->runs);
+                          NUCLEON_RETURN_IF_ERROR(users_->LastStored(app, app_id, buckets, from_ms,
+                                                                     to_ms, last_id_at_open_,
+                                                                     per_app, sink, tx.db));
+                        }
+                        return true;
+                      })
         .status();
   }
 
   Result<StoreStats> Stats(std::string_view app_id) override {
     if (app_id.empty()) {
-      return Read<StoreStats>("", false, [&](int64_t, const ReadTx& tx) { return users_->Stats(0, true, tx.db); });
+      return Read<StoreStats>(
+          "", false, [&](int64_t, const ReadTx& tx) { return users_->Stats(0, true, tx.db); });
     }
-    return Read<StoreStats>(app_id, false,
-                            [&](int64_t app, const ReadTx& tx) { return users_->Stats(app, false, tx.db); });
+    return Read<StoreStats>(app_id, false, [&](int64_t app, const ReadTx& tx) {
+      return users_->Stats(app, false, tx.db);
+    });
   }
 
   Result<QuickGlanceCounts> QuickGlance(std::string_view app_id, int64_t from_ms,
@@ -456,10 +467,11 @@ class SqliteEventStore final : public EventStore {
   }
 
   Result<UserDetails> User(std::string_view app_id, std::string_view user_key) override {
-    auto r = Read<UserDetails>(app_id, true, [&](int64_t app, const ReadTx& tx) -> Result<UserDetails> {
-      if (app == 0) return Status::NotFound("unknown user " + std::string(user_key));
-      return users_->User(app, app_id, user_key, tx.db);
-    });
+    auto r =
+        Read<UserDetails>(app_id, true, [&](int64_t app, const ReadTx& tx) -> Result<UserDetails> {
+          if (app == 0) return Status::NotFound("unknown user " + std::string(user_key));
+          return users_->User(app, app_id, user_key, tx.db);
+        });
     return r;
   }
 
@@ -481,14 +493,15 @@ class SqliteEventStore final : public EventStore {
   }
 
   EventView WithSessionContext(const Event& event) override {
-    auto r = Read<EventView>(event.app_id, true, [&](int64_t app, const ReadTx& tx) -> Result<EventView> {
-      if (app == 0) {
-        EventView v;
-        v.event = event;
-        return v;
-      }
-      return users_->WithSessionContext(app, event, tx.db);
-    });
+    auto r = Read<EventView>(event.app_id, true,
+                             [&](int64_t app, const ReadTx& tx) -> Result<EventView> {
+                               if (app == 0) {
+                                 EventView v;
+                                 v.event = event;
+                                 return v;
+                               }
+                               return users_->WithSessionContext(app, event, tx.db);
+                             });
     if (r.ok()) return std::move(*r);
     EventView v;
     v.event = event;
@@ -502,7 +515,8 @@ class SqliteEventStore final : public EventStore {
 
   Status OpenReader(SqliteDb* db, size_t page_cache_bytes) {
     NUCLEON_RETURN_IF_ERROR(db->Open(path_, false, true));
-    return db->Exec("PRAGMA cache_size=-" + std::to_string(std::max<size_t>(page_cache_bytes >> 10, 256)));
+    return db->Exec("PRAGMA cache_size=-" +
+                    std::to_string(std::max<size_t>(page_cache_bytes >> 10, 256)));
   }
 
   // Runs `fn` with a pooled read connection inside one read transaction (one
@@ -555,7 +569,8 @@ class SqliteEventStore final : public EventStore {
     std::vector<CoreRef> cores;
     for (size_t i = 0; i < present.size(); i += 1024) {
       const size_t n = std::min<size_t>(1024, present.size() - i);
-      NUCLEON_RETURN_IF_ERROR(rollups_->Cores(app, std::span<const int64_t>(present.data() + i, n), tx, &cores));
+      NUCLEON_RETURN_IF_ERROR(
+          rollups_->Cores(app, std::span<const int64_t>(present.data() + i, n), tx, &cores));
       for (const CoreRef& c : cores) out->emplace_back(c.bucket, c.core->runs);
     }
     return Status::Ok();
@@ -694,7 +709,8 @@ class SqliteEventStore final : public EventStore {
     if (!st.ok()) {
       Fail("replaying the events after the last rollup checkpoint failed: " + st.ToString());
     } else if (!stop_recovery_.load()) {
-      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+      const auto ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
       replayed_.store(replayed);
       LogInfo("read side ready: replayed " + std::to_string(replayed) +
               " events written after the last checkpoint in " + std::to_string(ms) + " ms");
@@ -766,7 +782,8 @@ class SqliteEventStore final : public EventStore {
     // The old tables' pages are free now: give the space back.
     LogInfo("upgrade: compacting the file");
     NUCLEON_RETURN_IF_ERROR(db_.Exec("VACUUM"));
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
     LogInfo("upgrade done in " + std::to_string(ms) + " ms");
     return Status::Ok();
   }
@@ -791,7 +808,7 @@ class SqliteEventStore final : public EventStore {
   std::atomic<bool> stop_recovery_{false};
   std::thread recovery_;
   Clock::time_point last_checkpoint_;
-  std::shared_mutex gate_;                // held by a delete while it lands
+  std::shared_mutex gate_;               // held by a delete while it lands
   std::atomic<uint64_t> delete_seq_{0};  // odd while a delete lands
   std::mutex wal_fd_mu_;
   int wal_fd_ = -1;  // the write-ahead log, for Sync()

@@ -23,8 +23,9 @@ struct SqliteStoreOptions {
   bool fsync_full = true;
   bool read_only = false;  // for the export/stats commands
   // Memory for caches (decoded rollups, day aggregates, the writer's working
-  // set, SQLite's page caches), in MiB.
-  size_t cache_mb = 128;
+  // set, SQLite's page caches), in MiB. The read caches fill only as far as
+  // the queries reach, so a small history uses less.
+  size_t cache_mb = 256;
   // The longest time events stay out of the rollups on disk (the checkpoint
   // interval), in seconds: what a restart after a crash replays.
   double checkpoint_interval_s = 5;

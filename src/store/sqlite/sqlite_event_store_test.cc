@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
+#include "store/sqlite/sqlite_event_store.h"
 
-#include "core/testing/temp_dir.h"
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 
@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "core/testing/temp_dir.h"
 #include "store/event_store.h"
-#include "store/sqlite/sqlite_event_store.h"
 
 namespace nucleon {
 namespace {
@@ -407,9 +407,8 @@ TEST_F(SqliteEventStoreTest, EmptyAppendIsOk) {
 // and the writer's in-memory dictionaries and sessions do not run ahead of the
 // file (a retry must recreate the app, device, user and session rows).
 TEST_F(SqliteEventStoreTest, FailedInsertLeavesNothingAndMemoryConsistent) {
-  ExecOnFile(
-      "CREATE TRIGGER fail_boom BEFORE INSERT ON events WHEN NEW.time_ms = " +
-      std::to_string(kT0 + 1000) + " BEGIN SELECT RAISE(ABORT, 'injected failure'); END;");
+  ExecOnFile("CREATE TRIGGER fail_boom BEFORE INSERT ON events WHEN NEW.time_ms = " +
+             std::to_string(kT0 + 1000) + " BEGIN SELECT RAISE(ABORT, 'injected failure'); END;");
   const std::vector<Event> batch = {MakeEvent(EventType::kInit, "", "1", kT0, "devN", "77"),
                                     Named("boom", "2", kT0 + 1000, "devN", "77")};
   std::vector<uint8_t> inserted = {9};
@@ -462,9 +461,8 @@ TEST_F(SqliteEventStoreTest, FailedSessionUpdateRollsBackTheSessionState) {
 // that exists in the file and is exported.
 TEST_F(SqliteEventStoreTest, SessionOfAFailedBatchIsNotResurrectedByTheNextCommit) {
   EXPECT_EQ(Append({MakeEvent(EventType::kInit, "", "1", kT0)}), (std::vector<uint8_t>{1}));
-  ExecOnFile(
-      "CREATE TRIGGER fail_boom BEFORE INSERT ON events WHEN NEW.time_ms = " +
-      std::to_string(kT0 + 2000) + " BEGIN SELECT RAISE(ABORT, 'injected failure'); END;");
+  ExecOnFile("CREATE TRIGGER fail_boom BEFORE INSERT ON events WHEN NEW.time_ms = " +
+             std::to_string(kT0 + 2000) + " BEGIN SELECT RAISE(ABORT, 'injected failure'); END;");
   const std::vector<Event> failed = {MakeEvent(EventType::kInit, "", "2", kT0 + 1000, "dev1", "s2"),
                                      Named("boom", "3", kT0 + 2000, "dev1", "s2")};
   ASSERT_FALSE(AppendStatus(failed).ok());

@@ -77,7 +77,7 @@ class StringDictionary {
   std::unordered_map<std::string_view, uint32_t, ViewHash, std::equal_to<>> ids_;
   // Texts by id in fixed chunks: a published id's text never moves.
   std::unique_ptr<std::atomic<std::string*>[]> chunks_;
-  std::atomic<size_t> size_{1};  // ids < size_ are readable; 0 is ""
+  std::atomic<size_t> size_{1};    // ids < size_ are readable; 0 is ""
   std::vector<uint32_t> pending_;  // handed out, not yet committed to the file
   size_t flushed_ = 0;             // pending_[0, flushed_) written by the open transaction
   size_t bytes_ = 0;

@@ -169,7 +169,8 @@ TEST_F(StringDictionaryTest, LoadRestoresTheSameIds) {
   {
     StringDictionary dict;
     for (int i = 0; i < 5000; ++i) {
-      const std::string text = i % 3 ? "name-" + std::to_string(i) : std::string("nul\0", 4) + std::to_string(i);
+      const std::string text =
+          i % 3 ? "name-" + std::to_string(i) : std::string("nul\0", 4) + std::to_string(i);
       ids[text] = dict.Intern(text);
     }
     ids["Grüße 😀"] = dict.Intern("Grüße 😀");

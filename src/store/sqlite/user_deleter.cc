@@ -104,8 +104,11 @@ Status UserDeleter::Delete(int64_t app, std::string_view user_key, Rollups::Remo
           removed.AddStored(0, t, type, static_cast<uint32_t>(user),
                             static_cast<uint32_t>((*q)->Int(2)), body, true);
         } else {
-          const auto text = [&](CtxField f) { return dict_->Text(body.ctx[static_cast<size_t>(f)]); };
-          const bool carries = !text(CtxField::kPlatform).empty() || !text(CtxField::kLocale).empty() ||
+          const auto text = [&](CtxField f) {
+            return dict_->Text(body.ctx[static_cast<size_t>(f)]);
+          };
+          const bool carries = !text(CtxField::kPlatform).empty() ||
+                               !text(CtxField::kLocale).empty() ||
                                !text(CtxField::kVersion).empty();
           kept.push_back({(*q)->Int(0), t, type, (*q)->Int(5), carries});
         }
@@ -190,7 +193,8 @@ Status UserDeleter::Delete(int64_t app, std::string_view user_key, Rollups::Remo
       NUCLEON_RETURN_IF_ERROR(st);
     }
     if (old_session != 0) add(old_ms, {-1, 0, 0, 0});
-    auto q = db_->Cached("SELECT id, start_ms FROM sessions WHERE device = ? ORDER BY start_ms, id LIMIT 1");
+    auto q = db_->Cached(
+        "SELECT id, start_ms FROM sessions WHERE device = ? ORDER BY start_ms, id LIMIT 1");
     if (!q.ok()) return q.status();
     (*q)->Bind(1, device);
     Status st;
@@ -213,8 +217,9 @@ Status UserDeleter::Delete(int64_t app, std::string_view user_key, Rollups::Remo
   }
 
   // The user.
-  for (const char* sql : {"DELETE FROM user_sessions WHERE user = ?", "DELETE FROM user_props WHERE user = ?",
-                          "DELETE FROM users WHERE id = ?"}) {
+  for (const char* sql :
+       {"DELETE FROM user_sessions WHERE user = ?", "DELETE FROM user_props WHERE user = ?",
+        "DELETE FROM users WHERE id = ?"}) {
     auto del = db_->Cached(sql);
     if (!del.ok()) return del.status();
     (*del)->Bind(1, user);
@@ -269,7 +274,8 @@ Status UserDeleter::Delete(int64_t app, std::string_view user_key, Rollups::Remo
 
   // The rollups: every bucket the user's events touched.
   std::map<int64_t, std::vector<RollupEvent>> by_bucket;
-  for (const RollupEvent& e : removed.events()) by_bucket[FloorDiv(e.time_ms, kBucketMs)].push_back(e);
+  for (const RollupEvent& e : removed.events())
+    by_bucket[FloorDiv(e.time_ms, kBucketMs)].push_back(e);
   return rollups_->WriteRemoval(app, static_cast<uint32_t>(user), by_bucket, *db_, removal);
 }
 

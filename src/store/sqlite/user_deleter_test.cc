@@ -11,11 +11,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <chrono>
-#include <fstream>
-#include <iterator>
 #include <cstdio>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <random>
@@ -29,8 +30,6 @@
 #include "store/event_store.h"
 #include "store/payload_props.h"
 #include "store/sqlite/sqlite_event_store.h"
-
-#include <boost/json.hpp>
 
 namespace nucleon {
 namespace {
@@ -88,7 +87,9 @@ class ScenarioGen {
         e.session_id = ses.key;
         e.time_ms = t;
         t += static_cast<int64_t>(rng_() % (6 * kMin));
-        if (Pick(10)) e.client_id = Pick(2) ? std::to_string(++next_id_) : "\"id" + std::to_string(++next_id_) + "\"";
+        if (Pick(10))
+          e.client_id =
+              Pick(2) ? std::to_string(++next_id_) : "\"id" + std::to_string(++next_id_) + "\"";
         e.client_date = e.client_id.empty() ? "" : std::to_string(e.time_ms);
         // The user of this event.
         std::string user = "u" + std::to_string(owner);
@@ -106,9 +107,9 @@ class ScenarioGen {
         } else if (identifies && i == n / 2) {
           e.type = EventType::kUserId;  // the identify call
         } else {
-          static const EventType kTypes[] = {EventType::kEvent, EventType::kEvent, EventType::kEvent,
-                                             EventType::kError, EventType::kView,  EventType::kProps,
-                                             EventType::kInit};
+          static const EventType kTypes[] = {
+              EventType::kEvent, EventType::kEvent, EventType::kEvent, EventType::kError,
+              EventType::kView,  EventType::kProps, EventType::kInit};
           e.type = kTypes[Pick(std::size(kTypes))];
         }
         Fill(&e);
@@ -125,7 +126,8 @@ class ScenarioGen {
       for (Event& e : s.events) all.push_back(e);
       if (device_users[s.device].size() != 1) continue;
       for (int h = Pick(3); h > 0; --h) {
-        Event hb = Heartbeat(s.device, s.events.back().time_ms + static_cast<int64_t>(rng_() % (20 * kMin)));
+        Event hb = Heartbeat(s.device,
+                             s.events.back().time_ms + static_cast<int64_t>(rng_() % (20 * kMin)));
         if (Pick(3)) hb.session_id = s.key;
         all.push_back(hb);
       }
@@ -150,7 +152,9 @@ class ScenarioGen {
     for (int r = 0; r < 12; ++r) {
       const size_t from = Pick(n);
       if (all[from].type == EventType::kHeartbeat || all[from].client_id.empty()) continue;
-      all.insert(all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), from + 1 + Pick(40))), all[from]);
+      all.insert(
+          all.begin() + static_cast<std::ptrdiff_t>(std::min(all.size(), from + 1 + Pick(40))),
+          all[from]);
     }
     // A fifth of the stream comes after the delete.
     const size_t cut = all.size() * 4 / 5;
@@ -158,7 +162,8 @@ class ScenarioGen {
       auto& target = i < cut ? sc.batches : sc.later;
       const size_t size = 1 + Pick(20);
       const size_t end = std::min(i + size, i < cut ? cut : all.size());
-      target.emplace_back(all.begin() + static_cast<std::ptrdiff_t>(i), all.begin() + static_cast<std::ptrdiff_t>(end));
+      target.emplace_back(all.begin() + static_cast<std::ptrdiff_t>(i),
+                          all.begin() + static_cast<std::ptrdiff_t>(end));
       i = end;
     }
     std::set<std::string> users, devices;
@@ -198,8 +203,8 @@ class ScenarioGen {
         e->client = "js";
         e->country = Pick(3) ? (Pick(2) ? "DE" : "US") : "";
         if (Pick(4)) e->total_ram = 2.0 + Pick(30) + (Pick(2) ? 0.5 : 0.0);
-        Payload(e, "{\"plan\":\"" + std::string(Pick(2) ? "pro" : "free") + "\",\"score\":" +
-                       std::to_string(Pick(4)) + "}");
+        Payload(e, "{\"plan\":\"" + std::string(Pick(2) ? "pro" : "free") +
+                       "\",\"score\":" + std::to_string(Pick(4)) + "}");
         break;
       case EventType::kEvent:
         e->name = "E" + std::to_string(Pick(3));
@@ -213,7 +218,8 @@ class ScenarioGen {
       case EventType::kError:
         e->name = Pick(2) ? "TypeError" : "RangeError";
         e->platform = Pick(2) ? "Linux" : "";
-        e->error_hash = Pick(2) ? "0123456789abcdef0123456789abcdef" : "fedcba9876543210fedcba9876543210";
+        e->error_hash =
+            Pick(2) ? "0123456789abcdef0123456789abcdef" : "fedcba9876543210fedcba9876543210";
         Payload(e, R"({"message":"boom","stack":"at x"})");
         break;
       case EventType::kView:
@@ -221,8 +227,8 @@ class ScenarioGen {
         break;
       case EventType::kProps:
       case EventType::kUserId:
-        Payload(e, "{\"plan\":\"" + std::string(Pick(2) ? "team" : "pro") + "\",\"age\":" +
-                       std::to_string(20 + Pick(40)) + "}");
+        Payload(e, "{\"plan\":\"" + std::string(Pick(2) ? "team" : "pro") +
+                       "\",\"age\":" + std::to_string(20 + Pick(40)) + "}");
         break;
       default:
         break;
@@ -280,9 +286,9 @@ std::string Show(const DailyAnalytics& d) {
     for (int64_t h : hours) s << h << ",";
     s << " ";
   }
-  s << "\n platforms " << Show(d.platforms) << "\n languages " << Show(d.languages) << "\n versions "
-    << Show(d.versions) << "\n countries " << Show(d.countries) << "\n ram " << Show(d.ram)
-    << "\n duration ";
+  s << "\n platforms " << Show(d.platforms) << "\n languages " << Show(d.languages)
+    << "\n versions " << Show(d.versions) << "\n countries " << Show(d.countries) << "\n ram "
+    << Show(d.ram) << "\n duration ";
   for (const auto& [day, avg] : d.avg_session_duration) s << day << ":" << Num(avg) << " ";
   return s.str();
 }
@@ -305,7 +311,8 @@ std::string Show(const std::vector<EventPropKeys>& v) {
 
 std::string Show(const UserSummary& u) {
   std::ostringstream s;
-  s << u.id << " " << u.user_key << " created=" << u.created_ms << " last=" << u.last_seen_ms << " devices:";
+  s << u.id << " " << u.user_key << " created=" << u.created_ms << " last=" << u.last_seen_ms
+    << " devices:";
   for (const auto& d : u.devices) {
     s << " {" << d.device_id << " " << d.last_seen_ms << " " << d.platform.value_or("-") << " "
       << d.os_version.value_or("-") << " " << d.version.value_or("-") << "}";
@@ -334,11 +341,12 @@ std::string Show(const UserDetails& d) {
 
 std::string Show(const Event& e) {
   std::ostringstream s;
-  s << static_cast<int>(e.type) << " [" << e.name << "] " << e.client_id << " " << e.device_id << "/"
-    << e.session_id << " " << e.user_key << " uid=" << e.user_id << " anon=" << e.anon_id << " t="
-    << e.time_ms << " ctx=" << e.platform << "," << e.os_version << "," << e.locale << "," << e.version
-    << "," << e.module_version << "," << e.arch << "," << e.client << "," << e.country << ","
-    << (e.total_ram ? Num(*e.total_ram) : "-") << " payload=" << e.payload_json << " hash=" << e.error_hash;
+  s << static_cast<int>(e.type) << " [" << e.name << "] " << e.client_id << " " << e.device_id
+    << "/" << e.session_id << " " << e.user_key << " uid=" << e.user_id << " anon=" << e.anon_id
+    << " t=" << e.time_ms << " ctx=" << e.platform << "," << e.os_version << "," << e.locale << ","
+    << e.version << "," << e.module_version << "," << e.arch << "," << e.client << "," << e.country
+    << "," << (e.total_ram ? Num(*e.total_ram) : "-") << " payload=" << e.payload_json
+    << " hash=" << e.error_hash;
   return s.str();
 }
 
@@ -384,7 +392,9 @@ std::set<std::tuple<std::string, std::string, std::string>> SessionsOf(const Sce
 
 Answers AskApp(EventStore& store, const Scenario& sc, const std::string& deleted, const char* app) {
   Answers a;
-  auto add = [&](std::string q, std::string answer) { a.emplace_back(std::move(q), std::move(answer)); };
+  auto add = [&](std::string q, std::string answer) {
+    a.emplace_back(std::move(q), std::move(answer));
+  };
   const int64_t from = kT0 - kDay, to = kT0 + 5 * kDay;
   struct Range {
     int64_t from, to;
@@ -398,7 +408,8 @@ Answers AskApp(EventStore& store, const Scenario& sc, const std::string& deleted
   for (const Range& r : ranges) {
     for (int offset : {0, 60, 330, 7, -197, -600}) {
       const QueryRange q{r.from, r.to, offset};
-      const std::string what = std::to_string(r.from) + ".." + std::to_string(r.to) + " @" + std::to_string(offset);
+      const std::string what =
+          std::to_string(r.from) + ".." + std::to_string(r.to) + " @" + std::to_string(offset);
       add("daily " + what, Show(store.Daily(app, q)));
       add("events " + what, Show(store.EventCounts(app, q, false)));
       add("errors " + what, Show(store.EventCounts(app, q, true)));
@@ -406,7 +417,8 @@ Answers AskApp(EventStore& store, const Scenario& sc, const std::string& deleted
       if (offset == 0 || offset == -197) {
         for (const std::string& ev : sc.event_names) {
           for (const std::string& key : sc.prop_keys) {
-            add("attribute " + ev + "." + key + " " + what, Show(store.EventAttribute(app, q, ev, key)));
+            add("attribute " + ev + "." + key + " " + what,
+                Show(store.EventAttribute(app, q, ev, key)));
           }
         }
       }
@@ -435,7 +447,8 @@ Answers AskApp(EventStore& store, const Scenario& sc, const std::string& deleted
 // Every question, for both apps (the user is deleted from the first only).
 Answers Ask(EventStore& store, const Scenario& sc, const std::string& deleted) {
   Answers a = AskApp(store, sc, deleted, kApp);
-  for (auto& [q, answer] : AskApp(store, sc, "", kOtherApp)) a.emplace_back("app2 " + q, std::move(answer));
+  for (auto& [q, answer] : AskApp(store, sc, "", kOtherApp))
+    a.emplace_back("app2 " + q, std::move(answer));
   return a;
 }
 
@@ -500,7 +513,8 @@ TEST_P(UserDeleteTest, EveryAnswerIsAsIfTheUserNeverExisted) {
     }
   }
   std::vector<std::string> identified, anonymous;
-  for (const std::string& u : present) (u.rfind("anon", 0) == 0 ? anonymous : identified).push_back(u);
+  for (const std::string& u : present)
+    (u.rfind("anon", 0) == 0 ? anonymous : identified).push_back(u);
   ASSERT_FALSE(identified.empty());
   std::vector<std::string> victims = {identified[seed % identified.size()]};
   if (!anonymous.empty()) victims.push_back(anonymous[seed % anonymous.size()]);
@@ -528,7 +542,8 @@ TEST_P(UserDeleteTest, EveryAnswerIsAsIfTheUserNeverExisted) {
     {
       const Answers never = Ask(*b, sc, k);
       size_t differ = 0;
-      for (size_t i = 0; i < before.size() && i < never.size(); ++i) differ += before[i].second != never[i].second;
+      for (size_t i = 0; i < before.size() && i < never.size(); ++i)
+        differ += before[i].second != never[i].second;
       EXPECT_GT(differ, 10u) << "the user's data shows in many answers before the delete";
     }
     Status deleted = a->DeleteUser(kApp, k);
@@ -631,7 +646,8 @@ class UserDeleteFilesTest : public ::testing::Test {
       ASSERT_TRUE(store->Maintain().ok());
       ASSERT_TRUE(store->DeleteUser(kApp, UserKey(i)).ok());
       // What the API shows first: none of the user's values.
-      auto values = store->EventAttribute(kApp, QueryRange{kT0 - kDay, kT0 + 5 * kDay, 0}, "E", "secret");
+      auto values =
+          store->EventAttribute(kApp, QueryRange{kT0 - kDay, kT0 + 5 * kDay, 0}, "E", "secret");
       ASSERT_TRUE(values.ok());
       for (const ValueCount& v : *values) EXPECT_NE(v.value, Secret(i)) << "user " << i;
       check(i);
@@ -654,9 +670,10 @@ TEST_F(UserDeleteFilesTest, EveryDeleteEmptiesTheWriteAheadLog) {
     if (wal.empty()) return;
     ++kept;
     ADD_FAILURE() << "after deleting user " << i << " the write-ahead log still has " << wal.size()
-                  << " bytes; the user's id is " << (wal.find(UserKey(i)) == std::string::npos ? "not " : "")
-                  << "in it, their value " << (wal.find(Secret(i)) == std::string::npos ? "not " : "")
-                  << "in it";
+                  << " bytes; the user's id is "
+                  << (wal.find(UserKey(i)) == std::string::npos ? "not " : "")
+                  << "in it, their value "
+                  << (wal.find(Secret(i)) == std::string::npos ? "not " : "") << "in it";
   });
   EXPECT_EQ(kept, 0);
 }
@@ -669,7 +686,8 @@ TEST_F(UserDeleteFilesTest, NoTextOfADeletedUserRemainsInTheDatabase) {
   DeleteEachUser([&](int i) {
     if (!Wal().empty()) return;  // not yet copied (the test above)
     const std::string db = Db();
-    EXPECT_EQ(db.find(UserKey(i)), std::string::npos) << "user " << i << ": their id is still in events.db";
+    EXPECT_EQ(db.find(UserKey(i)), std::string::npos)
+        << "user " << i << ": their id is still in events.db";
     if (db.find(Secret(i)) != std::string::npos) leaked.push_back(i);
   });
   EXPECT_TRUE(leaked.empty()) << leaked.size() << " of " << kUsers

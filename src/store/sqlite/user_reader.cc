@@ -27,7 +27,7 @@ Status UserReader::ReadContext(int64_t event_id, SqliteDb& db, Event* out) {
   Status st;
   if ((*q)->Step(&st)) {
     const BodyParts p = ParseBody((*q)->Blob(0));
-    std::string* fields[kCtxFields] = {&out->platform, &out->os_version,    &out->locale,
+    std::string* fields[kCtxFields] = {&out->platform, &out->os_version,     &out->locale,
                                        &out->version,  &out->module_version, &out->arch,
                                        &out->client,   &out->country};
     for (size_t i = 0; i < kCtxFields; ++i) fields[i]->assign(dict_->Text(p.ctx[i]));
@@ -143,7 +143,8 @@ Result<UserSummary> UserReader::Summarize(const UserRow& u, std::string_view app
       return a->key != b->key ? a->key > b->key : a->device_key > b->device_key;
     });
     for (const Ses* si : order) {
-      out_sessions->push_back({si->key, si->device_key, si->start, si->end, si->actions, si->errors});
+      out_sessions->push_back(
+          {si->key, si->device_key, si->start, si->end, si->actions, si->errors});
     }
   }
   return s;
@@ -199,8 +200,7 @@ Result<UserDetails> UserReader::User(int64_t app, std::string_view app_id,
 Result<std::vector<EventView>> UserReader::SessionEvents(int64_t app, std::string_view app_id,
                                                          std::string_view user_key,
                                                          std::string_view session_id,
-                                                         std::string_view device_id,
-                                                         SqliteDb& db) {
+                                                         std::string_view device_id, SqliteDb& db) {
   UserRow u;
   auto row = UserRowOf(app, user_key, db, &u);
   if (!row.ok()) return row.status();
@@ -254,10 +254,12 @@ Result<std::vector<EventView>> UserReader::SessionEvents(int64_t app, std::strin
       const BodyParts parts = ParseBody((*q)->Blob(5));
       DecodeBodyInto(parts, *dict_, e.user_key, (*q)->Text(7), &e);
       for (auto [field, from] : {std::pair{&e.platform, &context.platform},
-                                 {&e.os_version, &context.os_version}, {&e.locale, &context.locale},
+                                 {&e.os_version, &context.os_version},
+                                 {&e.locale, &context.locale},
                                  {&e.version, &context.version},
                                  {&e.module_version, &context.module_version},
-                                 {&e.arch, &context.arch}, {&e.country, &context.country}}) {
+                                 {&e.arch, &context.arch},
+                                 {&e.country, &context.country}}) {
         if (field->empty()) *field = *from;
       }
       if (!e.total_ram) e.total_ram = context.total_ram;
@@ -299,7 +301,8 @@ EventView UserReader::WithSessionContext(int64_t app, const Event& event, Sqlite
   v.event = event;
   auto q = db.Cached(
       "SELECT s.ctx_event, s.ctx_from_init, d.install_session = s.id FROM sessions s"
-      " JOIN devices d ON d.id = s.device WHERE d.app = ? AND d.device_key = ? AND s.session_key = ?");
+      " JOIN devices d ON d.id = s.device WHERE d.app = ? AND d.device_key = ? AND s.session_key = "
+      "?");
   if (!q.ok()) return v;
   (*q)->Bind(1, app);
   (*q)->Bind(2, event.device_id);
@@ -313,10 +316,12 @@ EventView UserReader::WithSessionContext(int64_t app, const Event& event, Sqlite
   if (from_init && !ReadContext(ctx_event, db, &context).ok()) return v;
   Event& e = v.event;
   for (auto [field, from] : {std::pair{&e.platform, &context.platform},
-                             {&e.os_version, &context.os_version}, {&e.locale, &context.locale},
+                             {&e.os_version, &context.os_version},
+                             {&e.locale, &context.locale},
                              {&e.version, &context.version},
                              {&e.module_version, &context.module_version},
-                             {&e.arch, &context.arch}, {&e.country, &context.country}}) {
+                             {&e.arch, &context.arch},
+                             {&e.country, &context.country}}) {
     if (field->empty()) *field = *from;
   }
   if (!e.total_ram) e.total_ram = context.total_ram;
@@ -328,7 +333,8 @@ Status UserReader::Export(int64_t app, std::string_view app_id, const BucketRuns
                           int64_t from_ms, int64_t to_ms, int64_t max_id,
                           const std::function<void(const Event&)>& sink, SqliteDb& db) {
   auto q = db.Cached(
-      "SELECT e.id, e.type, e.name, e.client_id, d.device_key, s.session_key, u.user_key, u.anon_id,"
+      "SELECT e.id, e.type, e.name, e.client_id, d.device_key, s.session_key, u.user_key, "
+      "u.anon_id,"
       " e.time_ms, e.body FROM events e JOIN sessions s ON s.id = e.session"
       " JOIN devices d ON d.id = s.device JOIN users u ON u.id = e.user"
       " WHERE e.id BETWEEN ? AND ? AND e.app = ? AND e.time_ms BETWEEN ? AND ?");
@@ -379,13 +385,14 @@ Status UserReader::LastStored(int64_t app, std::string_view app_id, const Bucket
   }
   std::sort(runs.begin(), runs.end());
   auto q = db.Cached(
-      "SELECT e.id, e.type, e.name, e.client_id, d.device_key, s.session_key, u.user_key, u.anon_id,"
+      "SELECT e.id, e.type, e.name, e.client_id, d.device_key, s.session_key, u.user_key, "
+      "u.anon_id,"
       " e.time_ms, e.body FROM events e JOIN sessions s ON s.id = e.session"
       " JOIN devices d ON d.id = s.device JOIN users u ON u.id = e.user"
       " WHERE e.id BETWEEN ? AND ? AND e.app = ? AND e.time_ms BETWEEN ? AND ? ORDER BY e.id DESC");
   if (!q.ok()) return q.status();
   std::vector<std::pair<int64_t, Event>> found;  // (row id, event)
-  int64_t below = INT64_MAX;  // runs may overlap across buckets: each row once
+  int64_t below = INT64_MAX;                     // runs may overlap across buckets: each row once
   for (auto it = runs.rbegin(); it != runs.rend() && found.size() < limit; ++it) {
     const int64_t last = std::min(it->second, below - 1);
     if (last < it->first) continue;
@@ -412,7 +419,8 @@ Status UserReader::LastStored(int64_t app, std::string_view app_id, const Bucket
     NUCLEON_RETURN_IF_ERROR(st);
     below = it->first;
   }
-  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::sort(found.begin(), found.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
   for (const auto& [id, e] : found) sink(e);
   return Status::Ok();
 }
