@@ -22,8 +22,8 @@
 #include "server/router.h"
 #include "store/catalog.h"
 #include "store/event_store.h"
-#include "store/sqlite/sqlite_event_store.h"
 #include "store/fault_injecting_event_store.h"
+#include "store/sqlite/sqlite_event_store.h"
 
 namespace nucleon {
 
