@@ -35,6 +35,7 @@ PROFILE_SECONDS=${PROFILE_SECONDS:-8}
 PROFILE_LINES=${PROFILE_LINES:-0}      # 1: also by source line (slow: minutes per endpoint)
 FSYNC=${FSYNC:-full}
 THREADS=${THREADS:-}
+SERVER_ARGS=${SERVER_ARGS:-}           # more `nucleon serve` flags, e.g. "--cache-mb 128"
 KEEP_DATA=${KEEP_DATA:-}
 DATA_PARENT=${DATA_PARENT:-${TMPDIR:-/tmp}}
 COLD_RESTARTS=${COLD_RESTARTS:-3}    # restarts for start-up and cold latency (with RESTART=1)
@@ -151,6 +152,8 @@ start_server() {
   # per-address tracking limit would refuse them after a stall (the deletes).
   local args=(serve --data "$data" --listen "127.0.0.1:$port" --fsync "$FSYNC" --api-rate 0 --track-rate 0)
   [ -n "$THREADS" ] && args+=(--threads "$THREADS")
+  # shellcheck disable=SC2206 # SERVER_ARGS: extra flags, split on spaces
+  [ -n "$SERVER_ARGS" ] && args+=($SERVER_ARGS)
   "$bin" "${args[@]}" >>"$work/server.log" 2>&1 &
   server_pid=$!
 }
@@ -249,6 +252,10 @@ disk_after_load=$(disk)
 files_after_load=$(files)
 if [ "$loaded" = 0 ]; then rss_label="after load"; else rss_label="after start on the kept folder"; fi
 log "$rss_label: RSS $rss_after_load, data folder $disk_after_load ($files_after_load)"
+store_metrics() {  # the store's own gauges (caches, hot buckets) from /metrics, one line
+  curl -fsS -m 5 "$url/metrics" 2>/dev/null | awk '/^nucleon_(hot_buckets|bucket_cache_bytes|property_cache_bytes|day_cache_bytes|events_not_checkpointed|checkpoints_total) / {printf "%s=%s ", $1, $2}'
+}
+log "store gauges $rss_label: $(store_metrics)"
 note rss_after_load "$(rss_json)"
 
 # --- measure
@@ -262,6 +269,7 @@ timeout "$MEASURE_TIMEOUT" node "$here/query_bench.js" measure --url "$url" --ap
   || { tail -n 30 "$work/server.log" >&2; die "the measurement failed"; }
 load_after_measure=$(loadavg)
 rss_after_measure=$(rss)
+log "store gauges after measuring: $(store_metrics)"
 note loadavg "$(json_str "before measuring $load_before_measure, after $load_after_measure")"
 note rss_after_measure "$(rss_json)"
 [ -n "$OUT" ] && cp "$results" "$OUT"

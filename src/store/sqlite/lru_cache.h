@@ -45,22 +45,15 @@ class LruCache {
   void PutIf(const K& key, Ptr value, size_t bytes, Pred still_valid) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!still_valid()) return;
-    auto it = map_.find(key);
-    if (it != map_.end()) {
-      used_ -= it->second.bytes;
-      order_.erase(it->second.pos);
-      map_.erase(it);
-    }
-    if (bytes > capacity_) return;
-    order_.push_front(key);
-    map_.emplace(key, Entry{std::move(value), bytes, order_.begin()});
-    used_ += bytes;
-    while (used_ > capacity_ && !order_.empty()) {
-      auto last = map_.find(order_.back());
-      used_ -= last->second.bytes;
-      map_.erase(last);
-      order_.pop_back();
-    }
+    Replace(key, std::move(value), bytes);
+  }
+
+  // Replaces the value of `key` if the cache holds one (a newer version of
+  // what was read); otherwise leaves the cache as it is.
+  void Refresh(const K& key, Ptr value, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!map_.count(key)) return;
+    Replace(key, std::move(value), bytes);
   }
 
   void Erase(const K& key) {
@@ -98,6 +91,26 @@ class LruCache {
   }
 
  private:
+  // Inserts or replaces (under mu_); evicts the least recently used entries beyond capacity.
+  void Replace(const K& key, Ptr value, size_t bytes) {
+    auto it = map_.find(key);
+    if (it != map_.end()) {
+      used_ -= it->second.bytes;
+      order_.erase(it->second.pos);
+      map_.erase(it);
+    }
+    if (bytes > capacity_) return;
+    order_.push_front(key);
+    map_.emplace(key, Entry{std::move(value), bytes, order_.begin()});
+    used_ += bytes;
+    while (used_ > capacity_ && !order_.empty()) {
+      auto last = map_.find(order_.back());
+      used_ -= last->second.bytes;
+      map_.erase(last);
+      order_.pop_back();
+    }
+  }
+
   struct Entry {
     Ptr value;
     size_t bytes;

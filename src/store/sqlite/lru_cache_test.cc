@@ -62,6 +62,18 @@ TEST(LruCacheTest, EvictsLeastRecentlyUsedWithinTheByteBound) {
   EXPECT_EQ(Present(c, {1, 3, 4, 5, 6}), (std::vector<int>{5, 6}));
 }
 
+TEST(LruCacheTest, RefreshReplacesOnlyWhatTheCacheHolds) {
+  Cache c(100);
+  c.Refresh(1, V("new"), 10);
+  EXPECT_EQ(c.Get(1), nullptr) << "an absent key stays absent";
+  EXPECT_EQ(c.used_bytes(), 0u);
+  c.Put(2, V("old"), 10);
+  c.Refresh(2, V("newer"), 30);
+  ASSERT_NE(c.Get(2), nullptr);
+  EXPECT_EQ(*c.Get(2), "newer");
+  EXPECT_EQ(c.used_bytes(), 30u);
+}
+
 TEST(LruCacheTest, ValueLargerThanTheCacheIsNotKept) {
   Cache c(100);
   c.Put(1, V("small"), 10);

@@ -173,10 +173,11 @@ Status Rollups::Apply(int64_t app, std::span<const RollupEvent> events, SqliteDb
         hs.dirty = true;
       }
     }
+    std::sort(touched.begin(), touched.end());
+    touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+    for (int64_t b : touched) Recount(a.hot.at(b));
   }
   dirty_events_.fetch_add(events.size(), std::memory_order_relaxed);
-  std::sort(touched.begin(), touched.end());
-  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
   for (int64_t b : touched) InvalidateDays(app, b);
   return Status::Ok();
 }
@@ -264,9 +265,12 @@ Status Rollups::WriteDirty(SqliteDb& db, int64_t mark, CheckpointWork* work) {
 void Rollups::Evict(int64_t app, App& a, int64_t bucket, HotBucket& hb) {
   (void)a;
   epoch_.fetch_add(1, std::memory_order_acq_rel);  // first: in-flight disk reads are older
-  cores_.Put({app, bucket}, hb.core, hb.core->MemoryBytes());
+  // The disk has the bucket (it is clean). Only what the caches already hold
+  // (what readers asked for) is brought up to date: a load of old events must
+  // not fill the read caches with buckets nobody reads.
+  cores_.Refresh({app, bucket}, hb.core, hb.core->MemoryBytes());
   for (auto& [slot, hs] : hb.slots)
-    slots_.Put({app, bucket, slot}, hs.values, hs.values->MemoryBytes());
+    slots_.Refresh({app, bucket, slot}, hs.values, hs.values->MemoryBytes());
 }
 
 void Rollups::FinishCheckpoint(const CheckpointWork& work, bool committed) {
@@ -295,7 +299,7 @@ void Rollups::FinishCheckpoint(const CheckpointWork& work, bool committed) {
   dirty_events_.fetch_sub(std::min(work.events, dirty_events_.load()), std::memory_order_relaxed);
 
   // Keep the hot set within its budget: the least recently touched clean
-  // buckets move to the caches.
+  // buckets leave memory.
   struct Candidate {
     uint64_t touched;
     int64_t app, bucket;
@@ -306,10 +310,8 @@ void Rollups::FinishCheckpoint(const CheckpointWork& work, bool committed) {
   for (auto& [app, a] : apps) {
     std::unique_lock<std::shared_mutex> lock(a->mu);
     for (auto& [bucket, hb] : a->hot) {
-      size_t bytes = hb.core->MemoryBytes();
-      for (auto& [slot, hs] : hb.slots) bytes += hs.values->MemoryBytes() + 32;
-      hb.bytes = bytes;
-      total += bytes;
+      Recount(hb);
+      total += hb.bytes;
       bool dirty = hb.dirty;
       for (auto& [slot, hs] : hb.slots) dirty = dirty || hs.dirty;
       if (!dirty) clean.push_back({hb.touched, app, bucket, a});
@@ -324,6 +326,7 @@ void Rollups::FinishCheckpoint(const CheckpointWork& work, bool committed) {
     auto it = c.a->hot.find(c.bucket);
     if (it == c.a->hot.end()) continue;
     total -= std::min(total, it->second.bytes);
+    hot_total_.fetch_sub(it->second.bytes, std::memory_order_relaxed);
     Evict(c.app, *c.a, c.bucket, it->second);
     c.a->hot.erase(it);
   }
@@ -420,7 +423,12 @@ void Rollups::CommitRemoval(const Removal& r) {
   {
     std::unique_lock<std::shared_mutex> lock(a.mu);
     for (int64_t b : r.buckets) {
-      a.hot.erase(b);  // clean (the delete checkpointed first): the disk has it all
+      // Clean (the delete checkpointed first): the disk has it all.
+      auto it = a.hot.find(b);
+      if (it != a.hot.end()) {
+        hot_total_.fetch_sub(it->second.bytes, std::memory_order_relaxed);
+        a.hot.erase(it);
+      }
       cores_.Erase({r.app, b});
     }
     for (int64_t b : r.emptied) a.present.erase(b);
@@ -619,14 +627,16 @@ void Rollups::CacheDay(int64_t app, int offset_min, int64_t day, std::shared_ptr
               [this, &tx] { return epoch_.load(std::memory_order_acquire) == tx.epoch; });
 }
 
-size_t Rollups::hot_bytes_estimate() const {
-  size_t total = 0;
-  std::shared_lock<std::shared_mutex> lock(apps_mu_);
-  for (const auto& [id, a] : apps_) {
-    std::shared_lock<std::shared_mutex> al(a->mu);
-    for (const auto& [b, hb] : a->hot) total += hb.bytes;
+void Rollups::Recount(HotBucket& hb) {
+  size_t bytes = hb.core->MemoryBytes();
+  for (const auto& [slot, hs] : hb.slots) bytes += hs.values->MemoryBytes() + 32;
+  // Under the app's unique lock: bytes changes only here, so the sum stays exact.
+  if (bytes >= hb.bytes) {
+    hot_total_.fetch_add(bytes - hb.bytes, std::memory_order_relaxed);
+  } else {
+    hot_total_.fetch_sub(hb.bytes - bytes, std::memory_order_relaxed);
   }
-  return total;
+  hb.bytes = bytes;
 }
 
 Rollups::CacheStats Rollups::Stats() const {

@@ -86,7 +86,7 @@ struct RollupOptions {
   size_t core_cache_bytes = 48 << 20;
   size_t props_cache_bytes = 16 << 20;
   size_t day_cache_bytes = 16 << 20;
-  size_t hot_bytes = 24 << 20;  // clean hot buckets beyond this go to the caches
+  size_t hot_bytes = 24 << 20;  // clean hot buckets beyond this leave memory
 };
 
 class Rollups {
@@ -152,7 +152,11 @@ class Rollups {
   // Moves on whenever a bucket leaves memory or is rewritten on disk by a delete.
   uint64_t cache_epoch() const { return epoch_.load(std::memory_order_acquire); }
 
-  size_t hot_bytes_estimate() const;
+  // Memory held by hot buckets (an estimate kept as events are added). Dirty
+  // buckets leave memory only after a checkpoint, so the store checkpoints
+  // early once they outgrow twice the hot budget (a load spread over the past).
+  size_t hot_bytes() const { return hot_total_.load(std::memory_order_relaxed); }
+  bool hot_over_budget() const { return hot_bytes() > 2 * options_.hot_bytes; }
   struct CacheStats {
     size_t hot_buckets = 0, core_cache_bytes = 0, props_cache_bytes = 0, day_cache_bytes = 0;
   };
@@ -169,7 +173,7 @@ class Rollups {
     std::unordered_map<uint64_t, HotSlot> slots;  // loaded or created
     std::unordered_set<uint64_t> disk_slots;      // on disk, not loaded
     uint64_t touched = 0;                         // for eviction, larger = more recent
-    size_t bytes = 0;                             // estimate, refreshed at checkpoints
+    size_t bytes = 0;                             // estimate, counted in hot_total_
   };
   struct App {
     mutable std::shared_mutex mu;
@@ -215,11 +219,14 @@ class Rollups {
   Result<HotSlot*> Slot(int64_t app, HotBucket& hb, int64_t bucket, uint64_t slot, SqliteDb& db);
   void InvalidateDays(int64_t app, int64_t bucket);
   void Evict(int64_t app, App& a, int64_t bucket, HotBucket& hb);
+  // Refreshes hb.bytes (and hot_total_) from what the bucket holds now.
+  void Recount(HotBucket& hb);
 
   StringDictionary* dict_;
   RollupOptions options_;
   std::atomic<int64_t> mark_{0};
   std::atomic<size_t> dirty_events_{0};
+  std::atomic<size_t> hot_total_{0};  // sum of HotBucket::bytes
   std::atomic<uint64_t> touch_clock_{0};
   std::atomic<uint64_t> epoch_{0};
   mutable std::shared_mutex apps_mu_;

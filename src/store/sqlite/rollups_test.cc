@@ -275,6 +275,49 @@ TEST_F(RollupsTest, FailedCheckpointKeepsEverythingDirty) {
   ExpectSame(Read(reopened, 1), FromModel(m), "after the retried checkpoint");
 }
 
+// The hot set's memory is counted as events are added, so a load spread over
+// the past can be checkpointed (and leave memory) before it outgrows the budget.
+TEST_F(RollupsTest, HotMemoryIsCountedAsEventsArriveAndFallsBackAfterACheckpoint) {
+  std::mt19937_64 rng(7);
+  Events a;
+  Generate(rng, 2000, kDay0 - 20 * kDayMs, kDay0, {1, 2, 3, 4, 5, 6}, &a);
+  RollupOptions opts;
+  opts.hot_bytes = 64 << 10;
+  Rollups r(&dict_, opts);
+  ASSERT_TRUE(r.Open(db_).ok());
+  EXPECT_EQ(r.hot_bytes(), 0u);
+  EXPECT_FALSE(r.hot_over_budget());
+
+  size_t before = 0;
+  for (size_t i = 0; i < a.list.size(); i += 100) {
+    std::vector<RollupEvent> part(a.list.begin() + i,
+                                  a.list.begin() + std::min(a.list.size(), i + 100));
+    Apply(r, 1, part);
+    EXPECT_GE(r.hot_bytes(), before) << "adding events never shrinks the hot set";
+    before = r.hot_bytes();
+  }
+  EXPECT_TRUE(r.hot_over_budget()) << r.hot_bytes() << " bytes in 20 days of buckets";
+
+  Checkpoint(r, 2000);
+  EXPECT_LE(r.hot_bytes(), opts.hot_bytes);
+  EXPECT_FALSE(r.hot_over_budget());
+  EXPECT_GT(r.Stats().hot_buckets, 0u) << "the most recently touched buckets stay";
+  Model m;
+  for (const auto& e : a.list) m.Add(e);
+  ExpectSame(Read(r, 1), FromModel(m), "after the eviction");
+
+  // With no room for hot buckets a checkpoint empties the hot set and its count.
+  RollupOptions none;
+  none.hot_bytes = 0;
+  Rollups empty(&dict_, none);
+  ASSERT_TRUE(empty.Open(db_).ok());
+  Apply(empty, 1, std::vector<RollupEvent>(a.list.begin(), a.list.begin() + 10), 1);
+  EXPECT_GT(empty.hot_bytes(), 0u);
+  Checkpoint(empty, 2001);
+  EXPECT_EQ(empty.hot_bytes(), 0u);
+  EXPECT_EQ(empty.Stats().hot_buckets, 0u);
+}
+
 // With no room for hot buckets every clean bucket leaves memory at each
 // checkpoint; with tiny caches every read and every reload goes to the disk.
 class RollupsEvictionTest : public RollupsTest, public ::testing::WithParamInterface<size_t> {};

@@ -60,7 +60,8 @@ using Clock = std::chrono::steady_clock;
 
 // A checkpoint once this many events were added to the rollups since the last
 // one, or this long after the first of them: the tail a restart replays stays
-// small whatever the history.
+// small whatever the history. (Also once the hot buckets outgrow their budget:
+// see Rollups::hot_over_budget.)
 constexpr size_t kCheckpointEvents = 200000;
 
 // How --cache-mb is shared.
@@ -233,7 +234,7 @@ class SqliteEventStore final : public EventStore {
     if (options_.read_only || !Ready() || failed_.load()) return false;
     const size_t dirty = rollups_->dirty_events();
     if (dirty == 0) return false;
-    return closing || dirty >= kCheckpointEvents ||
+    return closing || dirty >= kCheckpointEvents || rollups_->hot_over_budget() ||
            Clock::now() - last_checkpoint_ >=
                std::chrono::duration<double>(options_.checkpoint_interval_s);
   }
@@ -765,7 +766,9 @@ class SqliteEventStore final : public EventStore {
             NUCLEON_RETURN_IF_ERROR(rollups_->Apply(app, builder.events(), publish_db_));
           }
           builder.Clear();
-          if (rollups_->dirty_events() >= kCheckpointEvents) return Maintain();
+          if (rollups_->dirty_events() >= kCheckpointEvents || rollups_->hot_over_budget()) {
+            return Maintain();
+          }
           return Status::Ok();
         },
         [&](int64_t done, int64_t total) {
