@@ -62,7 +62,7 @@ class GroupCommitter {
  public:
   struct Options {
     size_t max_group_events = 20000;     // events in one commit (whole batches are never split)
-    size_t max_pending_events = 400000;  // backlog beyond which Submit refuses (bounded memory)
+    size_t max_pending_events = 100000;  // backlog beyond which Submit refuses (about 1 KiB each)
     int probe_interval_ms = 2000;        // idle health probe of the storage
   };
   // Called after the commit with Ok, or with the error that made it fail

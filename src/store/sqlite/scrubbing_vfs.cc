@@ -94,11 +94,18 @@ int Write(sqlite3_file* f, const void* buf, int amt, sqlite3_int64 off) {
   const bool page = sf->main_db && sf->page_size >= 512 && size == sf->page_size &&
                     off % amt == 0 && sf->reserved < size;
   if (!page) return r->pMethods->xWrite(r, buf, amt, off);
-  thread_local std::vector<unsigned char> copy;
-  copy.assign(static_cast<const unsigned char*>(buf),
-              static_cast<const unsigned char*>(buf) + size);
-  ScrubPage(copy.data(), size, size - sf->reserved, static_cast<unsigned>(off / amt + 1));
-  return r->pMethods->xWrite(r, copy.data(), amt, off);
+  // A copy per call: a connection may still write while the process exits
+  // (a static owner closing its database), after thread-local buffers are gone.
+  unsigned char small[8192];
+  std::vector<unsigned char> large;
+  unsigned char* copy = small;
+  if (size > sizeof small) {
+    large.resize(size);
+    copy = large.data();
+  }
+  std::memcpy(copy, buf, size);
+  ScrubPage(copy, size, size - sf->reserved, static_cast<unsigned>(off / amt + 1));
+  return r->pMethods->xWrite(r, copy, amt, off);
 }
 int Truncate(sqlite3_file* f, sqlite3_int64 size) {
   return REAL(f)->pMethods->xTruncate(REAL(f), size);
