@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "core/log.h"
 #include "store/payload_props.h"
 
 namespace nucleon {
@@ -126,43 +127,49 @@ Status ImportLegacy(SqliteDb& db, EventWriter& writer,
     imported += static_cast<int64_t>(events.size());
     if (progress) progress(imported, total);
   }
-  // Phase 2: heartbeats extended sessions past their last event; replay them.
-  {
-    auto q = db.Prepare(
-        "SELECT a.app_id, d.device_key, s.session_key, s.end_ms FROM legacy_sessions s"
-        " JOIN legacy_devices d ON d.id = s.device JOIN legacy_apps a ON a.id = s.app ORDER BY "
-        "s.id");
-    if (!q.ok()) return q.status();
+  LogInfo("upgrade: the sessions' last heartbeats");
+  // Phase 2: heartbeats extended sessions past their last event; replay them,
+  // a chunk of sessions at a time.
+  for (int64_t after = 0;;) {
     events.clear();
-    Status st;
-    while (q->Step(&st)) {
-      Event e;
-      e.type = EventType::kHeartbeat;
-      e.app_id = std::string(q->Text(0));
-      e.device_id = std::string(q->Text(1));
-      e.session_id = std::string(q->Text(2));
-      e.time_ms = q->Int(3);
-      events.push_back(std::move(e));
+    {
+      auto q = db.Prepare(
+          "SELECT s.id, a.app_id, d.device_key, s.session_key, s.end_ms FROM legacy_sessions s"
+          " JOIN legacy_devices d ON d.id = s.device JOIN legacy_apps a ON a.id = s.app"
+          " WHERE s.id > ? ORDER BY s.id LIMIT ?");
+      if (!q.ok()) return q.status();
+      q->Bind(1, after);
+      q->Bind(2, kChunk);
+      Status st;
+      while (q->Step(&st)) {
+        after = q->Int(0);
+        Event e;
+        e.type = EventType::kHeartbeat;
+        e.app_id = std::string(q->Text(1));
+        e.device_id = std::string(q->Text(2));
+        e.session_id = std::string(q->Text(3));
+        e.time_ms = q->Int(4);
+        events.push_back(std::move(e));
+      }
+      NUCLEON_RETURN_IF_ERROR(st);
     }
-    NUCLEON_RETURN_IF_ERROR(st);
+    if (events.empty()) break;
+    NUCLEON_RETURN_IF_ERROR(writer.Append(events, {}, &inserted, &published, nullptr));
   }
-  for (size_t i = 0; i < events.size(); i += kChunk) {
-    const size_t n = std::min<size_t>(kChunk, events.size() - i);
-    NUCLEON_RETURN_IF_ERROR(writer.Append(std::span<const Event>(events.data() + i, n), {},
-                                          &inserted, &published, nullptr));
-  }
-  // Phase 3: the old tables go.
+  LogInfo("upgrade: removing the old tables");
+  // Phase 3: the old tables go. Their pages are not zeroed one by one (that
+  // holds every page of them in memory until the commit): the caller compacts
+  // the file next, which leaves no free page behind.
+  NUCLEON_RETURN_IF_ERROR(db.Exec("PRAGMA secure_delete=OFF"));
   NUCLEON_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
   Status st = db.Exec(
       "DROP TABLE legacy_events; DROP TABLE legacy_sessions; DROP TABLE legacy_devices;"
       " DROP TABLE legacy_users; DROP TABLE legacy_apps; DELETE FROM meta WHERE key = "
       "'legacy_import';");
   if (st.ok()) st = db.Exec("COMMIT");
-  if (!st.ok()) {
-    (void)db.Exec("ROLLBACK");
-    return st;
-  }
-  return Status::Ok();
+  if (!st.ok()) (void)db.Exec("ROLLBACK");
+  const Status restored = db.Exec("PRAGMA secure_delete=ON");
+  return st.ok() ? restored : st;
 }
 
 }  // namespace nucleon

@@ -242,6 +242,13 @@ class SqliteEventStore final : public EventStore {
   // The rollup checkpoint: every dirty bucket and the new mark, in one transaction.
   Status Maintain() override {
     if (!Ready() || failed_.load()) return Status::Ok();
+    return Checkpoint();
+  }
+
+  // Writes the changed buckets and the dictionary's new strings, with the mark
+  // of the last event they hold. The caller knows every stored event has
+  // reached the rollups: a ready store, or the upgrade as it goes.
+  Status Checkpoint() {
     last_checkpoint_ = Clock::now();
     Rollups::CheckpointWork work;
     Status st = db_.Exec("BEGIN IMMEDIATE");
@@ -767,7 +774,7 @@ class SqliteEventStore final : public EventStore {
           }
           builder.Clear();
           if (rollups_->dirty_events() >= kCheckpointEvents || rollups_->hot_over_budget()) {
-            return Maintain();
+            return Checkpoint();
           }
           return Status::Ok();
         },
@@ -776,15 +783,21 @@ class SqliteEventStore final : public EventStore {
           last_log = Clock::now();
           LogInfo("upgrade: " + std::to_string(done) + " of " + std::to_string(total) + " events");
         });
-    if (st.ok()) {
-      ready_.store(true);  // Maintain runs only on a ready store
-      st = Maintain();
-      ready_.store(false);
-    }
+    if (st.ok()) st = Checkpoint();
     if (!st.ok()) return st;
-    // The old tables' pages are free now: give the space back.
+    // The old tables' pages are free now: give the space back, and the log
+    // the compaction wrote through.
+    // The copy it builds goes to a temporary file, not to memory.
     LogInfo("upgrade: compacting the file");
+    NUCLEON_RETURN_IF_ERROR(db_.Exec("PRAGMA temp_store=FILE"));
     NUCLEON_RETURN_IF_ERROR(db_.Exec("VACUUM"));
+    NUCLEON_RETURN_IF_ERROR(db_.Exec("PRAGMA temp_store=MEMORY"));
+    malloc_trim(0);
+    if (sqlite3_wal_checkpoint_v2(db_.raw(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
+                                  nullptr) != SQLITE_OK) {
+      return Status::Internal(std::string("upgrade: emptying the log: ") +
+                              sqlite3_errmsg(db_.raw()));
+    }
     const auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
     LogInfo("upgrade done in " + std::to_string(ms) + " ms");
