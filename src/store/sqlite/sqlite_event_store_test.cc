@@ -14,6 +14,9 @@
 
 #include "core/testing/temp_dir.h"
 #include "store/event_store.h"
+#include "store/sqlite/events_schema.h"
+#include "store/sqlite/migration_runner.h"
+#include "store/sqlite/sqlite_db.h"
 
 namespace nucleon {
 namespace {
@@ -493,6 +496,56 @@ TEST_F(SqliteEventStoreTest, ReadOnlyStoreExports) {
   Open(/*read_only=*/true);
   EXPECT_EQ(Export().size(), 1u);
   EXPECT_EQ(Stats().events, 1);
+}
+
+// A folder of the first release (schema version 3) is imported on open; the
+// rollups are checkpointed as the import goes, so its memory stays within the
+// budget however long the history (20,000 events, each in a bucket of its own,
+// outgrow the smallest budget's hot buckets several times).
+TEST(SqliteEventStoreUpgradeTest, ImportCheckpointsAsItGoesAndKeepsEveryEvent) {
+  TempDir dir;
+  constexpr int kEvents = 20000;
+  {
+    SqliteDb db;
+    ASSERT_TRUE(db.Open(dir.path() + "/events.db", true).ok());
+    ASSERT_TRUE(RunMigrations(db, "events.db", EventsMigrations().first(3)).ok());
+    const std::string n =
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < " +
+        std::to_string(kEvents) + ") ";
+    const std::string start = "(" + std::to_string(kT0) + " - i * 900000)";
+    Status st = db.Exec("INSERT INTO apps(id, app_id) VALUES(1, 'app1');");
+    if (st.ok())
+      st = db.Exec(n + "INSERT INTO devices(id, app, device_key) SELECT i, 1, 'd' || i FROM n;");
+    if (st.ok())
+      st = db.Exec(n + "INSERT INTO users(id, app, user_key) SELECT i, 1, 'u' || i FROM n;");
+    if (st.ok()) {
+      st = db.Exec(n +
+                   "INSERT INTO sessions(id, app, device, session_key, user, start_ms, end_ms,"
+                   " has_init) SELECT i, 1, i, 's' || i, i, " +
+                   start + ", " + start + " + 60000, 1 FROM n;");
+    }
+    if (st.ok()) {
+      st = db.Exec(n +
+                   "INSERT INTO events(id, app, session, device, user, type, name, time_ms, ident,"
+                   " client_id, platform, payload) SELECT i, 1, i, i, i, 1, NULL, " +
+                   start + ", i, 'c' || i, 'Linux', '{\"plan\":\"pro\"}' FROM n;");
+    }
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  SqliteStoreOptions opts;
+  opts.fsync_full = false;
+  opts.cache_mb = 16;  // the smallest budget
+  auto store = OpenSqliteEventStore(dir.path(), opts);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto stats = (*store)->Stats("app1");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->events, kEvents);
+  EXPECT_EQ(stats->sessions, kEvents);
+  double checkpoints = 0;
+  for (const StoreMetric& m : (*store)->Metrics()) {
+    if (m.name == "nucleon_checkpoints_total") checkpoints = m.value;
+  }
+  EXPECT_GT(checkpoints, 1);
 }
 
 // Writes to a read-only store (the export/stats commands) must fail with a
