@@ -349,12 +349,12 @@ size_t PropValues::MemoryBytes() const {
 }
 
 void PropValues::Encode(std::string* out) const {
+  // In the map's order: a live bucket's values are encoded at every
+  // checkpoint, and Decode needs no order.
   out->clear();
-  std::vector<std::pair<std::string_view, uint32_t>> sorted(counts.begin(), counts.end());
-  std::sort(sorted.begin(), sorted.end());
   ByteWriter w(out);
-  w.Varint(sorted.size());
-  for (const auto& [k, c] : sorted) {
+  w.Varint(counts.size());
+  for (const auto& [k, c] : counts) {
     w.String(k);
     w.Varint(c);
   }
