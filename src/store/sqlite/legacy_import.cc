@@ -11,6 +11,9 @@ namespace nucleon {
 namespace {
 
 constexpr int64_t kChunk = 20000;
+// The progress values besides an event id: -1 the events are in, -2 nothing
+// to import, kCompactionPending the old tables are gone but not their pages.
+constexpr int64_t kCompactionPending = -3;
 
 Result<int64_t> Progress(SqliteDb& db) {
   auto q = db.Prepare("SELECT value FROM meta WHERE key = 'legacy_import'");
@@ -41,7 +44,7 @@ Status ImportLegacy(SqliteDb& db, EventWriter& writer,
                     const std::function<void(int64_t done, int64_t total)>& progress) {
   auto done = Progress(db);
   if (!done.ok()) return done.status();
-  if (*done == -2) return Status::Ok();
+  if (*done == -2 || *done == kCompactionPending) return Status::Ok();
   int64_t last = *done;
   int64_t total = 0, imported = 0;
   {
@@ -164,12 +167,16 @@ Status ImportLegacy(SqliteDb& db, EventWriter& writer,
   NUCLEON_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
   Status st = db.Exec(
       "DROP TABLE legacy_events; DROP TABLE legacy_sessions; DROP TABLE legacy_devices;"
-      " DROP TABLE legacy_users; DROP TABLE legacy_apps; DELETE FROM meta WHERE key = "
-      "'legacy_import';");
+      " DROP TABLE legacy_users; DROP TABLE legacy_apps;");
+  if (st.ok()) st = SetProgress(db, kCompactionPending);
   if (st.ok()) st = db.Exec("COMMIT");
   if (!st.ok()) (void)db.Exec("ROLLBACK");
   const Status restored = db.Exec("PRAGMA secure_delete=ON");
   return st.ok() ? restored : st;
+}
+
+Status FinishLegacyImport(SqliteDb& db) {
+  return db.Exec("DELETE FROM meta WHERE key = 'legacy_import'");
 }
 
 }  // namespace nucleon

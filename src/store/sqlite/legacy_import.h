@@ -23,9 +23,14 @@ Result<bool> LegacyImportPending(SqliteDb& db);
 // Imports everything. `after_chunk` runs after each committed chunk with the
 // events the writer stored (for the rollups); `progress` is told how many
 // events were imported so far. The old tables' pages are left free, not
-// zeroed: the caller compacts the file (VACUUM) afterwards.
+// zeroed: the caller compacts the file (VACUUM), then calls
+// FinishLegacyImport. Until then the import stays pending, so a start after an
+// interruption compacts the file again.
 Status ImportLegacy(SqliteDb& db, EventWriter& writer,
                     const std::function<Status(std::vector<PublishedEvent>&)>& after_chunk,
                     const std::function<void(int64_t done, int64_t total)>& progress);
+
+// Marks the upgrade done, once the file is compacted.
+Status FinishLegacyImport(SqliteDb& db);
 
 }  // namespace nucleon

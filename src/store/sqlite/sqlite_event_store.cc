@@ -785,9 +785,9 @@ class SqliteEventStore final : public EventStore {
         });
     if (st.ok()) st = Checkpoint();
     if (!st.ok()) return st;
-    // The old tables' pages are free now: give the space back, and the log
-    // the compaction wrote through.
-    // The copy it builds goes to a temporary file, not to memory.
+    // The old tables' pages are free now: give the space back (the compaction
+    // builds its copy in a temporary file, not in memory), then the log it
+    // wrote through.
     LogInfo("upgrade: compacting the file");
     NUCLEON_RETURN_IF_ERROR(db_.Exec("PRAGMA temp_store=FILE"));
     NUCLEON_RETURN_IF_ERROR(db_.Exec("VACUUM"));
@@ -798,6 +798,7 @@ class SqliteEventStore final : public EventStore {
       return Status::Internal(std::string("upgrade: emptying the log: ") +
                               sqlite3_errmsg(db_.raw()));
     }
+    NUCLEON_RETURN_IF_ERROR(FinishLegacyImport(db_));
     const auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
     LogInfo("upgrade done in " + std::to_string(ms) + " ms");

@@ -546,6 +546,28 @@ TEST(SqliteEventStoreUpgradeTest, ImportCheckpointsAsItGoesAndKeepsEveryEvent) {
     if (m.name == "nucleon_checkpoints_total") checkpoints = m.value;
   }
   EXPECT_GT(checkpoints, 1);
+  store->reset();
+  auto meta = [&](const std::string& sql) {
+    SqliteDb db;
+    EXPECT_TRUE(db.Open(dir.path() + "/events.db", false).ok());
+    auto q = db.Prepare(sql);
+    EXPECT_TRUE(q.ok());
+    Status st;
+    const bool row = q.ok() && q->Step(&st);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    return row;
+  };
+  EXPECT_FALSE(meta("SELECT value FROM meta WHERE key = 'legacy_import'"));  // done
+  // Stopped after the old tables went but before the compaction: the next
+  // start compacts, and every event is still there.
+  EXPECT_TRUE(meta("INSERT INTO meta(key, value) VALUES('legacy_import', '-3') RETURNING key"));
+  store = OpenSqliteEventStore(dir.path(), opts);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  stats = (*store)->Stats("app1");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->events, kEvents);
+  store->reset();
+  EXPECT_FALSE(meta("SELECT value FROM meta WHERE key = 'legacy_import'"));
 }
 
 // Writes to a read-only store (the export/stats commands) must fail with a
