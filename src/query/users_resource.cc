@@ -122,6 +122,7 @@ void DeleteUserResource(const ApiDeps& deps, std::string_view app, std::string_v
   EventStore* store = deps.store;
   LiveState* live = deps.live;
   std::string app_id(app), user_key(user);
+  store->PrepareDeleteUser(app_id, user_key);
   Status st = deps.run_exclusive(
       [store, live, app_id, user_key]() -> Status {
         Status s = store->DeleteUser(app_id, user_key);

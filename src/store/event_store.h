@@ -148,6 +148,11 @@ class EventStore {
   // the removed events so their late resends are not stored again. Called on
   // the writer thread (between commits). NotFound for an unknown user.
   virtual Status DeleteUser(std::string_view app_id, std::string_view user_key) = 0;
+  // Optional, on the caller's thread just before DeleteUser is queued: reads
+  // what that delete will read, so that the writer thread (which ingestion
+  // waits for) spends its time writing, not waiting for the disk. Changes
+  // nothing; failures only lose the head start.
+  virtual void PrepareDeleteUser(std::string_view /*app_id*/, std::string_view /*user_key*/) {}
 };
 
 }  // namespace nucleon

@@ -88,6 +88,9 @@ class EventStoreWrapper : public EventStore {
   Status DeleteUser(std::string_view app_id, std::string_view user_key) override {
     return target_->DeleteUser(app_id, user_key);
   }
+  void PrepareDeleteUser(std::string_view app_id, std::string_view user_key) override {
+    target_->PrepareDeleteUser(app_id, user_key);
+  }
 
  private:
   EventStore* target_;

@@ -11,6 +11,20 @@ namespace nucleon {
 namespace {
 
 constexpr int64_t kDayMs = 86400000;
+constexpr std::string_view kSelectCore = "SELECT core FROM rollups WHERE key = ?";
+constexpr std::string_view kSelectValues =
+    "SELECT vals FROM rollup_props WHERE app = ? AND event = ? AND key = ? AND bucket = ?";
+
+// The property values a user's events added to one bucket, per (event, key).
+std::map<uint64_t, std::vector<const PropValue*>> ValuesBySlot(
+    const std::vector<RollupEvent>& events) {
+  std::map<uint64_t, std::vector<const PropValue*>> per_slot;
+  for (const RollupEvent& e : events) {
+    if (!e.name || (e.type != EventType::kInit && e.type != EventType::kEvent)) continue;
+    for (const BodyProp& p : e.props) per_slot[PropSlot(e.name, p.key)].push_back(&p.value);
+  }
+  return per_slot;
+}
 
 std::shared_ptr<const PropValues> EmptyValues() {
   static const auto kEmpty = std::make_shared<const PropValues>();
@@ -91,7 +105,7 @@ Result<Rollups::HotBucket*> Rollups::Hot(int64_t app, App& a, int64_t bucket, Sq
     if (auto cached = cores_.Get({app, bucket})) {
       *hb.core = *cached;
     } else {
-      auto q = db.Cached("SELECT core FROM rollups WHERE key = ?");
+      auto q = db.Cached(kSelectCore);
       if (!q.ok()) return q.status();
       (*q)->Bind(1, RollupKey(app, bucket));
       Status st;
@@ -120,8 +134,7 @@ Result<Rollups::HotSlot*> Rollups::Slot(int64_t app, HotBucket& hb, int64_t buck
     if (auto cached = slots_.Get({app, bucket, slot})) {
       *hs.values = *cached;
     } else {
-      auto q = db.Cached(
-          "SELECT vals FROM rollup_props WHERE app = ? AND event = ? AND key = ? AND bucket = ?");
+      auto q = db.Cached(kSelectValues);
       if (!q.ok()) return q.status();
       (*q)->Bind(1, app);
       (*q)->Bind(2, static_cast<int64_t>(slot >> 32));
@@ -343,7 +356,7 @@ Status Rollups::WriteRemoval(int64_t app, uint32_t user,
     out->buckets.push_back(bucket);
     BucketCore core;
     {
-      auto q = db.Cached("SELECT core FROM rollups WHERE key = ?");
+      auto q = db.Cached(kSelectCore);
       if (!q.ok()) return q.status();
       (*q)->Bind(1, RollupKey(app, bucket));
       Status st;
@@ -367,17 +380,10 @@ Status Rollups::WriteRemoval(int64_t app, uint32_t user,
       (*put)->BindBlob(2, blob.data(), blob.size());
       NUCLEON_RETURN_IF_ERROR((*put)->Run());
     }
-    // The property values the user's events added, per (event, key).
-    std::map<uint64_t, std::vector<const PropValue*>> per_slot;
-    for (const RollupEvent& e : events) {
-      if (!e.name || (e.type != EventType::kInit && e.type != EventType::kEvent)) continue;
-      for (const BodyProp& p : e.props) per_slot[PropSlot(e.name, p.key)].push_back(&p.value);
-    }
-    for (const auto& [slot, values] : per_slot) {
+    for (const auto& [slot, values] : ValuesBySlot(events)) {
       PropValues pv;
       {
-        auto q = db.Cached(
-            "SELECT vals FROM rollup_props WHERE app = ? AND event = ? AND key = ? AND bucket = ?");
+        auto q = db.Cached(kSelectValues);
         if (!q.ok()) return q.status();
         (*q)->Bind(1, app);
         (*q)->Bind(2, static_cast<int64_t>(slot >> 32));
@@ -412,6 +418,31 @@ Status Rollups::WriteRemoval(int64_t app, uint32_t user,
         (*put)->BindBlob(5, blob.data(), blob.size());
         NUCLEON_RETURN_IF_ERROR((*put)->Run());
       }
+    }
+  }
+  return Status::Ok();
+}
+
+Status Rollups::ReadAhead(int64_t app, const std::map<int64_t, std::vector<RollupEvent>>& by_bucket,
+                          SqliteDb& db) const {
+  const auto touch = [](StmtLease& q) {
+    Status st;
+    while (q->Step(&st)) (void)q->Blob(0);  // the whole value, overflow pages too
+    return st;
+  };
+  for (const auto& [bucket, events] : by_bucket) {
+    auto q = db.Cached(kSelectCore);
+    if (!q.ok()) return q.status();
+    (*q)->Bind(1, RollupKey(app, bucket));
+    NUCLEON_RETURN_IF_ERROR(touch(*q));
+    for (const auto& [slot, values] : ValuesBySlot(events)) {
+      auto v = db.Cached(kSelectValues);
+      if (!v.ok()) return v.status();
+      (*v)->Bind(1, app);
+      (*v)->Bind(2, static_cast<int64_t>(slot >> 32));
+      (*v)->Bind(3, static_cast<int64_t>(slot & 0xFFFFFFFFu));
+      (*v)->Bind(4, bucket);
+      NUCLEON_RETURN_IF_ERROR(touch(*v));
     }
   }
   return Status::Ok();

@@ -129,6 +129,11 @@ class Rollups {
                       const std::map<int64_t, std::vector<RollupEvent>>& by_bucket, SqliteDb& db,
                       Removal* out);
   void CommitRemoval(const Removal& removal);
+  // Reads through `db` (a reader's connection, any thread) the rows that
+  // WriteRemoval of `by_bucket` will read, so that they are in memory when the
+  // writer's transaction needs them. Changes nothing.
+  Status ReadAhead(int64_t app, const std::map<int64_t, std::vector<RollupEvent>>& by_bucket,
+                   SqliteDb& db) const;
 
   // ---- Reads (any thread).
   // The present buckets of `app` in [first, last], ascending.

@@ -288,6 +288,16 @@ class SqliteEventStore final : public EventStore {
     return st;
   }
 
+  void PrepareDeleteUser(std::string_view app_id, std::string_view user_key) override {
+    if (options_.read_only || !Ready()) return;
+    auto r = Read<bool>(app_id, true, [&](int64_t app, const ReadTx& tx) -> Result<bool> {
+      if (app == 0) return true;
+      NUCLEON_RETURN_IF_ERROR(deleter_->ReadAhead(tx.db, app, user_key));
+      return true;
+    });
+    if (!r.ok()) LogWarn("reading ahead for a user delete: " + r.status().ToString());
+  }
+
   std::vector<StoreMetric> Metrics() const override {
     std::vector<StoreMetric> out;
     out.push_back({"nucleon_store_ready",

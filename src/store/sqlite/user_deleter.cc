@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <set>
+#include <span>
 
 #include "core/time_util.h"
 #include "store/sqlite/byte_io.h"
@@ -20,14 +21,68 @@ struct Counts {
   int64_t installs = 0, new_users = 0, sessions = 0, seconds = 0;
 };
 
+constexpr std::string_view kSelectUser =
+    "SELECT id, first_ms FROM users WHERE app = ? AND user_key = ?";
+constexpr std::string_view kSelectSessions =
+    "SELECT s.id, s.device, s.start_ms, s.end_ms, s.session_key, d.device_key"
+    " FROM user_sessions us JOIN sessions s ON s.id = us.session"
+    " JOIN devices d ON d.id = s.device WHERE us.user = ? ORDER BY s.id";
+constexpr std::string_view kSelectSessionEvents =
+    "SELECT id, type, name, time_ms, ident, user, body FROM events WHERE session = ?"
+    " ORDER BY id";
+
+std::map<int64_t, std::vector<RollupEvent>> ByBucket(std::span<const RollupEvent> events) {
+  std::map<int64_t, std::vector<RollupEvent>> by_bucket;
+  for (const RollupEvent& e : events) by_bucket[FloorDiv(e.time_ms, kBucketMs)].push_back(e);
+  return by_bucket;
+}
+
 }  // namespace
+
+Status UserDeleter::ReadAhead(SqliteDb& reader, int64_t app, std::string_view user_key) const {
+  int64_t user = 0;
+  {
+    auto q = reader.Cached(kSelectUser);
+    if (!q.ok()) return q.status();
+    (*q)->Bind(1, app);
+    (*q)->Bind(2, user_key);
+    Status st;
+    if ((*q)->Step(&st)) user = (*q)->Int(0);
+    NUCLEON_RETURN_IF_ERROR(st);
+  }
+  if (user == 0) return Status::Ok();
+  std::vector<int64_t> sessions;
+  {
+    auto q = reader.Cached(kSelectSessions);
+    if (!q.ok()) return q.status();
+    (*q)->Bind(1, user);
+    Status st;
+    while ((*q)->Step(&st)) sessions.push_back((*q)->Int(0));
+    NUCLEON_RETURN_IF_ERROR(st);
+  }
+  RollupEventBuilder theirs(dict_);
+  for (int64_t session : sessions) {
+    auto q = reader.Cached(kSelectSessionEvents);
+    if (!q.ok()) return q.status();
+    (*q)->Bind(1, session);
+    Status st;
+    while ((*q)->Step(&st)) {
+      if ((*q)->Int(5) != user) continue;
+      theirs.AddStored(0, (*q)->Int(3), static_cast<EventType>((*q)->Int(1)),
+                       static_cast<uint32_t>(user), static_cast<uint32_t>((*q)->Int(2)),
+                       ParseBody((*q)->Blob(6)), true);
+    }
+    NUCLEON_RETURN_IF_ERROR(st);
+  }
+  return rollups_->ReadAhead(app, ByBucket(theirs.events()), reader);
+}
 
 Status UserDeleter::Delete(int64_t app, std::string_view user_key, Rollups::Removal* removal,
                            bool* tombstones) {
   *tombstones = false;
   int64_t user = 0, first_ms = 0;
   {
-    auto q = db_->Cached("SELECT id, first_ms FROM users WHERE app = ? AND user_key = ?");
+    auto q = db_->Cached(kSelectUser);
     if (!q.ok()) return q.status();
     (*q)->Bind(1, app);
     (*q)->Bind(2, user_key);
@@ -46,10 +101,7 @@ Status UserDeleter::Delete(int64_t app, std::string_view user_key, Rollups::Remo
   };
   std::vector<Session> sessions;
   {
-    auto q = db_->Cached(
-        "SELECT s.id, s.device, s.start_ms, s.end_ms, s.session_key, d.device_key"
-        " FROM user_sessions us JOIN sessions s ON s.id = us.session"
-        " JOIN devices d ON d.id = s.device WHERE us.user = ? ORDER BY s.id");
+    auto q = db_->Cached(kSelectSessions);
     if (!q.ok()) return q.status();
     (*q)->Bind(1, user);
     Status st;
@@ -82,9 +134,7 @@ Status UserDeleter::Delete(int64_t app, std::string_view user_key, Rollups::Remo
     };
     std::vector<Kept> kept;
     {
-      auto q = db_->Cached(
-          "SELECT id, type, name, time_ms, ident, user, body FROM events WHERE session = ?"
-          " ORDER BY id");
+      auto q = db_->Cached(kSelectSessionEvents);
       if (!q.ok()) return q.status();
       (*q)->Bind(1, s.row);
       Status st;
@@ -273,10 +323,8 @@ Status UserDeleter::Delete(int64_t app, std::string_view user_key, Rollups::Remo
   }
 
   // The rollups: every bucket the user's events touched.
-  std::map<int64_t, std::vector<RollupEvent>> by_bucket;
-  for (const RollupEvent& e : removed.events())
-    by_bucket[FloorDiv(e.time_ms, kBucketMs)].push_back(e);
-  return rollups_->WriteRemoval(app, static_cast<uint32_t>(user), by_bucket, *db_, removal);
+  return rollups_->WriteRemoval(app, static_cast<uint32_t>(user), ByBucket(removed.events()), *db_,
+                                removal);
 }
 
 }  // namespace nucleon

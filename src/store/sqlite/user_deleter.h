@@ -11,7 +11,7 @@
 // The caller checkpoints the rollups in the same transaction first, so the
 // rollups on disk are complete when they are rewritten.
 //
-// Thread-safety: the writer thread only.
+// Thread-safety: the writer thread only, except ReadAhead (any thread).
 #pragma once
 
 #include <cstdint>
@@ -34,6 +34,13 @@ class UserDeleter {
   // and `*tombstones` tells whether any identity was remembered.
   Status Delete(int64_t app, std::string_view user_key, Rollups::Removal* removal,
                 bool* tombstones);
+
+  // Reads through `reader` (a read connection, in its own transaction) what
+  // Delete of this user reads: their sessions and events, and the rollup rows
+  // of the buckets those touched. Changes nothing; what it brings into memory
+  // is then read by the writer's transaction, which every commit waits for,
+  // without waiting for the disk.
+  Status ReadAhead(SqliteDb& reader, int64_t app, std::string_view user_key) const;
 
  private:
   SqliteDb* db_;

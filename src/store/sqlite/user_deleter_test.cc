@@ -546,6 +546,11 @@ TEST_P(UserDeleteTest, EveryAnswerIsAsIfTheUserNeverExisted) {
         differ += before[i].second != never[i].second;
       EXPECT_GT(differ, 10u) << "the user's data shows in many answers before the delete";
     }
+    // As the API does before it queues the delete: the read-ahead changes
+    // nothing, for a known user as for an unknown one.
+    a->PrepareDeleteUser(kApp, k);
+    a->PrepareDeleteUser(kApp, "nobody");
+    ExpectSameAnswers(Ask(*a, sc, k), before, "after reading ahead");
     Status deleted = a->DeleteUser(kApp, k);
     ASSERT_TRUE(deleted.ok()) << deleted.ToString();
     EXPECT_EQ(a->DeleteUser(kApp, k).code(), StatusCode::kNotFound);
