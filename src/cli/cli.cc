@@ -27,9 +27,7 @@
 #include "server/http_server.h"
 #include "server/rate_limiter.h"
 #include "server/router.h"
-#include "store/catalog.h"
-#include "store/event_store.h"
-#include "store/sqlite/sqlite_event_store.h"
+#include "store/backend.h"
 
 namespace nucleon {
 
@@ -144,6 +142,15 @@ int Usage(const std::string& error) {
   return 2;
 }
 
+// The backend and its settings for a command on the data folder `data`;
+// `serve` adds its own settings.
+StoreConfig ConfigFor(const std::string& data, bool read_only = false) {
+  StoreConfig config;
+  config.data_dir = data;
+  config.sqlite.read_only = read_only;
+  return config;
+}
+
 void PrintCredential(const NewCredential& c) {
   std::printf("{\"appId\":%s,\"token\":%s}\n", JsonQuote(c.app_id).c_str(),
               JsonQuote(c.token).c_str());
@@ -247,7 +254,8 @@ int Serve(const Args& args, const std::string& data) {
   auto geo = OpenCountryLookup(Flag(args, "geoip-db", ""));
   if (!geo.ok()) return Fail(geo.status());
 
-  SqliteStoreOptions store_options;
+  StoreConfig store_config = ConfigFor(data);
+  SqliteStoreOptions& store_options = store_config.sqlite;
   store_options.fsync_full = fsync == "full";
   if (!NumberFlag(args, "cache-mb", &store_options.cache_mb, &bad)) return Usage(bad);
   if (store_options.cache_mb < 16) return Usage("--cache-mb must be at least 16");
@@ -257,9 +265,9 @@ int Serve(const Args& args, const std::string& data) {
   if (store_options.checkpoint_interval_s > 3600) {
     return Usage("--checkpoint-interval is at most 3600 seconds");
   }
-  auto store = OpenSqliteEventStore(data, store_options);
+  auto store = OpenEventStore(store_config);
   if (!store.ok()) return Fail(store.status());
-  auto catalog = OpenSqliteCatalog(data);
+  auto catalog = OpenCatalog(store_config);
   if (!catalog.ok()) return Fail(catalog.status());
 
   const bool demo = Flag(args, "demo", "") == "1" || Flag(args, "demo", "") == "true";
@@ -388,7 +396,7 @@ int Serve(const Args& args, const std::string& data) {
 int AppCommand(const Args& args, const std::string& data) {
   const auto& p = args.positional;
   if (p.size() < 2) return Usage("app needs a subcommand: create NAME | list");
-  auto catalog = OpenSqliteCatalog(data);
+  auto catalog = OpenCatalog(ConfigFor(data));
   if (!catalog.ok()) return Fail(catalog.status());
   if (p[1] == "create") {
     if (p.size() != 3 || p[2].empty()) return Usage("app create takes one NAME");
@@ -414,7 +422,7 @@ int AppCommand(const Args& args, const std::string& data) {
 int TokenCommand(const Args& args, const std::string& data) {
   const auto& p = args.positional;
   if (p.size() != 3) return Usage("token takes: create APP_ID | revoke PREFIX");
-  auto catalog = OpenSqliteCatalog(data);
+  auto catalog = OpenCatalog(ConfigFor(data));
   if (!catalog.ok()) return Fail(catalog.status());
   if (p[1] == "create") {
     auto cred = (*catalog)->CreateToken(p[2]);
@@ -435,9 +443,7 @@ int TokenCommand(const Args& args, const std::string& data) {
 int ExportCommand(const Args& args, const std::string& data) {
   const auto& p = args.positional;
   if (p.size() != 2) return Usage("export takes one APP_ID");
-  SqliteStoreOptions read_only;
-  read_only.read_only = true;
-  auto store = OpenSqliteEventStore(data, read_only);
+  auto store = OpenEventStore(ConfigFor(data, /*read_only=*/true));
   if (!store.ok()) return Fail(store.status());
   std::string line;
   Status st = (*store)->Export(p[1], [&line](const Event& e) {
@@ -460,9 +466,7 @@ int ExportCommand(const Args& args, const std::string& data) {
 int StatsCommand(const Args& args, const std::string& data) {
   const auto& p = args.positional;
   if (p.size() > 2) return Usage("stats takes at most one APP_ID");
-  SqliteStoreOptions read_only;
-  read_only.read_only = true;
-  auto store = OpenSqliteEventStore(data, read_only);
+  auto store = OpenEventStore(ConfigFor(data, /*read_only=*/true));
   if (!store.ok()) return Fail(store.status());
   auto stats = (*store)->Stats(p.size() == 2 ? p[1] : "");
   if (!stats.ok()) return Fail(stats.status());

@@ -11,9 +11,14 @@ HttpResponse LiveEventsResource(const ApiDeps& deps, std::string_view app, const
   if (!limit.ok()) return ErrorResponse(limit.status());
   std::vector<Event> events =
       deps.live->RecentEvents(app, deps.now_ms(), static_cast<size_t>(*limit));
+  // Live events come from memory; a store that cannot add their sessions'
+  // context now (starting, unreachable) leaves them as they were sent.
+  auto views = deps.store->WithSessionContexts(events);
   JsonWriter w;
   w.BeginObject().Key("data").BeginArray();
-  for (const Event& e : events) WriteEventView(w, deps.store->WithSessionContext(e));
+  for (size_t i = 0; i < events.size(); ++i) {
+    WriteEventView(w, views.ok() ? (*views)[i] : EventView{events[i]});
+  }
   w.EndArray().EndObject();
   return JsonOk(w.Take());
 }
@@ -26,18 +31,29 @@ HttpResponse LiveUsersCountResource(const ApiDeps& deps, std::string_view app) {
 
 HttpResponse LiveUsersResource(const ApiDeps& deps, std::string_view app) {
   std::vector<LiveDeviceRow> rows = deps.live->Devices(app, deps.now_ms());
+  // Connections that only sent heartbeats: their devices' latest sessions tell
+  // the rest, asked for all of them at once.
+  std::vector<size_t> missing;
+  std::vector<std::string> devices;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i].platform.empty() || rows[i].os_version.empty()) {
+      missing.push_back(i);
+      devices.push_back(rows[i].device_id);
+    }
+  }
+  if (!devices.empty()) {
+    auto ctx = deps.store->DeviceContexts(app, devices);
+    for (size_t j = 0; ctx.ok() && j < missing.size(); ++j) {
+      LiveDeviceRow& row = rows[missing[j]];
+      const Event& e = (*ctx)[j].event;
+      if (row.platform.empty()) row.platform = e.platform;
+      if (row.os_version.empty()) row.os_version = e.os_version;
+      if (row.country.empty()) row.country = e.country;
+    }
+  }
   JsonWriter w;
   w.BeginObject().Key("data").BeginArray();
   for (LiveDeviceRow& row : rows) {
-    // A connection that only sent heartbeats: its device's latest session tells the rest.
-    if (row.platform.empty() || row.os_version.empty()) {
-      auto ctx = deps.store->DeviceContext(app, row.device_id);
-      if (ctx.ok()) {
-        if (row.platform.empty()) row.platform = ctx->event.platform;
-        if (row.os_version.empty()) row.os_version = ctx->event.os_version;
-        if (row.country.empty()) row.country = ctx->event.country;
-      }
-    }
     w.BeginObject();
     w.Key("userDbId").String(UserDbId(app, row.user_key));
     w.Key("userId").String(row.user_key);

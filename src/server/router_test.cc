@@ -19,6 +19,7 @@
 #include "store/catalog.h"
 #include "store/event_store.h"
 #include "store/fault_injecting_event_store.h"
+#include "store/sqlite/sqlite_catalog.h"
 #include "store/sqlite/sqlite_event_store.h"
 
 namespace nucleon {

@@ -54,9 +54,6 @@ class Catalog {
   virtual Result<int64_t> DataVersion() = 0;
 };
 
-// Opens `<data_dir>/catalog.db`, creating and migrating it when needed.
-Result<std::unique_ptr<Catalog>> OpenSqliteCatalog(const std::string& data_dir);
-
 // Token text: "nct_" + 43 base64url characters (256 random bits).
 std::string NewToken();
 std::string TokenHashHex(std::string_view token);

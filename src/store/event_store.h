@@ -137,11 +137,15 @@ class EventStore {
                                                        std::string_view user_key,
                                                        std::string_view session_id,
                                                        std::string_view device_id) = 0;
-  // The platform, OS version and country of a device's latest session.
-  virtual Result<EventView> DeviceContext(std::string_view app_id, std::string_view device_id) = 0;
-  // Fills an event's missing context fields from its session's init and sets
-  // first_time; the event as it is when the session is unknown.
-  virtual EventView WithSessionContext(const Event& event) = 0;
+  // The context (platform, OS version, country…) of each device's latest
+  // session, in the order asked; an empty view for a device without one. One
+  // call per answer, so that a remote store pays one round trip for them all.
+  virtual Result<std::vector<EventView>> DeviceContexts(
+      std::string_view app_id, std::span<const std::string> device_ids) = 0;
+  // Each event with its missing context fields filled from its session's init
+  // and first_time set, in the order given; an event whose session is unknown
+  // as it is.
+  virtual Result<std::vector<EventView>> WithSessionContexts(std::span<const Event> events) = 0;
 
   // Removes every event, session, device and prop of the user so that every
   // answer is as if the user never existed, and remembers the identities of

@@ -79,11 +79,12 @@ class EventStoreWrapper : public EventStore {
                                                std::string_view device_id) override {
     return target_->SessionEvents(app_id, user_key, session_id, device_id);
   }
-  Result<EventView> DeviceContext(std::string_view app_id, std::string_view device_id) override {
-    return target_->DeviceContext(app_id, device_id);
+  Result<std::vector<EventView>> DeviceContexts(std::string_view app_id,
+                                                std::span<const std::string> device_ids) override {
+    return target_->DeviceContexts(app_id, device_ids);
   }
-  EventView WithSessionContext(const Event& event) override {
-    return target_->WithSessionContext(event);
+  Result<std::vector<EventView>> WithSessionContexts(std::span<const Event> events) override {
+    return target_->WithSessionContexts(events);
   }
   Status DeleteUser(std::string_view app_id, std::string_view user_key) override {
     return target_->DeleteUser(app_id, user_key);

@@ -1,23 +1,12 @@
+#include "store/sqlite/sqlite_catalog.h"
+
 #include <filesystem>
 
 #include "core/time_util.h"
-#include "store/catalog.h"
 #include "store/sqlite/migration_runner.h"
 #include "store/sqlite/sqlite_db.h"
 
 namespace nucleon {
-
-std::string NewToken() {
-  std::string raw = RandomBytes(32);
-  return "nct_" + Base64UrlEncode(reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
-}
-
-size_t NewTokenLength() { return 4 + 43; }
-
-std::string TokenHashHex(std::string_view token) {
-  Sha256Digest d = Sha256(token);
-  return HexEncode(d.data(), d.size());
-}
 
 namespace {
 

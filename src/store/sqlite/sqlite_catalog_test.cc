@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
+#include "store/sqlite/sqlite_catalog.h"
 
-#include "core/testing/temp_dir.h"
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "store/catalog.h"
+#include "core/testing/temp_dir.h"
 
 namespace nucleon {
 namespace {

@@ -503,27 +503,51 @@ class SqliteEventStore final : public EventStore {
         });
   }
 
-  Result<EventView> DeviceContext(std::string_view app_id, std::string_view device_id) override {
-    return Read<EventView>(app_id, true, [&](int64_t app, const ReadTx& tx) -> Result<EventView> {
-      if (app == 0) return Status::NotFound("unknown device");
-      return users_->DeviceContext(app, device_id, tx.db);
-    });
+  Result<std::vector<EventView>> DeviceContexts(std::string_view app_id,
+                                                std::span<const std::string> device_ids) override {
+    return Read<std::vector<EventView>>(
+        app_id, true, [&](int64_t app, const ReadTx& tx) -> Result<std::vector<EventView>> {
+          std::vector<EventView> out(device_ids.size());
+          if (app == 0) return out;
+          for (size_t i = 0; i < device_ids.size(); ++i) {
+            auto v = users_->DeviceContext(app, device_ids[i], tx.db);
+            if (v.ok()) {
+              out[i] = std::move(*v);
+            } else if (v.status().code() != StatusCode::kNotFound) {
+              return v.status();
+            }
+          }
+          return out;
+        });
   }
 
-  EventView WithSessionContext(const Event& event) override {
-    auto r = Read<EventView>(event.app_id, true,
-                             [&](int64_t app, const ReadTx& tx) -> Result<EventView> {
-                               if (app == 0) {
-                                 EventView v;
-                                 v.event = event;
-                                 return v;
-                               }
-                               return users_->WithSessionContext(app, event, tx.db);
-                             });
-    if (r.ok()) return std::move(*r);
-    EventView v;
-    v.event = event;
-    return v;
+  Result<std::vector<EventView>> WithSessionContexts(std::span<const Event> events) override {
+    std::vector<EventView> out;
+    out.reserve(events.size());
+    // One read per run of events of the same app (an answer holds one app's).
+    for (size_t i = 0; i < events.size();) {
+      size_t end = i + 1;
+      while (end < events.size() && events[end].app_id == events[i].app_id) ++end;
+      const auto run = events.subspan(i, end - i);
+      auto views = Read<std::vector<EventView>>(
+          run.front().app_id, true,
+          [&](int64_t app, const ReadTx& tx) -> Result<std::vector<EventView>> {
+            std::vector<EventView> part;
+            part.reserve(run.size());
+            for (const Event& e : run) {
+              if (app == 0) {
+                part.push_back(EventView{e});
+              } else {
+                part.push_back(users_->WithSessionContext(app, e, tx.db));
+              }
+            }
+            return part;
+          });
+      if (!views.ok()) return views.status();
+      for (EventView& v : *views) out.push_back(std::move(v));
+      i = end;
+    }
+    return out;
   }
 
  private:

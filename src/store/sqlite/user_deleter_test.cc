@@ -434,8 +434,13 @@ Answers AskApp(EventStore& store, const Scenario& sc, const std::string& deleted
     add("session " + user + " " + session + " on " + device,
         Show(store.SessionEvents(app, user, session, device)));
   }
-  for (const std::string& device : sc.devices) {
-    add("device " + device, Show(store.DeviceContext(app, device)));
+  {
+    const std::vector<std::string> devices(sc.devices.begin(), sc.devices.end());
+    auto contexts = store.DeviceContexts(app, devices);
+    add("devices", contexts.ok() ? "" : contexts.status().ToString());
+    for (size_t i = 0; contexts.ok() && i < devices.size(); ++i) {
+      add("device " + devices[i], Show((*contexts)[i]));
+    }
   }
   add("stats", Show(store.Stats(kApp)));
   std::string exported;

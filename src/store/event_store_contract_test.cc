@@ -1,0 +1,242 @@
+// The EventStore contract, held against every backend through the factory
+// (store/backend.h) and the interface alone: what a stored event, a resend, a
+// context lookup, a user delete and a reopen must do, whatever keeps the data.
+// A backend joins by adding itself to Backends() below. The numbers in detail
+// are the golden and differential suites' business (tests/); these cases pin
+// the interface's own promises.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/testing/temp_dir.h"
+#include "store/backend.h"
+
+namespace nucleon {
+namespace {
+
+constexpr int64_t kDayMs = 86400000;
+constexpr int64_t kT0 = 1795685880000;  // 2026-11-26 06:58 UTC
+constexpr char kApp[] = "contract-app";
+
+struct Backend {
+  std::string name;
+  std::function<Result<std::unique_ptr<EventStore>>(const std::string& dir)> open;
+};
+
+std::vector<Backend> Backends() {
+  return {{"sqlite", [](const std::string& dir) {
+             StoreConfig config;
+             config.data_dir = dir;
+             config.sqlite.fsync_full = false;
+             return OpenEventStore(config);
+           }}};
+}
+
+Event Make(EventType type, const std::string& name, const std::string& id, int64_t time_ms,
+           const std::string& device = "device-1", const std::string& session = "s1",
+           const std::string& user = "user-1") {
+  Event e;
+  e.app_id = kApp;
+  e.type = type;
+  e.name = name;
+  e.client_id = id;
+  e.client_date = id.empty() ? "" : std::to_string(time_ms);
+  e.device_id = device;
+  e.session_id = session;
+  e.user_key = user;
+  e.user_id = user;
+  e.time_ms = time_ms;
+  return e;
+}
+
+Event Init(const std::string& id, int64_t time_ms, const std::string& device = "device-1",
+           const std::string& session = "s1", const std::string& user = "user-1") {
+  Event e = Make(EventType::kInit, "", id, time_ms, device, session, user);
+  e.platform = "Linux";
+  e.os_version = "6.18.44";
+  e.locale = "en-GB";
+  e.version = "2.1.0";
+  return e;
+}
+
+class EventStoreContractTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override { Open(); }
+
+  void Open() {
+    store_.reset();
+    auto store = GetParam().open(dir_.path());
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(store).value();
+    // Reads may answer Unavailable until the read side is loaded.
+    for (int i = 0; i < 500 && !store_->Ready(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(store_->Ready());
+  }
+
+  std::vector<uint8_t> Append(const std::vector<Event>& events) {
+    std::vector<uint8_t> inserted;
+    const Status st = store_->Append(events, &inserted);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+    return inserted;
+  }
+
+  StoreStats Stats() {
+    auto stats = store_->Stats(kApp);
+    EXPECT_TRUE(stats.ok()) << stats.status().ToString();
+    return stats.ok() ? *stats : StoreStats{};
+  }
+
+  // One session of user-1 on device-1: an init and two events.
+  std::vector<Event> Session() {
+    return {Init("1", kT0), Make(EventType::kEvent, "SAVED", "2", kT0 + 1000),
+            Make(EventType::kEvent, "SAVED", "3", kT0 + 2000)};
+  }
+
+  TempDir dir_;
+  std::unique_ptr<EventStore> store_;
+};
+
+TEST_P(EventStoreContractTest, StoresEachEventOnceAndRecognisesResends) {
+  EXPECT_EQ(Append(Session()), (std::vector<uint8_t>{1, 1, 1}));
+  EXPECT_EQ(Append(Session()), (std::vector<uint8_t>{0, 0, 0})) << "a resend";
+  // The same client id in another session is another event.
+  EXPECT_EQ(Append({Make(EventType::kEvent, "SAVED", "2", kT0 + 3000, "device-1", "s2")}),
+            (std::vector<uint8_t>{1}));
+  // Without a client id nothing identifies a resend: stored every time.
+  const Event anonymous = Make(EventType::kEvent, "OPENED", "", kT0 + 4000);
+  EXPECT_EQ(Append({anonymous, anonymous}), (std::vector<uint8_t>{1, 1}));
+  const StoreStats stats = Stats();
+  EXPECT_EQ(stats.events, 6);
+  EXPECT_EQ(stats.sessions, 2);
+  EXPECT_EQ(stats.devices, 1);
+  EXPECT_EQ(stats.users, 1);
+}
+
+TEST_P(EventStoreContractTest, AnswersCountWhatWasStored) {
+  Append(Session());
+  Append({Init("9", kT0 + 5000, "device-2", "s9", "user-2")});
+  const QueryRange day{kT0 - kT0 % kDayMs, kT0 - kT0 % kDayMs + kDayMs - 1, 0};
+  const int64_t day_number = kT0 / kDayMs;
+
+  auto glance = store_->QuickGlance(kApp, day.from_ms, day.to_ms);
+  ASSERT_TRUE(glance.ok()) << glance.status().ToString();
+  EXPECT_EQ(glance->users, 2);
+  EXPECT_EQ(glance->app_starts, 2);
+  EXPECT_EQ(glance->installs, 2);
+  EXPECT_EQ(glance->errors, 0);
+
+  auto daily = store_->Daily(kApp, day);
+  ASSERT_TRUE(daily.ok()) << daily.status().ToString();
+  EXPECT_EQ(daily->users, 2);
+  EXPECT_EQ(daily->active_users[day_number], 2);
+
+  auto counts = store_->EventCounts(kApp, day, /*errors=*/false);
+  ASSERT_TRUE(counts.ok()) << counts.status().ToString();
+  EXPECT_EQ((*counts)["SAVED"][day_number], 2);
+
+  auto users = store_->Users(kApp, 1, 10);
+  ASSERT_TRUE(users.ok()) << users.status().ToString();
+  EXPECT_EQ(users->total, 2);
+  ASSERT_EQ(users->users.size(), 2u);
+  EXPECT_EQ(users->users[0].user_key, "user-2") << "newest last seen first";
+
+  auto user = store_->User(kApp, "user-1");
+  ASSERT_TRUE(user.ok()) << user.status().ToString();
+  ASSERT_EQ(user->sessions.size(), 1u);
+  EXPECT_EQ(user->sessions[0].session_id, "s1");
+  EXPECT_EQ(store_->User(kApp, "nobody").status().code(), StatusCode::kNotFound);
+
+  auto events = store_->SessionEvents(kApp, "user-1", "s1", "");
+  ASSERT_TRUE(events.ok()) << events.status().ToString();
+  ASSERT_EQ(events->size(), 3u);
+  EXPECT_EQ((*events)[0].event.type, EventType::kInit) << "oldest first";
+  EXPECT_EQ((*events)[2].event.name, "SAVED");
+
+  // Another app sees none of it.
+  auto other = store_->QuickGlance("another-app", day.from_ms, day.to_ms);
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->users, 0);
+  auto none = store_->Users("another-app", 1, 10);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->total, 0);
+}
+
+TEST_P(EventStoreContractTest, ContextsComeBatchedInTheOrderAsked) {
+  Append(Session());
+  std::vector<Event> live = {Make(EventType::kEvent, "SAVED", "", kT0 + 6000),
+                             Make(EventType::kEvent, "SAVED", "", kT0 + 7000, "device-9", "s-x")};
+  auto views = store_->WithSessionContexts(live);
+  ASSERT_TRUE(views.ok()) << views.status().ToString();
+  ASSERT_EQ(views->size(), 2u);
+  EXPECT_EQ((*views)[0].event.platform, "Linux") << "from the session's init";
+  EXPECT_EQ((*views)[0].event.version, "2.1.0");
+  EXPECT_EQ((*views)[1].event.platform, "") << "an unknown session: as sent";
+  EXPECT_EQ((*views)[1].event.name, "SAVED");
+
+  const std::vector<std::string> devices = {"device-unknown", "device-1"};
+  auto contexts = store_->DeviceContexts(kApp, devices);
+  ASSERT_TRUE(contexts.ok()) << contexts.status().ToString();
+  ASSERT_EQ(contexts->size(), 2u);
+  EXPECT_EQ((*contexts)[0].event.platform, "");
+  EXPECT_EQ((*contexts)[1].event.platform, "Linux");
+  EXPECT_EQ((*contexts)[1].event.os_version, "6.18.44");
+
+  auto empty = store_->WithSessionContexts({});
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->empty());
+}
+
+TEST_P(EventStoreContractTest, ADeletedUserLeavesNoTraceAndIsNotStoredAgain) {
+  Append(Session());
+  Append({Init("9", kT0 + 5000, "device-2", "s9", "user-2")});
+  store_->PrepareDeleteUser(kApp, "user-1");
+  ASSERT_TRUE(store_->DeleteUser(kApp, "user-1").ok());
+  EXPECT_EQ(store_->DeleteUser(kApp, "user-1").code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->User(kApp, "user-1").status().code(), StatusCode::kNotFound);
+  StoreStats stats = Stats();
+  EXPECT_EQ(stats.events, 1);
+  EXPECT_EQ(stats.users, 1);
+  const QueryRange day{kT0 - kT0 % kDayMs, kT0 - kT0 % kDayMs + kDayMs - 1, 0};
+  auto glance = store_->QuickGlance(kApp, day.from_ms, day.to_ms);
+  ASSERT_TRUE(glance.ok());
+  EXPECT_EQ(glance->users, 1) << "aggregates included";
+  auto counts = store_->EventCounts(kApp, day, false);
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->count("SAVED"), 0u);
+
+  // The SDK resends the batch it had sent: nothing comes back.
+  EXPECT_EQ(Append(Session()), (std::vector<uint8_t>{0, 0, 0}));
+  EXPECT_EQ(store_->User(kApp, "user-1").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(Stats().events, 1);
+}
+
+TEST_P(EventStoreContractTest, WhatWasAcknowledgedIsThereAfterAReopen) {
+  Append(Session());
+  ASSERT_TRUE(store_->DeleteUser(kApp, "user-1").ok());
+  Append({Init("9", kT0 + 5000, "device-2", "s9", "user-2")});
+  Open();
+  const StoreStats stats = Stats();
+  EXPECT_EQ(stats.events, 1);
+  EXPECT_EQ(stats.users, 1);
+  EXPECT_EQ(Append({Init("9", kT0 + 5000, "device-2", "s9", "user-2")}), (std::vector<uint8_t>{0}))
+      << "a resend after the reopen";
+  EXPECT_EQ(Append(Session()), (std::vector<uint8_t>{0, 0, 0})) << "still deleted";
+  auto user = store_->User(kApp, "user-2");
+  ASSERT_TRUE(user.ok()) << user.status().ToString();
+  EXPECT_EQ(user->sessions.size(), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, EventStoreContractTest, ::testing::ValuesIn(Backends()),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           return info.param.name;
+                         });
+
+}  // namespace
+}  // namespace nucleon
