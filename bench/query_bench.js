@@ -55,6 +55,7 @@
 const http = require('node:http');
 const fs = require('node:fs');
 const path = require('node:path');
+const { mulberry32 } = require('./query_dataset');
 
 let WebSocket = null;
 function loadWs() {
@@ -68,17 +69,6 @@ function loadWs() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (s) => process.stderr.write(`query_bench: ${s}\n`);
-
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return function rand() {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---------------------------------------------------------------- HTTP
 

@@ -56,17 +56,7 @@ function parseArgs(argv) {
 // ------------------------------------------------------------------------------------------
 // Deterministic randomness: every choice of the dataset comes from this one seeded generator,
 // consumed in a fixed order, so two runs build the very same messages.
-
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const { mulberry32 } = require(path.join(NODE_TESTS, 'lib', 'diff_scenario.js'));
 
 class Rng {
   constructor(seed) { this.next = mulberry32(seed); }

@@ -12,8 +12,21 @@ namespace {
 
 constexpr int64_t kDayMs = 86400000;
 constexpr std::string_view kSelectCore = "SELECT core FROM rollups WHERE key = ?";
+// The property values of one (event, key) in one bucket: parameters 1-4 are
+// bound by BindSlot, the values (kPutValues) are parameter 5.
 constexpr std::string_view kSelectValues =
     "SELECT vals FROM rollup_props WHERE app = ? AND event = ? AND key = ? AND bucket = ?";
+constexpr std::string_view kDeleteValues =
+    "DELETE FROM rollup_props WHERE app = ? AND event = ? AND key = ? AND bucket = ?";
+constexpr std::string_view kPutValues =
+    "INSERT OR REPLACE INTO rollup_props(app, event, key, bucket, vals) VALUES(?, ?, ?, ?, ?)";
+
+void BindSlot(SqliteStmt& q, int64_t app, uint64_t slot, int64_t bucket) {
+  q.Bind(1, app);
+  q.Bind(2, static_cast<int64_t>(slot >> 32));
+  q.Bind(3, static_cast<int64_t>(slot & 0xFFFFFFFFu));
+  q.Bind(4, bucket);
+}
 
 // The property values a user's events added to one bucket, per (event, key).
 std::map<uint64_t, std::vector<const PropValue*>> ValuesBySlot(
@@ -136,10 +149,7 @@ Result<Rollups::HotSlot*> Rollups::Slot(int64_t app, HotBucket& hb, int64_t buck
     } else {
       auto q = db.Cached(kSelectValues);
       if (!q.ok()) return q.status();
-      (*q)->Bind(1, app);
-      (*q)->Bind(2, static_cast<int64_t>(slot >> 32));
-      (*q)->Bind(3, static_cast<int64_t>(slot & 0xFFFFFFFFu));
-      (*q)->Bind(4, bucket);
+      BindSlot(**q, app, slot, bucket);
       Status st;
       if ((*q)->Step(&st) && !PropValues::Decode((*q)->Blob(0), hs.values.get())) {
         return Status::Internal("corrupt property rollup of bucket " + std::to_string(bucket));
@@ -242,24 +252,15 @@ Status Rollups::WriteDirty(SqliteDb& db, int64_t mark, CheckpointWork* work) {
       for (auto& [slot, hs] : hb.slots) {
         if (!hs.dirty) continue;
         if (hs.values->counts.empty()) {
-          auto del = db.Cached(
-              "DELETE FROM rollup_props WHERE app = ? AND event = ? AND key = ? AND bucket = ?");
+          auto del = db.Cached(kDeleteValues);
           if (!del.ok()) return del.status();
-          (*del)->Bind(1, app);
-          (*del)->Bind(2, static_cast<int64_t>(slot >> 32));
-          (*del)->Bind(3, static_cast<int64_t>(slot & 0xFFFFFFFFu));
-          (*del)->Bind(4, bucket);
+          BindSlot(**del, app, slot, bucket);
           NUCLEON_RETURN_IF_ERROR((*del)->Run());
         } else {
           hs.values->Encode(&blob);
-          auto put = db.Cached(
-              "INSERT OR REPLACE INTO rollup_props(app, event, key, bucket, vals) VALUES(?, ?, ?, "
-              "?, ?)");
+          auto put = db.Cached(kPutValues);
           if (!put.ok()) return put.status();
-          (*put)->Bind(1, app);
-          (*put)->Bind(2, static_cast<int64_t>(slot >> 32));
-          (*put)->Bind(3, static_cast<int64_t>(slot & 0xFFFFFFFFu));
-          (*put)->Bind(4, bucket);
+          BindSlot(**put, app, slot, bucket);
           (*put)->BindBlob(5, blob.data(), blob.size());
           NUCLEON_RETURN_IF_ERROR((*put)->Run());
         }
@@ -385,10 +386,7 @@ Status Rollups::WriteRemoval(int64_t app, uint32_t user,
       {
         auto q = db.Cached(kSelectValues);
         if (!q.ok()) return q.status();
-        (*q)->Bind(1, app);
-        (*q)->Bind(2, static_cast<int64_t>(slot >> 32));
-        (*q)->Bind(3, static_cast<int64_t>(slot & 0xFFFFFFFFu));
-        (*q)->Bind(4, bucket);
+        BindSlot(**q, app, slot, bucket);
         Status st;
         if ((*q)->Step(&st) && !PropValues::Decode((*q)->Blob(0), &pv)) {
           return Status::Internal("corrupt property rollup of bucket " + std::to_string(bucket));
@@ -397,24 +395,15 @@ Status Rollups::WriteRemoval(int64_t app, uint32_t user,
       }
       for (const PropValue* v : values) pv.Remove(*v);
       if (pv.counts.empty()) {
-        auto del = db.Cached(
-            "DELETE FROM rollup_props WHERE app = ? AND event = ? AND key = ? AND bucket = ?");
+        auto del = db.Cached(kDeleteValues);
         if (!del.ok()) return del.status();
-        (*del)->Bind(1, app);
-        (*del)->Bind(2, static_cast<int64_t>(slot >> 32));
-        (*del)->Bind(3, static_cast<int64_t>(slot & 0xFFFFFFFFu));
-        (*del)->Bind(4, bucket);
+        BindSlot(**del, app, slot, bucket);
         NUCLEON_RETURN_IF_ERROR((*del)->Run());
       } else {
         pv.Encode(&blob);
-        auto put = db.Cached(
-            "INSERT OR REPLACE INTO rollup_props(app, event, key, bucket, vals) VALUES(?, ?, ?, ?, "
-            "?)");
+        auto put = db.Cached(kPutValues);
         if (!put.ok()) return put.status();
-        (*put)->Bind(1, app);
-        (*put)->Bind(2, static_cast<int64_t>(slot >> 32));
-        (*put)->Bind(3, static_cast<int64_t>(slot & 0xFFFFFFFFu));
-        (*put)->Bind(4, bucket);
+        BindSlot(**put, app, slot, bucket);
         (*put)->BindBlob(5, blob.data(), blob.size());
         NUCLEON_RETURN_IF_ERROR((*put)->Run());
       }
@@ -438,10 +427,7 @@ Status Rollups::ReadAhead(int64_t app, const std::map<int64_t, std::vector<Rollu
     for (const auto& [slot, values] : ValuesBySlot(events)) {
       auto v = db.Cached(kSelectValues);
       if (!v.ok()) return v.status();
-      (*v)->Bind(1, app);
-      (*v)->Bind(2, static_cast<int64_t>(slot >> 32));
-      (*v)->Bind(3, static_cast<int64_t>(slot & 0xFFFFFFFFu));
-      (*v)->Bind(4, bucket);
+      BindSlot(**v, app, slot, bucket);
       NUCLEON_RETURN_IF_ERROR(touch(*v));
     }
   }

@@ -17,6 +17,28 @@ std::string ClientIdText(const SqliteStmt& q, int col) {
   return std::string(q.Text(col));
 }
 
+// One stored event with its device, session and user keys, as Export and
+// LastStored read it (StoredEvent decodes the row).
+constexpr std::string_view kStoredEvents =
+    "SELECT e.id, e.type, e.name, e.client_id, d.device_key, s.session_key, u.user_key,"
+    " u.anon_id, e.time_ms, e.body FROM events e JOIN sessions s ON s.id = e.session"
+    " JOIN devices d ON d.id = s.device JOIN users u ON u.id = e.user"
+    " WHERE e.id BETWEEN ? AND ? AND e.app = ? AND e.time_ms BETWEEN ? AND ?";
+
+Event StoredEvent(const SqliteStmt& q, std::string_view app_id, const StringDictionary& dict) {
+  Event e;
+  e.app_id = std::string(app_id);
+  e.type = static_cast<EventType>(q.Int(1));
+  e.name = std::string(dict.Text(static_cast<uint32_t>(q.Int(2))));
+  e.client_id = ClientIdText(q, 3);
+  e.device_id = std::string(q.Text(4));
+  e.session_id = std::string(q.Text(5));
+  e.user_key = std::string(q.Text(6));
+  e.time_ms = q.Int(8);
+  DecodeBodyInto(ParseBody(q.Blob(9)), dict, e.user_key, q.Text(7), &e);
+  return e;
+}
+
 }  // namespace
 
 Status UserReader::ReadContext(int64_t event_id, SqliteDb& db, Event* out) {
@@ -332,12 +354,7 @@ EventView UserReader::WithSessionContext(int64_t app, const Event& event, Sqlite
 Status UserReader::Export(int64_t app, std::string_view app_id, const BucketRuns& buckets,
                           int64_t from_ms, int64_t to_ms, int64_t max_id,
                           const std::function<void(const Event&)>& sink, SqliteDb& db) {
-  auto q = db.Cached(
-      "SELECT e.id, e.type, e.name, e.client_id, d.device_key, s.session_key, u.user_key, "
-      "u.anon_id,"
-      " e.time_ms, e.body FROM events e JOIN sessions s ON s.id = e.session"
-      " JOIN devices d ON d.id = s.device JOIN users u ON u.id = e.user"
-      " WHERE e.id BETWEEN ? AND ? AND e.app = ? AND e.time_ms BETWEEN ? AND ?");
+  auto q = db.Cached(kStoredEvents);
   if (!q.ok()) return q.status();
   std::vector<std::pair<std::pair<int64_t, int64_t>, Event>> rows;  // ((time, id), event)
   for (const auto& [bucket, runs] : buckets) {
@@ -351,16 +368,7 @@ Status UserReader::Export(int64_t app, std::string_view app_id, const BucketRuns
       (*q)->Bind(5, std::min(to_ms, (bucket + 1) * kBucketMs - 1));
       Status st;
       while ((*q)->Step(&st)) {
-        Event e;
-        e.app_id = std::string(app_id);
-        e.type = static_cast<EventType>((*q)->Int(1));
-        e.name = std::string(dict_->Text(static_cast<uint32_t>((*q)->Int(2))));
-        e.client_id = ClientIdText(**q, 3);
-        e.device_id = std::string((*q)->Text(4));
-        e.session_id = std::string((*q)->Text(5));
-        e.user_key = std::string((*q)->Text(6));
-        e.time_ms = (*q)->Int(8);
-        DecodeBodyInto(ParseBody((*q)->Blob(9)), *dict_, e.user_key, (*q)->Text(7), &e);
+        Event e = StoredEvent(**q, app_id, *dict_);
         rows.emplace_back(std::make_pair(e.time_ms, (*q)->Int(0)), std::move(e));
       }
       NUCLEON_RETURN_IF_ERROR(st);
@@ -384,12 +392,7 @@ Status UserReader::LastStored(int64_t app, std::string_view app_id, const Bucket
     }
   }
   std::sort(runs.begin(), runs.end());
-  auto q = db.Cached(
-      "SELECT e.id, e.type, e.name, e.client_id, d.device_key, s.session_key, u.user_key, "
-      "u.anon_id,"
-      " e.time_ms, e.body FROM events e JOIN sessions s ON s.id = e.session"
-      " JOIN devices d ON d.id = s.device JOIN users u ON u.id = e.user"
-      " WHERE e.id BETWEEN ? AND ? AND e.app = ? AND e.time_ms BETWEEN ? AND ? ORDER BY e.id DESC");
+  auto q = db.Cached(std::string(kStoredEvents) + " ORDER BY e.id DESC");
   if (!q.ok()) return q.status();
   std::vector<std::pair<int64_t, Event>> found;  // (row id, event)
   int64_t below = INT64_MAX;                     // runs may overlap across buckets: each row once
@@ -403,17 +406,7 @@ Status UserReader::LastStored(int64_t app, std::string_view app_id, const Bucket
     (*q)->Bind(5, to_ms);
     Status st;
     while (found.size() < limit && (*q)->Step(&st)) {
-      Event e;
-      e.app_id = std::string(app_id);
-      e.type = static_cast<EventType>((*q)->Int(1));
-      e.name = std::string(dict_->Text(static_cast<uint32_t>((*q)->Int(2))));
-      e.client_id = ClientIdText(**q, 3);
-      e.device_id = std::string((*q)->Text(4));
-      e.session_id = std::string((*q)->Text(5));
-      e.user_key = std::string((*q)->Text(6));
-      e.time_ms = (*q)->Int(8);
-      DecodeBodyInto(ParseBody((*q)->Blob(9)), *dict_, e.user_key, (*q)->Text(7), &e);
-      found.emplace_back((*q)->Int(0), std::move(e));
+      found.emplace_back((*q)->Int(0), StoredEvent(**q, app_id, *dict_));
     }
     (*q)->Reset();
     NUCLEON_RETURN_IF_ERROR(st);

@@ -15,21 +15,11 @@ const crypto = require('node:crypto');
 const { spawnSync } = require('node:child_process');
 const WebSocket = require('ws');
 const { binary, sleep } = require('./server');
+// A small deterministic PRNG, so a failing run can be replayed with its seed.
+const { mulberry32 } = require('./diff_scenario');
 
 // A delay that does not keep the process alive (for bounding waits in races).
 function grace(ms) { return new Promise((r) => setTimeout(r, ms).unref()); }
-
-// Small deterministic PRNG so a failing run can be replayed with its seed.
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return function rand() {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // An HTTP request on 127.0.0.1 that resolves with the response even when the
 // server answers before the whole body was written and then closes (a 413 on
