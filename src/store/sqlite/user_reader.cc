@@ -19,11 +19,14 @@ std::string ClientIdText(const SqliteStmt& q, int col) {
 
 // One stored event with its device, session and user keys, as Export and
 // LastStored read it (StoredEvent decodes the row).
-constexpr std::string_view kStoredEvents =
-    "SELECT e.id, e.type, e.name, e.client_id, d.device_key, s.session_key, u.user_key,"
-    " u.anon_id, e.time_ms, e.body FROM events e JOIN sessions s ON s.id = e.session"
-    " JOIN devices d ON d.id = s.device JOIN users u ON u.id = e.user"
-    " WHERE e.id BETWEEN ? AND ? AND e.app = ? AND e.time_ms BETWEEN ? AND ?";
+#define NUCLEON_STORED_EVENTS                                                          \
+  "SELECT e.id, e.type, e.name, e.client_id, d.device_key, s.session_key, u.user_key," \
+  " u.anon_id, e.time_ms, e.body FROM events e JOIN sessions s ON s.id = e.session"    \
+  " JOIN devices d ON d.id = s.device JOIN users u ON u.id = e.user"                   \
+  " WHERE e.id BETWEEN ? AND ? AND e.app = ? AND e.time_ms BETWEEN ? AND ?"
+constexpr std::string_view kStoredEvents = NUCLEON_STORED_EVENTS;
+constexpr std::string_view kStoredEventsNewestFirst = NUCLEON_STORED_EVENTS " ORDER BY e.id DESC";
+#undef NUCLEON_STORED_EVENTS
 
 Event StoredEvent(const SqliteStmt& q, std::string_view app_id, const StringDictionary& dict) {
   Event e;
@@ -392,7 +395,7 @@ Status UserReader::LastStored(int64_t app, std::string_view app_id, const Bucket
     }
   }
   std::sort(runs.begin(), runs.end());
-  auto q = db.Cached(std::string(kStoredEvents) + " ORDER BY e.id DESC");
+  auto q = db.Cached(kStoredEventsNewestFirst);
   if (!q.ok()) return q.status();
   std::vector<std::pair<int64_t, Event>> found;  // (row id, event)
   int64_t below = INT64_MAX;                     // runs may overlap across buckets: each row once
