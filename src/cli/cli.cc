@@ -28,12 +28,13 @@
 #include "server/rate_limiter.h"
 #include "server/router.h"
 #include "store/backend.h"
+#include "store/migrate.h"
 
 namespace nucleon {
 
 namespace {
 
-constexpr const char* kUsage = R"(usage: nucleon COMMAND [ARGS] [--data DIR]
+constexpr const char* kUsage = R"(usage: nucleon COMMAND [ARGS] [--data DIR] [STORE FLAGS]
 
   serve [--listen HOST:PORT] [--fsync full|normal] [--threads N] [--max-body BYTES]
         [--geoip-db FILE.mmdb] [--trust-proxy CIDR[,CIDR]] [--demo]
@@ -48,6 +49,15 @@ constexpr const char* kUsage = R"(usage: nucleon COMMAND [ARGS] [--data DIR]
   token revoke PREFIX         revoke the tokens that start with PREFIX (8+ characters)
   export APP_ID               print every stored event of an app, one JSON object per line
   stats [APP_ID]              print counts of apps, events, sessions, devices, users
+  migrate --clickhouse URL[,URL...] [--clickhouse-database NAME] [--clickhouse-cluster NAME]
+                              copy the embedded store in --data (no server running on
+                              it) into an empty ClickHouse database, losslessly
+
+Store flags (every command): --store sqlite|clickhouse (default sqlite, the
+embedded store in --data); with clickhouse: --clickhouse URL[,URL...] (HTTP
+endpoints, tried in turn), --clickhouse-database NAME (default nucleon),
+--clickhouse-cluster NAME (tables created across that cluster); --data then
+holds the node's spool.
 
 Every flag can also be set as an environment variable: --data is NUCLEON_DATA,
 --listen NUCLEON_LISTEN, --fsync NUCLEON_FSYNC, --threads NUCLEON_THREADS,
@@ -85,7 +95,11 @@ const std::map<std::string, bool>& KnownFlags() {
                                                      {"ws-idle-timeout", true},
                                                      {"max-pending-events", true},
                                                      {"cache-mb", true},
-                                                     {"checkpoint-interval", true}};
+                                                     {"checkpoint-interval", true},
+                                                     {"store", true},
+                                                     {"clickhouse", true},
+                                                     {"clickhouse-database", true},
+                                                     {"clickhouse-cluster", true}};
   return kFlags;
 }
 
@@ -142,13 +156,36 @@ int Usage(const std::string& error) {
   return 2;
 }
 
-// The backend and its settings for a command on the data folder `data`;
-// `serve` adds its own settings.
-StoreConfig ConfigFor(const std::string& data, bool read_only = false) {
-  StoreConfig config;
-  config.data_dir = data;
-  config.sqlite.read_only = read_only;
-  return config;
+// The backend and its settings for a command on the data folder `data`
+// (--store, --clickhouse...); `serve` adds its own settings. False with
+// `*error` set for a bad combination.
+bool ConfigFor(const Args& args, const std::string& data, StoreConfig* config, std::string* error,
+               bool read_only = false) {
+  config->backend = Flag(args, "store", "sqlite");
+  config->data_dir = data;
+  config->sqlite.read_only = read_only;
+  if (config->backend != "sqlite" && config->backend != "clickhouse") {
+    *error = "--store must be sqlite or clickhouse";
+    return false;
+  }
+  const std::string urls = Flag(args, "clickhouse", "");
+  for (size_t at = 0; at <= urls.size();) {
+    size_t comma = urls.find(',', at);
+    if (comma == std::string::npos) comma = urls.size();
+    if (comma > at) config->clickhouse.urls.push_back(urls.substr(at, comma - at));
+    at = comma + 1;
+  }
+  config->clickhouse.database = Flag(args, "clickhouse-database", "nucleon");
+  config->clickhouse.cluster = Flag(args, "clickhouse-cluster", "");
+  if (config->backend == "clickhouse" && config->clickhouse.urls.empty()) {
+    *error = "--store clickhouse needs --clickhouse URL[,URL...]";
+    return false;
+  }
+  if (config->clickhouse.database.empty()) {
+    *error = "--clickhouse-database must not be empty";
+    return false;
+  }
+  return true;
 }
 
 void PrintCredential(const NewCredential& c) {
@@ -224,7 +261,8 @@ int Serve(const Args& args, const std::string& data) {
   IngestLimits limits;
   try {
     threads = std::stoi(Flag(args, "threads", std::to_string(std::max(1, threads))));
-    limits.max_body_bytes = std::stoull(Flag(args, "max-body", std::to_string(limits.max_body_bytes)));
+    limits.max_body_bytes =
+        std::stoull(Flag(args, "max-body", std::to_string(limits.max_body_bytes)));
   } catch (...) {
     return Usage("--threads and --max-body take numbers");
   }
@@ -254,9 +292,11 @@ int Serve(const Args& args, const std::string& data) {
   auto geo = OpenCountryLookup(Flag(args, "geoip-db", ""));
   if (!geo.ok()) return Fail(geo.status());
 
-  StoreConfig store_config = ConfigFor(data);
+  StoreConfig store_config;
+  if (!ConfigFor(args, data, &store_config, &bad)) return Usage(bad);
   SqliteStoreOptions& store_options = store_config.sqlite;
   store_options.fsync_full = fsync == "full";
+  store_config.clickhouse.fsync_full = fsync == "full";
   if (!NumberFlag(args, "cache-mb", &store_options.cache_mb, &bad)) return Usage(bad);
   if (store_options.cache_mb < 16) return Usage("--cache-mb must be at least 16");
   if (!NumberFlag(args, "checkpoint-interval", &store_options.checkpoint_interval_s, &bad)) {
@@ -349,8 +389,16 @@ int Serve(const Args& args, const std::string& data) {
   if (!bound.ok()) return Fail(bound.status());
   const std::string where = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
                             std::to_string(*bound);
-  LogInfo("data folder " + data + ", fsync " + fsync + ", " + std::to_string(threads) +
-          " threads, countries from " + std::string((*geo)->Source()));
+  LogInfo("data folder " + data + ", store " + store_config.backend +
+          (store_config.backend == "clickhouse"
+               ? " (database " + store_config.clickhouse.database +
+                     (store_config.clickhouse.cluster.empty()
+                          ? ""
+                          : ", cluster " + store_config.clickhouse.cluster) +
+                     ")"
+               : "") +
+          ", fsync " + fsync + ", " + std::to_string(threads) + " threads, countries from " +
+          std::string((*geo)->Source()));
   LogInfo("listening on " + where);
   if (demo) {
     std::printf("\nNucleon is running on http://%s\n\n", where.c_str());
@@ -358,14 +406,16 @@ int Serve(const Args& args, const std::string& data) {
     if (!demo_token.empty()) {
       std::printf("  API token: %s   (shown once; keep it)\n", demo_token.c_str());
     } else {
-      std::printf("  API token: shown when the app was created; make another with\n"
-                  "             build/nucleon token create %s --data %s\n",
-                  demo_app.c_str(), data.c_str());
+      std::printf(
+          "  API token: shown when the app was created; make another with\n"
+          "             build/nucleon token create %s --data %s\n",
+          demo_app.c_str(), data.c_str());
     }
-    std::printf("\nPoint a Nucleus SDK at it:\n\n"
-                "  const Nucleus = require('nucleus-analytics')\n"
-                "  Nucleus.init('%s', { endpoint: 'ws://%s' })\n\n",
-                demo_app.c_str(), where.c_str());
+    std::printf(
+        "\nPoint a Nucleus SDK at it:\n\n"
+        "  const Nucleus = require('nucleus-analytics')\n"
+        "  Nucleus.init('%s', { endpoint: 'ws://%s' })\n\n",
+        demo_app.c_str(), where.c_str());
     std::fflush(stdout);
   }
   // Once the store answers, the live window gets back the events of the last
@@ -396,7 +446,10 @@ int Serve(const Args& args, const std::string& data) {
 int AppCommand(const Args& args, const std::string& data) {
   const auto& p = args.positional;
   if (p.size() < 2) return Usage("app needs a subcommand: create NAME | list");
-  auto catalog = OpenCatalog(ConfigFor(data));
+  StoreConfig config;
+  std::string bad;
+  if (!ConfigFor(args, data, &config, &bad)) return Usage(bad);
+  auto catalog = OpenCatalog(config);
   if (!catalog.ok()) return Fail(catalog.status());
   if (p[1] == "create") {
     if (p.size() != 3 || p[2].empty()) return Usage("app create takes one NAME");
@@ -422,7 +475,10 @@ int AppCommand(const Args& args, const std::string& data) {
 int TokenCommand(const Args& args, const std::string& data) {
   const auto& p = args.positional;
   if (p.size() != 3) return Usage("token takes: create APP_ID | revoke PREFIX");
-  auto catalog = OpenCatalog(ConfigFor(data));
+  StoreConfig config;
+  std::string bad;
+  if (!ConfigFor(args, data, &config, &bad)) return Usage(bad);
+  auto catalog = OpenCatalog(config);
   if (!catalog.ok()) return Fail(catalog.status());
   if (p[1] == "create") {
     auto cred = (*catalog)->CreateToken(p[2]);
@@ -432,8 +488,9 @@ int TokenCommand(const Args& args, const std::string& data) {
   }
   if (p[1] == "revoke") {
     auto n = (*catalog)->RevokeTokens(p[2]);
-    if (!n.ok()) return n.status().code() == StatusCode::kInvalidArgument ? Usage(n.status().message())
-                                                                          : Fail(n.status());
+    if (!n.ok())
+      return n.status().code() == StatusCode::kInvalidArgument ? Usage(n.status().message())
+                                                               : Fail(n.status());
     std::printf("{\"revoked\":%d}\n", *n);
     return 0;
   }
@@ -443,7 +500,10 @@ int TokenCommand(const Args& args, const std::string& data) {
 int ExportCommand(const Args& args, const std::string& data) {
   const auto& p = args.positional;
   if (p.size() != 2) return Usage("export takes one APP_ID");
-  auto store = OpenEventStore(ConfigFor(data, /*read_only=*/true));
+  StoreConfig config;
+  std::string bad;
+  if (!ConfigFor(args, data, &config, &bad, /*read_only=*/true)) return Usage(bad);
+  auto store = OpenEventStore(config);
   if (!store.ok()) return Fail(store.status());
   std::string line;
   Status st = (*store)->Export(p[1], [&line](const Event& e) {
@@ -463,10 +523,31 @@ int ExportCommand(const Args& args, const std::string& data) {
   return 0;
 }
 
+int MigrateCommand(const Args& args, const std::string& data) {
+  if (args.positional.size() != 1) return Usage("migrate takes no positional arguments");
+  StoreConfig config;
+  std::string bad;
+  if (!ConfigFor(args, data, &config, &bad)) return Usage(bad);
+  if (config.clickhouse.urls.empty()) return Usage("migrate needs --clickhouse URL[,URL...]");
+  auto report = MigrateToClickHouse(data, config.clickhouse,
+                                    [](const std::string& line) { LogInfo("migrate: " + line); });
+  if (!report.ok()) return Fail(report.status());
+  std::printf(
+      "{\"apps\":%lld,\"tokens\":%lld,\"events\":%lld,\"sessions\":%lld,"
+      "\"tombstones\":%lld}\n",
+      static_cast<long long>(report->apps), static_cast<long long>(report->tokens),
+      static_cast<long long>(report->events), static_cast<long long>(report->sessions),
+      static_cast<long long>(report->tombstones));
+  return 0;
+}
+
 int StatsCommand(const Args& args, const std::string& data) {
   const auto& p = args.positional;
   if (p.size() > 2) return Usage("stats takes at most one APP_ID");
-  auto store = OpenEventStore(ConfigFor(data, /*read_only=*/true));
+  StoreConfig config;
+  std::string bad;
+  if (!ConfigFor(args, data, &config, &bad, /*read_only=*/true)) return Usage(bad);
+  auto store = OpenEventStore(config);
   if (!store.ok()) return Fail(store.status());
   auto stats = (*store)->Stats(p.size() == 2 ? p[1] : "");
   if (!stats.ok()) return Fail(stats.status());
@@ -494,6 +575,7 @@ int RunCli(int argc, char** argv) {
   if (cmd == "token") return TokenCommand(args, data);
   if (cmd == "export") return ExportCommand(args, data);
   if (cmd == "stats") return StatsCommand(args, data);
+  if (cmd == "migrate") return MigrateCommand(args, data);
   if (cmd == "help") return Usage("");
   return Usage("unknown command " + cmd);
 }

@@ -16,12 +16,18 @@ Status AppRegistry::Start(int poll_interval_ms) {
   NUCLEON_RETURN_IF_ERROR(Reload());
   thread_ = std::thread([this, poll_interval_ms] {
     std::unique_lock<std::mutex> lock(stop_mu_);
+    std::string last_error;  // logged once, not at every poll
     while (!stopping_) {
       stop_cv_.wait_for(lock, std::chrono::milliseconds(poll_interval_ms));
       if (stopping_) break;
       lock.unlock();
       Status st = Reload();
-      if (!st.ok()) LogWarn("catalog reload failed: " + st.ToString());
+      if (!st.ok() && st.ToString() != last_error) {
+        LogWarn("catalog reload failed (the last catalog stays in use): " + st.ToString());
+      } else if (st.ok() && !last_error.empty()) {
+        LogInfo("catalog reloaded again");
+      }
+      last_error = st.ok() ? "" : st.ToString();
       lock.lock();
     }
   });

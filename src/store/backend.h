@@ -8,14 +8,20 @@
 
 #include "core/status.h"
 #include "store/catalog.h"
+#include "store/clickhouse/clickhouse_schema.h"
 #include "store/event_store.h"
 #include "store/sqlite/sqlite_event_store.h"
 
 namespace nucleon {
 
 struct StoreConfig {
-  std::string data_dir;       // the data folder (`--data`)
-  SqliteStoreOptions sqlite;  // the embedded backend's settings
+  // "sqlite" (the embedded store, the default) or "clickhouse" (`--store`).
+  std::string backend = "sqlite";
+  // The data folder (`--data`): the embedded store's files, or the
+  // ClickHouse backend's spool and node identity.
+  std::string data_dir;
+  SqliteStoreOptions sqlite;          // the embedded backend's settings
+  ClickHouseStoreOptions clickhouse;  // the ClickHouse backend's settings
 };
 
 // The event store, ready for appends (reads may answer Unavailable until its

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -36,6 +37,22 @@ struct CatalogSnapshot {
   // constant time: a lookup reveals nothing of how close a guess came.
   std::unordered_map<std::string, std::string, std::hash<std::string>, ConstantTimeEqualTo>
       token_apps;
+};
+
+// Every row of a catalog, revoked tokens included, for moving it to another
+// backend (nucleon migrate). Token hashes only: a token's text is never kept.
+struct CatalogContents {
+  struct App {
+    std::string app_id, name;
+    int64_t created_ms = 0;
+  };
+  struct Token {
+    std::string hash, prefix, app_id;
+    int64_t created_ms = 0;
+    std::optional<int64_t> revoked_ms;
+  };
+  std::vector<App> apps;
+  std::vector<Token> tokens;
 };
 
 class Catalog {

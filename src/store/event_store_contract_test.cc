@@ -13,8 +13,10 @@
 #include <thread>
 #include <vector>
 
+#include "core/crypto.h"
 #include "core/testing/temp_dir.h"
 #include "store/backend.h"
+#include "store/clickhouse/testing/clickhouse_server.h"
 
 namespace nucleon {
 namespace {
@@ -28,13 +30,40 @@ struct Backend {
   std::function<Result<std::unique_ptr<EventStore>>(const std::string& dir)> open;
 };
 
+// One clickhouse-server for the whole binary, started by the first test that
+// needs it; each test gets a database of its own (named after its folder).
+// Stopped (by its PID) when the binary exits.
+ClickHouseServer* SharedClickHouse() {
+  static ClickHouseServer server;
+  static const bool started = [] {
+    std::string error;
+    if (!server.Start(&error)) ADD_FAILURE() << "clickhouse-server: " << error;
+    return true;
+  }();
+  (void)started;
+  return &server;
+}
+
 std::vector<Backend> Backends() {
-  return {{"sqlite", [](const std::string& dir) {
-             StoreConfig config;
-             config.data_dir = dir;
-             config.sqlite.fsync_full = false;
-             return OpenEventStore(config);
-           }}};
+  std::vector<Backend> backends = {{"sqlite", [](const std::string& dir) {
+                                      StoreConfig config;
+                                      config.data_dir = dir;
+                                      config.sqlite.fsync_full = false;
+                                      return OpenEventStore(config);
+                                    }}};
+  if (ClickHouseServer::Available()) {
+    backends.push_back({"clickhouse", [](const std::string& dir) {
+                          StoreConfig config;
+                          config.backend = "clickhouse";
+                          config.data_dir = dir;
+                          config.clickhouse.urls = {SharedClickHouse()->url()};
+                          const Sha256Digest d = Sha256(dir);
+                          config.clickhouse.database = "contract_" + HexEncode(d.data(), 6);
+                          config.clickhouse.fsync_full = false;
+                          return OpenEventStore(config);
+                        }});
+  }
+  return backends;
 }
 
 Event Make(EventType type, const std::string& name, const std::string& id, int64_t time_ms,
@@ -74,7 +103,7 @@ class EventStoreContractTest : public ::testing::TestWithParam<Backend> {
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
     // Reads may answer Unavailable until the read side is loaded.
-    for (int i = 0; i < 500 && !store_->Ready(); ++i) {
+    for (int i = 0; i < 3000 && !store_->Ready(); ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     ASSERT_TRUE(store_->Ready());

@@ -38,26 +38,6 @@ int64_t Seconds(int64_t start_ms, int64_t end_ms) { return (end_ms - start_ms) /
 
 }  // namespace
 
-int64_t EventIdentHash(const Event& e) {
-  std::string material;
-  material.reserve(e.client_id.size() + e.name.size() + e.client_date.size() + 8);
-  material.append(e.client_id).push_back('\0');
-  material.append(EventTypeName(e.type)).push_back('\0');
-  material.append(e.name).push_back('\0');
-  material.append(e.client_date);
-  return StableHash64(material);
-}
-
-int64_t StoredIdent(int64_t hash) { return hash >> 16; }
-
-int64_t TombstoneHash(std::string_view device_key, std::string_view session_key, int64_t ident) {
-  std::string material(device_key);
-  material.push_back('\0');
-  material.append(session_key).push_back('\0');
-  material.append(std::to_string(ident));
-  return StableHash64(material);
-}
-
 EventWriter::EventWriter(SqliteDb* db, StringDictionary* dict, WriterCacheOptions options)
     : db_(db),
       dict_(dict),

@@ -31,6 +31,7 @@
 
 #include "core/event.h"
 #include "core/status.h"
+#include "store/event_identity.h"
 #include "store/sqlite/entity_cache.h"
 #include "store/sqlite/sqlite_db.h"
 #include "store/sqlite/string_dictionary.h"
@@ -50,16 +51,6 @@ struct WriterCacheOptions {
   size_t devices = 50000;
   size_t users = 50000;
 };
-
-// The identity of an event (session row aside): a stable hash of its client
-// id, type, name and client date.
-int64_t EventIdentHash(const Event& e);
-// The part of that hash a row stores (`events.ident`): 48 bits, six bytes in
-// the row and the identity index instead of eight. Two events of one session
-// collide with a probability of n^2 / 2^49 for n events: never in practice.
-int64_t StoredIdent(int64_t hash);
-// The identity of a deleted user's event, kept without any readable trace.
-int64_t TombstoneHash(std::string_view device_key, std::string_view session_key, int64_t ident);
 
 class EventWriter {
  public:

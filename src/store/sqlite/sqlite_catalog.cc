@@ -70,7 +70,8 @@ class SqliteCatalog final : public Catalog {
     if (!exists.ok()) return Rollback(exists.status());
     exists->Bind(1, app_id);
     Status st;
-    if (!exists->Step(&st)) return Rollback(st.ok() ? Status::NotFound("unknown app " + app_id) : st);
+    if (!exists->Step(&st))
+      return Rollback(st.ok() ? Status::NotFound("unknown app " + app_id) : st);
     auto token = InsertToken(app_id);
     if (!token.ok()) return Rollback(token.status());
     NUCLEON_RETURN_IF_ERROR(db_.Exec("COMMIT"));
@@ -130,8 +131,7 @@ class SqliteCatalog final : public Catalog {
  private:
   Result<std::string> InsertToken(const std::string& app_id) {
     std::string token = NewToken();
-    auto stmt = db_.Prepare(
-        "INSERT INTO tokens(app_id, prefix, hash, created_ms) VALUES(?,?,?,?)");
+    auto stmt = db_.Prepare("INSERT INTO tokens(app_id, prefix, hash, created_ms) VALUES(?,?,?,?)");
     if (!stmt.ok()) return stmt.status();
     stmt->Bind(1, app_id);
     stmt->Bind(2, std::string_view(token).substr(0, kTokenPrefixChars));
@@ -150,6 +150,30 @@ class SqliteCatalog final : public Catalog {
 };
 
 }  // namespace
+
+Result<CatalogContents> ReadSqliteCatalog(const std::string& data_dir) {
+  SqliteDb db;
+  NUCLEON_RETURN_IF_ERROR(db.Open(data_dir + "/catalog.db", /*create=*/false, /*read_only=*/true));
+  CatalogContents out;
+  auto apps = db.Prepare("SELECT app_id, name, created_ms FROM apps ORDER BY id");
+  if (!apps.ok()) return apps.status();
+  Status st;
+  while (apps->Step(&st)) {
+    out.apps.push_back({std::string(apps->Text(0)), std::string(apps->Text(1)), apps->Int(2)});
+  }
+  NUCLEON_RETURN_IF_ERROR(st);
+  auto tokens =
+      db.Prepare("SELECT hash, prefix, app_id, created_ms, revoked_ms FROM tokens ORDER BY id");
+  if (!tokens.ok()) return tokens.status();
+  while (tokens->Step(&st)) {
+    CatalogContents::Token t{std::string(tokens->Text(0)), std::string(tokens->Text(1)),
+                             std::string(tokens->Text(2)), tokens->Int(3), std::nullopt};
+    if (!tokens->IsNull(4)) t.revoked_ms = tokens->Int(4);
+    out.tokens.push_back(std::move(t));
+  }
+  NUCLEON_RETURN_IF_ERROR(st);
+  return out;
+}
 
 Result<std::unique_ptr<Catalog>> OpenSqliteCatalog(const std::string& data_dir) {
   auto catalog = std::make_unique<SqliteCatalog>();

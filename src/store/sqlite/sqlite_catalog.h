@@ -14,4 +14,7 @@ namespace nucleon {
 // Opens `<data_dir>/catalog.db`, creating and migrating it when needed.
 Result<std::unique_ptr<Catalog>> OpenSqliteCatalog(const std::string& data_dir);
 
+// Every app and token row of `<data_dir>/catalog.db` (read only).
+Result<CatalogContents> ReadSqliteCatalog(const std::string& data_dir);
+
 }  // namespace nucleon

@@ -883,4 +883,34 @@ Result<std::unique_ptr<EventStore>> OpenSqliteEventStore(const std::string& data
   return std::unique_ptr<EventStore>(std::move(store));
 }
 
+Result<std::vector<std::pair<std::string, int64_t>>> ReadSqliteTombstones(
+    const std::string& data_dir) {
+  SqliteDb db;
+  NUCLEON_RETURN_IF_ERROR(db.Open(data_dir + "/events.db", /*create=*/false, /*read_only=*/true));
+  auto q = db.Prepare(
+      "SELECT a.app_id, t.hash FROM tombstones t JOIN apps a ON a.id = t.app ORDER BY t.app");
+  if (!q.ok()) return q.status();
+  std::vector<std::pair<std::string, int64_t>> out;
+  Status st;
+  while (q->Step(&st)) out.emplace_back(std::string(q->Text(0)), q->Int(1));
+  NUCLEON_RETURN_IF_ERROR(st);
+  return out;
+}
+
+Result<std::vector<int64_t>> ReadSqliteStorageOrder(const std::string& data_dir,
+                                                    const std::string& app_id) {
+  SqliteDb db;
+  NUCLEON_RETURN_IF_ERROR(db.Open(data_dir + "/events.db", /*create=*/false, /*read_only=*/true));
+  auto q = db.Prepare(
+      "SELECT e.id FROM events e WHERE e.app = (SELECT id FROM apps WHERE app_id = ?)"
+      " ORDER BY e.time_ms, e.id");
+  if (!q.ok()) return q.status();
+  q->Bind(1, app_id);
+  std::vector<int64_t> out;
+  Status st;
+  while (q->Step(&st)) out.push_back(q->Int(0));
+  NUCLEON_RETURN_IF_ERROR(st);
+  return out;
+}
+
 }  // namespace nucleon

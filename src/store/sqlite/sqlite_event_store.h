@@ -11,6 +11,8 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/status.h"
 #include "store/event_store.h"
@@ -36,5 +38,16 @@ struct SqliteStoreOptions {
 // read method answers Unavailable, while appends are accepted at once.
 Result<std::unique_ptr<EventStore>> OpenSqliteEventStore(const std::string& data_dir,
                                                          const SqliteStoreOptions& options);
+
+// The tombstones of `<data_dir>/events.db` (read only): (app id, tombstone
+// hash, store/event_identity.h) for every deleted event that had an identity.
+Result<std::vector<std::pair<std::string, int64_t>>> ReadSqliteTombstones(
+    const std::string& data_dir);
+
+// The storage positions (row ids, increasing in the order the events were
+// stored) of the app's events, in the order Export gives them (time, then
+// position): what a migration keeps as the events' order.
+Result<std::vector<int64_t>> ReadSqliteStorageOrder(const std::string& data_dir,
+                                                    const std::string& app_id);
 
 }  // namespace nucleon

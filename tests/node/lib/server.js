@@ -8,9 +8,15 @@
 // NUCLEON_TEST_TIMEOUT_SCALE, and any sanitizer report a server or CLI process
 // writes fails the test, whatever its exit code and whether or not the test
 // looks at it.
+//
+// The same suites also run against the ClickHouse backend
+// (tests/node/run_on_clickhouse.js): with NUCLEON_TEST_STORE=clickhouse and
+// NUCLEON_TEST_CLICKHOUSE=<url>, every server and CLI call on a data folder is
+// pointed at a ClickHouse database of that folder's own (storeArgs below).
 'use strict';
 
 const { spawn, spawnSync } = require('node:child_process');
+const crypto = require('node:crypto');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
@@ -50,6 +56,28 @@ process.on('exit', () => {
   process.exitCode = 1;
 });
 
+// The store every server and CLI call uses: the embedded one (no extra
+// arguments) unless NUCLEON_TEST_STORE selects ClickHouse.
+const testStore = process.env.NUCLEON_TEST_STORE || 'sqlite';
+const clickhouseUrl = process.env.NUCLEON_TEST_CLICKHOUSE || '';
+if (testStore !== 'sqlite' && testStore !== 'clickhouse') {
+  throw new Error(`NUCLEON_TEST_STORE must be sqlite or clickhouse, not ${testStore}`);
+}
+if (testStore === 'clickhouse' && !clickhouseUrl) {
+  throw new Error('NUCLEON_TEST_STORE=clickhouse needs NUCLEON_TEST_CLICKHOUSE=<url>');
+}
+
+// The store arguments for a data folder. With ClickHouse, the database is named
+// after the folder, so the CLI and the server on one folder share its apps and
+// events while the tests' other folders (and other tests) never see them.
+function storeArgs(dataDir) {
+  if (testStore !== 'clickhouse') return [];
+  let where = path.resolve(dataDir);
+  try { where = fs.realpathSync(where); } catch (_) { /* not created yet */ }
+  const db = `t_${crypto.createHash('sha256').update(where).digest('hex').slice(0, 16)}`;
+  return ['--store', 'clickhouse', '--clickhouse', clickhouseUrl, '--clickhouse-database', db];
+}
+
 function tempDir(prefix) {
   return fs.mkdtempSync(path.join(os.tmpdir(), `nucleon-${prefix}-`));
 }
@@ -69,7 +97,7 @@ function freePort() {
 // Runs a CLI subcommand against `dataDir` and returns its stdout; throws (with
 // `status`, `stdout` and `stderr`) when it fails or reports a sanitizer error.
 function cli(dataDir, args, opts = {}) {
-  const r = spawnSync(binary, [...args, '--data', dataDir], {
+  const r = spawnSync(binary, [...args, '--data', dataDir, ...storeArgs(dataDir)], {
     encoding: 'utf8',
     timeout: scaled(opts.timeout || 30000),
     maxBuffer: 1 << 30,
@@ -152,7 +180,9 @@ class Server {
 
   async start({ timeoutMs = 20000, waitReady = true } = {}) {
     if (!this.port) this.port = await freePort();
-    this.proc = spawn(binary, ['serve', '--data', this.dataDir, '--listen', `127.0.0.1:${this.port}`, ...this.args], {
+    // A test that chooses its own store (in `args`) keeps it.
+    const store = this.args.some((a) => a === '--store' || a.startsWith('--store=')) ? [] : storeArgs(this.dataDir);
+    this.proc = spawn(binary, ['serve', '--data', this.dataDir, '--listen', `127.0.0.1:${this.port}`, ...this.args, ...store], {
       env: { ...process.env, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -220,6 +250,6 @@ class Server {
 }
 
 module.exports = {
-  binary, repoRoot, timeoutScale, scaled, sanitizerReport, tempDir, freePort, cli, createApp, exportEvents,
-  httpRequest, logTail, sleep, Server,
+  binary, repoRoot, timeoutScale, scaled, sanitizerReport, testStore, storeArgs, tempDir, freePort, cli, createApp,
+  exportEvents, httpRequest, logTail, sleep, Server,
 };

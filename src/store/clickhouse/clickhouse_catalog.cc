@@ -1,0 +1,173 @@
+#include "store/clickhouse/clickhouse_catalog.h"
+
+#include <charconv>
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include "core/crypto.h"
+#include "core/log.h"
+#include "core/time_util.h"
+#include "store/clickhouse/clickhouse_client.h"
+
+namespace nucleon {
+
+namespace {
+
+int64_t Int(const std::string& s) {
+  int64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+class ClickHouseCatalog final : public Catalog {
+ public:
+  ClickHouseCatalog(std::unique_ptr<ClickHouseClient> client, const ClickHouseStoreOptions& options)
+      : client_(std::move(client)), options_(options), tables_(options) {}
+
+  Result<NewCredential> CreateApp(const std::string& name) override {
+    std::string raw = RandomBytes(12);
+    NewCredential cred{HexEncode(reinterpret_cast<const uint8_t*>(raw.data()), raw.size()), ""};
+    std::string row;
+    AppendTsv(&row, cred.app_id);
+    row.push_back('\t');
+    AppendTsv(&row, name);
+    row += "\t" + std::to_string(NowMs()) + "\n";
+    NUCLEON_RETURN_IF_ERROR(Insert("apps", row));
+    auto token = InsertToken(cred.app_id);
+    if (!token.ok()) return token.status();
+    cred.token = *token;
+    return cred;
+  }
+
+  Result<std::vector<AppInfo>> ListApps() override {
+    auto rows = Query("SELECT app_id, any(name), min(created_ms) AS c FROM " + tables_("apps") +
+                      " GROUP BY app_id ORDER BY c, app_id");
+    if (!rows.ok()) return rows.status();
+    auto counts = Query("SELECT app_id, count() FROM " + tables_("tokens") + " WHERE hash NOT IN " +
+                        "(SELECT hash FROM " + tables_("revocations") + ") GROUP BY app_id");
+    if (!counts.ok()) return counts.status();
+    std::map<std::string, int> active;
+    for (const auto& r : *counts) active[r[0]] = static_cast<int>(Int(r[1]));
+    std::vector<AppInfo> apps;
+    for (const auto& r : *rows) apps.push_back({r[0], r[1], Int(r[2]), active[r[0]]});
+    return apps;
+  }
+
+  Result<NewCredential> CreateToken(const std::string& app_id) override {
+    auto exists =
+        Query("SELECT count() FROM " + tables_("apps") + " WHERE app_id = " + SqlQuote(app_id));
+    if (!exists.ok()) return exists.status();
+    if (exists->empty() || Int((*exists)[0][0]) == 0) {
+      return Status::NotFound("unknown app " + app_id);
+    }
+    auto token = InsertToken(app_id);
+    if (!token.ok()) return token.status();
+    return NewCredential{app_id, *token};
+  }
+
+  Result<int> RevokeTokens(const std::string& prefix) override {
+    if (prefix.size() < 8) {
+      return Status::InvalidArgument("a token prefix needs at least 8 characters");
+    }
+    const size_t kWholeToken = NewTokenLength();
+    if (prefix.size() > kTokenPrefixChars && prefix.size() != kWholeToken) {
+      return Status::InvalidArgument("give the first " + std::to_string(kTokenPrefixChars) +
+                                     " characters of a token (or fewer), or the whole token");
+    }
+    const std::string head = prefix.substr(0, std::min(prefix.size(), kTokenPrefixChars));
+    std::string sql = "SELECT hash FROM " + tables_("tokens") + " WHERE startsWith(prefix, " +
+                      SqlQuote(head) + ") AND hash NOT IN (SELECT hash FROM " +
+                      tables_("revocations") + ")";
+    if (prefix.size() > kTokenPrefixChars) sql += " AND hash = " + SqlQuote(TokenHashHex(prefix));
+    auto rows = Query(sql);
+    if (!rows.ok()) return rows.status();
+    std::string data;
+    const std::string now = std::to_string(NowMs());
+    for (const auto& r : *rows) {
+      AppendTsv(&data, r[0]);
+      data += "\t" + now + "\n";
+    }
+    if (!data.empty()) NUCLEON_RETURN_IF_ERROR(Insert("revocations", data));
+    return static_cast<int>(rows->size());
+  }
+
+  Result<std::shared_ptr<const CatalogSnapshot>> Load() override {
+    auto snap = std::make_shared<CatalogSnapshot>();
+    auto apps = Query("SELECT DISTINCT app_id FROM " + tables_("apps"));
+    if (!apps.ok()) return apps.status();
+    for (const auto& r : *apps) snap->apps.insert(r[0]);
+    auto tokens =
+        Query("SELECT hash, any(app_id) FROM " + tables_("tokens") +
+              " WHERE hash NOT IN (SELECT hash FROM " + tables_("revocations") + ") GROUP BY hash");
+    if (!tokens.ok()) return tokens.status();
+    for (const auto& r : *tokens) snap->token_apps.emplace(r[0], r[1]);
+    return std::shared_ptr<const CatalogSnapshot>(std::move(snap));
+  }
+
+  // Rows are only ever added, so their total count changes with every change.
+  Result<int64_t> DataVersion() override {
+    auto rows =
+        Query("SELECT (SELECT count() FROM " + tables_("apps") + ") + (SELECT count() FROM " +
+              tables_("tokens") + ") + (SELECT count() FROM " + tables_("revocations") + ")");
+    if (!rows.ok()) return rows.status();
+    return rows->empty() ? 0 : Int((*rows)[0][0]);
+  }
+
+ private:
+  Result<std::vector<std::vector<std::string>>> Query(const std::string& sql) {
+    auto body = client_->Execute(sql + " FORMAT TabSeparated");
+    if (!body.ok()) return body.status();
+    return ParseTsv(*body);
+  }
+
+  Status Insert(const char* table, const std::string& rows) {
+    auto st = client_->Execute("INSERT INTO " + tables_(table) + " FORMAT TabSeparated", rows,
+                               InsertSettings(options_));
+    return st.ok() ? Status::Ok() : st.status();
+  }
+
+  Result<std::string> InsertToken(const std::string& app_id) {
+    std::string token = NewToken();
+    std::string row;
+    AppendTsv(&row, TokenHashHex(token));
+    row.push_back('\t');
+    AppendTsv(&row, std::string_view(token).substr(0, kTokenPrefixChars));
+    row.push_back('\t');
+    AppendTsv(&row, app_id);
+    row += "\t" + std::to_string(NowMs()) + "\n";
+    NUCLEON_RETURN_IF_ERROR(Insert("tokens", row));
+    return token;
+  }
+
+  std::unique_ptr<ClickHouseClient> client_;
+  ClickHouseStoreOptions options_;
+  ClickHouseTables tables_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Catalog>> OpenClickHouseCatalog(const ClickHouseStoreOptions& options) {
+  ClickHouseClientOptions client_options = ClientOptionsFor(options);
+  if (client_options.urls.empty()) {
+    return Status::InvalidArgument("the ClickHouse store needs --clickhouse URL[,URL...]");
+  }
+  auto client = ClickHouseClient::Create(client_options);
+  if (!client.ok()) return client.status();
+  const ClickHouseTables tables(options);
+  // A node may start while ClickHouse restarts: it waits a while for it.
+  Status st = EnsureClickHouseSchema(**client, tables);
+  for (int waited_s = 0; !st.ok() && st.code() == StatusCode::kUnavailable && waited_s < 30;
+       ++waited_s) {
+    if (waited_s == 0) LogWarn("waiting for ClickHouse: " + st.ToString());
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    st = EnsureClickHouseSchema(**client, tables);
+  }
+  if (!st.ok()) {
+    return Status::Unavailable("ClickHouse at " + options.urls.front() +
+                               " does not answer: " + st.message());
+  }
+  return std::unique_ptr<Catalog>(std::make_unique<ClickHouseCatalog>(std::move(*client), options));
+}
+
+}  // namespace nucleon

@@ -1,0 +1,694 @@
+#include "store/clickhouse/clickhouse_reader.h"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <set>
+#include <unordered_map>
+
+#include "core/normalize.h"
+#include "store/clickhouse/event_rows.h"
+#include "store/payload_props.h"
+
+namespace nucleon {
+
+namespace {
+
+constexpr int64_t kDayMs = 86400000;
+// Events read per statement when streaming them (export, session events).
+constexpr int kPageRows = 50000;
+
+int64_t Int(const std::string& s) {
+  int64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+uint64_t UInt(const std::string& s) {
+  uint64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+std::string Range(int64_t from_ms, int64_t to_ms) {
+  return "time >= " + std::to_string(from_ms) + " AND time <= " + std::to_string(to_ms);
+}
+
+// The local day (floor division) and hour of the ms column `col`.
+std::string Day(const std::string& col, int offset_min) {
+  const std::string x = "(" + col + " + " + std::to_string(int64_t{offset_min} * 60000) + ")";
+  return "(intDiv(" + x + ", 86400000) - (" + x + " % 86400000 < 0))";
+}
+
+std::string Hour(const std::string& col, int offset_min) {
+  const std::string x = "(" + col + " + " + std::to_string(int64_t{offset_min} * 60000) + ")";
+  return "intDiv(" + x + " - " + Day(col, offset_min) + " * 86400000, 3600000)";
+}
+
+std::string QuoteList(const std::vector<std::string>& values) {
+  std::string out = "(";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ", ";
+    out += SqlQuote(values[i]);
+  }
+  return out + ")";
+}
+
+std::string NumberList(const std::vector<uint64_t>& values) {
+  std::string out = "(";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ", ";
+    out += std::to_string(values[i]);
+  }
+  return out + ")";
+}
+
+void SortCounts(std::vector<ValueCount>* v) {
+  std::sort(v->begin(), v->end(), [](const ValueCount& a, const ValueCount& b) {
+    return a.count != b.count ? a.count > b.count : a.value < b.value;
+  });
+}
+
+// The context columns a session row carries, in this order, for the init
+// context (i_) and the latest carrying event (c_).
+constexpr const char* kContextColumns[] = {"platform",       "os_version", "locale", "version",
+                                           "module_version", "arch",       "client", "country",
+                                           "has_ram",        "total_ram"};
+constexpr size_t kContextCount = std::size(kContextColumns);
+constexpr const char* kCarries = "(platform != '' OR locale != '' OR version != '')";
+
+void ReadContext(const std::vector<std::string>& row, size_t at, Event* out) {
+  std::string* fields[] = {&out->platform,       &out->os_version, &out->locale, &out->version,
+                           &out->module_version, &out->arch,       &out->client, &out->country};
+  for (size_t i = 0; i < std::size(fields); ++i) *fields[i] = row[at + i];
+  if (row[at + 8] == "1") out->total_ram = std::strtod(row[at + 9].c_str(), nullptr);
+}
+
+}  // namespace
+
+struct ClickHouseReader::SessionRow {
+  uint64_t hash = 0;
+  std::string device, session;
+  uint64_t created = 0;
+  int64_t inits = 0, start = 0, end = 0, actions = 0, errors = 0, carriers = 0;
+  Event init_context, carry_context;
+  // §3.5: the init's context, else the latest carrying event's, else none.
+  const Event* Context() const {
+    if (inits > 0) return &init_context;
+    return carriers > 0 ? &carry_context : nullptr;
+  }
+  // Latest start, then created later (§10).
+  bool LaterThan(const SessionRow& o) const {
+    return start != o.start ? start > o.start : created > o.created;
+  }
+};
+
+Result<ClickHouseReader::Rows> ClickHouseReader::Query(const std::string& sql) {
+  auto body = client_->Execute(sql + " FORMAT TabSeparated");
+  if (!body.ok()) return body.status();
+  return ParseTsv(*body);
+}
+
+std::string ClickHouseReader::Live(std::string_view app, const std::string& where,
+                                   const std::string& columns) const {
+  std::string conditions;
+  if (!app.empty()) conditions = "app = " + SqlQuote(app);
+  if (!where.empty()) conditions += (conditions.empty() ? "(" : " AND (") + where + ")";
+  std::string sql = "(SELECT * FROM (SELECT app, user_h, ord";
+  if (!columns.empty()) sql += ", " + columns;
+  sql += " FROM " + tables_("events");
+  if (!conditions.empty()) sql += " WHERE " + conditions;
+  sql += ") ANY LEFT JOIN (SELECT app, user_h, max(ord) AS del_ord FROM " + tables_("deletions");
+  if (!app.empty()) sql += " WHERE app = " + SqlQuote(app);
+  sql += " GROUP BY app, user_h) USING app, user_h WHERE ord > del_ord)";
+  return sql;
+}
+
+std::string ClickHouseReader::Sessions(std::string_view app, const std::string& where,
+                                       bool context) const {
+  std::string columns = "sess_h, device, session, type, time";
+  std::string aggregates =
+      "sess_h, any(device) AS device, any(session) AS session, min(ord) AS created,"
+      " countIf(type = 1) AS inits, if(inits > 0, minIf(time, type = 1), min(time)) AS sstart,"
+      " max(time) AS ev_end, count() AS actions, countIf(type = 3) AS errors";
+  std::string outer =
+      "sess_h, device, session, created, inits, sstart,"
+      " if(hbs > 0 AND hb_end > ev_end, hb_end, ev_end) AS send, actions, errors";
+  if (context) {
+    aggregates += std::string(", countIf") + kCarries + " AS carriers";
+    outer += ", carriers";
+    for (const char* c : kContextColumns) {
+      columns += std::string(", ") + c;
+      aggregates += std::string(", argMinIf(") + c + ", (time, ord), type = 1) AS i_" + c;
+      outer += std::string(", i_") + c;
+    }
+    for (const char* c : kContextColumns) {
+      aggregates += std::string(", argMaxIf(") + c + ", (time, ord), " + kCarries + ") AS c_" + c;
+      outer += std::string(", c_") + c;
+    }
+  }
+  const std::string app_q = SqlQuote(app);
+  std::string heartbeats = "SELECT sess_h, ord, r FROM " + tables_("heartbeats") +
+                           " WHERE app = " + app_q + (where.empty() ? "" : " AND (" + where + ")");
+  return "SELECT " + outer + " FROM (SELECT " + aggregates + " FROM " + Live(app, where, columns) +
+         " GROUP BY sess_h) ANY LEFT JOIN (SELECT sess_h, max(r) AS hb_end, count() AS hbs FROM (" +
+         heartbeats + ") ANY LEFT JOIN (SELECT sess_h, max(ord) AS reset_ord FROM " +
+         tables_("session_resets") + " WHERE app = " + app_q +
+         " GROUP BY sess_h) USING sess_h WHERE ord > reset_ord GROUP BY sess_h) USING sess_h";
+}
+
+Result<std::vector<ClickHouseReader::SessionRow>> ClickHouseReader::LoadSessions(
+    std::string_view app, const std::string& where) {
+  auto rows = Query(Sessions(app, where, /*context=*/true));
+  if (!rows.ok()) return rows.status();
+  std::vector<SessionRow> out;
+  out.reserve(rows->size());
+  for (const auto& r : *rows) {
+    if (r.size() < 10 + 2 * kContextCount) return Status::Internal("short session row");
+    SessionRow s;
+    s.hash = UInt(r[0]);
+    s.device = r[1];
+    s.session = r[2];
+    s.created = UInt(r[3]);
+    s.inits = Int(r[4]);
+    s.start = Int(r[5]);
+    s.end = Int(r[6]);
+    s.actions = Int(r[7]);
+    s.errors = Int(r[8]);
+    s.carriers = Int(r[9]);
+    ReadContext(r, 10, &s.init_context);
+    ReadContext(r, 10 + kContextCount, &s.carry_context);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+Result<int64_t> ClickHouseReader::InstallsIn(std::string_view app, int64_t from_ms, int64_t to_ms) {
+  auto rows =
+      Query("SELECT count() FROM (SELECT device, min(sstart) AS t FROM (" +
+            Sessions(app, "", false) + ") GROUP BY device) WHERE t >= " + std::to_string(from_ms) +
+            " AND t <= " + std::to_string(to_ms));
+  if (!rows.ok()) return rows.status();
+  return rows->empty() ? 0 : Int((*rows)[0][0]);
+}
+
+Result<QuickGlanceCounts> ClickHouseReader::QuickGlance(std::string_view app, int64_t from_ms,
+                                                        int64_t to_ms) {
+  QuickGlanceCounts out;
+  auto rows = Query("SELECT uniqExact(user_key), countIf(type = 1), countIf(type = 3) FROM " +
+                    Live(app, Range(from_ms, to_ms), "user_key, type"));
+  if (!rows.ok()) return rows.status();
+  if (!rows->empty()) {
+    out.users = Int((*rows)[0][0]);
+    out.app_starts = Int((*rows)[0][1]);
+    out.errors = Int((*rows)[0][2]);
+  }
+  auto installs = InstallsIn(app, from_ms, to_ms);
+  if (!installs.ok()) return installs.status();
+  out.installs = *installs;
+  return out;
+}
+
+Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const QueryRange& range) {
+  DailyAnalytics out;
+  const std::string in_range = Range(range.from_ms, range.to_ms);
+  const int off = range.utc_offset_min;
+  auto users = Query("SELECT uniqExact(user_key) FROM " + Live(app, in_range, "user_key"));
+  if (!users.ok()) return users.status();
+  if (!users->empty()) out.users = Int((*users)[0][0]);
+  auto installs = InstallsIn(app, range.from_ms, range.to_ms);
+  if (!installs.ok()) return installs.status();
+  out.installs = *installs;
+
+  auto starts =
+      Query("SELECT " + Day("time", off) + " AS d, " + Hour("time", off) + " AS h, count() FROM " +
+            Live(app, in_range + " AND type = 1", "time") + " GROUP BY d, h");
+  if (!starts.ok()) return starts.status();
+  for (const auto& r : *starts) {
+    const int64_t day = Int(r[0]), hour = Int(r[1]), n = Int(r[2]);
+    out.usage[day] += n;
+    auto [it, added] = out.hours.try_emplace(day);
+    if (added) it->second.fill(0);
+    if (hour >= 0 && hour < 24) it->second[static_cast<size_t>(hour)] += n;
+  }
+  auto active = Query("SELECT " + Day("time", off) + " AS d, uniqExact(user_key) FROM " +
+                      Live(app, in_range, "time, user_key") + " GROUP BY d");
+  if (!active.ok()) return active.status();
+  for (const auto& r : *active) out.active_users[Int(r[0])] = Int(r[1]);
+  auto fresh = Query("SELECT " + Day("c", off) +
+                     " AS d, count() FROM (SELECT user_key, min(time) AS c FROM " +
+                     Live(app, "", "user_key, time") +
+                     " GROUP BY user_key) WHERE c >= " + std::to_string(range.from_ms) +
+                     " AND c <= " + std::to_string(range.to_ms) + " GROUP BY d");
+  if (!fresh.ok()) return fresh.status();
+  for (const auto& r : *fresh) out.new_users[Int(r[0])] = Int(r[1]);
+
+  auto breakdowns = Query("SELECT dim, val, uniqExact(user_key) FROM " +
+                          Live(app, in_range + " AND type = 1",
+                               "user_key, platform_n, language, version, country, ram_n") +
+                          " ARRAY JOIN ['p', 'l', 'v', 'c', 'r'] AS dim, [platform_n, language, "
+                          "version, country, ram_n]"
+                          " AS val WHERE val != '' GROUP BY dim, val");
+  if (!breakdowns.ok()) return breakdowns.status();
+  for (const auto& r : *breakdowns) {
+    std::vector<ValueCount>* to = r[0] == "p"   ? &out.platforms
+                                  : r[0] == "l" ? &out.languages
+                                  : r[0] == "v" ? &out.versions
+                                  : r[0] == "c" ? &out.countries
+                                                : &out.ram;
+    to->push_back({r[1], Int(r[2])});
+  }
+  for (auto* v : {&out.platforms, &out.languages, &out.versions, &out.countries, &out.ram}) {
+    SortCounts(v);
+  }
+  auto durations = Query(
+      "SELECT " + Day("sstart", off) + " AS d, sum(intDiv(send - sstart, 1000)), count() FROM (" +
+      Sessions(app, "", false) + ") WHERE sstart >= " + std::to_string(range.from_ms) +
+      " AND sstart <= " + std::to_string(range.to_ms) + " GROUP BY d");
+  if (!durations.ok()) return durations.status();
+  for (const auto& r : *durations) {
+    out.avg_session_duration[Int(r[0])] =
+        static_cast<double>(Int(r[1])) / static_cast<double>(std::max<int64_t>(1, Int(r[2])));
+  }
+  return out;
+}
+
+Result<DailyCounts> ClickHouseReader::EventCounts(std::string_view app, const QueryRange& range,
+                                                  bool errors) {
+  auto rows = Query(
+      "SELECT name, " + Day("time", range.utc_offset_min) + " AS d, count() FROM " +
+      Live(app, Range(range.from_ms, range.to_ms) + (errors ? " AND type = 3" : " AND type = 2"),
+           "name, time") +
+      " GROUP BY name, d");
+  if (!rows.ok()) return rows.status();
+  DailyCounts out;
+  for (const auto& r : *rows) out[r[0]][Int(r[1])] = Int(r[2]);
+  return out;
+}
+
+Result<std::vector<EventPropKeys>> ClickHouseReader::EventProps(std::string_view app,
+                                                                const QueryRange& range) {
+  auto rows =
+      Query("SELECT ev, kind, k FROM (SELECT if(type = 1, 'init', name) AS ev, k, kind FROM " +
+            Live(app, Range(range.from_ms, range.to_ms) + " AND type IN (1, 2)",
+                 "type, name, prop_keys, prop_kinds") +
+            " ARRAY JOIN prop_keys AS k, prop_kinds AS kind) GROUP BY ev, kind, k");
+  if (!rows.ok()) return rows.status();
+  std::map<std::pair<std::string, std::string>, std::set<std::string>> grouped;
+  for (const auto& r : *rows) {
+    const auto kind = static_cast<PropValue::Kind>(Int(r[1]));
+    grouped[{r[0], std::string(PropKindName(kind))}].insert(r[2]);
+  }
+  std::vector<EventPropKeys> out;
+  for (auto& [key, keys] : grouped) {
+    out.push_back({key.first, std::vector<std::string>(keys.begin(), keys.end()), key.second});
+  }
+  return out;
+}
+
+Result<std::vector<ValueCount>> ClickHouseReader::EventAttribute(std::string_view app,
+                                                                 const QueryRange& range,
+                                                                 std::string_view event,
+                                                                 std::string_view attr) {
+  std::string which = "(type = 2 AND name = " + SqlQuote(event) + ")";
+  if (event == "init") which = "(" + which + " OR type = 1)";
+  auto rows = Query(
+      "SELECT text, count() FROM (SELECT k, text FROM " +
+      Live(app, Range(range.from_ms, range.to_ms) + " AND " + which, "prop_keys, prop_texts") +
+      " ARRAY JOIN prop_keys AS k, prop_texts AS text) WHERE k = " + SqlQuote(attr) +
+      " GROUP BY text");
+  if (!rows.ok()) return rows.status();
+  std::vector<ValueCount> out;
+  for (const auto& r : *rows) out.push_back({r[0], Int(r[1])});
+  SortCounts(&out);
+  return out;
+}
+
+Result<std::vector<UserSummary>> ClickHouseReader::Summaries(
+    std::string_view app, const std::vector<std::string>& keys,
+    std::vector<std::vector<SessionSummary>>* sessions_out) {
+  std::vector<UserSummary> out(keys.size());
+  if (keys.empty()) return out;
+  std::unordered_map<std::string, size_t> index;
+  for (size_t i = 0; i < keys.size(); ++i) index[keys[i]] = i;
+  // Which sessions each user is in, and when each user was created.
+  auto links = Query("SELECT user_key, sess_h, device, min(time) FROM " +
+                     Live(app, "user_key IN " + QuoteList(keys), "user_key, sess_h, device, time") +
+                     " GROUP BY user_key, sess_h, device");
+  if (!links.ok()) return links.status();
+  std::vector<std::vector<uint64_t>> user_sessions(keys.size());
+  std::set<std::string> devices;
+  std::vector<uint64_t> hashes;
+  std::vector<int64_t> created(keys.size(), INT64_MAX);
+  for (const auto& r : *links) {
+    const size_t i = index[r[0]];
+    user_sessions[i].push_back(UInt(r[1]));
+    hashes.push_back(UInt(r[1]));
+    devices.insert(r[2]);
+    created[i] = std::min(created[i], Int(r[3]));
+  }
+  std::unordered_map<uint64_t, SessionRow> by_hash;
+  if (!hashes.empty()) {
+    auto rows = LoadSessions(app, "device IN " + QuoteList({devices.begin(), devices.end()}) +
+                                      " AND sess_h IN " + NumberList(hashes));
+    if (!rows.ok()) return rows.status();
+    for (SessionRow& s : *rows) by_hash.emplace(s.hash, std::move(s));
+  }
+  // The props of each user's own init, props and userid events, later wins.
+  std::vector<std::map<std::string, std::string>> props(keys.size());
+  auto payloads = Query("SELECT user_key, payload FROM " +
+                        Live(app, "user_key IN " + QuoteList(keys) + " AND type IN (1, 4, 5)",
+                             "user_key, payload, time") +
+                        " ORDER BY time, ord");
+  if (!payloads.ok()) return payloads.status();
+
+  for (size_t i = 0; i < keys.size(); ++i) {
+    UserSummary& s = out[i];
+    s.id = UserDbId(app, keys[i]);
+    s.user_key = keys[i];
+    s.created_ms = created[i];
+    std::map<std::string, const SessionRow*> latest;  // per device
+    std::map<std::string, int64_t> last_seen;
+    const SessionRow* newest = nullptr;
+    std::vector<const SessionRow*> mine;
+    for (uint64_t h : user_sessions[i]) {
+      auto it = by_hash.find(h);
+      if (it == by_hash.end()) continue;
+      const SessionRow& si = it->second;
+      mine.push_back(&si);
+      s.last_seen_ms = std::max(s.last_seen_ms, si.end);
+      auto& l = latest[si.device];
+      if (!l || si.LaterThan(*l)) l = &si;
+      auto [ls, added] = last_seen.emplace(si.device, si.end);
+      if (!added) ls->second = std::max(ls->second, si.end);
+      if (!newest || si.LaterThan(*newest)) newest = &si;
+    }
+    for (const auto& [device, si] : latest) {
+      DeviceSummary d;
+      d.device_id = device;
+      d.last_seen_ms = last_seen[device];
+      if (const Event* ctx = si->Context()) {
+        if (!ctx->platform.empty()) d.platform = NormalizePlatform(ctx->platform);
+        if (!ctx->os_version.empty()) d.os_version = ctx->os_version;
+        if (!ctx->version.empty()) d.version = ctx->version;
+      }
+      s.devices.push_back(std::move(d));
+    }
+    std::sort(s.devices.begin(), s.devices.end(),
+              [](const DeviceSummary& a, const DeviceSummary& b) {
+                return a.last_seen_ms != b.last_seen_ms ? a.last_seen_ms < b.last_seen_ms
+                                                        : a.device_id < b.device_id;
+              });
+    if (newest) {
+      if (const Event* ctx = newest->Context()) {
+        if (!ctx->country.empty()) {
+          props[i]["country"] = PropJson(PropValue{PropValue::Kind::kString, ctx->country});
+        }
+        const std::string lang = LanguageOf(ctx->locale);
+        if (!lang.empty()) props[i]["locale"] = PropJson(PropValue{PropValue::Kind::kString, lang});
+      }
+    }
+    if (sessions_out) {
+      std::sort(mine.begin(), mine.end(), [](const SessionRow* a, const SessionRow* b) {
+        if (a->start != b->start) return a->start > b->start;
+        return a->session != b->session ? a->session > b->session : a->device > b->device;
+      });
+      auto& list = (*sessions_out)[i];
+      for (const SessionRow* si : mine) {
+        list.push_back({si->session, si->device, si->start, si->end, si->actions, si->errors});
+      }
+    }
+  }
+  for (const auto& r : *payloads) {
+    auto& p = props[index[r[0]]];
+    for (const auto& [key, value] : ParsePayloadProps(r[1])) p[key] = PropJson(value);
+  }
+  for (size_t i = 0; i < keys.size(); ++i) {
+    // country and locale first, then the custom props in key order.
+    for (const char* k : {"country", "locale"}) {
+      auto it = props[i].find(k);
+      if (it != props[i].end()) {
+        out[i].props.emplace_back(it->first, it->second);
+        props[i].erase(it);
+      }
+    }
+    for (auto& [k, v] : props[i]) out[i].props.emplace_back(k, v);
+  }
+  return out;
+}
+
+Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int64_t limit) {
+  UserList out;
+  auto total = Query("SELECT uniqExact(user_key) FROM " + Live(app, "", "user_key"));
+  if (!total.ok()) return total.status();
+  if (!total->empty()) out.total = Int((*total)[0][0]);
+  const int64_t offset = (page - 1) * limit;
+  if (offset >= out.total) return out;
+  auto rows = Query(
+      "SELECT user_key FROM (SELECT user_key, max(send) AS last_seen FROM (SELECT DISTINCT "
+      "user_key, sess_h FROM " +
+      Live(app, "", "user_key, sess_h") + ") ANY INNER JOIN (SELECT sess_h, send FROM (" +
+      Sessions(app, "", false) +
+      ")) USING sess_h GROUP BY user_key) ANY INNER JOIN (SELECT user_key, min(ord) AS created "
+      "FROM " +
+      Live(app, "", "user_key") +
+      " GROUP BY user_key) USING user_key"
+      " ORDER BY last_seen DESC, created DESC LIMIT " +
+      std::to_string(offset) + ", " + std::to_string(limit));
+  if (!rows.ok()) return rows.status();
+  std::vector<std::string> keys;
+  for (const auto& r : *rows) keys.push_back(r[0]);
+  auto summaries = Summaries(app, keys, nullptr);
+  if (!summaries.ok()) return summaries.status();
+  out.users = std::move(*summaries);
+  return out;
+}
+
+Result<bool> ClickHouseReader::UserExists(std::string_view app, std::string_view user_key) {
+  auto rows =
+      Query("SELECT count() FROM " + Live(app,
+                                          "user_h = " + std::to_string(UserHash(app, user_key)) +
+                                              " AND user_key = " + SqlQuote(user_key),
+                                          ""));
+  if (!rows.ok()) return rows.status();
+  return !rows->empty() && Int((*rows)[0][0]) > 0;
+}
+
+Result<std::vector<uint64_t>> ClickHouseReader::UserSessions(std::string_view app,
+                                                             std::string_view user_key) {
+  auto rows = Query("SELECT DISTINCT sess_h FROM " +
+                    Live(app,
+                         "user_h = " + std::to_string(UserHash(app, user_key)) +
+                             " AND user_key = " + SqlQuote(user_key),
+                         "sess_h"));
+  if (!rows.ok()) return rows.status();
+  std::vector<uint64_t> out;
+  for (const auto& r : *rows) out.push_back(UInt(r[0]));
+  return out;
+}
+
+Result<UserDetails> ClickHouseReader::User(std::string_view app, std::string_view user_key) {
+  auto exists = UserExists(app, user_key);
+  if (!exists.ok()) return exists.status();
+  if (!*exists) return Status::NotFound("unknown user " + std::string(user_key));
+  std::vector<std::vector<SessionSummary>> sessions(1);
+  auto summaries = Summaries(app, {std::string(user_key)}, &sessions);
+  if (!summaries.ok()) return summaries.status();
+  UserDetails out;
+  out.user = std::move((*summaries)[0]);
+  out.sessions = std::move(sessions[0]);
+  return out;
+}
+
+Status ClickHouseReader::ForEachEvent(std::string_view app, const std::string& where,
+                                      const std::function<void(const Event&, uint64_t)>& sink) {
+  // Pages continue after the last (time, order) seen.
+  std::string cond = where;
+  for (;;) {
+    auto rows = Query(std::string("SELECT ord, app, ") + kEventSelectColumns + " FROM " +
+                      Live(app, cond, kEventSelectColumns) + " ORDER BY time, ord LIMIT " +
+                      std::to_string(kPageRows));
+    if (!rows.ok()) return rows.status();
+    uint64_t ord = 0;
+    int64_t time = 0;
+    for (const auto& r : *rows) {
+      auto e = DecodeEventRow(r, &ord);
+      if (!e.ok()) return e.status();
+      time = e->time_ms;
+      sink(*e, ord);
+    }
+    if (rows->size() < static_cast<size_t>(kPageRows)) return Status::Ok();
+    cond = (where.empty() ? "" : "(" + where + ") AND ") + "(time > " + std::to_string(time) +
+           " OR (time = " + std::to_string(time) + " AND ord > " + std::to_string(ord) + "))";
+  }
+}
+
+Result<std::vector<EventView>> ClickHouseReader::SessionEvents(std::string_view app,
+                                                               std::string_view user_key,
+                                                               std::string_view session_id,
+                                                               std::string_view device_id) {
+  auto exists = UserExists(app, user_key);
+  if (!exists.ok()) return exists.status();
+  if (!*exists) return Status::NotFound("unknown user " + std::string(user_key));
+  std::string which = "user_key = " + SqlQuote(user_key) + " AND session = " + SqlQuote(session_id);
+  if (!device_id.empty()) which += " AND device = " + SqlQuote(device_id);
+  auto selected = Query("SELECT DISTINCT sess_h, device FROM " +
+                        Live(app, which, "sess_h, device, user_key, session"));
+  if (!selected.ok()) return selected.status();
+  if (selected->empty()) return Status::NotFound("unknown session " + std::string(session_id));
+  std::vector<uint64_t> hashes;
+  std::vector<std::string> devices;
+  for (const auto& r : *selected) {
+    hashes.push_back(UInt(r[0]));
+    devices.push_back(r[1]);
+  }
+  auto sessions = LoadSessions(app, "device IN " + QuoteList(devices));
+  if (!sessions.ok()) return sessions.status();
+  std::unordered_map<uint64_t, const SessionRow*> by_hash;
+  std::map<std::string, const SessionRow*> install;  // per device
+  for (const SessionRow& s : *sessions) {
+    by_hash[s.hash] = &s;
+    auto& first = install[s.device];
+    if (!first || s.start < first->start ||
+        (s.start == first->start && s.created < first->created)) {
+      first = &s;
+    }
+  }
+  std::vector<std::pair<uint64_t, EventView>> out;
+  Status st =
+      ForEachEvent(app, "device IN " + QuoteList(devices) + " AND sess_h IN " + NumberList(hashes),
+                   [&](const Event& e, uint64_t ord) {
+                     EventView v;
+                     v.event = e;
+                     auto it = by_hash.find(SessionHash(app, e.device_id, e.session_id));
+                     if (it != by_hash.end()) {
+                       const SessionRow& s = *it->second;
+                       if (s.inits > 0) {
+                         const Event& c = s.init_context;
+                         for (auto [field, from] : {std::pair{&v.event.platform, &c.platform},
+                                                    {&v.event.os_version, &c.os_version},
+                                                    {&v.event.locale, &c.locale},
+                                                    {&v.event.version, &c.version},
+                                                    {&v.event.module_version, &c.module_version},
+                                                    {&v.event.arch, &c.arch},
+                                                    {&v.event.country, &c.country}}) {
+                           if (field->empty()) *field = *from;
+                         }
+                         if (!v.event.total_ram) v.event.total_ram = c.total_ram;
+                       }
+                       v.first_time = e.type == EventType::kInit && install[s.device] == &s;
+                     }
+                     out.emplace_back(ord, std::move(v));
+                   });
+  if (!st.ok()) return st;
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.second.event.time_ms != b.second.event.time_ms
+               ? a.second.event.time_ms < b.second.event.time_ms
+               : a.first < b.first;
+  });
+  std::vector<EventView> views;
+  views.reserve(out.size());
+  for (auto& [ord, v] : out) views.push_back(std::move(v));
+  return views;
+}
+
+Result<std::vector<EventView>> ClickHouseReader::DeviceContexts(
+    std::string_view app, std::span<const std::string> device_ids) {
+  std::vector<EventView> out(device_ids.size());
+  if (device_ids.empty()) return out;
+  auto sessions =
+      LoadSessions(app, "device IN " + QuoteList({device_ids.begin(), device_ids.end()}));
+  if (!sessions.ok()) return sessions.status();
+  std::map<std::string, const SessionRow*> latest;
+  for (const SessionRow& s : *sessions) {
+    auto& l = latest[s.device];
+    if (!l || s.LaterThan(*l)) l = &s;
+  }
+  for (size_t i = 0; i < device_ids.size(); ++i) {
+    auto it = latest.find(device_ids[i]);
+    if (it != latest.end() && it->second->inits > 0) out[i].event = it->second->init_context;
+  }
+  return out;
+}
+
+Result<std::vector<EventView>> ClickHouseReader::WithSessionContexts(
+    std::span<const Event> events) {
+  std::vector<EventView> out(events.size());
+  std::map<std::string, std::set<std::string>> devices;  // app -> devices
+  for (size_t i = 0; i < events.size(); ++i) {
+    out[i].event = events[i];
+    devices[events[i].app_id].insert(events[i].device_id);
+  }
+  for (const auto& [app, ids] : devices) {
+    auto sessions = LoadSessions(app, "device IN " + QuoteList({ids.begin(), ids.end()}));
+    if (!sessions.ok()) return sessions.status();
+    std::unordered_map<uint64_t, const SessionRow*> by_hash;
+    std::map<std::string, const SessionRow*> install;
+    for (const SessionRow& s : *sessions) {
+      by_hash[s.hash] = &s;
+      auto& first = install[s.device];
+      if (!first || s.start < first->start ||
+          (s.start == first->start && s.created < first->created)) {
+        first = &s;
+      }
+    }
+    for (EventView& v : out) {
+      if (v.event.app_id != app) continue;
+      auto it = by_hash.find(SessionHash(app, v.event.device_id, v.event.session_id));
+      if (it == by_hash.end()) continue;
+      const SessionRow& s = *it->second;
+      if (s.inits > 0) {
+        const Event& c = s.init_context;
+        for (auto [field, from] : {std::pair{&v.event.platform, &c.platform},
+                                   {&v.event.os_version, &c.os_version},
+                                   {&v.event.locale, &c.locale},
+                                   {&v.event.version, &c.version},
+                                   {&v.event.module_version, &c.module_version},
+                                   {&v.event.arch, &c.arch},
+                                   {&v.event.country, &c.country}}) {
+          if (field->empty()) *field = *from;
+        }
+        if (!v.event.total_ram) v.event.total_ram = c.total_ram;
+      }
+      v.first_time = v.event.type == EventType::kInit && install[s.device] == &s;
+    }
+  }
+  return out;
+}
+
+Result<StoreStats> ClickHouseReader::Stats(std::string_view app) {
+  auto rows = Query(
+      "SELECT uniqExact(app), count(), uniqExact(app, sess_h), uniqExact(app, device),"
+      " uniqExact(app, user_key) FROM " +
+      Live(app, "", "sess_h, device, user_key"));
+  if (!rows.ok()) return rows.status();
+  StoreStats s;
+  if (!rows->empty()) {
+    const auto& r = (*rows)[0];
+    s.apps = Int(r[0]);
+    s.events = Int(r[1]);
+    s.sessions = Int(r[2]);
+    s.devices = Int(r[3]);
+    s.users = Int(r[4]);
+  }
+  return s;
+}
+
+Status ClickHouseReader::StoredBefore(uint64_t before_ord, int64_t from_ms, int64_t to_ms,
+                                      size_t per_app,
+                                      const std::function<void(const Event&)>& sink) {
+  auto rows = Query(std::string("SELECT ord, app, ") + kEventSelectColumns + " FROM " +
+                    Live("", Range(from_ms, to_ms) + " AND ord < " + std::to_string(before_ord),
+                         kEventSelectColumns) +
+                    " ORDER BY ord DESC LIMIT " + std::to_string(per_app) + " BY app");
+  if (!rows.ok()) return rows.status();
+  for (auto r = rows->rbegin(); r != rows->rend(); ++r) {
+    uint64_t ord = 0;
+    auto e = DecodeEventRow(*r, &ord);
+    if (!e.ok()) return e.status();
+    sink(*e);
+  }
+  return Status::Ok();
+}
+
+}  // namespace nucleon

@@ -1,0 +1,81 @@
+// ClickHouseReader: the API's questions asked of the ClickHouse tables. Every
+// answer is computed in ClickHouse from the stored rows as docs/semantics.md
+// defines it; deletes are applied as the rows are read (a deleted user's rows
+// and the heartbeats a delete dropped are left out until a mutation removes
+// them), so a delete shows at once. Sessions (start, end, context) are
+// derived from their events and credited heartbeats in the same query.
+//
+// Thread-safe: holds only the client (thread-safe) and table names.
+#pragma once
+
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/event.h"
+#include "core/status.h"
+#include "store/analytics.h"
+#include "store/clickhouse/clickhouse_client.h"
+#include "store/clickhouse/clickhouse_schema.h"
+#include "store/event_store.h"
+
+namespace nucleon {
+
+class ClickHouseReader {
+ public:
+  ClickHouseReader(ClickHouseClient* client, ClickHouseTables tables)
+      : client_(client), tables_(std::move(tables)) {}
+
+  Result<QuickGlanceCounts> QuickGlance(std::string_view app, int64_t from_ms, int64_t to_ms);
+  Result<DailyAnalytics> Daily(std::string_view app, const QueryRange& range);
+  Result<DailyCounts> EventCounts(std::string_view app, const QueryRange& range, bool errors);
+  Result<std::vector<EventPropKeys>> EventProps(std::string_view app, const QueryRange& range);
+  Result<std::vector<ValueCount>> EventAttribute(std::string_view app, const QueryRange& range,
+                                                 std::string_view event, std::string_view attr);
+  Result<UserList> Users(std::string_view app, int64_t page, int64_t limit);
+  Result<UserDetails> User(std::string_view app, std::string_view user_key);
+  Result<std::vector<EventView>> SessionEvents(std::string_view app, std::string_view user_key,
+                                               std::string_view session_id,
+                                               std::string_view device_id);
+  Result<std::vector<EventView>> DeviceContexts(std::string_view app,
+                                                std::span<const std::string> device_ids);
+  Result<std::vector<EventView>> WithSessionContexts(std::span<const Event> events);
+  Result<StoreStats> Stats(std::string_view app);
+  // Events oldest first (equal times in storage order), `where` (SQL over
+  // the events columns) narrowing them; in pages, so memory stays bounded.
+  Status ForEachEvent(std::string_view app, const std::string& where,
+                      const std::function<void(const Event&, uint64_t ord)>& sink);
+  Status StoredBefore(uint64_t before_ord, int64_t from_ms, int64_t to_ms, size_t per_app,
+                      const std::function<void(const Event&)>& sink);
+
+  // Whether the user has stored events (not deleted); the hashes of the
+  // sessions they are in.
+  Result<bool> UserExists(std::string_view app, std::string_view user_key);
+  Result<std::vector<uint64_t>> UserSessions(std::string_view app, std::string_view user_key);
+
+  using Rows = std::vector<std::vector<std::string>>;
+  Result<Rows> Query(const std::string& sql);
+
+ private:
+  struct SessionRow;
+  // The stored, not deleted events of `app` (every app when empty) matching
+  // `where`, as a subquery with the columns app, user_h, ord, then `columns`.
+  std::string Live(std::string_view app, const std::string& where,
+                   const std::string& columns) const;
+  // One row per session of `app` whose events match `where`: sess_h,
+  // device, session, created, inits, start, end, actions, errors, and with
+  // `context` the init context (i_*) and the latest carrying event's (c_*).
+  std::string Sessions(std::string_view app, const std::string& where, bool context) const;
+  Result<int64_t> InstallsIn(std::string_view app, int64_t from_ms, int64_t to_ms);
+  Result<std::vector<SessionRow>> LoadSessions(std::string_view app, const std::string& where);
+  Result<std::vector<UserSummary>> Summaries(std::string_view app,
+                                             const std::vector<std::string>& keys,
+                                             std::vector<std::vector<SessionSummary>>* sessions);
+
+  ClickHouseClient* client_;
+  ClickHouseTables tables_;
+};
+
+}  // namespace nucleon

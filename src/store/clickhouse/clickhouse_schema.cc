@@ -1,0 +1,119 @@
+#include "store/clickhouse/clickhouse_schema.h"
+
+#include <vector>
+
+#include "core/time_util.h"
+
+namespace nucleon {
+
+namespace {
+
+struct TableSpec {
+  const char* name;
+  const char* columns;
+  const char* order_by;
+  // Distributed tables spread rows over shards by this expression: a
+  // session's events and heartbeats stay on one shard, and an app's
+  // aggregates read every shard in parallel.
+  const char* sharding_key;
+};
+
+const TableSpec kTables[] = {
+    {"events",
+     "app String, node UInt64, ord UInt64, time Int64, type UInt8, name String,"
+     " device String, session String, sess_h UInt64, user_key String, user_h UInt64,"
+     " user_id String, anon_id String, client_id String, client_date String, ident String,"
+     " platform String, os_version String, locale String, version String,"
+     " module_version String, arch String, client String, country String,"
+     " has_ram UInt8, total_ram Float64, payload String,"
+     " prop_keys Array(String), prop_kinds Array(UInt8), prop_texts Array(String),"
+     " error_hash String, platform_n String, language String, ram_n String",
+     "(app, device, session, ord)", "sess_h"},
+    {"idents", "app String, ident String", "(app, ident)", "cityHash64(app, ident)"},
+    {"tombstones", "app String, hash Int64", "(app, hash)", "cityHash64(app, hash)"},
+    {"heartbeats",
+     "app String, node UInt64, ord UInt64, sess_h UInt64, device String, session String,"
+     " r Int64",
+     "(app, sess_h, ord)", "sess_h"},
+    {"deletions", "app String, user_h UInt64, ord UInt64", "(app, user_h)", "user_h"},
+    {"session_resets", "app String, sess_h UInt64, ord UInt64", "(app, sess_h)", "sess_h"},
+    {"apps", "app_id String, name String, created_ms Int64", "app_id", "cityHash64(app_id)"},
+    {"tokens", "hash String, prefix String, app_id String, created_ms Int64", "hash",
+     "cityHash64(hash)"},
+    {"revocations", "hash String, revoked_ms Int64", "hash", "cityHash64(hash)"},
+    {"schema_versions", "version UInt32, applied_ms Int64", "version", "version"},
+};
+
+}  // namespace
+
+std::string ClickHouseTables::operator()(std::string_view table) const {
+  return SqlIdentifier(database_) + "." + SqlIdentifier(table);
+}
+
+std::vector<std::pair<std::string, std::string>> InsertSettings(
+    const ClickHouseStoreOptions& options) {
+  if (options.cluster.empty()) return {};
+  return {{"insert_distributed_sync", "1"}};
+}
+
+ClickHouseClientOptions ClientOptionsFor(const ClickHouseStoreOptions& options) {
+  ClickHouseClientOptions client;
+  client.urls = options.urls;
+  if (!options.cluster.empty()) {
+    client.settings = {{"distributed_product_mode", "global"},
+                       // ON CLUSTER statements answer once the live servers
+                       // did them; a server that is down does them when back.
+                       {"distributed_ddl_task_timeout", "10"}};
+  }
+  return client;
+}
+
+Status EnsureClickHouseSchema(ClickHouseClient& client, const ClickHouseTables& tables) {
+  const std::string on_cluster =
+      tables.cluster().empty() ? "" : " ON CLUSTER " + SqlIdentifier(tables.cluster());
+  auto created = client.Execute("CREATE DATABASE IF NOT EXISTS " +
+                                SqlIdentifier(tables.database()) + on_cluster);
+  if (!created.ok()) return created.status();
+  for (const TableSpec& t : kTables) {
+    std::string ddl;
+    if (tables.cluster().empty()) {
+      ddl = "CREATE TABLE IF NOT EXISTS " + tables(t.name) + " (" + t.columns +
+            ") ENGINE = MergeTree ORDER BY " + t.order_by;
+      auto st = client.Execute(ddl);
+      if (!st.ok()) return st.status();
+      continue;
+    }
+    // On a cluster: a replicated local table per server ({shard} and
+    // {replica} come from each server's macros), and the Distributed table
+    // the backend reads and writes.
+    const std::string local = std::string(t.name) + "_local";
+    ddl = "CREATE TABLE IF NOT EXISTS " + tables(local) + on_cluster + " (" + t.columns +
+          ") ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/" + tables.database() + "/" +
+          local + "', '{replica}') ORDER BY " + t.order_by;
+    auto st = client.Execute(ddl);
+    if (!st.ok()) return st.status();
+    ddl = "CREATE TABLE IF NOT EXISTS " + tables(t.name) + on_cluster + " AS " + tables(local) +
+          " ENGINE = Distributed(" + SqlIdentifier(tables.cluster()) + ", " +
+          SqlIdentifier(tables.database()) + ", " + SqlIdentifier(local) + ", " + t.sharding_key +
+          ")";
+    st = client.Execute(ddl);
+    if (!st.ok()) return st.status();
+  }
+  auto versions = client.Execute("SELECT max(version) FROM " + tables("schema_versions"));
+  if (!versions.ok()) return versions.status();
+  const int applied = std::atoi(versions->c_str());
+  if (applied > kClickHouseSchemaVersion) {
+    return Status::Internal("the ClickHouse schema is version " + std::to_string(applied) +
+                            ", newer than this build knows (" +
+                            std::to_string(kClickHouseSchemaVersion) + "): upgrade Nucleon");
+  }
+  if (applied < kClickHouseSchemaVersion) {
+    auto st = client.Execute("INSERT INTO " + tables("schema_versions") + " VALUES (" +
+                             std::to_string(kClickHouseSchemaVersion) + ", " +
+                             std::to_string(NowMs()) + ")");
+    if (!st.ok()) return st.status();
+  }
+  return Status::Ok();
+}
+
+}  // namespace nucleon

@@ -1,0 +1,54 @@
+// How an event travels to and from ClickHouse: the `events` row (TabSeparated,
+// the table's column order), the spool's heartbeat row, the hashes that let a
+// delete name a user or a session without keeping its text, and the order
+// (`ord`) that stands for "stored before" across nodes.
+//
+// Pure functions; thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/event.h"
+#include "core/status.h"
+
+namespace nucleon {
+
+// The columns a query selects, after `ord, app`, to rebuild an Event
+// (DecodeEventRow reads ord, app, then these).
+extern const char* const kEventSelectColumns;
+
+// 64-bit hashes (the first 8 bytes of SHA-256) of a session and of a user
+// within their app. Stored with each row so a delete can name them.
+uint64_t SessionHash(std::string_view app, std::string_view device, std::string_view session);
+uint64_t UserHash(std::string_view app, std::string_view user_key);
+// The identity of an event that has one (§1.9), 32 hex digits; "" without.
+std::string IdentityHash(const Event& e);
+
+// Appends one `events` row (with its trailing newline).
+void AppendEventRow(const Event& e, uint64_t node, uint64_t ord, std::string* out);
+
+// Rebuilds an event from one result row of `ord, app, kEventSelectColumns`;
+// `*ord` receives its order.
+Result<Event> DecodeEventRow(const std::vector<std::string>& fields, uint64_t* ord);
+
+// The order of stored things: the receive time in ms, then the node's slot,
+// then a counter, packed so that comparing two orders compares those.
+// Strictly increasing on one node.
+class OrderClock {
+ public:
+  explicit OrderClock(uint64_t node) : slot_(node & 0xff) {}
+  uint64_t Next(int64_t now_ms);
+  // The ms part of an order.
+  static int64_t TimeOf(uint64_t ord) { return static_cast<int64_t>(ord >> 22); }
+  static uint64_t First(int64_t ms) { return static_cast<uint64_t>(ms) << 22; }
+
+ private:
+  uint64_t slot_;
+  int64_t ms_ = 0;
+  uint64_t counter_ = 0;
+};
+
+}  // namespace nucleon
