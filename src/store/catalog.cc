@@ -9,6 +9,17 @@ std::string NewToken() {
 
 size_t NewTokenLength() { return 4 + 43; }
 
+Status CheckRevokePrefix(const std::string& prefix) {
+  if (prefix.size() < 8) {
+    return Status::InvalidArgument("a token prefix needs at least 8 characters");
+  }
+  if (prefix.size() > kTokenPrefixChars && prefix.size() != NewTokenLength()) {
+    return Status::InvalidArgument("give the first " + std::to_string(kTokenPrefixChars) +
+                                   " characters of a token (or fewer), or the whole token");
+  }
+  return Status::Ok();
+}
+
 std::string TokenHashHex(std::string_view token) {
   Sha256Digest d = Sha256(token);
   return HexEncode(d.data(), d.size());

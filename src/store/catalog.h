@@ -76,5 +76,8 @@ std::string NewToken();
 std::string TokenHashHex(std::string_view token);
 size_t NewTokenLength();
 inline constexpr size_t kTokenPrefixChars = 12;
+// What RevokeTokens accepts: 8 to kTokenPrefixChars characters of a token, or
+// the whole token. InvalidArgument (saying so) for anything else.
+Status CheckRevokePrefix(const std::string& prefix);
 
 }  // namespace nucleon

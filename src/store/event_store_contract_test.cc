@@ -148,6 +148,23 @@ TEST_P(EventStoreContractTest, StoresEachEventOnceAndRecognisesResends) {
   EXPECT_EQ(stats.users, 1);
 }
 
+TEST_P(EventStoreContractTest, ALargeBatchIsStoredOnceAndItsResendRecognised) {
+  // As a group commit under load hands over: tens of thousands of events
+  // with ids from many devices in one call.
+  std::vector<Event> batch;
+  for (int i = 0; i < 30000; ++i) {
+    batch.push_back(Make(EventType::kEvent, "SAVED", std::to_string(i), kT0 + i,
+                         "device-" + std::to_string(i % 2000), "s1",
+                         "user-" + std::to_string(i % 500)));
+  }
+  const std::vector<uint8_t> all(batch.size(), 1), none(batch.size(), 0);
+  EXPECT_EQ(Append(batch), all);
+  EXPECT_EQ(Stats().events, 30000);
+  EXPECT_EQ(Append(batch), none) << "the whole batch resent";
+  EXPECT_EQ(Stats().events, 30000);
+  EXPECT_EQ(Stats().devices, 2000);
+}
+
 TEST_P(EventStoreContractTest, AnswersCountWhatWasStored) {
   Append(Session());
   Append({Init("9", kT0 + 5000, "device-2", "s9", "user-2")});

@@ -67,14 +67,7 @@ class ClickHouseCatalog final : public Catalog {
   }
 
   Result<int> RevokeTokens(const std::string& prefix) override {
-    if (prefix.size() < 8) {
-      return Status::InvalidArgument("a token prefix needs at least 8 characters");
-    }
-    const size_t kWholeToken = NewTokenLength();
-    if (prefix.size() > kTokenPrefixChars && prefix.size() != kWholeToken) {
-      return Status::InvalidArgument("give the first " + std::to_string(kTokenPrefixChars) +
-                                     " characters of a token (or fewer), or the whole token");
-    }
+    NUCLEON_RETURN_IF_ERROR(CheckRevokePrefix(prefix));
     const std::string head = prefix.substr(0, std::min(prefix.size(), kTokenPrefixChars));
     std::string sql = "SELECT hash FROM " + tables_("tokens") + " WHERE startsWith(prefix, " +
                       SqlQuote(head) + ") AND hash NOT IN (SELECT hash FROM " +

@@ -34,6 +34,11 @@ constexpr size_t kForwardBytes = 8u << 20;
 // How long a read waits for this node's acked events to reach ClickHouse
 // before it answers from what is there.
 constexpr int kReadWaitMs = 2000;
+// Below this spool backlog the writer asks ClickHouse which identities it
+// holds before an ack (so `inserted` is exact for resends); above it, not.
+constexpr uint64_t kQuietBacklogBytes = 1u << 20;
+// How long a graceful stop waits for the same.
+constexpr int kStopWaitMs = 10000;
 // How long a delete waits for the same before it gives up (Unavailable).
 constexpr int kDeleteWaitMs = 30000;
 // Identities of recently spooled events remembered on the node (two
@@ -101,6 +106,9 @@ std::string QuoteList(const std::set<std::string>& values) {
 class ClickHouseEventStore final : public EventStore {
  public:
   ~ClickHouseEventStore() override {
+    // A graceful stop hands what is spooled to ClickHouse first (when it
+    // answers, for a bounded time); the rest waits for the next start.
+    if (forwarder_.joinable()) WaitForwarded(kStopWaitMs);
     {
       std::lock_guard lock(mu_);
       stopping_ = true;
@@ -152,7 +160,7 @@ class ClickHouseEventStore final : public EventStore {
     *publish = nullptr;
     inserted->assign(events.size(), 0);
     std::string rows;
-    std::vector<uint64_t> idents;
+    std::unordered_set<uint64_t> idents;  // of this batch
     // Resends of events stored earlier (by any node, or before a restart)
     // are told apart here when ClickHouse answers quickly, so that
     // `inserted` is exact; the forwarder checks again in any case.
@@ -167,7 +175,11 @@ class ClickHouseEventStore final : public EventStore {
       }
     }
     std::set<std::pair<std::string, std::string>> known;
-    if (!asked.empty() && schema_ready_.load() && healthy_.load()) {
+    // Only while the forwarder keeps up: under load it decides alone, and
+    // the ack does not wait for ClickHouse.
+    const uint64_t appended = spool_.appended(), forwarded = spool_.forwarded();
+    if (!asked.empty() && schema_ready_.load() && healthy_.load() &&
+        appended - std::min(appended, forwarded) < kQuietBacklogBytes) {
       auto found = KnownIdentities(*append_client_, asked);
       if (found.ok()) known = std::move(*found);
     }
@@ -189,11 +201,9 @@ class ClickHouseEventStore final : public EventStore {
       const std::string& ident = identities[i];
       if (!ident.empty()) {
         const uint64_t key = std::strtoull(ident.substr(0, 16).c_str(), nullptr, 16);
-        if (SeenRecently(key) || std::find(idents.begin(), idents.end(), key) != idents.end() ||
-            known.count({e.app_id, ident})) {
+        if (SeenRecently(key) || known.count({e.app_id, ident}) || !idents.insert(key).second) {
           continue;
         }
-        idents.push_back(key);
       }
       rows += "E\t";
       AppendEventRow(e, node_, ord, &rows);
@@ -390,6 +400,31 @@ class ClickHouseEventStore final : public EventStore {
   // in an embedded store this deployment was migrated from (`tombstones`).
   Result<std::set<std::pair<std::string, std::string>>> KnownIdentities(ClickHouseClient& client,
                                                                         const Identities& asked) {
+    // In statements of a few thousand identities each.
+    constexpr size_t kPerStatement = 4000;
+    size_t total = 0;
+    for (const auto& [app, list] : asked) total += list.size();
+    if (total > kPerStatement) {
+      std::set<std::pair<std::string, std::string>> known;
+      Identities part;
+      size_t in_part = 0;
+      auto flush = [&]() -> Status {
+        auto found = KnownIdentities(client, part);
+        if (!found.ok()) return found.status();
+        known.insert(found->begin(), found->end());
+        part.clear();
+        in_part = 0;
+        return Status::Ok();
+      };
+      for (const auto& [app, list] : asked) {
+        for (const auto& [ident, a] : list) {
+          part[app][ident] = a;
+          if (++in_part == kPerStatement) NUCLEON_RETURN_IF_ERROR(flush());
+        }
+      }
+      if (in_part > 0) NUCLEON_RETURN_IF_ERROR(flush());
+      return known;
+    }
     const ClickHouseTables tables(options_);
     std::string by_ident, by_device, by_tombstone;
     std::map<std::pair<std::string, std::string>, std::string> of_tombstone;

@@ -103,6 +103,51 @@ struct ClickHouseReader::SessionRow {
   }
 };
 
+// The sessions of some devices, to complete their events: by session, and
+// each device's install (its first session: earliest start, then created
+// first, §3.4).
+class ClickHouseReader::SessionIndex {
+ public:
+  explicit SessionIndex(const std::vector<SessionRow>& sessions) {
+    for (const SessionRow& s : sessions) {
+      by_hash_[s.hash] = &s;
+      auto& first = install_[s.device];
+      if (!first || s.start < first->start ||
+          (s.start == first->start && s.created < first->created)) {
+        first = &s;
+      }
+    }
+  }
+
+  // Fills the event's missing context from its session's init (§6.3) and
+  // sets first_time; an event of an unknown session stays as it is.
+  void Complete(EventView* v) const {
+    Event& e = v->event;
+    auto it = by_hash_.find(SessionHash(e.app_id, e.device_id, e.session_id));
+    if (it == by_hash_.end()) return;
+    const SessionRow& s = *it->second;
+    if (s.inits > 0) {
+      const Event& c = s.init_context;
+      for (auto [field, from] : {std::pair{&e.platform, &c.platform},
+                                 {&e.os_version, &c.os_version},
+                                 {&e.locale, &c.locale},
+                                 {&e.version, &c.version},
+                                 {&e.module_version, &c.module_version},
+                                 {&e.arch, &c.arch},
+                                 {&e.country, &c.country}}) {
+        if (field->empty()) *field = *from;
+      }
+      if (!e.total_ram) e.total_ram = c.total_ram;
+    }
+    auto first = install_.find(s.device);
+    v->first_time = e.type == EventType::kInit && first != install_.end() && first->second == &s;
+  }
+
+ private:
+  std::unordered_map<uint64_t, const SessionRow*> by_hash_;
+  std::map<std::string, const SessionRow*> install_;  // per device
+};
+
 Result<ClickHouseReader::Rows> ClickHouseReader::Query(const std::string& sql) {
   auto body = client_->Execute(sql + " FORMAT TabSeparated");
   if (!body.ok()) return body.status();
@@ -544,51 +589,18 @@ Result<std::vector<EventView>> ClickHouseReader::SessionEvents(std::string_view 
   }
   auto sessions = LoadSessions(app, "device IN " + QuoteList(devices));
   if (!sessions.ok()) return sessions.status();
-  std::unordered_map<uint64_t, const SessionRow*> by_hash;
-  std::map<std::string, const SessionRow*> install;  // per device
-  for (const SessionRow& s : *sessions) {
-    by_hash[s.hash] = &s;
-    auto& first = install[s.device];
-    if (!first || s.start < first->start ||
-        (s.start == first->start && s.created < first->created)) {
-      first = &s;
-    }
-  }
-  std::vector<std::pair<uint64_t, EventView>> out;
+  const SessionIndex index(*sessions);
+  // Oldest first, equal times in storage order: as ForEachEvent reads them.
+  std::vector<EventView> views;
   Status st =
       ForEachEvent(app, "device IN " + QuoteList(devices) + " AND sess_h IN " + NumberList(hashes),
-                   [&](const Event& e, uint64_t ord) {
+                   [&](const Event& e, uint64_t) {
                      EventView v;
                      v.event = e;
-                     auto it = by_hash.find(SessionHash(app, e.device_id, e.session_id));
-                     if (it != by_hash.end()) {
-                       const SessionRow& s = *it->second;
-                       if (s.inits > 0) {
-                         const Event& c = s.init_context;
-                         for (auto [field, from] : {std::pair{&v.event.platform, &c.platform},
-                                                    {&v.event.os_version, &c.os_version},
-                                                    {&v.event.locale, &c.locale},
-                                                    {&v.event.version, &c.version},
-                                                    {&v.event.module_version, &c.module_version},
-                                                    {&v.event.arch, &c.arch},
-                                                    {&v.event.country, &c.country}}) {
-                           if (field->empty()) *field = *from;
-                         }
-                         if (!v.event.total_ram) v.event.total_ram = c.total_ram;
-                       }
-                       v.first_time = e.type == EventType::kInit && install[s.device] == &s;
-                     }
-                     out.emplace_back(ord, std::move(v));
+                     index.Complete(&v);
+                     views.push_back(std::move(v));
                    });
   if (!st.ok()) return st;
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
-    return a.second.event.time_ms != b.second.event.time_ms
-               ? a.second.event.time_ms < b.second.event.time_ms
-               : a.first < b.first;
-  });
-  std::vector<EventView> views;
-  views.reserve(out.size());
-  for (auto& [ord, v] : out) views.push_back(std::move(v));
   return views;
 }
 
@@ -622,35 +634,9 @@ Result<std::vector<EventView>> ClickHouseReader::WithSessionContexts(
   for (const auto& [app, ids] : devices) {
     auto sessions = LoadSessions(app, "device IN " + QuoteList({ids.begin(), ids.end()}));
     if (!sessions.ok()) return sessions.status();
-    std::unordered_map<uint64_t, const SessionRow*> by_hash;
-    std::map<std::string, const SessionRow*> install;
-    for (const SessionRow& s : *sessions) {
-      by_hash[s.hash] = &s;
-      auto& first = install[s.device];
-      if (!first || s.start < first->start ||
-          (s.start == first->start && s.created < first->created)) {
-        first = &s;
-      }
-    }
+    const SessionIndex index(*sessions);
     for (EventView& v : out) {
-      if (v.event.app_id != app) continue;
-      auto it = by_hash.find(SessionHash(app, v.event.device_id, v.event.session_id));
-      if (it == by_hash.end()) continue;
-      const SessionRow& s = *it->second;
-      if (s.inits > 0) {
-        const Event& c = s.init_context;
-        for (auto [field, from] : {std::pair{&v.event.platform, &c.platform},
-                                   {&v.event.os_version, &c.os_version},
-                                   {&v.event.locale, &c.locale},
-                                   {&v.event.version, &c.version},
-                                   {&v.event.module_version, &c.module_version},
-                                   {&v.event.arch, &c.arch},
-                                   {&v.event.country, &c.country}}) {
-          if (field->empty()) *field = *from;
-        }
-        if (!v.event.total_ram) v.event.total_ram = c.total_ram;
-      }
-      v.first_time = v.event.type == EventType::kInit && install[s.device] == &s;
+      if (v.event.app_id == app) index.Complete(&v);
     }
   }
   return out;

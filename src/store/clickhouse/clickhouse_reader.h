@@ -60,6 +60,7 @@ class ClickHouseReader {
 
  private:
   struct SessionRow;
+  class SessionIndex;
   // The stored, not deleted events of `app` (every app when empty) matching
   // `where`, as a subquery with the columns app, user_h, ord, then `columns`.
   std::string Live(std::string_view app, const std::string& where,

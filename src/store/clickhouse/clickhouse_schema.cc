@@ -59,16 +59,30 @@ std::vector<std::pair<std::string, std::string>> InsertSettings(
 ClickHouseClientOptions ClientOptionsFor(const ClickHouseStoreOptions& options) {
   ClickHouseClientOptions client;
   client.urls = options.urls;
+  // Statements list a batch's identities and devices: well past the default
+  // 256 KiB a statement may have.
+  client.settings = {{"max_query_size", "67108864"}};
   if (!options.cluster.empty()) {
-    client.settings = {{"distributed_product_mode", "global"},
-                       // ON CLUSTER statements answer once the live servers
-                       // did them; a server that is down does them when back.
-                       {"distributed_ddl_task_timeout", "10"}};
+    client.settings.insert(client.settings.end(),
+                           {{"distributed_product_mode", "global"},
+                            // Reads and writes go to the first live
+                            // replica of each shard: a read right
+                            // after a write sees it.
+                            {"load_balancing", "in_order"},
+                            // ON CLUSTER statements answer once the live servers
+                            // did them; a server that is down does them when back.
+                            {"distributed_ddl_task_timeout", "10"}});
   }
   return client;
 }
 
 Status EnsureClickHouseSchema(ClickHouseClient& client, const ClickHouseTables& tables) {
+  // Already there (the usual case): no DDL, which on a cluster would wait for
+  // every server, also those that are down.
+  auto current = client.Execute("SELECT max(version) FROM " + tables("schema_versions"));
+  if (current.ok() && std::atoi(current->c_str()) == kClickHouseSchemaVersion) {
+    return Status::Ok();
+  }
   const std::string on_cluster =
       tables.cluster().empty() ? "" : " ON CLUSTER " + SqlIdentifier(tables.cluster());
   auto created = client.Execute("CREATE DATABASE IF NOT EXISTS " +

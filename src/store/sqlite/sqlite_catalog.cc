@@ -79,18 +79,7 @@ class SqliteCatalog final : public Catalog {
   }
 
   Result<int> RevokeTokens(const std::string& prefix) override {
-    if (prefix.size() < 8) {
-      return Status::InvalidArgument("a token prefix needs at least 8 characters");
-    }
-    // The stored prefix holds the first kTokenPrefixChars characters; a longer
-    // argument (a whole token) is checked against the hash too.
-    // Only the first kTokenPrefixChars characters are stored: a longer argument
-    // must be the whole token (checked against its hash), or it is ambiguous.
-    const size_t kWholeToken = NewTokenLength();
-    if (prefix.size() > kTokenPrefixChars && prefix.size() != kWholeToken) {
-      return Status::InvalidArgument("give the first " + std::to_string(kTokenPrefixChars) +
-                                     " characters of a token (or fewer), or the whole token");
-    }
+    NUCLEON_RETURN_IF_ERROR(CheckRevokePrefix(prefix));
     std::string head = prefix.substr(0, std::min(prefix.size(), kTokenPrefixChars));
     auto stmt = db_.Prepare(
         "UPDATE tokens SET revoked_ms = ? WHERE revoked_ms IS NULL AND substr(prefix, 1, ?) = ?"

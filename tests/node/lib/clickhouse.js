@@ -5,6 +5,12 @@
 //   const ch = await startClickHouse();   // -> {url, dir, pid, stop()}
 //   ...
 //   await ch.stop();
+//
+// And a throw-away cluster (2 shards x 2 replicas and a ZooKeeper, declared as
+// `nucleon_test`), through tests/clickhouse/cluster.sh:
+//
+//   const cl = await startClickHouseCluster();
+//   // -> {urls: [4 URLs], url: 'url1,...,url4', cluster, dir, stop(), kill(n), restart(n)}
 'use strict';
 
 const { spawn } = require('node:child_process');
@@ -14,6 +20,10 @@ const os = require('node:os');
 const path = require('node:path');
 
 const script = path.resolve(__dirname, '..', '..', 'clickhouse', 'server.sh');
+const clusterScript = path.resolve(__dirname, '..', '..', 'clickhouse', 'cluster.sh');
+
+// The cluster's name in cluster.sh's remote_servers.
+const kClusterName = 'nucleon_test';
 
 // Resolves true when `port` can be bound on the loopback address right now.
 function portFree(port) {
@@ -37,10 +47,25 @@ async function freePortTriple() {
   throw new Error('no three consecutive free loopback ports found');
 }
 
-// Runs server.sh with `args`; resolves with its stdout, rejects with its stderr.
-function runScript(args, timeoutMs) {
+// A base port B such that B .. B+42 are all free on the loopback address
+// (cluster.sh takes B for ZooKeeper and B+10*n .. B+10*n+2 for server n; the
+// ports in between are checked too, so that the block is plainly ours).
+// Drawn at random below the ephemeral range; the number of tries is bounded.
+async function freePortBlock() {
+  for (let i = 0; i < 100; i++) {
+    const base = 20000 + Math.floor(Math.random() * 12000);
+    let free = true;
+    for (let p = base; p <= base + 42 && free; p++) free = await portFree(p);
+    if (free) return base;
+  }
+  throw new Error('no block of 43 free loopback ports found');
+}
+
+// Runs server.sh (or `which` script) with `args`; resolves with its stdout,
+// rejects with its stderr.
+function runScript(args, timeoutMs, which = script) {
   return new Promise((resolve, reject) => {
-    const p = spawn('bash', [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn('bash', [which, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '', err = '';
     p.stdout.on('data', (d) => { out += d; });
     p.stderr.on('data', (d) => { err += d; });
@@ -49,7 +74,7 @@ function runScript(args, timeoutMs) {
     p.on('close', (code, signal) => {
       clearTimeout(timer);
       if (code === 0) resolve(out);
-      else reject(new Error(`server.sh ${args[0]} failed (${signal || `exit ${code}`}): ${err.trim()}`));
+      else reject(new Error(`${path.basename(which)} ${args[0]} failed (${signal || `exit ${code}`}): ${err.trim()}`));
     });
   });
 }
@@ -61,10 +86,15 @@ function runScript(args, timeoutMs) {
 // day) and, once it is gone, stops the server by its PID file and removes the
 // folder. After a normal stop() it finds no PID file and only the folder to
 // remove, which is already gone.
-function startWatchdog(dir) {
+//
+// For a cluster (`which` = cluster.sh) the same loop runs `cluster.sh stop`,
+// which stops the four servers and ZooKeeper by their PID files (SIGTERM,
+// then SIGKILL after its bounds).
+function startWatchdog(dir, which = script) {
+  const stop = which === script ? 'stop "$1" KILL' : 'stop "$1"';
   const loop = `for _ in $(seq 1 86400); do kill -0 ${process.pid} 2>/dev/null || break; sleep 1; done
-if ! kill -0 ${process.pid} 2>/dev/null; then bash "$0" stop "$1" KILL; rm -rf "$1"; fi`;
-  const w = spawn('bash', ['-c', loop, script, dir], { detached: true, stdio: 'ignore' });
+if ! kill -0 ${process.pid} 2>/dev/null; then bash "$0" ${stop}; rm -rf "$1"; fi`;
+  const w = spawn('bash', ['-c', loop, which, dir], { detached: true, stdio: 'ignore' });
   w.unref();
   return w;
 }
@@ -105,4 +135,65 @@ async function startClickHouse({ attempts = 3 } = {}) {
   throw lastError;
 }
 
-module.exports = { startClickHouse };
+// True when this machine can run the cluster: clickhouse-server, Java and
+// Debian's ZooKeeper (the same overrides as cluster.sh).
+function clusterAvailable() {
+  const server = process.env.CLICKHOUSE_SERVER || '/usr/sbin/clickhouse-server';
+  const zk = (process.env.ZOOKEEPER_CLASSPATH || '/usr/share/java/zookeeper.jar').split(':')[0];
+  const java = process.env.JAVA ||
+    (process.env.PATH || '').split(path.delimiter).map((d) => path.join(d, 'java')).find((f) => fs.existsSync(f));
+  return fs.existsSync(server) && fs.existsSync(zk) && !!java && fs.existsSync(java);
+}
+
+// Starts the cluster. cluster.sh refuses ports in use and, when a start fails,
+// stops what it started; a port can still be taken between our check and a
+// bind, so a failed start is retried (a couple of times) in a fresh folder on
+// other ports.
+async function startClickHouseCluster({ attempts = 3 } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nucleon-clickhouse-cluster-'));
+  const watchdog = startWatchdog(dir, clusterScript);
+  // cluster.sh bounds each of its waits (ZooKeeper 30 s, each server 30 s,
+  // the readiness checks, restart's replicas 60 s); these are the backstops.
+  const run = (args, ms) => runScript(args, ms, clusterScript);
+  let lastError;
+  for (let i = 0; i < attempts; i++) {
+    const base = await freePortBlock();
+    try {
+      const line = (await run(['start', dir, String(base)], 240000)).trim();
+      const urls = line.split(',');
+      let stopping = null;
+      return {
+        urls, // shard1-replica1, shard1-replica2, shard2-replica1, shard2-replica2
+        url: line, // the value for --clickhouse
+        cluster: kClusterName,
+        dir,
+        basePort: base,
+        // Stops every server and ZooKeeper by their PIDs and removes the
+        // folder. Safe to call more than once.
+        stop() {
+          if (!stopping) {
+            stopping = run(['stop', dir], 120000)
+              .finally(() => { fs.rmSync(dir, { recursive: true, force: true }); watchdog.kill(); });
+          }
+          return stopping;
+        },
+        // SIGKILLs server n (1..4) and resolves once it is gone.
+        kill(n) { return run(['kill', dir, String(n)], 60000); },
+        // Starts server n again on its data and ports; resolves (with its URL)
+        // once it has taken back its replicated tables.
+        async restart(n) { return (await run(['restart', dir, String(n)], 180000)).trim(); },
+      };
+    } catch (e) {
+      lastError = e;
+      // cluster.sh stopped what it started; make sure, then start afresh.
+      await run(['stop', dir], 120000).catch(() => {});
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.mkdirSync(dir);
+    }
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+  watchdog.kill();
+  throw lastError;
+}
+
+module.exports = { startClickHouse, startClickHouseCluster, clusterAvailable, kClusterName };

@@ -13,6 +13,9 @@
 // (tests/node/run_on_clickhouse.js): with NUCLEON_TEST_STORE=clickhouse and
 // NUCLEON_TEST_CLICKHOUSE=<url>, every server and CLI call on a data folder is
 // pointed at a ClickHouse database of that folder's own (storeArgs below).
+// NUCLEON_TEST_CLICKHOUSE may list several URLs (comma-separated, passed on
+// as they are); with NUCLEON_TEST_CLICKHOUSE_CLUSTER=<name> the databases are
+// created on that ClickHouse cluster (`run_on_clickhouse.js --cluster`).
 'use strict';
 
 const { spawn, spawnSync } = require('node:child_process');
@@ -60,6 +63,7 @@ process.on('exit', () => {
 // arguments) unless NUCLEON_TEST_STORE selects ClickHouse.
 const testStore = process.env.NUCLEON_TEST_STORE || 'sqlite';
 const clickhouseUrl = process.env.NUCLEON_TEST_CLICKHOUSE || '';
+const clickhouseCluster = process.env.NUCLEON_TEST_CLICKHOUSE_CLUSTER || '';
 if (testStore !== 'sqlite' && testStore !== 'clickhouse') {
   throw new Error(`NUCLEON_TEST_STORE must be sqlite or clickhouse, not ${testStore}`);
 }
@@ -75,7 +79,8 @@ function storeArgs(dataDir) {
   let where = path.resolve(dataDir);
   try { where = fs.realpathSync(where); } catch (_) { /* not created yet */ }
   const db = `t_${crypto.createHash('sha256').update(where).digest('hex').slice(0, 16)}`;
-  return ['--store', 'clickhouse', '--clickhouse', clickhouseUrl, '--clickhouse-database', db];
+  return ['--store', 'clickhouse', '--clickhouse', clickhouseUrl, '--clickhouse-database', db,
+    ...(clickhouseCluster ? ['--clickhouse-cluster', clickhouseCluster] : [])];
 }
 
 function tempDir(prefix) {

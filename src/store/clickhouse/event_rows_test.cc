@@ -1,0 +1,129 @@
+#include "store/clickhouse/event_rows.h"
+
+#include <gtest/gtest.h>
+
+#include "store/clickhouse/clickhouse_client.h"
+
+namespace nucleon {
+namespace {
+
+// The columns of an `events` row, in the table's order (clickhouse_schema.cc).
+enum Column : size_t { kApp, kNode, kOrd, kTime, kType, kName, kDevice, kSession, kSessH };
+
+Event Sample() {
+  Event e;
+  e.app_id = "app\t1";
+  e.type = EventType::kError;
+  e.name = "TypeError";
+  e.client_id = "\"abc\"";
+  e.device_id = "dev\\ice";
+  e.session_id = "s\n1";
+  e.user_key = "user-1";
+  e.user_id = "user-1";
+  e.anon_id = "anon";
+  e.time_ms = -1234;
+  e.client_date = "\"2026-11-30T10:00:00Z\"";
+  e.platform = "darwin";
+  e.locale = "fr_FR.UTF-8";
+  e.version = "1.2";
+  e.country = "FR";
+  e.total_ram = 15.6;
+  e.payload_json = R"({"message":"x","n":1.5,"ok":true,"q":"it's"})";
+  e.props = {{"message", {PropValue::Kind::kString, "x"}},
+             {"n", {PropValue::Kind::kNumber, "1.5"}},
+             {"ok", {PropValue::Kind::kBool, "true"}},
+             {"q", {PropValue::Kind::kString, "it's"}}};
+  e.error_hash = "0123456789abcdef0123456789abcdef";
+  return e;
+}
+
+TEST(EventRowsTest, ARowCarriesEveryFieldAndTheNormalisedValues) {
+  std::string row;
+  AppendEventRow(Sample(), 7, 99, &row);
+  auto rows = ParseTsv(row);
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ASSERT_EQ(rows->size(), 1u);
+  const auto& f = (*rows)[0];
+  ASSERT_EQ(f.size(), 34u) << "the events table's columns";
+  EXPECT_EQ(f[kApp], "app\t1");
+  EXPECT_EQ(f[kNode], "7");
+  EXPECT_EQ(f[kOrd], "99");
+  EXPECT_EQ(f[kTime], "-1234");
+  EXPECT_EQ(f[kType], "3");
+  EXPECT_EQ(f[kSession], "s\n1");
+  EXPECT_EQ(f[kSessH], std::to_string(SessionHash("app\t1", "dev\\ice", "s\n1")));
+  EXPECT_EQ(f[27], "['message','n','ok','q']");
+  EXPECT_EQ(f[29], "['x','1.5','true','it\\'s']") << "array literals, quoted as SQL";
+  EXPECT_EQ(f[28], "[0,1,2,0]");
+  EXPECT_EQ(f[31], "mac") << "platform, normalised for breakdowns";
+  EXPECT_EQ(f[32], "fr") << "language of the locale";
+  EXPECT_EQ(f[33], "16") << "RAM bucket";
+}
+
+TEST(EventRowsTest, DecodingGivesBackTheEventAsStored) {
+  const Event e = Sample();
+  std::string row;
+  AppendEventRow(e, 7, 99, &row);
+  auto rows = ParseTsv(row);
+  ASSERT_TRUE(rows.ok());
+  const auto& f = (*rows)[0];
+  // A query selects `ord, app, kEventSelectColumns`: rebuild that row from
+  // the table's columns.
+  const std::vector<std::string> selected = {
+      f[kOrd], f[kApp], f[kType], f[kName], f[13], f[kDevice], f[kSession], f[9],
+      f[11],   f[12],   f[kTime], f[14],    f[16], f[17],      f[18],       f[19],
+      f[20],   f[21],   f[22],    f[23],    f[24], f[25],      f[26],       f[30]};
+  uint64_t ord = 0;
+  auto back = DecodeEventRow(selected, &ord);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(ord, 99u);
+  EXPECT_EQ(back->app_id, e.app_id);
+  EXPECT_EQ(back->type, e.type);
+  EXPECT_EQ(back->name, e.name);
+  EXPECT_EQ(back->client_id, e.client_id);
+  EXPECT_EQ(back->device_id, e.device_id);
+  EXPECT_EQ(back->session_id, e.session_id);
+  EXPECT_EQ(back->user_key, e.user_key);
+  EXPECT_EQ(back->anon_id, e.anon_id);
+  EXPECT_EQ(back->time_ms, e.time_ms);
+  EXPECT_EQ(back->client_date, e.client_date);
+  EXPECT_EQ(back->platform, e.platform);
+  EXPECT_EQ(back->locale, e.locale);
+  EXPECT_EQ(back->country, e.country);
+  ASSERT_TRUE(back->total_ram.has_value());
+  EXPECT_EQ(*back->total_ram, 15.6) << "the RAM round-trips exactly";
+  EXPECT_EQ(back->payload_json, e.payload_json);
+  EXPECT_EQ(back->props, e.props) << "properties derived from the payload as at ingest";
+  EXPECT_EQ(back->error_hash, e.error_hash);
+}
+
+TEST(EventRowsTest, IdentityFollowsTheFieldsThatMakeIt) {
+  Event a = Sample();
+  EXPECT_EQ(IdentityHash(a).size(), 32u);
+  Event b = a;
+  b.payload_json = "{}";  // the payload is not part of the identity
+  EXPECT_EQ(IdentityHash(a), IdentityHash(b));
+  b.client_date = "";
+  EXPECT_NE(IdentityHash(a), IdentityHash(b)) << "the date as sent is";
+  b = a;
+  b.client_id = "abc";
+  EXPECT_NE(IdentityHash(a), IdentityHash(b)) << "\"abc\" and abc differ";
+  b.client_id = "";
+  EXPECT_EQ(IdentityHash(b), "") << "no id, no identity";
+}
+
+TEST(EventRowsTest, OrdersIncreaseOnANodeEvenWhenTheClockStandsStillOrGoesBack) {
+  OrderClock clock(3);
+  uint64_t last = 0;
+  for (int i = 0; i < 40000; ++i) {
+    const uint64_t ord = clock.Next(i < 20000 ? 1000 : 999);
+    ASSERT_GT(ord, last);
+    last = ord;
+  }
+  EXPECT_GE(OrderClock::TimeOf(last), 1000) << "a full millisecond borrows the next one";
+  EXPECT_LT(OrderClock::First(1000), OrderClock(9).Next(1000));
+  EXPECT_LT(OrderClock(200).Next(1000), OrderClock::First(1001)) << "time first, then node";
+}
+
+}  // namespace
+}  // namespace nucleon
