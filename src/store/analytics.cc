@@ -4,6 +4,19 @@
 
 namespace nucleon {
 
+void CompleteFromInitContext(const Event& c, Event* e) {
+  for (auto [field, from] : {std::pair{&e->platform, &c.platform},
+                             {&e->os_version, &c.os_version},
+                             {&e->locale, &c.locale},
+                             {&e->version, &c.version},
+                             {&e->module_version, &c.module_version},
+                             {&e->arch, &c.arch},
+                             {&e->country, &c.country}}) {
+    if (field->empty()) *field = *from;
+  }
+  if (!e->total_ram) e->total_ram = c.total_ram;
+}
+
 std::string UserDbId(std::string_view app_id, std::string_view user_key) {
   std::string material(app_id);
   material.push_back('/');

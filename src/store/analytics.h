@@ -56,7 +56,7 @@ struct DeviceSummary {
 };
 
 struct UserSummary {
-  std::string id;        // opaque, stable: see UserDbId
+  std::string id;  // opaque, stable: see UserDbId
   std::string user_key;
   int64_t created_ms = 0;
   int64_t last_seen_ms = 0;
@@ -84,7 +84,7 @@ struct UserDetails {
 // An event as the session-events and live-events endpoints show it: the
 // stored event plus its session's context.
 struct EventView {
-  Event event;        // context fields already filled from the session's init
+  Event event;  // context fields already filled from the session's init
   bool first_time = false;
 };
 
@@ -94,6 +94,11 @@ struct LiveDevice {
   std::optional<std::string> platform, os_version, country;
   int64_t last_seen_ms = 0;
 };
+
+// Completes an event's missing context fields (platform, OS version,
+// locale, version, module version, arch, country, RAM) from its session's
+// init context (semantics.md §6.3). The same in every backend.
+void CompleteFromInitContext(const Event& init_context, Event* e);
 
 // The opaque user id shown as `_id`/`userDbId`: the first 24 hex characters of
 // SHA-256(appId + "/" + userKey). The same on every backend.

@@ -126,19 +126,7 @@ class ClickHouseReader::SessionIndex {
     auto it = by_hash_.find(SessionHash(e.app_id, e.device_id, e.session_id));
     if (it == by_hash_.end()) return;
     const SessionRow& s = *it->second;
-    if (s.inits > 0) {
-      const Event& c = s.init_context;
-      for (auto [field, from] : {std::pair{&e.platform, &c.platform},
-                                 {&e.os_version, &c.os_version},
-                                 {&e.locale, &c.locale},
-                                 {&e.version, &c.version},
-                                 {&e.module_version, &c.module_version},
-                                 {&e.arch, &c.arch},
-                                 {&e.country, &c.country}}) {
-        if (field->empty()) *field = *from;
-      }
-      if (!e.total_ram) e.total_ram = c.total_ram;
-    }
+    if (s.inits > 0) CompleteFromInitContext(s.init_context, &e);
     auto first = install_.find(s.device);
     v->first_time = e.type == EventType::kInit && first != install_.end() && first->second == &s;
   }

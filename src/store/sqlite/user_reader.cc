@@ -278,16 +278,7 @@ Result<std::vector<EventView>> UserReader::SessionEvents(int64_t app, std::strin
       e.time_ms = (*q)->Int(4);
       const BodyParts parts = ParseBody((*q)->Blob(5));
       DecodeBodyInto(parts, *dict_, e.user_key, (*q)->Text(7), &e);
-      for (auto [field, from] : {std::pair{&e.platform, &context.platform},
-                                 {&e.os_version, &context.os_version},
-                                 {&e.locale, &context.locale},
-                                 {&e.version, &context.version},
-                                 {&e.module_version, &context.module_version},
-                                 {&e.arch, &context.arch},
-                                 {&e.country, &context.country}}) {
-        if (field->empty()) *field = *from;
-      }
-      if (!e.total_ram) e.total_ram = context.total_ram;
+      CompleteFromInitContext(context, &e);
       v.first_time = s.install && e.type == EventType::kInit;
       out.emplace_back((*q)->Int(0), std::move(v));
     }
@@ -340,16 +331,7 @@ EventView UserReader::WithSessionContext(int64_t app, const Event& event, Sqlite
   Event context;
   if (from_init && !ReadContext(ctx_event, db, &context).ok()) return v;
   Event& e = v.event;
-  for (auto [field, from] : {std::pair{&e.platform, &context.platform},
-                             {&e.os_version, &context.os_version},
-                             {&e.locale, &context.locale},
-                             {&e.version, &context.version},
-                             {&e.module_version, &context.module_version},
-                             {&e.arch, &context.arch},
-                             {&e.country, &context.country}}) {
-    if (field->empty()) *field = *from;
-  }
-  if (!e.total_ram) e.total_ram = context.total_ram;
+  CompleteFromInitContext(context, &e);
   v.first_time = install && e.type == EventType::kInit;
   return v;
 }
