@@ -164,6 +164,7 @@ bool ConfigFor(const Args& args, const std::string& data, StoreConfig* config, s
   config->backend = Flag(args, "store", "sqlite");
   config->data_dir = data;
   config->sqlite.read_only = read_only;
+  config->clickhouse.read_only = read_only;
   if (config->backend != "sqlite" && config->backend != "clickhouse") {
     *error = "--store must be sqlite or clickhouse";
     return false;
@@ -434,9 +435,33 @@ int Serve(const Args& args, const std::string& data) {
     if (!st.ok()) LogWarn("the live window starts empty: " + st.ToString());
     live.Seed(std::move(recent));
   });
+  // Several nodes in front of one store: this node's devices are published
+  // every second, so the others' live views show them (and drop them within
+  // seconds once this node stops).
+  std::thread publish_live;
+  if (SharedLive* shared = event_store->shared_live()) {
+    live.Share(shared);
+    publish_live = std::thread([&live, &stopping] {
+      bool failing = false;
+      while (!stopping.load()) {
+        Status st = live.PublishShared(NowMs());
+        if (!st.ok() && !failing) {
+          LogWarn("live presence is not shared right now: " + st.ToString());
+        }
+        if (st.ok() && failing) LogInfo("live presence is shared again");
+        failing = !st.ok();
+        for (int i = 0; i < 20 && !stopping.load(); ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+      }
+      // The connections closed by the stop, at once.
+      (void)live.PublishShared(NowMs());
+    });
+  }
   server.Run([&committer] { committer.Flush(); });
   stopping.store(true);
   seed_live.join();
+  if (publish_live.joinable()) publish_live.join();
   committer.Stop();
   registry.Stop();
   LogInfo("stopped");

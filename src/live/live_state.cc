@@ -22,11 +22,72 @@ void LiveState::Seen(uint64_t connection, std::string_view app_id, const Event& 
   if (!event.os_version.empty()) p.row.os_version = event.os_version;
   if (!event.country.empty()) p.row.country = event.country;
   p.row.last_seen_ms = now_ms;
+  if (shared_) {
+    PresenceRecord r = ToRecord(app_id, p.row);
+    changed_[r.app_id + '\0' + r.device_id] = std::move(r);
+  }
 }
 
 void LiveState::Closed(uint64_t connection) {
   std::lock_guard<std::mutex> lock(mu_);
-  connections_.erase(connection);
+  auto it = connections_.find(connection);
+  if (it == connections_.end()) return;
+  if (shared_) {
+    // Published as they stand once the connection is gone: still live through
+    // another connection of this node, or closed.
+    for (const auto& [id, p] : it->second) {
+      PresenceRecord r = ToRecord(p.app_id, p.row);
+      changed_[r.app_id + '\0' + r.device_id] = std::move(r);
+    }
+  }
+  connections_.erase(it);
+}
+
+PresenceRecord LiveState::ToRecord(std::string_view app_id, const LiveDeviceRow& row) {
+  PresenceRecord r;
+  r.app_id = std::string(app_id);
+  r.user_key = row.user_key;
+  r.device_id = row.device_id;
+  r.platform = row.platform;
+  r.os_version = row.os_version;
+  r.country = row.country;
+  r.last_seen_ms = row.last_seen_ms;
+  return r;
+}
+
+Status LiveState::PublishShared(int64_t now_ms) {
+  if (!shared_) return Status::Ok();
+  std::vector<PresenceRecord> changes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!changed_.empty()) {
+      // Each changed device as this node holds it now: its latest activity
+      // over the connections that still have it, else closed.
+      for (auto& [key, record] : changed_) record.open = false;
+      for (const auto& [conn, devices] : connections_) {
+        for (const auto& [id, p] : devices) {
+          auto it = changed_.find(p.app_id + '\0' + id);
+          if (it == changed_.end()) continue;
+          if (!it->second.open || p.row.last_seen_ms > it->second.last_seen_ms) {
+            it->second = ToRecord(p.app_id, p.row);  // open
+          }
+        }
+      }
+      changes.reserve(changed_.size());
+      for (auto& [key, record] : changed_) changes.push_back(std::move(record));
+      changed_.clear();
+    }
+  }
+  Status st = shared_->Publish(changes, now_ms);
+  if (!st.ok()) {
+    // Published with the next call instead, unless changed again meanwhile.
+    std::lock_guard<std::mutex> lock(mu_);
+    for (PresenceRecord& r : changes) {
+      std::string key = r.app_id + '\0' + r.device_id;
+      changed_.try_emplace(std::move(key), std::move(r));
+    }
+  }
+  return st;
 }
 
 void LiveState::OnCommitted(std::vector<Event>&& events, const std::vector<uint8_t>& inserted) {
@@ -69,6 +130,31 @@ void LiveState::Seed(std::vector<Event> events) {
 }
 
 std::vector<LiveDeviceRow> LiveState::Devices(std::string_view app_id, int64_t now_ms) const {
+  std::vector<LiveDeviceRow> out = LocalDevices(app_id, now_ms);
+  if (shared_) {
+    std::vector<PresenceRecord> local;
+    local.reserve(out.size());
+    for (const LiveDeviceRow& row : out) local.push_back(ToRecord(app_id, row));
+    auto all = shared_->Present(app_id, std::move(local), now_ms);
+    // A shared store that does not answer leaves this node's own devices.
+    if (all.ok()) {
+      out.clear();
+      out.reserve(all->size());
+      for (PresenceRecord& r : *all) {
+        out.push_back(LiveDeviceRow{std::move(r.user_key), std::move(r.device_id),
+                                    std::move(r.platform), std::move(r.os_version),
+                                    std::move(r.country), r.last_seen_ms});
+      }
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const LiveDeviceRow& a, const LiveDeviceRow& b) {
+    return a.last_seen_ms != b.last_seen_ms ? a.last_seen_ms > b.last_seen_ms
+                                            : a.device_id < b.device_id;
+  });
+  return out;
+}
+
+std::vector<LiveDeviceRow> LiveState::LocalDevices(std::string_view app_id, int64_t now_ms) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::unordered_map<std::string, LiveDeviceRow> by_device;
   for (const auto& [conn, devices] : connections_) {
@@ -81,10 +167,6 @@ std::vector<LiveDeviceRow> LiveState::Devices(std::string_view app_id, int64_t n
   std::vector<LiveDeviceRow> out;
   out.reserve(by_device.size());
   for (auto& [id, row] : by_device) out.push_back(std::move(row));
-  std::sort(out.begin(), out.end(), [](const LiveDeviceRow& a, const LiveDeviceRow& b) {
-    return a.last_seen_ms != b.last_seen_ms ? a.last_seen_ms > b.last_seen_ms
-                                            : a.device_id < b.device_id;
-  });
   return out;
 }
 
@@ -96,6 +178,12 @@ int64_t LiveState::UserCount(std::string_view app_id, int64_t now_ms) const {
 
 std::vector<Event> LiveState::RecentEvents(std::string_view app_id, int64_t now_ms,
                                            size_t limit) const {
+  if (shared_) {
+    // Every node's events, from the shared store; this node's own window
+    // when it does not answer.
+    auto shared = shared_->Recent(app_id, now_ms - kRecentMs, now_ms, limit);
+    if (shared.ok()) return std::move(*shared);
+  }
   std::vector<Event> out;
   std::lock_guard<std::mutex> lock(mu_);
   auto it = recent_.find(std::string(app_id));

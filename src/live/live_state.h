@@ -5,7 +5,11 @@
 //     minutes (a late offline queue is not live), newest first.
 // Fed by the Ingestor (presence, as messages are decoded), the GroupCommitter
 // (recent events, after they are durable) and the WebSocket server (closes).
-// Thread-safe: one mutex; every operation is short.
+// With a SharedLive (a store several nodes share), this node publishes its
+// presence changes through it and answers with every node's devices and the
+// store's recent events; when the shared store does not answer, with its own.
+// Thread-safe: one mutex; every operation is short (a shared read happens
+// outside it).
 #pragma once
 
 #include <cstdint>
@@ -18,6 +22,7 @@
 #include "core/event.h"
 #include "ingest/group_committer.h"
 #include "ingest/ingestor.h"
+#include "store/shared_live.h"
 
 namespace nucleon {
 
@@ -51,14 +56,26 @@ class LiveState final : public PresenceSink, public CommitObserver {
   // Drops every trace of a deleted user.
   void ForgetUser(std::string_view app_id, std::string_view user_key);
 
+  // Answers through `shared` from now on (set before serving; outlives this).
+  void Share(SharedLive* shared) { shared_ = shared; }
+  // Publishes the presence changes since the last call through the shared
+  // store (each changed device's state now). One caller, about once a second.
+  Status PublishShared(int64_t now_ms);
+
  private:
   struct Presence {
     std::string app_id;
     LiveDeviceRow row;
   };
+  std::vector<LiveDeviceRow> LocalDevices(std::string_view app_id, int64_t now_ms) const;
+  static PresenceRecord ToRecord(std::string_view app_id, const LiveDeviceRow& row);
   // connection -> device id -> presence
   std::unordered_map<uint64_t, std::unordered_map<std::string, Presence>> connections_;
   std::unordered_map<std::string, std::deque<Event>> recent_;  // by app, in commit order
+  // Devices whose presence changed since the last publish, by app + '\0' +
+  // device: the last row seen (what a closed device is published with).
+  std::unordered_map<std::string, PresenceRecord> changed_;
+  SharedLive* shared_ = nullptr;
   mutable std::mutex mu_;
 };
 

@@ -100,5 +100,89 @@ TEST(LiveStateTest, ConcurrentWritersAndReaders) {
   EXPECT_LE(live.RecentEvents("app", now, 5000).size(), LiveState::kMaxRecentPerApp);
 }
 
+// A store shared with other nodes, in memory: what this node published, and
+// one other node's device.
+class FakeSharedLive final : public SharedLive {
+ public:
+  Status Publish(std::span<const PresenceRecord> changes, int64_t) override {
+    if (down) return Status::Unavailable("down");
+    published.insert(published.end(), changes.begin(), changes.end());
+    return Status::Ok();
+  }
+  Result<std::vector<PresenceRecord>> Present(std::string_view app_id,
+                                              std::vector<PresenceRecord> local, int64_t) override {
+    if (down) return Status::Unavailable("down");
+    PresenceRecord other;
+    other.app_id = std::string(app_id);
+    other.device_id = "elsewhere";
+    other.user_key = "u9";
+    other.last_seen_ms = 5;
+    local.push_back(other);
+    return local;
+  }
+  Result<std::vector<Event>> Recent(std::string_view app_id, int64_t, int64_t, size_t) override {
+    if (down) return Status::Unavailable("down");
+    return std::vector<Event>{Tracked(std::string(app_id), "elsewhere", "u9", 5, 99)};
+  }
+  bool down = false;
+  std::vector<PresenceRecord> published;
+};
+
+TEST(LiveStateTest, SharedPresenceIsPublishedOnceAChangeAndMergedWithOtherNodes) {
+  FakeSharedLive shared;
+  LiveState live;
+  live.Share(&shared);
+  const int64_t now = 1'800'000'000'000;
+  live.Seen(1, "app", Tracked("app", "d1", "u1", now, 1), now - 10);
+  live.Seen(1, "app", Tracked("app", "d1", "u1", now, 2), now);
+  live.Seen(2, "app", Tracked("app", "d1", "u1", now, 3), now - 5);  // a second socket
+  live.Seen(3, "app", Tracked("app", "d2", "u2", now, 4), now);
+  ASSERT_TRUE(live.PublishShared(now).ok());
+  ASSERT_EQ(shared.published.size(), 2u);  // each changed device once, as it is now
+  for (const PresenceRecord& r : shared.published) {
+    EXPECT_TRUE(r.open);
+    EXPECT_EQ(r.last_seen_ms, now);
+  }
+  shared.published.clear();
+  ASSERT_TRUE(live.PublishShared(now).ok());
+  EXPECT_TRUE(shared.published.empty());  // nothing changed
+
+  // d1 stays through its other socket; d2 is gone.
+  live.Closed(1);
+  live.Closed(3);
+  ASSERT_TRUE(live.PublishShared(now + 1).ok());
+  ASSERT_EQ(shared.published.size(), 2u);
+  for (const PresenceRecord& r : shared.published) {
+    EXPECT_EQ(r.open, r.device_id == "d1") << r.device_id;
+    if (r.device_id == "d1") {
+      EXPECT_EQ(r.last_seen_ms, now - 5);
+    }
+  }
+
+  // Answers merge the other node's device; its users count.
+  std::vector<LiveDeviceRow> devices = live.Devices("app", now);
+  ASSERT_EQ(devices.size(), 2u);
+  EXPECT_EQ(devices[0].device_id, "d1");
+  EXPECT_EQ(devices[1].device_id, "elsewhere");
+  EXPECT_EQ(live.UserCount("app", now), 2);
+  live.OnCommitted({Tracked("app", "d1", "u1", now, 7)}, {1});
+  std::vector<Event> recent = live.RecentEvents("app", now, 10);
+  ASSERT_EQ(recent.size(), 1u);
+  EXPECT_EQ(recent[0].device_id, "elsewhere");
+
+  // A shared store that is down: this node's own view, and the changes wait.
+  shared.down = true;
+  shared.published.clear();
+  live.Seen(4, "app", Tracked("app", "d3", "u3", now, 8), now);
+  EXPECT_FALSE(live.PublishShared(now).ok());
+  ASSERT_EQ(live.Devices("app", now).size(), 2u);  // d1 and d3
+  EXPECT_EQ(live.RecentEvents("app", now, 10).size(), 1u);
+  EXPECT_EQ(live.RecentEvents("app", now, 10)[0].device_id, "d1");
+  shared.down = false;
+  ASSERT_TRUE(live.PublishShared(now).ok());
+  ASSERT_EQ(shared.published.size(), 1u);
+  EXPECT_EQ(shared.published[0].device_id, "d3");
+}
+
 }  // namespace
 }  // namespace nucleon

@@ -19,6 +19,7 @@
 #include "core/event.h"
 #include "core/status.h"
 #include "store/analytics.h"
+#include "store/shared_live.h"
 
 namespace nucleon {
 
@@ -90,6 +91,11 @@ class EventStore {
   // What the store reports about itself (readiness, checkpoints, caches).
   // Any thread.
   virtual std::vector<StoreMetric> Metrics() const { return {}; }
+
+  // The live view shared with the other nodes in front of the same storage,
+  // or null when this node is the only one (the embedded store). Owned by
+  // the store.
+  virtual SharedLive* shared_live() { return nullptr; }
 
   // Calls `sink` for every stored event of `app_id`, oldest first.
   virtual Status Export(std::string_view app_id,

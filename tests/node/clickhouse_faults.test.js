@@ -10,6 +10,10 @@
 //   user stays deleted and nothing is counted again.
 // - Two nodes on one ClickHouse give identical answers, an app created on one
 //   is known to the other within a second.
+// - Live across nodes: a device connected to one node is in the other's live
+//   users within 2 s, with its events in the other's live events; it leaves
+//   both once it disconnects, once its user is deleted through the other
+//   node, and once its node is killed.
 //
 // Skipped when clickhouse-server is not installed (scripts/install-deps
 // installs it).
@@ -21,6 +25,7 @@ const fs = require('node:fs');
 const { spawn } = require('node:child_process');
 const path = require('node:path');
 const { Server, tempDir, cli, sleep, logTail, scaled } = require('./lib/server');
+const WebSocket = require('ws');
 const { startClickHouse } = require('./lib/clickhouse');
 
 const haveClickHouse = fs.existsSync(process.env.CLICKHOUSE_SERVER || '/usr/sbin/clickhouse-server');
@@ -78,6 +83,25 @@ async function track(server, appId, body, { timeout = 5000 } = {}) {
   return server.request('POST', `/app/${appId}/track`, {
     body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, timeout,
   });
+}
+
+// A tracking WebSocket of one device (as the SDKs hold it): `send` resolves
+// with the ack of one message.
+async function trackingSocket(server, appId) {
+  const ws = new WebSocket(`${server.endpoint}/app/${appId}/track`);
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject); });
+  const acks = [];
+  ws.on('message', (m) => { const next = acks.shift(); if (next) next(JSON.parse(m.toString())); });
+  return {
+    send(data) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no ack within 10 s')), scaled(10000));
+        acks.push((ack) => { clearTimeout(timer); resolve(ack); });
+        ws.send(JSON.stringify({ data }));
+      });
+    },
+    close() { ws.close(); },
+  };
 }
 
 async function api(server, appId, token, rest) {
@@ -221,5 +245,71 @@ test('the ClickHouse backend under faults', { skip: !haveClickHouse && 'clickhou
       assert.equal(after.json.data.totalNumbers.users, before.json.data.totalNumbers.users - 1);
       const fromA = await api(a, cred.appId, cred.token, DAILY);
       assert.equal(fromA.text, after.text, 'both nodes agree after the delete');
+    });
+
+    await t.test('live users and events across nodes', async (tt) => {
+      const a = servers[0];
+      const liveDevices = async (node) => {
+        const r = await api(node, cred.appId, cred.token, 'live/users');
+        assert.equal(r.status, 200, r.text);
+        return r.json.data.map((d) => d.deviceId).sort();
+      };
+      const init = (device, user) => ({ type: 'init', id: `${device}-0`, deviceId: device, sessionId: `${device}-s`,
+        userId: user, platform: 'linux', version: '1.0', date: Date.now() });
+      const event = (device, user, n) => ({ type: 'event', name: 'LIVE', id: `${device}-${n}`, deviceId: device,
+        sessionId: `${device}-s`, userId: user, date: Date.now() });
+
+      const onA = await trackingSocket(a, cred.appId);
+      const onB = await trackingSocket(nodeB, cred.appId);
+      assert.deepEqual((await onA.send([init('live-a', 'live-user-a'), event('live-a', 'live-user-a', 1)])).reportedIds,
+        ['live-a-0', 'live-a-1']);
+      const sentAt = Date.now();
+      let seenAfter = null;
+      const shown = await eventually(async () => {
+        const ok = (await liveDevices(nodeB)).includes('live-a');
+        if (ok) seenAfter = Date.now() - sentAt;
+        return ok;
+      }, 5000);
+      if (!shown) { logTail(tt, a); logTail(tt, nodeB); }
+      assert.ok(shown, 'a device on node A is in node B\'s live users');
+      tt.diagnostic(`node B showed node A's device ${seenAfter} ms after its ack`);
+      const users = await api(nodeB, cred.appId, cred.token, 'live/users');
+      const row = users.json.data.find((d) => d.deviceId === 'live-a');
+      assert.equal(row.userId, 'live-user-a');
+      assert.equal(row.platform, 'linux');
+      const events = await api(nodeB, cred.appId, cred.token, 'live/events');
+      assert.equal(events.status, 200);
+      assert.deepEqual(events.json.data.filter((e) => e.machine_id === 'live-a').map((e) => e.type).sort(),
+        ['event', 'init'], 'node A\'s events are in node B\'s live events');
+
+      await onB.send([init('live-b', 'live-user-b')]);
+      assert.ok(await eventually(async () => {
+        const [fromA, fromB] = [await liveDevices(a), await liveDevices(nodeB)];
+        return fromA.join() === 'live-a,live-b' && fromB.join() === 'live-a,live-b';
+      }, 5000), 'both nodes list both devices');
+      const count = await api(a, cred.appId, cred.token, 'live/users/count');
+      assert.equal(count.json.data, 2);
+
+      // Deleted through node A: node B's own device of that user leaves both
+      // lists, and comes back with its next activity.
+      const del = await a.request('DELETE', `/api/v1/apps/${cred.appId}/users/live-user-b`,
+        { headers: { authorization: cred.token } });
+      assert.equal(del.status, 204, del.text);
+      assert.deepEqual(await liveDevices(nodeB), ['live-a'], 'node B hides the user deleted through node A at once');
+      assert.ok(await eventually(async () => (await liveDevices(a)).join() === 'live-a', 3000));
+      await onB.send([event('live-b', 'live-user-b', 2)]);
+      assert.ok(await eventually(async () => (await liveDevices(a)).includes('live-b'), 5000),
+        'active again after the delete: live again');
+
+      // Disconnected from node A: gone from node B too.
+      onA.close();
+      assert.ok(await eventually(async () => !(await liveDevices(nodeB)).includes('live-a'), 5000),
+        'a closed device leaves the other node\'s list');
+
+      // Node B killed: its devices leave node A's list within seconds.
+      await nodeB.kill9();
+      onB.close();
+      assert.ok(await eventually(async () => (await liveDevices(a)).length === 0, 10000),
+        'a killed node\'s devices leave the other nodes\' lists');
     });
   });

@@ -1,6 +1,7 @@
 #include "store/clickhouse/clickhouse_event_store.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include "core/time_util.h"
 #include "store/clickhouse/clickhouse_client.h"
 #include "store/clickhouse/clickhouse_reader.h"
+#include "store/clickhouse/clickhouse_shared_live.h"
 #include "store/clickhouse/event_rows.h"
 #include "store/clickhouse/spool.h"
 #include "store/event_identity.h"
@@ -41,6 +43,9 @@ constexpr uint64_t kQuietBacklogBytes = 1u << 20;
 constexpr int kStopWaitMs = 10000;
 // How long a delete waits for the same before it gives up (Unavailable).
 constexpr int kDeleteWaitMs = 30000;
+// Identities asked about in one statement (statements stay well under the
+// size ClickHouse parses).
+constexpr size_t kIdentsPerStatement = 4000;
 // Identities of recently spooled events remembered on the node (two
 // generations of this many), so the live window does not show a resend
 // twice; ClickHouse's idents table is what decides.
@@ -116,6 +121,7 @@ class ClickHouseEventStore final : public EventStore {
     cv_.notify_all();
     if (forwarder_.joinable()) forwarder_.join();
     if (mutator_.joinable()) mutator_.join();
+    if (spool_lock_ >= 0) ::close(spool_lock_);
   }
 
   Status Open(const std::string& data_dir, const ClickHouseStoreOptions& options) {
@@ -139,9 +145,25 @@ class ClickHouseEventStore final : public EventStore {
     if (!append_client.ok()) return append_client.status();
     append_client_ = std::move(*append_client);
     reader_ = std::make_unique<ClickHouseReader>(client_.get(), ClickHouseTables(options));
+    shared_live_ = std::make_unique<ClickHouseSharedLive>(
+        client_.get(), reader_.get(), options,
+        [this](bool wait) { return Clean(wait ? ReadyToRead() : SchemaReady()); },
+        [this](std::string statement) { RunLater(std::move(statement)); });
+    open_ord_ = OrderClock::First(NowMs());
+    if (options.read_only) {
+      // Beside a running node: its spool is the node's alone.
+      NUCLEON_RETURN_IF_ERROR(Clean(EnsureClickHouseSchema(*client_, ClickHouseTables(options))));
+      schema_ready_.store(true);
+      return Status::Ok();
+    }
     node_ = LoadNodeId(data_dir);
     clock_ = OrderClock(node_);
-    open_ord_ = OrderClock::First(NowMs());
+    // One process per spool: a second forwarder would send its rows twice.
+    spool_lock_ = ::open((data_dir + "/spool.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (spool_lock_ < 0 || ::flock(spool_lock_, LOCK_EX | LOCK_NB) != 0) {
+      return Status::Unavailable("the spool in " + data_dir +
+                                 " is in use by another nucleon process (a running server?)");
+    }
     NUCLEON_RETURN_IF_ERROR(spool_.Open(data_dir + "/spool", options.fsync_full));
     spool_dir_ = data_dir + "/spool";
     forwarder_ = std::thread([this] { ForwardLoop(); });
@@ -159,6 +181,7 @@ class ClickHouseEventStore final : public EventStore {
                         std::function<void()>* publish) override {
     *publish = nullptr;
     inserted->assign(events.size(), 0);
+    if (options_.read_only) return ReadOnly();
     std::string rows;
     std::unordered_set<uint64_t> idents;  // of this batch
     // Resends of events stored earlier (by any node, or before a restart)
@@ -223,6 +246,7 @@ class ClickHouseEventStore final : public EventStore {
   Status Sync() override { return spool_.Sync(); }
 
   Status Probe() override {
+    if (options_.read_only) return ReadOnly();
     const std::string path = spool_dir_ + "/probe";
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return Status::Unavailable("the spool folder is not writable");
@@ -246,6 +270,8 @@ class ClickHouseEventStore final : public EventStore {
          static_cast<double>(forwarded_events_.load())},
     };
   }
+
+  SharedLive* shared_live() override { return shared_live_.get(); }
 
   Status Export(std::string_view app_id, const std::function<void(const Event&)>& sink) override {
     WaitForwarded(kReadWaitMs);
@@ -317,7 +343,12 @@ class ClickHouseEventStore final : public EventStore {
   }
 
  private:
+  static Status ReadOnly() {
+    return Status::InvalidArgument("this ClickHouse store was opened for reading only");
+  }
+
   Status Delete(std::string_view app_id, std::string_view user_key) {
+    if (options_.read_only) return ReadOnly();
     if (!WaitForwarded(kDeleteWaitMs)) {
       return Status::Unavailable("ClickHouse has not taken this node's events yet; try again");
     }
@@ -359,6 +390,7 @@ class ClickHouseEventStore final : public EventStore {
                                           " DELETE WHERE app = " + SqlQuote(app) +
                                           " AND user_h = " + std::to_string(user_h) +
                                           " AND ord < " + std::to_string(ord)};
+    mutations.push_back(shared_live_->DeleteUserStatement(app_id, user_h, OrderClock::TimeOf(ord)));
     if (!sessions->empty()) {
       std::string list;
       for (uint64_t h : *sessions) list += (list.empty() ? "" : ", ") + std::to_string(h);
@@ -366,11 +398,7 @@ class ClickHouseEventStore final : public EventStore {
                           " DELETE WHERE app = " + SqlQuote(app) + " AND sess_h IN (" + list +
                           ") AND ord < " + std::to_string(ord));
     }
-    {
-      std::lock_guard lock(mu_);
-      for (std::string& m : mutations) mutations_.push_back(std::move(m));
-    }
-    cv_.notify_all();
+    for (std::string& m : mutations) RunLater(std::move(m));
     // The spool's copy of the user's events goes with its segment.
     return spool_.Rotate();
   }
@@ -400,29 +428,17 @@ class ClickHouseEventStore final : public EventStore {
   // in an embedded store this deployment was migrated from (`tombstones`).
   Result<std::set<std::pair<std::string, std::string>>> KnownIdentities(ClickHouseClient& client,
                                                                         const Identities& asked) {
-    // In statements of a few thousand identities each.
-    constexpr size_t kPerStatement = 4000;
     size_t total = 0;
     for (const auto& [app, list] : asked) total += list.size();
-    if (total > kPerStatement) {
+    if (total > kIdentsPerStatement) {
       std::set<std::pair<std::string, std::string>> known;
-      Identities part;
-      size_t in_part = 0;
-      auto flush = [&]() -> Status {
+      Status st = ForEachPart(asked, [&](const Identities& part) -> Status {
         auto found = KnownIdentities(client, part);
         if (!found.ok()) return found.status();
         known.insert(found->begin(), found->end());
-        part.clear();
-        in_part = 0;
         return Status::Ok();
-      };
-      for (const auto& [app, list] : asked) {
-        for (const auto& [ident, a] : list) {
-          part[app][ident] = a;
-          if (++in_part == kPerStatement) NUCLEON_RETURN_IF_ERROR(flush());
-        }
-      }
-      if (in_part > 0) NUCLEON_RETURN_IF_ERROR(flush());
+      });
+      if (!st.ok()) return st;
       return known;
     }
     const ClickHouseTables tables(options_);
@@ -478,10 +494,12 @@ class ClickHouseEventStore final : public EventStore {
     return Clean(r.status());
   }
 
+  Status SchemaReady() const {
+    return schema_ready_.load() ? Status::Ok()
+                                : Status::Unavailable("ClickHouse is not reachable yet");
+  }
   Status ReadyToRead() {
-    if (!schema_ready_.load()) {
-      return Status::Unavailable("ClickHouse is not reachable yet");
-    }
+    NUCLEON_RETURN_IF_ERROR(SchemaReady());
     WaitForwarded(kReadWaitMs);
     return Status::Ok();
   }
@@ -497,9 +515,18 @@ class ClickHouseEventStore final : public EventStore {
     return spool_.forwarded() >= target;
   }
 
-  // Runs the deletes' mutations, one at a time, retrying a failed one a few
-  // times (a mutation left undone only leaves hidden rows on disk; the next
-  // delete of the user removes them too).
+  // Queues a slow statement for the mutation thread.
+  void RunLater(std::string statement) {
+    {
+      std::lock_guard lock(mu_);
+      mutations_.push_back(std::move(statement));
+    }
+    cv_.notify_all();
+  }
+
+  // Runs the deletes' mutations (and other slow statements), one at a time, retrying a failed one a
+  // few times (a mutation left undone only leaves hidden rows on disk; the next delete of the user
+  // removes them too).
   void MutationLoop() {
     for (;;) {
       std::string statement;
@@ -514,8 +541,9 @@ class ClickHouseEventStore final : public EventStore {
         auto done = client_->Execute(statement);
         if (done.ok()) break;
         if (attempt == 3) {
-          LogWarn("a deleted user's rows stay hidden, not yet removed: " +
-                  done.status().ToString());
+          // A deleted user's rows stay hidden until the user's next delete
+          // removes them; an old day of presence goes with the next cleanup.
+          LogWarn("a background ClickHouse statement was given up: " + done.status().ToString());
           break;
         }
         std::unique_lock lock(mu_);
@@ -657,7 +685,14 @@ class ClickHouseEventStore final : public EventStore {
       if (!found.ok()) return found.status();
       known = std::move(*found);
     }
+    // Rows an earlier attempt stored count as seen: a resend of one of them
+    // in the same round is a resend.
     std::set<std::pair<std::string, std::string>> seen;
+    for (const auto& r : rows) {
+      if (r[0] == "E" && !r[1 + kIdent].empty() && present_events.count(ParseU64(r[1 + kOrd]))) {
+        seen.emplace(r[1 + kApp], r[1 + kIdent]);
+      }
+    }
     for (size_t i = 0; i < rows.size(); ++i) {
       if (!keep[i]) continue;
       const auto& r = rows[i];
@@ -751,6 +786,7 @@ class ClickHouseEventStore final : public EventStore {
     // 4. The rows: events first, then their identities (an identity without
     // its event would drop the event's resend), then heartbeats.
     std::string event_rows, ident_rows;
+    Identities written;
     size_t forwarded = 0;
     for (size_t i = 0; i < rows.size(); ++i) {
       const auto& r = rows[i];
@@ -761,6 +797,7 @@ class ClickHouseEventStore final : public EventStore {
         ++forwarded;
       }
       if ((keep[i] || present) && !r[1 + kIdent].empty()) {
+        written[r[1 + kApp]][r[1 + kIdent]].device = r[1 + kDevice];
         AppendTsv(&ident_rows, r[1 + kApp]);
         ident_rows.push_back('\t');
         AppendTsv(&ident_rows, r[1 + kIdent]);
@@ -776,16 +813,88 @@ class ClickHouseEventStore final : public EventStore {
                                  InsertSettings(options_));
       if (!st.ok()) return st.status();
     }
+    // 5. Another node may have stored one of these identities while this
+    // round was under way (a resend sent to it while this node's insert was
+    // in flight). Whichever node's insert lands last sees both copies here;
+    // the later order is hidden from every answer.
+    if (!written.empty()) NUCLEON_RETURN_IF_ERROR(HideDuplicates(written));
     forwarded_events_.fetch_add(forwarded);
     return Status::Ok();
+  }
+
+  // Records, in `duplicates`, every copy but the first (by order) of an
+  // identity stored more than once among `written`.
+  Status HideDuplicates(const Identities& written) {
+    const ClickHouseTables tables(options_);
+    std::string hidden;
+    Status st = ForEachPart(written, [&](const Identities& part) -> Status {
+      std::string which;
+      for (const auto& [app, list] : part) {
+        std::string idents;
+        std::set<std::string> devices;
+        for (const auto& [ident, a] : list) {
+          idents += (idents.empty() ? "" : ", ") + SqlQuote(ident);
+          devices.insert(a.device);
+        }
+        which += (which.empty() ? "" : " OR ") + std::string("(app = ") + SqlQuote(app) +
+                 " AND device IN " + QuoteList(devices) + " AND ident IN (" + idents + "))";
+      }
+      auto found = reader_->Query("SELECT app, arraySort(groupUniqArray(ord)) AS ords FROM " +
+                                  tables("events") + " WHERE " + which +
+                                  " GROUP BY app, ident HAVING length(ords) > 1");
+      if (!found.ok()) return found.status();
+      for (const auto& r : *found) {
+        // [first,second,...]: all but the first are copies.
+        std::string list = r[1].size() > 2 ? r[1].substr(1, r[1].size() - 2) : "";
+        size_t at = list.find(',');
+        while (at != std::string::npos) {
+          const size_t next = list.find(',', at + 1);
+          AppendTsv(&hidden, r[0]);
+          hidden +=
+              "\t" +
+              list.substr(at + 1, next == std::string::npos ? std::string::npos : next - at - 1) +
+              "\n";
+          at = next;
+        }
+      }
+      return Status::Ok();
+    });
+    NUCLEON_RETURN_IF_ERROR(st);
+    if (hidden.empty()) return Status::Ok();
+    LogInfo("ClickHouse: an event stored by two nodes at once is counted once");
+    auto done = client_->Execute("INSERT INTO " + tables("duplicates") + " FORMAT TabSeparated",
+                                 hidden, InsertSettings(options_));
+    if (!done.ok()) return done.status();
+    reader_->ForgetDuplicates();
+    return Status::Ok();
+  }
+
+  // Calls `fn` with parts of `all` of at most kIdentsPerStatement identities.
+  static Status ForEachPart(const Identities& all,
+                            const std::function<Status(const Identities&)>& fn) {
+    Identities part;
+    size_t in_part = 0;
+    for (const auto& [app, list] : all) {
+      for (const auto& [ident, a] : list) {
+        part[app][ident] = a;
+        if (++in_part == kIdentsPerStatement) {
+          NUCLEON_RETURN_IF_ERROR(fn(part));
+          part.clear();
+          in_part = 0;
+        }
+      }
+    }
+    return in_part > 0 ? fn(part) : Status::Ok();
   }
 
   ClickHouseStoreOptions options_;
   std::unique_ptr<ClickHouseClient> client_;
   std::unique_ptr<ClickHouseClient> append_client_;  // writer thread
   std::unique_ptr<ClickHouseReader> reader_;
+  std::unique_ptr<ClickHouseSharedLive> shared_live_;
   Spool spool_;
   std::string spool_dir_;
+  int spool_lock_ = -1;
   uint64_t node_ = 0;
   OrderClock clock_{0};  // writer thread
   uint64_t open_ord_ = 0;

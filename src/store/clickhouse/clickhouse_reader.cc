@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "core/normalize.h"
+#include "core/time_util.h"
 #include "store/clickhouse/event_rows.h"
 #include "store/payload_props.h"
 
@@ -142,6 +143,44 @@ Result<ClickHouseReader::Rows> ClickHouseReader::Query(const std::string& sql) {
   return ParseTsv(*body);
 }
 
+void ClickHouseReader::ForgetDuplicates() {
+  std::lock_guard lock(duplicates_mu_);
+  duplicates_loaded_ms_ = 0;
+}
+
+std::string ClickHouseReader::DuplicatesClause(std::string_view app) const {
+  std::vector<std::pair<std::string, uint64_t>> copies;
+  {
+    std::lock_guard lock(duplicates_mu_);
+    const int64_t now = NowMs();
+    if (now - duplicates_loaded_ms_ >= kDuplicatesRefreshMs) {
+      auto body = client_->Execute("SELECT DISTINCT app, ord FROM " + tables_("duplicates") +
+                                   " FORMAT TabSeparated");
+      auto rows = body.ok() ? ParseTsv(*body) : Result<Rows>(body.status());
+      // A failure here leaves the last list; the statement it is for will
+      // most likely fail the same way.
+      if (rows.ok()) {
+        duplicates_.clear();
+        for (const auto& r : *rows) {
+          if (r.size() == 2) duplicates_.emplace_back(r[0], UInt(r[1]));
+        }
+        duplicates_loaded_ms_ = now;
+      }
+    }
+    for (const auto& d : duplicates_) {
+      if (app.empty() || d.first == app) copies.push_back(d);
+    }
+  }
+  if (copies.empty()) return "";
+  std::string list;
+  for (const auto& [copy_app, ord] : copies) {
+    list += list.empty() ? "" : ", ";
+    list += app.empty() ? "(" + SqlQuote(copy_app) + ", " + std::to_string(ord) + ")"
+                        : std::to_string(ord);
+  }
+  return (app.empty() ? "(app, ord) NOT IN (" : "ord NOT IN (") + list + ")";
+}
+
 std::string ClickHouseReader::Live(std::string_view app, const std::string& where,
                                    const std::string& columns) const {
   std::string conditions;
@@ -150,6 +189,10 @@ std::string ClickHouseReader::Live(std::string_view app, const std::string& wher
   std::string sql = "(SELECT * FROM (SELECT app, user_h, ord";
   if (!columns.empty()) sql += ", " + columns;
   sql += " FROM " + tables_("events");
+  // Not the second copy of an event two nodes stored at once (rare: listed
+  // as literals, since a subquery would cost every row a lookup).
+  const std::string copies = DuplicatesClause(app);
+  if (!copies.empty()) conditions += (conditions.empty() ? "" : " AND ") + copies;
   if (!conditions.empty()) sql += " WHERE " + conditions;
   sql += ") ANY LEFT JOIN (SELECT app, user_h, max(ord) AS del_ord FROM " + tables_("deletions");
   if (!app.empty()) sql += " WHERE app = " + SqlQuote(app);
@@ -646,6 +689,23 @@ Result<StoreStats> ClickHouseReader::Stats(std::string_view app) {
     s.users = Int(r[4]);
   }
   return s;
+}
+
+Result<std::vector<Event>> ClickHouseReader::Recent(std::string_view app, int64_t from_ms,
+                                                    int64_t to_ms, size_t limit) {
+  auto rows = Query(std::string("SELECT ord, app, ") + kEventSelectColumns + " FROM " +
+                    Live(app, Range(from_ms, to_ms), kEventSelectColumns) +
+                    " ORDER BY time DESC, ord LIMIT " + std::to_string(limit));
+  if (!rows.ok()) return rows.status();
+  std::vector<Event> out;
+  out.reserve(rows->size());
+  for (const auto& r : *rows) {
+    uint64_t ord = 0;
+    auto e = DecodeEventRow(r, &ord);
+    if (!e.ok()) return e.status();
+    out.push_back(std::move(*e));
+  }
+  return out;
 }
 
 Status ClickHouseReader::StoredBefore(uint64_t before_ord, int64_t from_ms, int64_t to_ms,

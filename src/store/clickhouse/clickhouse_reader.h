@@ -5,13 +5,16 @@
 // them), so a delete shows at once. Sessions (start, end, context) are
 // derived from their events and credited heartbeats in the same query.
 //
-// Thread-safe: holds only the client (thread-safe) and table names.
+// Thread-safe: holds the client (thread-safe), table names and, under a
+// mutex, the short list of duplicate copies every read leaves out.
 #pragma once
 
 #include <functional>
+#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/event.h"
@@ -47,6 +50,10 @@ class ClickHouseReader {
   // the events columns) narrowing them; in pages, so memory stays bounded.
   Status ForEachEvent(std::string_view app, const std::string& where,
                       const std::function<void(const Event&, uint64_t ord)>& sink);
+  // Events with a time in [from_ms, to_ms], newest first (equal times in
+  // storage order), at most `limit`.
+  Result<std::vector<Event>> Recent(std::string_view app, int64_t from_ms, int64_t to_ms,
+                                    size_t limit);
   Status StoredBefore(uint64_t before_ord, int64_t from_ms, int64_t to_ms, size_t per_app,
                       const std::function<void(const Event&)>& sink);
 
@@ -57,6 +64,11 @@ class ClickHouseReader {
 
   using Rows = std::vector<std::vector<std::string>>;
   Result<Rows> Query(const std::string& sql);
+
+  // Makes the next read load the `duplicates` list again (this node just
+  // added to it); otherwise it is reloaded at most every kDuplicatesRefreshMs.
+  void ForgetDuplicates();
+  static constexpr int64_t kDuplicatesRefreshMs = 1000;
 
  private:
   struct SessionRow;
@@ -75,8 +87,15 @@ class ClickHouseReader {
                                              const std::vector<std::string>& keys,
                                              std::vector<std::vector<SessionSummary>>* sessions);
 
+  // "ord NOT IN (...)" (or "(app, ord) NOT IN (...)" over every app) for the
+  // hidden copies of `app`'s events; "" without any.
+  std::string DuplicatesClause(std::string_view app) const;
+
   ClickHouseClient* client_;
   ClickHouseTables tables_;
+  mutable std::mutex duplicates_mu_;
+  mutable std::vector<std::pair<std::string, uint64_t>> duplicates_;  // (app, ord)
+  mutable int64_t duplicates_loaded_ms_ = 0;
 };
 
 }  // namespace nucleon

@@ -16,7 +16,13 @@ struct TableSpec {
   // session's events and heartbeats stay on one shard, and an app's
   // aggregates read every shard in parallel.
   const char* sharding_key;
+  // Tables of passing state are partitioned by day, so old days go whole.
+  const char* partition_by = nullptr;
 };
+
+// The UTC day (YYYYMMDD) of a time in ms: the partition of a row of passing state.
+constexpr const char* kDayOfPublished = "toYYYYMMDD(toDateTime(intDiv(published, 1000)), 'UTC')";
+constexpr const char* kDayOfAlive = "toYYYYMMDD(toDateTime(intDiv(alive, 1000)), 'UTC')";
 
 const TableSpec kTables[] = {
     {"events",
@@ -37,11 +43,18 @@ const TableSpec kTables[] = {
      "(app, sess_h, ord)", "sess_h"},
     {"deletions", "app String, user_h UInt64, ord UInt64", "(app, user_h)", "user_h"},
     {"session_resets", "app String, sess_h UInt64, ord UInt64", "(app, sess_h)", "sess_h"},
+    {"duplicates", "app String, ord UInt64", "(app, ord)", "cityHash64(app)"},
     {"apps", "app_id String, name String, created_ms Int64", "app_id", "cityHash64(app_id)"},
     {"tokens", "hash String, prefix String, app_id String, created_ms Int64", "hash",
      "cityHash64(hash)"},
     {"revocations", "hash String, revoked_ms Int64", "hash", "cityHash64(hash)"},
     {"schema_versions", "version UInt32, applied_ms Int64", "version", "version"},
+    {"presence",
+     "app String, node UInt64, seq UInt64, device String, user_key String, user_h UInt64,"
+     " platform String, os_version String, country String, last_seen Int64, open UInt8,"
+     " published Int64",
+     "(app, published)", "cityHash64(app, device)", kDayOfPublished},
+    {"nodes", "node UInt64, alive Int64", "alive", "node", kDayOfAlive},
 };
 
 }  // namespace
@@ -90,9 +103,11 @@ Status EnsureClickHouseSchema(ClickHouseClient& client, const ClickHouseTables& 
   if (!created.ok()) return created.status();
   for (const TableSpec& t : kTables) {
     std::string ddl;
+    const std::string partition =
+        t.partition_by ? std::string(" PARTITION BY ") + t.partition_by : "";
     if (tables.cluster().empty()) {
       ddl = "CREATE TABLE IF NOT EXISTS " + tables(t.name) + " (" + t.columns +
-            ") ENGINE = MergeTree ORDER BY " + t.order_by;
+            ") ENGINE = MergeTree" + partition + " ORDER BY " + t.order_by;
       auto st = client.Execute(ddl);
       if (!st.ok()) return st.status();
       continue;
@@ -103,7 +118,7 @@ Status EnsureClickHouseSchema(ClickHouseClient& client, const ClickHouseTables& 
     const std::string local = std::string(t.name) + "_local";
     ddl = "CREATE TABLE IF NOT EXISTS " + tables(local) + on_cluster + " (" + t.columns +
           ") ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/" + tables.database() + "/" +
-          local + "', '{replica}') ORDER BY " + t.order_by;
+          local + "', '{replica}')" + partition + " ORDER BY " + t.order_by;
     auto st = client.Execute(ddl);
     if (!st.ok()) return st.status();
     ddl = "CREATE TABLE IF NOT EXISTS " + tables(t.name) + on_cluster + " AS " + tables(local) +

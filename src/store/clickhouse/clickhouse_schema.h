@@ -12,6 +12,10 @@
 //                   order are gone, whatever a running mutation has removed
 //   session_resets  (session hash, order): the heartbeats credited before
 //                   that order no longer count (a delete recomputed the session)
+//   presence, nodes the live devices each node holds and which nodes are
+//                   alive (passing state, partitioned by day, old days dropped)
+//   duplicates      (app, order) of events hidden as the second copy of an
+//                   identity that two nodes stored at the same moment
 //   apps, tokens, revocations   the catalog
 //   schema_versions the migrations applied
 //
@@ -36,6 +40,9 @@ struct ClickHouseStoreOptions {
   std::string cluster;  // empty: one server (or a replicated set behind one URL)
   // true: the local spool is fsynced before every ack (survives power loss).
   bool fsync_full = true;
+  // Reads only (export, stats beside a running server): no spool is opened,
+  // nothing is forwarded, appends and deletes are refused.
+  bool read_only = false;
 };
 
 // Where the tables are: `database`.`name` for statements.
@@ -68,6 +75,6 @@ ClickHouseClientOptions ClientOptionsFor(const ClickHouseStoreOptions& options);
 Status EnsureClickHouseSchema(ClickHouseClient& client, const ClickHouseTables& tables);
 
 // The newest schema this build knows.
-inline constexpr int kClickHouseSchemaVersion = 1;
+inline constexpr int kClickHouseSchemaVersion = 2;
 
 }  // namespace nucleon
