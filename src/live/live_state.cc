@@ -68,29 +68,44 @@ void LiveState::Seed(std::vector<Event> events) {
   }
 }
 
-std::vector<LiveDeviceRow> LiveState::Devices(std::string_view app_id, int64_t now_ms) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::unordered_map<std::string, LiveDeviceRow> by_device;
+// The newest live presence of each device of the app: views into the state,
+// valid while `mu_` is held.
+std::vector<const LiveDeviceRow*> LiveState::LiveRows(std::string_view app_id,
+                                                      int64_t now_ms) const {
+  std::unordered_map<std::string_view, const LiveDeviceRow*> by_device;
+  by_device.reserve(connections_.size());
   for (const auto& [conn, devices] : connections_) {
     for (const auto& [id, p] : devices) {
       if (p.app_id != app_id || p.row.last_seen_ms < now_ms - kPresenceMs) continue;
-      auto [it, fresh] = by_device.emplace(id, p.row);
-      if (!fresh && p.row.last_seen_ms > it->second.last_seen_ms) it->second = p.row;
+      auto [it, fresh] = by_device.emplace(id, &p.row);
+      if (!fresh && p.row.last_seen_ms > it->second->last_seen_ms) it->second = &p.row;
     }
   }
-  std::vector<LiveDeviceRow> out;
-  out.reserve(by_device.size());
-  for (auto& [id, row] : by_device) out.push_back(std::move(row));
-  std::sort(out.begin(), out.end(), [](const LiveDeviceRow& a, const LiveDeviceRow& b) {
-    return a.last_seen_ms != b.last_seen_ms ? a.last_seen_ms > b.last_seen_ms
-                                            : a.device_id < b.device_id;
+  std::vector<const LiveDeviceRow*> rows;
+  rows.reserve(by_device.size());
+  for (const auto& [id, row] : by_device) rows.push_back(row);
+  return rows;
+}
+
+std::vector<LiveDeviceRow> LiveState::Devices(std::string_view app_id, int64_t now_ms) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<const LiveDeviceRow*> rows = LiveRows(app_id, now_ms);
+  std::sort(rows.begin(), rows.end(), [](const LiveDeviceRow* a, const LiveDeviceRow* b) {
+    return a->last_seen_ms != b->last_seen_ms ? a->last_seen_ms > b->last_seen_ms
+                                              : a->device_id < b->device_id;
   });
+  std::vector<LiveDeviceRow> out;
+  out.reserve(rows.size());
+  for (const LiveDeviceRow* row : rows) out.push_back(*row);
   return out;
 }
 
 int64_t LiveState::UserCount(std::string_view app_id, int64_t now_ms) const {
-  std::unordered_set<std::string> users;
-  for (const LiveDeviceRow& row : Devices(app_id, now_ms)) users.insert(row.user_key);
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<const LiveDeviceRow*> rows = LiveRows(app_id, now_ms);
+  std::unordered_set<std::string_view> users;
+  users.reserve(rows.size());
+  for (const LiveDeviceRow* row : rows) users.insert(row->user_key);
   return static_cast<int64_t>(users.size());
 }
 

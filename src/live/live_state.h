@@ -56,6 +56,7 @@ class LiveState final : public PresenceSink, public CommitObserver {
     std::string app_id;
     LiveDeviceRow row;
   };
+  std::vector<const LiveDeviceRow*> LiveRows(std::string_view app_id, int64_t now_ms) const;
   // connection -> device id -> presence
   std::unordered_map<uint64_t, std::unordered_map<std::string, Presence>> connections_;
   std::unordered_map<std::string, std::deque<Event>> recent_;  // by app, in commit order
