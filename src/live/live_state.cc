@@ -11,12 +11,17 @@ void LiveState::Seen(uint64_t connection, std::string_view app_id, const Event& 
                      int64_t now_ms) {
   if (event.device_id.empty()) return;
   std::lock_guard<std::mutex> lock(mu_);
-  Presence& p = connections_[connection][event.device_id];
+  auto [it, created] = connections_[connection].try_emplace(event.device_id);
+  Presence& p = it->second;
+  // A presence that appears, comes back from expiry or changes user changes the counts.
+  if (created || p.row.last_seen_ms < now_ms - kPresenceMs) ++generation_;
   p.app_id = std::string(app_id);
   p.row.device_id = event.device_id;
   // A heartbeat from 3.x, Python or Swift carries only the device: keep the user we know.
-  if (!event.user_id.empty() || !event.anon_id.empty() || p.row.user_key.empty()) {
+  if ((!event.user_id.empty() || !event.anon_id.empty() || p.row.user_key.empty()) &&
+      p.row.user_key != event.user_key) {
     p.row.user_key = event.user_key;
+    ++generation_;
   }
   if (!event.platform.empty()) p.row.platform = event.platform;
   if (!event.os_version.empty()) p.row.os_version = event.os_version;
@@ -26,7 +31,7 @@ void LiveState::Seen(uint64_t connection, std::string_view app_id, const Event& 
 
 void LiveState::Closed(uint64_t connection) {
   std::lock_guard<std::mutex> lock(mu_);
-  connections_.erase(connection);
+  if (connections_.erase(connection) > 0) ++generation_;
 }
 
 void LiveState::OnCommitted(std::vector<Event>&& events, const std::vector<uint8_t>& inserted) {
@@ -102,11 +107,24 @@ std::vector<LiveDeviceRow> LiveState::Devices(std::string_view app_id, int64_t n
 
 int64_t LiveState::UserCount(std::string_view app_id, int64_t now_ms) const {
   std::lock_guard<std::mutex> lock(mu_);
+  auto cached = counted_.find(app_id);
+  if (cached != counted_.end() && cached->second.generation == generation_ &&
+      now_ms >= cached->second.counted_ms && now_ms < cached->second.valid_until_ms) {
+    return cached->second.users;
+  }
   std::vector<const LiveDeviceRow*> rows = LiveRows(app_id, now_ms);
   std::unordered_set<std::string_view> users;
   users.reserve(rows.size());
-  for (const LiveDeviceRow* row : rows) users.insert(row->user_key);
-  return static_cast<int64_t>(users.size());
+  int64_t oldest_seen_ms = now_ms;
+  for (const LiveDeviceRow* row : rows) {
+    users.insert(row->user_key);
+    oldest_seen_ms = std::min(oldest_seen_ms, row->last_seen_ms);
+  }
+  const auto count = static_cast<int64_t>(users.size());
+  if (cached == counted_.end()) cached = counted_.emplace(std::string(app_id), UserTally{}).first;
+  // Valid until something changes or the oldest counted presence expires.
+  cached->second = UserTally{generation_, now_ms, oldest_seen_ms + kPresenceMs, count};
+  return count;
 }
 
 std::vector<Event> LiveState::RecentEvents(std::string_view app_id, int64_t now_ms,
@@ -138,6 +156,7 @@ std::vector<Event> LiveState::RecentEvents(std::string_view app_id, int64_t now_
 
 void LiveState::ForgetUser(std::string_view app_id, std::string_view user_key) {
   std::lock_guard<std::mutex> lock(mu_);
+  ++generation_;
   for (auto& [conn, devices] : connections_) {
     for (auto it = devices.begin(); it != devices.end();) {
       if (it->second.app_id == app_id && it->second.row.user_key == user_key) {
