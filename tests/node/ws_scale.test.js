@@ -91,18 +91,23 @@ function within(promise, ms, what) {
   ]);
 }
 
-test(`${SOCKETS} deflate WebSockets are all acked and the connection caps hold`, { timeout: scaled(300000) }, async (t) => {
-  const server = new Server({
-    args: ['--max-connections', String(TOTAL_CAP), '--max-connections-per-ip', String(PER_IP_CAP)],
-  });
-  const app = createApp(server.dataDir, 'ws-scale');
+// A started server with an app; its devices' sockets are dropped and the
+// server stopped when the test ends.
+async function setUp(t, name, args = []) {
+  const server = new Server({ args });
+  const app = createApp(server.dataDir, name);
   await server.start();
   const devices = [];
   t.after(async () => {
     for (const d of devices) d.ws?.terminate();
     await server.stop();
   });
-  const url = `${server.endpoint}/app/${app.appId}/track`;
+  return { server, app, devices, url: `${server.endpoint}/app/${app.appId}/track` };
+}
+
+test(`${SOCKETS} deflate WebSockets are all acked and the connection caps hold`, { timeout: scaled(300000) }, async (t) => {
+  const { server, devices, url } = await setUp(t, 'ws-scale',
+    ['--max-connections', String(TOTAL_CAP), '--max-connections-per-ip', String(PER_IP_CAP)]);
   const address = (i) => `127.0.0.${20 + Math.floor(i / PER_ADDRESS)}`;
   // What the server holds before any client: its listener (and any socket of its own).
   const own = serverSockets(server.proc.pid);
@@ -175,15 +180,7 @@ test(`${SOCKETS} deflate WebSockets are all acked and the connection caps hold`,
 });
 
 test('SIGTERM closes tracking sockets with 1001 after acking what they sent', { timeout: scaled(120000) }, async (t) => {
-  const server = new Server();
-  const app = createApp(server.dataDir, 'ws-going-away');
-  await server.start();
-  const devices = [];
-  t.after(async () => {
-    for (const d of devices) d.ws?.terminate();
-    await server.stop();
-  });
-  const url = `${server.endpoint}/app/${app.appId}/track`;
+  const { server, app, devices, url } = await setUp(t, 'ws-going-away');
   const N = 200;
   for (let i = 0; i < N; i++) devices.push(new Device(url, `127.0.0.${20 + Math.floor(i / 100)}`, i));
   await within(Promise.all(devices.map(async (d) => {
