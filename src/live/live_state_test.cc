@@ -52,7 +52,8 @@ TEST(LiveStateTest, UserCountFollowsEveryChangeWhileReusedBetweenThem) {
   live.Seen(1, "app", Tracked("app", "d1", "u1", now, 1), now);
   live.Seen(2, "app", Tracked("app", "d2", "u2", now, 2), now - 60'000);
   EXPECT_EQ(live.UserCount("app", now), 2);
-  EXPECT_EQ(live.UserCount("app", now), 2);  // the same answer again
+  // The same answer again, from the last count.
+  EXPECT_EQ(live.UserCount("app", now), 2);
   live.Seen(3, "app", Tracked("app", "d3", "u3", now, 3), now);  // a new device
   EXPECT_EQ(live.UserCount("app", now), 3);
   live.Seen(3, "app", Tracked("app", "d3", "u1", now, 4), now);  // it changes user
