@@ -40,7 +40,7 @@ constexpr const char* kUsage = R"(usage: nucleon COMMAND [ARGS] [--data DIR] [ST
         [--geoip-db FILE.mmdb] [--trust-proxy CIDR[,CIDR]] [--demo]
         [--track-rate N] [--track-burst N] [--api-rate N] [--api-burst N]
         [--max-connections N] [--max-connections-per-ip N] [--header-timeout S]
-        [--body-timeout S] [--body-min-rate BYTES] [--ws-idle-timeout S]
+        [--body-timeout S] [--body-min-rate BYTES] [--ws-idle-timeout S] [--ws-deflate on|off]
         [--max-pending-events N] [--cache-mb N] [--checkpoint-interval S]
                               serve the tracking protocol and the API
   app create NAME             create an app; prints {"appId","token"}
@@ -93,6 +93,7 @@ const std::map<std::string, bool>& KnownFlags() {
                                                      {"body-timeout", true},
                                                      {"body-min-rate", true},
                                                      {"ws-idle-timeout", true},
+                                                     {"ws-deflate", true},
                                                      {"max-pending-events", true},
                                                      {"cache-mb", true},
                                                      {"checkpoint-interval", true},
@@ -200,7 +201,7 @@ struct ServeLimits {
   double track_burst = 1000;  // ... at once
   double api_rate = 20;       // API requests per second per token
   double api_burst = 100;     // ... at once
-  size_t max_connections = 10000;
+  size_t max_connections = 100000;
   size_t max_connections_per_ip = 256;
   size_t header_timeout = 10;    // seconds
   size_t body_timeout = 20;      // seconds, before the minimum body rate applies
@@ -284,6 +285,8 @@ int Serve(const Args& args, const std::string& data) {
       !NumberFlag(args, "max-pending-events", &lim.max_pending_events, &bad)) {
     return Usage(bad);
   }
+  const std::string ws_deflate = Flag(args, "ws-deflate", "on");
+  if (ws_deflate != "on" && ws_deflate != "off") return Usage("--ws-deflate must be on or off");
   for (size_t seconds : {lim.header_timeout, lim.body_timeout, lim.ws_idle_timeout}) {
     if (seconds > 86400) return Usage("timeouts are at most 86400 seconds");
   }
@@ -385,6 +388,7 @@ int Serve(const Args& args, const std::string& data) {
   options.body_timeout_seconds = static_cast<int>(lim.body_timeout);
   options.body_min_bytes_per_second = lim.body_min_rate;
   options.ws_idle_timeout_seconds = static_cast<int>(lim.ws_idle_timeout);
+  options.ws_deflate = ws_deflate == "on";
   HttpServer server(options, &router, &ingestor, &live);
   auto bound = server.Listen();
   if (!bound.ok()) return Fail(bound.status());

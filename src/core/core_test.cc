@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "core/crypto.h"
+#include "core/http_types.h"
 #include "core/log.h"
 #include "core/normalize.h"
 #include "core/time_util.h"
@@ -82,6 +83,14 @@ TEST(NormalizeTest, RamAndNumbers) {
   EXPECT_EQ(RenderNumber(123456789012), "123456789012");
   EXPECT_EQ(RenderNumber(5e-324), "5e-324");
   EXPECT_EQ(RenderNumber(1.7976931348623157e308), "1.7976931348623157e+308");
+}
+
+TEST(JsonQuoteTest, EscapesWhereNeededAndCopiesTheRest) {
+  EXPECT_EQ(JsonQuote(""), "\"\"");
+  EXPECT_EQ(JsonQuote("plain text, ünïcödé"), "\"plain text, ünïcödé\"");
+  EXPECT_EQ(JsonQuote("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(JsonQuote("tab\there\nnew\x01"), "\"tab\\there\\nnew\\u0001\"");
+  EXPECT_EQ(JsonQuote(std::string_view("nul\0in", 6)), "\"nul\\u0000in\"");
 }
 
 TEST(CryptoTest, HashesAreStableAndTokensRandom) {

@@ -21,6 +21,14 @@ std::string JsonQuote(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 2);
   out += '"';
+  // Most strings need no escape: copy the run before the first one at once.
+  size_t plain = 0;
+  while (plain < s.size() && static_cast<unsigned char>(s[plain]) >= 0x20 && s[plain] != '"' &&
+         s[plain] != '\\') {
+    ++plain;
+  }
+  out.append(s.data(), plain);
+  s.remove_prefix(plain);
   for (unsigned char c : s) {
     switch (c) {
       case '"': out += "\\\""; break;

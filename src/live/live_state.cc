@@ -11,36 +11,36 @@ void LiveState::Seen(uint64_t connection, std::string_view app_id, const Event& 
                      int64_t now_ms) {
   if (event.device_id.empty()) return;
   std::lock_guard<std::mutex> lock(mu_);
-  Presence& p = connections_[connection][event.device_id];
+  auto [it, created] = connections_[connection].try_emplace(event.device_id);
+  Presence& p = it->second;
+  // A presence that appears, comes back from expiry or changes user changes the counts.
+  if (created || p.row.last_seen_ms < now_ms - kPresenceMs) ++generation_;
   p.app_id = std::string(app_id);
   p.row.device_id = event.device_id;
   // A heartbeat from 3.x, Python or Swift carries only the device: keep the user we know.
-  if (!event.user_id.empty() || !event.anon_id.empty() || p.row.user_key.empty()) {
+  if ((!event.user_id.empty() || !event.anon_id.empty() || p.row.user_key.empty()) &&
+      p.row.user_key != event.user_key) {
     p.row.user_key = event.user_key;
+    ++generation_;
   }
   if (!event.platform.empty()) p.row.platform = event.platform;
   if (!event.os_version.empty()) p.row.os_version = event.os_version;
   if (!event.country.empty()) p.row.country = event.country;
   p.row.last_seen_ms = now_ms;
-  if (shared_) {
-    PresenceRecord r = ToRecord(app_id, p.row);
-    changed_[r.app_id + '\0' + r.device_id] = std::move(r);
-  }
+  if (shared_) MarkChanged(app_id, p.row);
 }
 
 void LiveState::Closed(uint64_t connection) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = connections_.find(connection);
   if (it == connections_.end()) return;
+  // Published as they stand once the connection is gone: still live through
+  // another connection of this node, or closed.
   if (shared_) {
-    // Published as they stand once the connection is gone: still live through
-    // another connection of this node, or closed.
-    for (const auto& [id, p] : it->second) {
-      PresenceRecord r = ToRecord(p.app_id, p.row);
-      changed_[r.app_id + '\0' + r.device_id] = std::move(r);
-    }
+    for (const auto& [id, p] : it->second) MarkChanged(p.app_id, p.row);
   }
   connections_.erase(it);
+  ++generation_;
 }
 
 PresenceRecord LiveState::ToRecord(std::string_view app_id, const LiveDeviceRow& row) {
@@ -53,6 +53,12 @@ PresenceRecord LiveState::ToRecord(std::string_view app_id, const LiveDeviceRow&
   r.country = row.country;
   r.last_seen_ms = row.last_seen_ms;
   return r;
+}
+
+void LiveState::MarkChanged(std::string_view app_id, const LiveDeviceRow& row) {
+  PresenceRecord r = ToRecord(app_id, row);
+  std::string key = r.app_id + '\0' + r.device_id;
+  changed_[std::move(key)] = std::move(r);
 }
 
 Status LiveState::PublishShared(int64_t now_ms) {
@@ -129,51 +135,88 @@ void LiveState::Seed(std::vector<Event> events) {
   }
 }
 
-std::vector<LiveDeviceRow> LiveState::Devices(std::string_view app_id, int64_t now_ms) const {
-  std::vector<LiveDeviceRow> out = LocalDevices(app_id, now_ms);
-  if (shared_) {
-    std::vector<PresenceRecord> local;
-    local.reserve(out.size());
-    for (const LiveDeviceRow& row : out) local.push_back(ToRecord(app_id, row));
-    auto all = shared_->Present(app_id, std::move(local), now_ms);
-    // A shared store that does not answer leaves this node's own devices.
-    if (all.ok()) {
-      out.clear();
-      out.reserve(all->size());
-      for (PresenceRecord& r : *all) {
-        out.push_back(LiveDeviceRow{std::move(r.user_key), std::move(r.device_id),
-                                    std::move(r.platform), std::move(r.os_version),
-                                    std::move(r.country), r.last_seen_ms});
-      }
-    }
-  }
-  std::sort(out.begin(), out.end(), [](const LiveDeviceRow& a, const LiveDeviceRow& b) {
-    return a.last_seen_ms != b.last_seen_ms ? a.last_seen_ms > b.last_seen_ms
-                                            : a.device_id < b.device_id;
-  });
-  return out;
-}
-
-std::vector<LiveDeviceRow> LiveState::LocalDevices(std::string_view app_id, int64_t now_ms) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::unordered_map<std::string, LiveDeviceRow> by_device;
+// The newest live presence of each device of the app: views into the state,
+// valid while `mu_` is held.
+std::vector<const LiveDeviceRow*> LiveState::LiveRows(std::string_view app_id,
+                                                      int64_t now_ms) const {
+  std::unordered_map<std::string_view, const LiveDeviceRow*> by_device;
+  by_device.reserve(connections_.size());
   for (const auto& [conn, devices] : connections_) {
     for (const auto& [id, p] : devices) {
       if (p.app_id != app_id || p.row.last_seen_ms < now_ms - kPresenceMs) continue;
-      auto [it, fresh] = by_device.emplace(id, p.row);
-      if (!fresh && p.row.last_seen_ms > it->second.last_seen_ms) it->second = p.row;
+      auto [it, fresh] = by_device.emplace(id, &p.row);
+      if (!fresh && p.row.last_seen_ms > it->second->last_seen_ms) it->second = &p.row;
     }
   }
+  std::vector<const LiveDeviceRow*> rows;
+  rows.reserve(by_device.size());
+  for (const auto& [id, row] : by_device) rows.push_back(row);
+  return rows;
+}
+
+std::vector<LiveDeviceRow> LiveState::Devices(std::string_view app_id, int64_t now_ms) const {
+  if (shared_) {
+    std::vector<PresenceRecord> local;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const LiveDeviceRow* row : LiveRows(app_id, now_ms)) {
+        local.push_back(ToRecord(app_id, *row));
+      }
+    }
+    auto all = shared_->Present(app_id, local, now_ms);
+    // A shared store that does not answer leaves this node's own devices.
+    std::vector<PresenceRecord>& records = all.ok() ? *all : local;
+    std::vector<LiveDeviceRow> out;
+    out.reserve(records.size());
+    for (PresenceRecord& r : records) {
+      out.push_back(LiveDeviceRow{std::move(r.user_key), std::move(r.device_id),
+                                  std::move(r.platform), std::move(r.os_version),
+                                  std::move(r.country), r.last_seen_ms});
+    }
+    std::sort(out.begin(), out.end(), [](const LiveDeviceRow& a, const LiveDeviceRow& b) {
+      return a.last_seen_ms != b.last_seen_ms ? a.last_seen_ms > b.last_seen_ms
+                                              : a.device_id < b.device_id;
+    });
+    return out;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<const LiveDeviceRow*> rows = LiveRows(app_id, now_ms);
+  std::sort(rows.begin(), rows.end(), [](const LiveDeviceRow* a, const LiveDeviceRow* b) {
+    return a->last_seen_ms != b->last_seen_ms ? a->last_seen_ms > b->last_seen_ms
+                                              : a->device_id < b->device_id;
+  });
   std::vector<LiveDeviceRow> out;
-  out.reserve(by_device.size());
-  for (auto& [id, row] : by_device) out.push_back(std::move(row));
+  out.reserve(rows.size());
+  for (const LiveDeviceRow* row : rows) out.push_back(*row);
   return out;
 }
 
 int64_t LiveState::UserCount(std::string_view app_id, int64_t now_ms) const {
-  std::unordered_set<std::string> users;
-  for (const LiveDeviceRow& row : Devices(app_id, now_ms)) users.insert(row.user_key);
-  return static_cast<int64_t>(users.size());
+  if (shared_) {
+    // Other nodes' devices change without this node knowing: counted afresh.
+    std::unordered_set<std::string> users;
+    for (LiveDeviceRow& row : Devices(app_id, now_ms)) users.insert(std::move(row.user_key));
+    return static_cast<int64_t>(users.size());
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto cached = counted_.find(app_id);
+  if (cached != counted_.end() && cached->second.generation == generation_ &&
+      now_ms >= cached->second.counted_ms && now_ms < cached->second.valid_until_ms) {
+    return cached->second.users;
+  }
+  std::vector<const LiveDeviceRow*> rows = LiveRows(app_id, now_ms);
+  std::unordered_set<std::string_view> users;
+  users.reserve(rows.size());
+  int64_t oldest_seen_ms = now_ms;
+  for (const LiveDeviceRow* row : rows) {
+    users.insert(row->user_key);
+    oldest_seen_ms = std::min(oldest_seen_ms, row->last_seen_ms);
+  }
+  const auto count = static_cast<int64_t>(users.size());
+  if (cached == counted_.end()) cached = counted_.emplace(std::string(app_id), UserTally{}).first;
+  // Valid until something changes or the oldest counted presence expires.
+  cached->second = UserTally{generation_, now_ms, oldest_seen_ms + kPresenceMs, count};
+  return count;
 }
 
 std::vector<Event> LiveState::RecentEvents(std::string_view app_id, int64_t now_ms,
@@ -211,6 +254,7 @@ std::vector<Event> LiveState::RecentEvents(std::string_view app_id, int64_t now_
 
 void LiveState::ForgetUser(std::string_view app_id, std::string_view user_key) {
   std::lock_guard<std::mutex> lock(mu_);
+  ++generation_;
   for (auto& [conn, devices] : connections_) {
     for (auto it = devices.begin(); it != devices.end();) {
       if (it->second.app_id == app_id && it->second.row.user_key == user_key) {

@@ -67,11 +67,31 @@ class LiveState final : public PresenceSink, public CommitObserver {
     std::string app_id;
     LiveDeviceRow row;
   };
-  std::vector<LiveDeviceRow> LocalDevices(std::string_view app_id, int64_t now_ms) const;
+  std::vector<const LiveDeviceRow*> LiveRows(std::string_view app_id, int64_t now_ms) const;
   static PresenceRecord ToRecord(std::string_view app_id, const LiveDeviceRow& row);
+  // Marks a device for the next publish (under mu_; only with a shared store).
+  void MarkChanged(std::string_view app_id, const LiveDeviceRow& row);
   // connection -> device id -> presence
   std::unordered_map<uint64_t, std::unordered_map<std::string, Presence>> connections_;
   std::unordered_map<std::string, std::deque<Event>> recent_;  // by app, in commit order
+  // UserCount's last answer per app, reused while no presence appeared,
+  // disappeared, came back or changed user (`generation_`) and none of the
+  // counted ones can have expired: a dashboard polling the count does not walk
+  // every connection each time. (Which of two sockets of one device under two
+  // users was seen last is not tracked: the count may keep the other's user
+  // until the next change.)
+  struct UserTally {
+    uint64_t generation = 0;
+    int64_t counted_ms = 0;
+    int64_t valid_until_ms = 0;
+    int64_t users = 0;
+  };
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  mutable std::unordered_map<std::string, UserTally, StringHash, std::equal_to<>> counted_;
+  uint64_t generation_ = 0;
   // Devices whose presence changed since the last publish, by app + '\0' +
   // device: the last row seen (what a closed device is published with).
   std::unordered_map<std::string, PresenceRecord> changed_;

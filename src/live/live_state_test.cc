@@ -46,6 +46,32 @@ TEST(LiveStateTest, PresenceLastsWhileTheSocketIsOpenAndRecent) {
   EXPECT_EQ(devices[0].device_id, "d2");
 }
 
+TEST(LiveStateTest, UserCountFollowsEveryChangeWhileReusedBetweenThem) {
+  LiveState live;
+  const int64_t now = 1'800'000'000'000;
+  live.Seen(1, "app", Tracked("app", "d1", "u1", now, 1), now);
+  live.Seen(2, "app", Tracked("app", "d2", "u2", now, 2), now - 60'000);
+  EXPECT_EQ(live.UserCount("app", now), 2);
+  // The same answer again, from the last count.
+  EXPECT_EQ(live.UserCount("app", now), 2);
+  live.Seen(3, "app", Tracked("app", "d3", "u3", now, 3), now);  // a new device
+  EXPECT_EQ(live.UserCount("app", now), 3);
+  live.Seen(3, "app", Tracked("app", "d3", "u1", now, 4), now);  // it changes user
+  EXPECT_EQ(live.UserCount("app", now), 2);
+  live.Closed(1);
+  EXPECT_EQ(live.UserCount("app", now), 2);  // u1 still on d3
+  live.Closed(3);
+  EXPECT_EQ(live.UserCount("app", now), 1);
+  // d2 (seen a minute earlier) expires first, then comes back.
+  const int64_t later = now + LiveState::kPresenceMs - 30'000;
+  EXPECT_EQ(live.UserCount("app", later), 0);
+  live.Seen(2, "app", Tracked("app", "d2", "u2", later, 5), later);
+  EXPECT_EQ(live.UserCount("app", later), 1);
+  live.ForgetUser("app", "u2");
+  EXPECT_EQ(live.UserCount("app", later), 0);
+  EXPECT_EQ(live.UserCount("other", later), 0);
+}
+
 TEST(LiveStateTest, RecentEventsAreTheCommittedOnesNewestFirst) {
   LiveState live;
   const int64_t now = NowMs();

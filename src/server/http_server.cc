@@ -10,9 +10,11 @@
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <deque>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "core/crypto.h"
@@ -33,6 +35,39 @@ namespace {
 // messages waiting for their ack): shutdown waits for it to reach zero.
 std::atomic<int64_t> g_inflight{0};
 
+class WsSession;
+
+// The open tracking WebSockets, so that a stop can close each of them with
+// 1001 (going away) once what it sent is acked.
+class WsSessions {
+ public:
+  void Add(uint64_t id, std::weak_ptr<WsSession> session) {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_.emplace(id, std::move(session));
+  }
+  void Remove(uint64_t id) {
+    std::lock_guard<std::mutex> lock(mu_);
+    open_.erase(id);
+  }
+  std::vector<std::shared_ptr<WsSession>> Open() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::shared_ptr<WsSession>> out;
+    out.reserve(open_.size());
+    for (const auto& [id, weak] : open_) {
+      if (auto session = weak.lock()) out.push_back(std::move(session));
+    }
+    return out;
+  }
+  size_t size() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return open_.size();
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<uint64_t, std::weak_ptr<WsSession>> open_;
+};
+
 struct Context {
   Context(HttpServerOptions o, Router* r, Ingestor* i, PresenceSink* p)
       : options(std::move(o)),
@@ -51,6 +86,8 @@ struct Context {
   Ingestor* ingestor;
   PresenceSink* presence;
   ConnectionLimiter connections;
+  mutable WsSessions sessions;
+  std::atomic<bool> stopping{false};  // set before the open sockets are told to go away
   // Client addresses become keys through a hash salted per process, so that
   // not even the limiters' memory holds an address in the clear.
   const std::string key_salt;
@@ -97,6 +134,8 @@ std::string CountryOf(const Context& ctx, const IpAddress& client) {
   return std::string(ctx.options.geo->Country(client));
 }
 
+constexpr size_t kWsWriteBufferBytes = 512;
+
 uint64_t NextConnectionId() {
   static std::atomic<uint64_t> next{1};
   return next.fetch_add(1);
@@ -115,10 +154,13 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
         resume_(ws_.get_executor()) {}
 
   ~WsSession() {
+    ctx_->sessions.Remove(id_);
     if (ctx_->presence) ctx_->presence->Closed(id_);
   }
 
   void Start(http::request<http::string_body> req) {
+    ctx_->sessions.Add(id_, weak_from_this());
+    going_away_ = ctx_->stopping.load();
     beast::get_lowest_layer(ws_).expires_never();
     // Without keep-alive pings the idle timer restarts only when a read starts,
     // that is after each message: a socket that sends nothing (not even the
@@ -129,9 +171,19 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
                                 ? std::chrono::seconds(ctx_->options.ws_idle_timeout_seconds)
                                 : websocket::stream_base::none();
     ws_.set_option(timeouts);
+    const HttpServerOptions& o = ctx_->options;
     websocket::permessage_deflate pmd;
-    pmd.server_enable = true;
+    pmd.server_enable = o.ws_deflate;
+    pmd.server_max_window_bits = o.ws_deflate_window_bits;
+    pmd.client_max_window_bits = o.ws_deflate_window_bits;
+    pmd.memLevel = o.ws_deflate_mem_level;
+    pmd.msg_size_threshold = o.ws_deflate_min_size;
     ws_.set_option(pmd);
+    // The write buffer holds compressed output only (acks over the threshold,
+    // rare), a frame at a time: a small one saves 4 KiB per socket. A message
+    // sent uncompressed goes as one frame.
+    ws_.write_buffer_bytes(kWsWriteBufferBytes);
+    ws_.auto_fragment(false);
     // The size limit is enforced in OnRead so that an oversized message ends
     // with a proper close handshake (1009) the client can see, instead of
     // Beast failing the connection while the client is still sending.
@@ -141,14 +193,37 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     ws_.async_accept(req, beast::bind_front_handler(&WsSession::OnAccept, shared_from_this()));
   }
 
+  // The server is stopping: once every message read so far is acked (or
+  // refused), close with 1001 so that the client reconnects to the next
+  // process at once and sends again whatever was not acked.
+  void GoAway() {
+    net::dispatch(ws_.get_executor(), [self = shared_from_this()] {
+      self->going_away_ = true;
+      self->MaybeCloseGoingAway();
+    });
+  }
+
  private:
   void OnAccept(beast::error_code ec) {
     if (ec) return;
+    accepted_ = true;
+    if (going_away_) return MaybeCloseGoingAway();
     DoRead();
   }
 
+  void MaybeCloseGoingAway() {
+    if (!going_away_ || !accepted_ || closed_ || inflight_ > 0 || writing_ || !outbox_.empty()) {
+      return;
+    }
+    closed_ = true;
+    resume_.cancel();
+    ws_.async_close(websocket::close_reason(websocket::close_code::going_away, "server stopping"),
+                    [self = shared_from_this()](beast::error_code) {});
+  }
+
   void DoRead() {
-    if (reading_ || closed_ || backing_off_) return;
+    // Going away: what was read is acked, nothing more is read.
+    if (reading_ || closed_ || backing_off_ || going_away_) return;
     reading_ = true;
     ws_.async_read_some(buffer_, 64 * 1024,
                         beast::bind_front_handler(&WsSession::OnRead, shared_from_this()));
@@ -218,28 +293,34 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     }
     g_inflight.fetch_sub(1);
     if (!closed_ && inflight_ < ctx_->options.max_inflight_messages_per_socket) DoRead();
+    MaybeCloseGoingAway();
   }
 
   void Send(std::string text) {
     if (closed_) return;
     outbox_.push_back(std::move(text));
-    if (outbox_.size() == 1) DoWrite();
+    if (!writing_) DoWrite();
   }
 
   void DoWrite() {
+    writing_ = true;
+    sending_ = std::move(outbox_.front());
+    outbox_.erase(outbox_.begin());
     ws_.text(true);
-    ws_.async_write(net::buffer(outbox_.front()),
+    ws_.async_write(net::buffer(sending_),
                     beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
   }
 
   void OnWrite(beast::error_code ec, std::size_t) {
-    outbox_.pop_front();
+    writing_ = false;
+    std::string().swap(sending_);
     if (ec) {
       closed_ = true;
       outbox_.clear();
       return;
     }
-    if (!outbox_.empty()) DoWrite();
+    if (!outbox_.empty()) return DoWrite();
+    MaybeCloseGoingAway();
   }
 
   websocket::stream<beast::tcp_stream> ws_;
@@ -250,11 +331,18 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   ConnectionLimiter::Lease lease_;  // this connection's place under the connection caps
   net::steady_timer resume_;        // ends a back-off while storage is behind
   beast::flat_buffer buffer_;
-  std::deque<std::string> outbox_;
+  // Acks waiting to be written, oldest first (a vector: an empty deque
+  // already holds half a KiB, and a socket rarely has more than one ack due),
+  // and the one being written.
+  std::vector<std::string> outbox_;
+  std::string sending_;
+  bool writing_ = false;
   int inflight_ = 0;
   bool reading_ = false;
   bool closed_ = false;
   bool backing_off_ = false;
+  bool accepted_ = false;
+  bool going_away_ = false;
 };
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
@@ -581,9 +669,14 @@ class HttpServer::Impl {
     // Drain off the network threads: they must keep running to send the acks.
     stopper_ = std::thread([this] {
       LogInfo("stopping: committing and acknowledging what is in flight");
+      // Tracking sockets read nothing more, and close with 1001 once their
+      // last message is acked.
+      ctx_.stopping.store(true);
+      for (const auto& session : ctx_.sessions.Open()) session->GoAway();
       if (drain_) drain_();
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-      while (g_inflight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+      while ((g_inflight.load() > 0 || ctx_.sessions.size() > 0) &&
+             std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
       }
       // Give the last writes a moment to leave the socket buffers.
@@ -607,7 +700,7 @@ class HttpServer::Impl {
     // Room for the database, the logs and the admin connections.
     const size_t usable = limit.rlim_cur > 128 ? limit.rlim_cur - 128 : 1;
     if (options.max_connections == 0 || options.max_connections > usable) {
-      LogWarn("connection cap lowered to " + std::to_string(usable) +
+      LogInfo("connection cap lowered to " + std::to_string(usable) +
               " to fit the open-file limit of " + std::to_string(limit.rlim_cur));
       options.max_connections = usable;
     }

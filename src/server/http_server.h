@@ -39,9 +39,20 @@ struct HttpServerOptions {
   int ws_idle_timeout_seconds = 300;
   // Connections open at once, in total and per client address (the socket
   // peer; a trusted proxy counts only in the total).
-  size_t max_connections = 10000;
+  size_t max_connections = 100000;
   size_t max_connections_per_ip = 256;
   int max_inflight_messages_per_socket = 64;  // unacked WebSocket messages before reading pauses
+  // permessage-deflate on tracking WebSockets, when the client offers it. The
+  // compressor and decompressor state is most of what an idle socket costs, so
+  // the window and memory level are small (tracking messages are JSON batches
+  // whose repetition is within a few hundred bytes), and a message shorter
+  // than the threshold (a usual ack) is sent uncompressed, so a socket whose
+  // traffic is small never builds a compressor at all. Bigger acks and any
+  // compressed client message still use it. See docs/performance.md.
+  bool ws_deflate = true;
+  int ws_deflate_window_bits = 9;  // 9..15, both directions (a 2^bits byte window)
+  int ws_deflate_mem_level = 1;    // 1..9
+  size_t ws_deflate_min_size = 512;
   // Country of the client address (looked up, never kept); null: no countries.
   const CountryLookup* geo = nullptr;
   // Peers whose X-Forwarded-For / X-Real-IP headers are believed.
