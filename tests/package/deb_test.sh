@@ -127,6 +127,14 @@ grep -q '"data":"/var/lib/nucleon"' "$work/serve.log" || fail "the server did no
 [ -n "$(find /var/lib/nucleon -user nucleon -type f)" ] || fail "nothing written to /var/lib/nucleon"
 say "served on $address: $health"
 
+# Installing again (an upgrade's maintainer-script path) keeps the user, the
+# data and an edited config file.
+echo "# edited" >>/etc/nucleon/nucleon.conf
+timeout 120 dpkg -i --force-confold "$deb" >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg -i again failed"; }
+[ -n "$(find /var/lib/nucleon -user nucleon -type f)" ] || fail "reinstalling lost /var/lib/nucleon"
+tail -n 1 /etc/nucleon/nucleon.conf | grep -q '^# edited$' || fail "reinstalling replaced the edited config file"
+say "reinstalled over itself: data and config kept"
+
 # --- Remove and purge -------------------------------------------------------------
 timeout 120 dpkg -r nucleon >"$work/dpkg.log" 2>&1 || { cat "$work/dpkg.log" >&2; fail "dpkg -r failed"; }
 [ ! -e /usr/bin/nucleon ] || fail "dpkg -r left /usr/bin/nucleon"
