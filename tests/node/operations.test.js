@@ -10,7 +10,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { Server, binary, repoRoot, testStore, tempDir, createApp } = require('./lib/server');
+const { Server, binary, repoRoot, testStore, tempDir, createApp, scaled } = require('./lib/server');
 
 // The documented metrics: {name: {type, store}} from the table in docs/metrics.md.
 function documentedMetrics() {
@@ -37,7 +37,7 @@ function parseMetrics(text) {
 }
 
 function run(args, env = {}) {
-  return spawnSync(binary, args, { encoding: 'utf8', timeout: 20000, env: { ...process.env, ...env } });
+  return spawnSync(binary, args, { encoding: 'utf8', timeout: scaled(20000), env: { ...process.env, ...env } });
 }
 
 test('every metric in docs/metrics.md is emitted by /metrics, with its type, and nothing undocumented', { timeout: 60000 }, async (t) => {
