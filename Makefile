@@ -5,7 +5,7 @@ DATA ?= ./data
 LISTEN ?= 127.0.0.1:8080
 JOBS ?= $(shell nproc)
 
-.PHONY: deps build run test test-release test-asan test-tsan unit e2e node-deps bench clean
+.PHONY: deps build run test test-release test-asan test-tsan unit e2e node-deps bench clean deb
 
 deps:
 	@scripts/install-deps
@@ -58,6 +58,10 @@ unit: build
 
 e2e: build node-deps
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -L e2e
+
+# The Debian package, $(BUILD_DIR)/nucleon_VERSION_ARCH.deb (packaging/).
+deb: build
+	cd $(BUILD_DIR) && cpack -G DEB
 
 bench: build
 	bench/run_ingest.sh

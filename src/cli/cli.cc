@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/config_file.h"
 #include "core/crypto.h"
 #include "core/log.h"
 #include "core/time_util.h"
@@ -52,6 +53,11 @@ constexpr const char* kUsage = R"(usage: nucleon COMMAND [ARGS] [--data DIR] [ST
   migrate --clickhouse URL[,URL...] [--clickhouse-database NAME] [--clickhouse-cluster NAME]
                               copy the embedded store in --data (no server running on
                               it) into an empty ClickHouse database, losslessly
+  help [COMMAND]              this text, or a command's (also COMMAND --help)
+
+Every command: --config FILE (default /etc/nucleon/nucleon.conf, skipped if
+missing: `key = value` lines naming the flags below), --log-format text|json,
+--help, --version.
 
 Store flags (every command): --store sqlite|clickhouse (default sqlite, the
 embedded store in --data); with clickhouse: --clickhouse URL[,URL...] (HTTP
@@ -64,12 +70,14 @@ Every flag can also be set as an environment variable: --data is NUCLEON_DATA,
 --max-body NUCLEON_MAX_BODY, --geoip-db NUCLEON_GEOIP_DB, --trust-proxy
 NUCLEON_TRUST_PROXY, --demo NUCLEON_DEMO=1; the limits likewise (--track-rate
 is NUCLEON_TRACK_RATE, --max-connections-per-ip NUCLEON_MAX_CONNECTIONS_PER_IP,
-...). A limit set to 0 is off. See docs/cli.md for the defaults.
+...). A limit set to 0 is off. A flag beats its variable, which beats the
+config file, which beats the default. See docs/cli.md for the defaults.
 )";
 
 struct Args {
   std::vector<std::string> positional;
-  std::map<std::string, std::string> flags;
+  OptionMap flags;  // from the command line
+  OptionMap file;   // from the config file (LoadConfig)
 };
 
 const std::map<std::string, bool>& KnownFlags() {
@@ -100,7 +108,10 @@ const std::map<std::string, bool>& KnownFlags() {
                                                      {"store", true},
                                                      {"clickhouse", true},
                                                      {"clickhouse-database", true},
-                                                     {"clickhouse-cluster", true}};
+                                                     {"clickhouse-cluster", true},
+                                                     {"config", true},
+                                                     {"log-format", true},
+                                                     {"version", false}};
   return kFlags;
 }
 
@@ -136,14 +147,10 @@ bool ParseArgs(int argc, char** argv, Args* args, std::string* error) {
   return true;
 }
 
-// A flag's value: the command line, else NUCLEON_<NAME>, else the default.
+// A flag's value: the command line, else NUCLEON_<NAME>, else the config
+// file, else the default.
 std::string Flag(const Args& args, const std::string& name, const std::string& fallback) {
-  auto it = args.flags.find(name);
-  if (it != args.flags.end()) return it->second;
-  std::string env = "NUCLEON_";
-  for (char c : name) env += c == '-' ? '_' : static_cast<char>(std::toupper(c));
-  if (const char* v = std::getenv(env.c_str()); v && *v) return v;
-  return fallback;
+  return ResolveOption(args.flags, args.file, name, fallback);
 }
 
 int Fail(const Status& st) {
@@ -394,17 +401,16 @@ int Serve(const Args& args, const std::string& data) {
   if (!bound.ok()) return Fail(bound.status());
   const std::string where = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
                             std::to_string(*bound);
-  LogInfo("data folder " + data + ", store " + store_config.backend +
-          (store_config.backend == "clickhouse"
-               ? " (database " + store_config.clickhouse.database +
-                     (store_config.clickhouse.cluster.empty()
-                          ? ""
-                          : ", cluster " + store_config.clickhouse.cluster) +
-                     ")"
-               : "") +
-          ", fsync " + fsync + ", " + std::to_string(threads) + " threads, countries from " +
-          std::string((*geo)->Source()));
-  LogInfo("listening on " + where);
+  LogInfo(
+      "nucleon " NUCLEON_VERSION " serving",
+      {{"data", data},
+       {"store", store_config.backend},
+       {"database", store_config.backend == "clickhouse" ? store_config.clickhouse.database : ""},
+       {"cluster", store_config.clickhouse.cluster},
+       {"fsync", fsync},
+       {"threads", std::to_string(threads)},
+       {"countries", std::string((*geo)->Source())}});
+  LogInfo("listening on " + where, {{"address", where}});
   if (demo) {
     std::printf("\nNucleon is running on http://%s\n\n", where.c_str());
     std::printf("  app id:    %s\n", demo_app.c_str());
@@ -587,15 +593,150 @@ int StatsCommand(const Args& args, const std::string& data) {
   return 0;
 }
 
+// --- Help, version, configuration file and log format -----------------------
+
+// Each command's `--help` (also `nucleon help COMMAND`), printed to standard
+// output; the options of every command follow it (kCommonHelp).
+const std::map<std::string, std::string>& CommandHelp() {
+  static const std::map<std::string, std::string> kHelp = {
+      {"serve", R"(usage: nucleon serve [FLAGS]
+
+Serves the Nucleus tracking protocol (WebSocket and HTTP) and the API v1 on one
+address, storing into --data (or ClickHouse). Logs go to standard error;
+SIGTERM or SIGINT stops it gracefully. Flags (variable, default):
+
+  --listen HOST:PORT          NUCLEON_LISTEN, 127.0.0.1:8080 (port 0: a free one)
+  --fsync full|normal         NUCLEON_FSYNC, full (normal: survives a crash, not power loss)
+  --threads N                 NUCLEON_THREADS, the number of cores
+  --max-body BYTES            NUCLEON_MAX_BODY, 5242880: largest body or WebSocket message
+  --geoip-db FILE.mmdb        NUCLEON_GEOIP_DB, none: MaxMind-format country database
+                              (else Debian's tor-geoipdb when installed)
+  --trust-proxy CIDR[,CIDR]   NUCLEON_TRUST_PROXY, none: peers whose X-Forwarded-For counts
+  --demo                      NUCLEON_DEMO, off: create a demo app and print an SDK snippet
+  --track-rate N              NUCLEON_TRACK_RATE, 300: tracking requests/s per address
+  --track-burst N             NUCLEON_TRACK_BURST, 1000
+  --api-rate N                NUCLEON_API_RATE, 20: API requests/s per token
+  --api-burst N               NUCLEON_API_BURST, 100
+  --max-connections N         NUCLEON_MAX_CONNECTIONS, 10000
+  --max-connections-per-ip N  NUCLEON_MAX_CONNECTIONS_PER_IP, 256
+  --header-timeout S          NUCLEON_HEADER_TIMEOUT, 10
+  --body-timeout S            NUCLEON_BODY_TIMEOUT, 20
+  --body-min-rate BYTES       NUCLEON_BODY_MIN_RATE, 1024 (bytes/s after --body-timeout)
+  --ws-idle-timeout S         NUCLEON_WS_IDLE_TIMEOUT, 300
+  --max-pending-events N      NUCLEON_MAX_PENDING_EVENTS, 100000: backlog before refusing
+  --cache-mb N                NUCLEON_CACHE_MB, 256 (at least 16)
+  --checkpoint-interval S     NUCLEON_CHECKPOINT_INTERVAL, 5 (at most 3600)
+
+A limit set to 0 is off. GET /metrics answers counters in Prometheus text
+format, GET /healthz whether the server is up and ready.
+)"},
+      {"app", R"(usage: nucleon app create NAME | nucleon app list
+
+  app create NAME   create an app; prints {"appId","token"} (the token is shown once)
+  app list          list apps, one JSON object per line: {"appId","name","createdAt","tokens"}
+
+Works while a server runs on the same store; it picks the change up within a second.
+)"},
+      {"token", R"(usage: nucleon token create APP_ID | nucleon token revoke PREFIX
+
+  token create APP_ID   create another API token for the app; prints {"appId","token"}
+  token revoke PREFIX   revoke every token starting with PREFIX (8+ characters,
+                        e.g. the prefix `app list` shows); prints {"revoked":N}
+)"},
+      {"export", R"(usage: nucleon export APP_ID
+
+Prints every stored event of the app to standard output, oldest first, one JSON
+object per line: {"type","name","id","deviceId","sessionId","userId","time","payload"}.
+Reads the store directly and works while a server runs on it.
+)"},
+      {"stats", R"(usage: nucleon stats [APP_ID]
+
+Prints {"apps","events","sessions","devices","users"} for the whole store or one app.
+)"},
+      {"migrate", R"(usage: nucleon migrate --data DIR --clickhouse URL[,URL...]
+                       [--clickhouse-database NAME] [--clickhouse-cluster NAME]
+
+Copies the embedded store in DIR (stop the server on it first) into an empty
+ClickHouse database: apps, token hashes, every event, session ends and deleted
+users' tombstones. Prints {"apps","tokens","events","sessions","tombstones"}.
+)"},
+  };
+  return kHelp;
+}
+
+constexpr const char* kCommonHelp = R"(
+Every command:
+  --data DIR                  NUCLEON_DATA, ./data: data folder (with ClickHouse: the spool)
+  --store sqlite|clickhouse   NUCLEON_STORE, sqlite
+  --clickhouse URL[,URL...]   NUCLEON_CLICKHOUSE: HTTP endpoints, tried in turn
+  --clickhouse-database NAME  NUCLEON_CLICKHOUSE_DATABASE, nucleon
+  --clickhouse-cluster NAME   NUCLEON_CLICKHOUSE_CLUSTER: create tables on this cluster
+  --config FILE               NUCLEON_CONFIG, /etc/nucleon/nucleon.conf (skipped if missing)
+  --log-format text|json      NUCLEON_LOG_FORMAT, text: one JSON object per log line with json
+  --help, --version
+
+The config file holds `key = value` lines naming these flags without the dashes
+(`listen = 0.0.0.0:8080`, `cache-mb = 512`, `demo = true`); `#` starts a comment
+line. A flag beats its NUCLEON_ variable, which beats the file, which beats the
+default. Exit status: 0 ok, 1 runtime error, 2 usage error.
+)";
+
+int PrintVersion() {
+  std::printf("nucleon %s\n", NUCLEON_VERSION);
+  return 0;
+}
+
+// `nucleon --help`, `nucleon help [COMMAND]`, `nucleon COMMAND --help`.
+int PrintHelp(const std::string& command) {
+  auto it = CommandHelp().find(command);
+  if (it == CommandHelp().end()) {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  std::fputs(it->second.c_str(), stdout);
+  std::fputs(kCommonHelp, stdout);
+  return 0;
+}
+
+// Reads the config file into `args->file`: --config / NUCLEON_CONFIG (which
+// must exist), else the default path (skipped when missing). 0, or the exit
+// status of the failure after printing it.
+int LoadConfig(Args* args) {
+  const std::string chosen = ResolveOption(args->flags, {}, "config", "");
+  KnownOptions settable = KnownFlags();
+  for (const char* name : {"config", "help", "version"}) settable.erase(name);
+  auto file =
+      ReadConfigFile(chosen.empty() ? kDefaultConfigPath : chosen, !chosen.empty(), settable);
+  if (!file.ok()) {
+    std::fprintf(stderr, "nucleon: %s\n", file.status().message().c_str());
+    return file.status().code() == StatusCode::kInvalidArgument ? 2 : 1;
+  }
+  args->file = std::move(*file);
+  return 0;
+}
+
+// --log-format text|json for every command; false for another value.
+bool ApplyLogFormat(const Args& args) {
+  const std::string format = Flag(args, "log-format", "text");
+  if (format != "text" && format != "json") return false;
+  SetLogFormat(format == "json" ? LogFormat::kJson : LogFormat::kText);
+  return true;
+}
+
 }  // namespace
 
 int RunCli(int argc, char** argv) {
   Args args;
   std::string error;
   if (!ParseArgs(argc, argv, &args, &error)) return Usage(error);
-  if (args.flags.count("help") || args.positional.empty()) return Usage("");
-  const std::string data = Flag(args, "data", "./data");
+  if (args.flags.count("version")) return PrintVersion();
+  if (args.positional.empty()) return args.flags.count("help") ? PrintHelp("") : Usage("");
   const std::string& cmd = args.positional[0];
+  if (cmd == "help") return PrintHelp(args.positional.size() > 1 ? args.positional[1] : "");
+  if (args.flags.count("help")) return PrintHelp(cmd);
+  if (int status = LoadConfig(&args); status != 0) return status;
+  if (!ApplyLogFormat(args)) return Usage("--log-format must be text or json");
+  const std::string data = Flag(args, "data", "./data");
   if (cmd == "serve") {
     if (args.positional.size() != 1) return Usage("serve takes no positional arguments");
     return Serve(args, data);
@@ -605,7 +746,6 @@ int RunCli(int argc, char** argv) {
   if (cmd == "export") return ExportCommand(args, data);
   if (cmd == "stats") return StatsCommand(args, data);
   if (cmd == "migrate") return MigrateCommand(args, data);
-  if (cmd == "help") return Usage("");
   return Usage("unknown command " + cmd);
 }
 

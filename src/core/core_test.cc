@@ -171,5 +171,26 @@ TEST(LogTest, AFloodOfWarningsIsCappedAndCountedButErrorsAreNot) {
   EXPECT_EQ(CountLines(out, "storage failed"), 300);
 }
 
+TEST(LogTest, JsonFormatWritesOneObjectPerLineWithItsFields) {
+  testing::internal::CaptureStderr();
+  SetLogFormat(LogFormat::kJson);
+  LogInfo("listening on \"x\"\n", {{"address", "127.0.0.1:8080"}, {"empty", ""}});
+  LogError("plain");
+  SetLogFormat(LogFormat::kText);
+  LogInfo("text again", {{"data", "/var/lib/nucleon"}, {"countries", "two words"}});
+  const std::string out = testing::internal::GetCapturedStderr();
+  std::istringstream in(out);
+  std::string json1, json2, text;
+  std::getline(in, json1);
+  std::getline(in, json2);
+  std::getline(in, text);
+  ASSERT_EQ(json1.substr(0, 9), "{\"time\":\"");
+  EXPECT_EQ(json1.substr(33),
+            "\",\"level\":\"info\",\"message\":\"listening on \\\"x\\\"\\n\","
+            "\"address\":\"127.0.0.1:8080\"}");
+  EXPECT_NE(json2.find("\"level\":\"error\",\"message\":\"plain\"}"), std::string::npos);
+  EXPECT_EQ(text.substr(25), "info text again data=/var/lib/nucleon countries=\"two words\"");
+}
+
 }  // namespace
 }  // namespace nucleon

@@ -27,6 +27,11 @@ const path = require('node:path');
 const http = require('node:http');
 
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
+
+// Every server and CLI process reads an empty config file unless a test
+// chooses one: /etc/nucleon/nucleon.conf of an installed package must not
+// change what the suites run.
+if (!process.env.NUCLEON_CONFIG) process.env.NUCLEON_CONFIG = '/dev/null';
 const binary = process.env.NUCLEON_BIN || path.join(repoRoot, 'build', 'nucleon');
 
 // Sanitized binaries are several times slower; waits grow, assertions do not.
