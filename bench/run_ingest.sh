@@ -199,6 +199,20 @@ field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
 sum() { awk '{s += $1} END {printf "%d", s}'; }
 acked_total=$(field events_acked_total <"$results" | sum)
 sent_total=$(field events_sent <"$results" | sum)
+# A ClickHouse store acks from its spool: wait (bounded) until the server has
+# forwarded everything, and report how long that took after the last run.
+drain_note=""
+if [ "${NUCLEON_STORE:-sqlite}" = clickhouse ]; then
+  drain_start=$(date +%s.%N)
+  for _ in $(seq 1 1200); do
+    backlog=$(curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^nucleon_spool_backlog_bytes \([0-9.e+]*\)$/\1/p')
+    [ "$backlog" = "0" ] && break
+    sleep 0.5
+  done
+  drain_s=$(awk -v a="$drain_start" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}')
+  forwarded=$(curl -s "http://127.0.0.1:$port/metrics" | sed -n 's/^nucleon_spool_forwarded_events_total \([0-9.e+]*\)$/\1/p')
+  drain_note="ClickHouse: the spool was forwarded ${drain_s} s after the last run (backlog ${backlog:-?} bytes left); ${forwarded:-?} events forwarded in all"
+fi
 stats=$(timeout 120 "$nucleon_bin" stats "$app_id" --data "$data" 2>&1 || true)
 stored=$(printf '%s' "$stats" | field events)
 
@@ -208,6 +222,7 @@ warnings=$(grep -c -E ' (warn|error) ' "$work/server.log" || true)
 # --- report
 median() { sort -n | awk '{v[NR] = $1} END {if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 echo "machine: $machine; load average before the runs $load_before"
+[ -n "$drain_note" ] && echo "$drain_note"
 echo "server:  nucleon serve --fsync $fsync${server_threads:+ --threads $server_threads}; $runs runs x ${seconds} s per transport, batch $batch, $devices devices"
 summary="{\"fsync\":\"$fsync\",\"runs\":$runs,\"seconds\":$seconds,\"batch\":$batch"
 for mode in $modes; do
