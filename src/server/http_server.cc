@@ -1,16 +1,17 @@
 #include "server/http_server.h"
 
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/websocket.hpp>
-
 #include <sys/resource.h>
 
 #include <array>
 #include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <deque>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -32,6 +33,23 @@ namespace {
 // Work accepted but not yet answered (HTTP requests being processed, WebSocket
 // messages waiting for their ack): shutdown waits for it to reach zero.
 std::atomic<int64_t> g_inflight{0};
+// Streamed answers whose producer thread still runs (it reads the store, so
+// the server returns only once there are none), and whether they must stop.
+std::atomic<int> g_streams{0};
+std::atomic<bool> g_streams_stop{false};
+
+// A streamed body between its producer thread and the connection: at most
+// kQueuedChunks pieces wait, so memory stays flat however large the body is.
+struct BodyStream {
+  static constexpr size_t kQueuedChunks = 4;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> chunks;
+  bool done = false;    // the producer returned
+  bool failed = false;  // ... with an error, or it was stopped: no last chunk
+  bool gone = false;    // the connection ended
+  bool idle = false;    // the connection waits for the next piece
+};
 
 struct Context {
   Context(HttpServerOptions o, Router* r, Ingestor* i, PresenceSink* p)
@@ -470,6 +488,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void Write(HttpResponse r, bool counted) {
     if (head_) return WriteHead(std::move(r), counted);
+    if (r.stream) return WriteStream(std::move(r), counted);
     auto res = std::make_shared<http::response<http::string_body>>();
     SetHead(res.get(), r);
     res->body() = std::move(r.body);
@@ -486,7 +505,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void WriteHead(HttpResponse r, bool counted) {
     auto res = std::make_shared<http::response<http::empty_body>>();
     SetHead(res.get(), r);
-    res->content_length(r.body.size());
+    if (r.stream) {
+      res->chunked(true);
+    } else {
+      res->content_length(r.body.size());
+    }
     stream_.expires_after(std::chrono::seconds(30));
     auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
     http::async_write_header(stream_, *sr,
@@ -495,6 +518,126 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                                if (counted) g_inflight.fetch_sub(1);
                                self->OnWrite(ec, res->keep_alive());
                              });
+  }
+
+  // A streamed answer (HttpResponse::stream): the header, then each piece
+  // as a chunk as the producer thread hands it over, then the last chunk.
+  void WriteStream(HttpResponse r, bool counted) {
+    auto res = std::make_shared<http::response<http::empty_body>>();
+    SetHead(res.get(), r);
+    res->chunked(true);
+    auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
+    auto state = std::make_shared<BodyStream>();
+    stream_.expires_after(std::chrono::seconds(30));
+    http::async_write_header(
+        stream_, *sr,
+        [self = shared_from_this(), res, sr, state, counted, produce = std::move(r.stream)](
+            beast::error_code ec, std::size_t) mutable {
+          if (ec) return self->EndStream(state, counted, /*close=*/true);
+          self->StartProducer(state, std::move(produce), counted);
+          self->PumpStream(state, counted);
+        });
+  }
+
+  void StartProducer(const std::shared_ptr<BodyStream>& state,
+                     std::function<Status(const BodyWriter&)> produce, bool counted) {
+    g_streams.fetch_add(1);
+    auto executor = stream_.get_executor();
+    auto wake = [self = shared_from_this(), state, counted, executor] {
+      net::post(executor, [self, state, counted] { self->PumpStream(state, counted); });
+    };
+    std::thread([state, produce = std::move(produce), wake] {
+      bool refused = false;
+      const BodyWriter write = [&](std::string_view chunk) {
+        if (chunk.empty()) return true;  // an empty chunk would end the body
+        std::unique_lock<std::mutex> lock(state->mu);
+        while (state->chunks.size() >= BodyStream::kQueuedChunks && !state->gone &&
+               !g_streams_stop.load()) {
+          state->cv.wait_for(lock, std::chrono::milliseconds(100));
+        }
+        if (state->gone || g_streams_stop.load()) {
+          refused = true;
+          return false;
+        }
+        state->chunks.emplace_back(chunk);
+        if (!state->idle) return true;
+        state->idle = false;
+        lock.unlock();
+        wake();
+        return true;
+      };
+      Status st;
+      try {
+        st = produce(write);
+      } catch (const std::exception& ex) {
+        st = Status::Internal(ex.what());
+      }
+      if (!st.ok()) LogWarn("a streamed answer was cut short: " + st.ToString());
+      bool idle = false;
+      {
+        std::lock_guard<std::mutex> lock(state->mu);
+        state->done = true;
+        state->failed = !st.ok() || refused;
+        idle = state->idle;
+        state->idle = false;
+      }
+      if (idle) wake();
+      g_streams.fetch_sub(1);
+    }).detach();
+  }
+
+  void PumpStream(const std::shared_ptr<BodyStream>& state, bool counted) {
+    std::string chunk;
+    bool failed = false;
+    {
+      std::lock_guard<std::mutex> lock(state->mu);
+      if (state->gone) return;
+      if (!state->chunks.empty()) {
+        chunk = std::move(state->chunks.front());
+        state->chunks.pop_front();
+        state->cv.notify_all();
+      } else if (!state->done) {
+        state->idle = true;
+        return;
+      } else {
+        failed = state->failed;
+      }
+    }
+    stream_.expires_after(std::chrono::seconds(30));
+    if (!chunk.empty()) {
+      auto piece = std::make_shared<std::string>(std::move(chunk));
+      net::async_write(
+          stream_, http::make_chunk(net::buffer(*piece)),
+          [self = shared_from_this(), state, piece, counted](beast::error_code ec, std::size_t) {
+            if (ec) return self->EndStream(state, counted, /*close=*/true);
+            self->PumpStream(state, counted);
+          });
+      return;
+    }
+    if (failed) return EndStream(state, counted, /*close=*/true);
+    net::async_write(
+        stream_, http::make_chunk_last(),
+        [self = shared_from_this(), state, counted](beast::error_code ec, std::size_t) {
+          self->EndStream(state, counted, /*close=*/false);
+          self->OnWrite(ec, self->keep_alive_);
+        });
+  }
+
+  // The answer ends (sent, failed, or the client went away); an incomplete
+  // one closes the connection so that the client sees it cut.
+  void EndStream(const std::shared_ptr<BodyStream>& state, bool counted, bool close) {
+    {
+      std::lock_guard<std::mutex> lock(state->mu);
+      if (state->gone) return;
+      state->gone = true;
+    }
+    state->cv.notify_all();
+    if (counted) g_inflight.fetch_sub(1);
+    if (close) {
+      beast::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      stream_.socket().close(ignored);
+    }
   }
 
   void OnWrite(beast::error_code ec, bool keep_alive) {
@@ -567,6 +710,9 @@ class HttpServer::Impl {
     ioc_.run();
     for (auto& t : threads) t.join();
     if (stopper_.joinable()) stopper_.join();
+    // A streamed answer's producer reads the store, which outlives only this call.
+    g_streams_stop.store(true);
+    while (g_streams.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 
   void RequestStop() {
@@ -586,6 +732,8 @@ class HttpServer::Impl {
       while (g_inflight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
       }
+      // Streamed answers still going are cut (the client sees them incomplete).
+      g_streams_stop.store(true);
       // Give the last writes a moment to leave the socket buffers.
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       ioc_.stop();
