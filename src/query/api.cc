@@ -79,6 +79,9 @@ void Api::Handle(const HttpRequest& request, std::string_view path, Respond inne
     if (endpoint == Endpoint::kNone) {
       return respond(ErrorResponse(Status::NotFound("no such endpoint: " + std::string(path))));
     }
+    if (endpoint == Endpoint::kExport && request.method != "GET") {
+      return respond(ErrorResponse(Status::MethodNotAllowed("use GET for " + std::string(path))));
+    }
     const bool is_delete = request.method == "DELETE";
     const bool is_read = request.method == "GET" || request.method == "POST";
     if (!(is_read || (is_delete && endpoint == Endpoint::kUser))) {
