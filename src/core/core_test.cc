@@ -1,12 +1,11 @@
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <chrono>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <unordered_map>
-
-#include <zlib.h>
 
 #include "core/crypto.h"
 #include "core/gzip.h"
