@@ -517,6 +517,14 @@ int TokenCommand(const Args& args, const std::string& data) {
 
 // ---- Data lifecycle: export, import, backup (docs/cli.md).
 
+// Waits (a minute at most) until the store's read methods answer.
+Status WaitUntilReady(EventStore& store) {
+  for (int i = 0; i < 6000 && !store.Ready(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return store.Ready() ? Status::Ok() : Status::Unavailable("the store did not open in time");
+}
+
 int ExportCommand(const Args& args, const std::string& data) {
   const auto& p = args.positional;
   if (p.size() != 2) return Usage("export takes one APP_ID");
@@ -535,6 +543,10 @@ int ExportCommand(const Args& args, const std::string& data) {
   if (!ConfigFor(args, data, &config, &bad, /*read_only=*/true)) return Usage(bad);
   auto store = OpenEventStore(config);
   if (!store.ok()) return Fail(store.status());
+  // The embedded store exports from the file; ClickHouse answers once its schema is there.
+  if (config.backend == "clickhouse") {
+    if (Status ready = WaitUntilReady(**store); !ready.ok()) return Fail(ready);
+  }
   Status st = ExportApp(**store, p[1], from_ms, to_ms, *format, [](std::string_view chunk) {
     return std::fwrite(chunk.data(), 1, chunk.size(), stdout) == chunk.size();
   });
@@ -574,10 +586,7 @@ int ImportCommand(const Args& args, const std::string& data) {
     config.sqlite.fsync_full = false;  // one sync when the store closes
     auto store = OpenEventStore(config);
     if (!store.ok()) return Fail(store.status());
-    for (int i = 0; i < 6000 && !(*store)->Ready(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    if (!(*store)->Ready()) return Fail(Status::Unavailable("the store did not open in time"));
+    if (Status ready = WaitUntilReady(**store); !ready.ok()) return Fail(ready);
     report = ImportEvents(**store, app_id, in);
     if (!report.ok()) return Fail(report.status());
     if ((*store)->MaintenanceDue(/*closing=*/true)) {
@@ -593,15 +602,15 @@ int ImportCommand(const Args& args, const std::string& data) {
       return Fail(st);
     }
   }
+  // A created app's token is shown once, as `app create` does.
+  const std::string created =
+      token.empty() ? "" : ",\"appId\":" + JsonQuote(app_id) + ",\"token\":" + JsonQuote(token);
   std::printf(
       "{\"records\":%lld,\"stored\":%lld,\"already\":%lld,\"sessionEnds\":%lld,"
       "\"tombstones\":%zu,\"invalid\":%lld%s}\n",
       static_cast<long long>(report->records), static_cast<long long>(report->stored),
       static_cast<long long>(report->already), static_cast<long long>(report->session_ends),
-      report->tombstones.size(), static_cast<long long>(report->invalid),
-      token.empty()
-          ? ""
-          : (",\"appId\":" + JsonQuote(app_id) + ",\"token\":" + JsonQuote(token)).c_str());
+      report->tombstones.size(), static_cast<long long>(report->invalid), created.c_str());
   return 0;
 }
 
