@@ -528,6 +528,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     res->chunked(true);
     auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
     auto state = std::make_shared<BodyStream>();
+    // While the connection waits for the producer no operation is pending:
+    // this keeps the network threads running (a shutdown's grace included).
+    stream_work_.emplace(net::make_work_guard(stream_.get_executor()));
     stream_.expires_after(std::chrono::seconds(30));
     http::async_write_header(
         stream_, *sr,
@@ -632,6 +635,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       state->gone = true;
     }
     state->cv.notify_all();
+    stream_work_.reset();
     if (counted) g_inflight.fetch_sub(1);
     if (close) {
       beast::error_code ignored;
@@ -652,6 +656,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   beast::tcp_stream stream_;
+  std::optional<net::executor_work_guard<beast::tcp_stream::executor_type>> stream_work_;
   const Context* ctx_;
   const std::optional<IpAddress> peer_;
   ConnectionLimiter::Lease lease_;  // this connection's place under the connection caps
