@@ -708,6 +708,7 @@ class HttpServer::Impl {
     });
     DoAccept();
     drain_ = drain;
+    g_streams_stop.store(false);
     std::vector<std::thread> threads;
     for (int i = 1; i < std::max(1, ctx_.options.threads); ++i) {
       threads.emplace_back([this] { ioc_.run(); });

@@ -995,6 +995,9 @@ Status AddSqliteTombstones(const std::string& data_dir, const std::string& app_i
 }
 
 Status BackupSqliteFolder(const std::string& data_dir, const std::string& dest) {
+  if (!std::filesystem::exists(data_dir + "/catalog.db")) {
+    return Status::NotFound("no data folder at " + data_dir);
+  }
   std::error_code ec;
   std::filesystem::create_directories(dest, ec);
   if (ec) return Status::Internal("cannot create " + dest + ": " + ec.message());
