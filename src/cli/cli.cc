@@ -6,11 +6,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <limits>
 #include <map>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "cli/config_file.h"
@@ -20,6 +22,7 @@
 #include "geo/cidr_set.h"
 #include "geo/country_lookup.h"
 #include "ingest/group_committer.h"
+#include "ingest/importer.h"
 #include "ingest/ingestor.h"
 #include "live/live_state.h"
 #include "query/api.h"
@@ -29,6 +32,7 @@
 #include "server/rate_limiter.h"
 #include "server/router.h"
 #include "store/backend.h"
+#include "store/event_export.h"
 #include "store/migrate.h"
 
 namespace nucleon {
@@ -48,7 +52,15 @@ constexpr const char* kUsage = R"(usage: nucleon COMMAND [ARGS] [--data DIR] [ST
   app list                    list apps, one JSON object per line
   token create APP_ID         create another API token for an app
   token revoke PREFIX         revoke the tokens that start with PREFIX (8+ characters)
-  export APP_ID               print every stored event of an app, one JSON object per line
+  export APP_ID [--from T] [--to T] [--format ndjson|csv]
+                              print every stored field of the app's events (with
+                              session ends and tombstones), losslessly; T is Unix
+                              seconds or an ISO 8601 date or time
+  import APP_ID FILE|-        store an export (or tracking messages as an SDK sends
+                              them) into the store in --data; creates the app when
+                              missing; importing twice stores nothing more
+  backup DEST                 copy the data folder (events and catalog) into the new
+                              folder DEST, consistently, while a server runs on it
   stats [APP_ID]              print counts of apps, events, sessions, devices, users
   migrate --clickhouse URL[,URL...] [--clickhouse-database NAME] [--clickhouse-cluster NAME]
                               copy the embedded store in --data (no server running on
@@ -58,6 +70,8 @@ constexpr const char* kUsage = R"(usage: nucleon COMMAND [ARGS] [--data DIR] [ST
 Every command: --config FILE (default /etc/nucleon/nucleon.conf, skipped if
 missing: `key = value` lines naming the flags below), --log-format text|json,
 --help, --version.
+
+  --version                   print the version
 
 Store flags (every command): --store sqlite|clickhouse (default sqlite, the
 embedded store in --data); with clickhouse: --clickhouse URL[,URL...] (HTTP
@@ -89,6 +103,10 @@ const std::map<std::string, bool>& KnownFlags() {
                                                      {"max-body", true},
                                                      {"demo", false},
                                                      {"help", false},
+                                                     {"version", false},
+                                                     {"from", true},
+                                                     {"to", true},
+                                                     {"format", true},
                                                      {"geoip-db", true},
                                                      {"trust-proxy", true},
                                                      {"track-rate", true},
@@ -532,29 +550,118 @@ int TokenCommand(const Args& args, const std::string& data) {
   return Usage("unknown token subcommand " + p[1]);
 }
 
+// ---- Data lifecycle: export, import, backup (docs/cli.md).
+
+// Waits (a minute at most) until the store's read methods answer.
+Status WaitUntilReady(EventStore& store) {
+  for (int i = 0; i < 6000 && !store.Ready(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return store.Ready() ? Status::Ok() : Status::Unavailable("the store did not open in time");
+}
+
 int ExportCommand(const Args& args, const std::string& data) {
   const auto& p = args.positional;
   if (p.size() != 2) return Usage("export takes one APP_ID");
+  const auto format = ParseExportFormat(Flag(args, "format", "ndjson"));
+  if (!format) return Usage("--format must be ndjson or csv");
+  int64_t from_ms = INT64_MIN, to_ms = INT64_MAX;
+  for (auto [name, bound, end] : {std::tuple{"from", &from_ms, false}, {"to", &to_ms, true}}) {
+    const std::string text = Flag(args, name, "");
+    if (text.empty()) continue;
+    const auto ms = ParseExportBound(text, end);
+    if (!ms) return Usage(std::string("--") + name + " takes Unix seconds or an ISO 8601 time");
+    *bound = *ms;
+  }
   StoreConfig config;
   std::string bad;
   if (!ConfigFor(args, data, &config, &bad, /*read_only=*/true)) return Usage(bad);
   auto store = OpenEventStore(config);
   if (!store.ok()) return Fail(store.status());
-  std::string line;
-  Status st = (*store)->Export(p[1], [&line](const Event& e) {
-    line = "{\"type\":";
-    line += JsonQuote(EventTypeName(e.type));
-    if (!e.name.empty()) line += ",\"name\":" + JsonQuote(e.name);
-    if (!e.client_id.empty()) line += ",\"id\":" + e.client_id;
-    line += ",\"deviceId\":" + JsonQuote(e.device_id);
-    line += ",\"sessionId\":" + JsonQuote(e.session_id);
-    line += ",\"userId\":" + JsonQuote(e.user_key);
-    line += ",\"time\":" + JsonQuote(FormatIsoMs(e.time_ms));
-    line += ",\"payload\":" + e.payload_json;
-    line += "}\n";
-    std::fwrite(line.data(), 1, line.size(), stdout);
+  // The embedded store exports from the file; ClickHouse answers once its schema is there.
+  if (config.backend == "clickhouse") {
+    if (Status ready = WaitUntilReady(**store); !ready.ok()) return Fail(ready);
+  }
+  Status st = ExportApp(**store, p[1], from_ms, to_ms, *format, [](std::string_view chunk) {
+    return std::fwrite(chunk.data(), 1, chunk.size(), stdout) == chunk.size();
   });
   if (!st.ok()) return Fail(st);
+  return std::fflush(stdout) == 0 ? 0 : Fail(Status::Internal("writing the export failed"));
+}
+
+int ImportCommand(const Args& args, const std::string& data) {
+  const auto& p = args.positional;
+  if (p.size() != 3) return Usage("import takes APP_ID and FILE (- for standard input)");
+  const std::string& app_id = p[1];
+  std::ifstream file;
+  if (p[2] != "-") {
+    file.open(p[2], std::ios::binary);
+    if (!file) return Fail(Status::NotFound("cannot read " + p[2]));
+  }
+  std::istream& in = p[2] == "-" ? std::cin : file;
+  StoreConfig config;
+  std::string bad;
+  if (!ConfigFor(args, data, &config, &bad)) return Usage(bad);
+  std::string token;
+  {
+    auto catalog = OpenCatalog(config);
+    if (!catalog.ok()) return Fail(catalog.status());
+    auto apps = (*catalog)->ListApps();
+    if (!apps.ok()) return Fail(apps.status());
+    bool known = false;
+    for (const AppInfo& a : *apps) known = known || a.app_id == app_id;
+    if (!known) {
+      auto cred = (*catalog)->CreateAppWithId(app_id, app_id);
+      if (!cred.ok()) return Fail(cred.status());
+      token = cred->token;
+    }
+  }
+  Result<ImportReport> report = Status::Ok();
+  {
+    config.sqlite.fsync_full = false;  // one sync when the store closes
+    auto store = OpenEventStore(config);
+    if (!store.ok()) return Fail(store.status());
+    if (Status ready = WaitUntilReady(**store); !ready.ok()) return Fail(ready);
+    report = ImportEvents(**store, app_id, in);
+    if (!report.ok()) return Fail(report.status());
+    if ((*store)->MaintenanceDue(/*closing=*/true)) {
+      if (Status st = (*store)->Maintain(); !st.ok()) return Fail(st);
+    }
+    if (Status st = (*store)->Sync(); !st.ok()) return Fail(st);
+  }
+  if (!report->tombstones.empty()) {
+    if (config.backend != "sqlite") {
+      LogWarn("import: " + std::to_string(report->tombstones.size()) +
+              " tombstones not kept (the ClickHouse store takes them from nucleon migrate only)");
+    } else if (Status st = AddSqliteTombstones(data, app_id, report->tombstones); !st.ok()) {
+      return Fail(st);
+    }
+  }
+  // A created app's token is shown once, as `app create` does.
+  const std::string created =
+      token.empty() ? "" : ",\"appId\":" + JsonQuote(app_id) + ",\"token\":" + JsonQuote(token);
+  std::printf(
+      "{\"records\":%lld,\"stored\":%lld,\"already\":%lld,\"sessionEnds\":%lld,"
+      "\"tombstones\":%zu,\"invalid\":%lld%s}\n",
+      static_cast<long long>(report->records), static_cast<long long>(report->stored),
+      static_cast<long long>(report->already), static_cast<long long>(report->session_ends),
+      report->tombstones.size(), static_cast<long long>(report->invalid), created.c_str());
+  return 0;
+}
+
+int BackupCommand(const Args& args, const std::string& data) {
+  const auto& p = args.positional;
+  if (p.size() != 2) return Usage("backup takes one DEST folder");
+  StoreConfig config;
+  std::string bad;
+  if (!ConfigFor(args, data, &config, &bad)) return Usage(bad);
+  if (config.backend != "sqlite") {
+    return Fail(Status::InvalidArgument(
+        "backup copies the embedded store; back up a ClickHouse database with ClickHouse's own"
+        " tools (docs/cli.md)"));
+  }
+  if (Status st = BackupSqliteFolder(data, p[1]); !st.ok()) return Fail(st);
+  std::printf("{\"backup\":%s}\n", JsonQuote(p[1]).c_str());
   return 0;
 }
 
@@ -643,11 +750,28 @@ Works while a server runs on the same store; it picks the change up within a sec
   token revoke PREFIX   revoke every token starting with PREFIX (8+ characters,
                         e.g. the prefix `app list` shows); prints {"revoked":N}
 )"},
-      {"export", R"(usage: nucleon export APP_ID
+      {"export", R"(usage: nucleon export APP_ID [--from TIME] [--to TIME] [--format ndjson|csv]
 
-Prints every stored event of the app to standard output, oldest first, one JSON
-object per line: {"type","name","id","deviceId","sessionId","userId","time","payload"}.
+Prints every stored event of the app to standard output, oldest first, with
+every stored field, then each session's end and (for a whole export) the
+deleted users' tombstones: one JSON object per line, or CSV with a header
+(docs/cli.md lists the fields). --from/--to bound the event time (inclusive).
 Reads the store directly and works while a server runs on it.
+)"},
+      {"import", R"(usage: nucleon import APP_ID FILE|-
+
+Stores an NDJSON export (or tracking messages {"data":[...]} as SDKs send
+them) into the store, through the same path as tracked batches: importing the
+same file twice stores nothing the second time. Creates the app with that id
+when the catalog has none (embedded store) and prints its new token. Run it
+with no server on the data folder. Prints {"stored","already",...}.
+)"},
+      {"backup", R"(usage: nucleon backup DEST
+
+Copies the embedded store (events and catalog) into the new folder DEST while a
+server may run on it: a consistent snapshot of every acknowledged commit.
+Restore by serving DEST (`nucleon serve --data DEST`). ClickHouse deployments
+are backed up with ClickHouse's own tools.
 )"},
       {"stats", R"(usage: nucleon stats [APP_ID]
 
@@ -744,6 +868,8 @@ int RunCli(int argc, char** argv) {
   if (cmd == "app") return AppCommand(args, data);
   if (cmd == "token") return TokenCommand(args, data);
   if (cmd == "export") return ExportCommand(args, data);
+  if (cmd == "import") return ImportCommand(args, data);
+  if (cmd == "backup") return BackupCommand(args, data);
   if (cmd == "stats") return StatsCommand(args, data);
   if (cmd == "migrate") return MigrateCommand(args, data);
   return Usage("unknown command " + cmd);

@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <chrono>
 #include <sstream>
@@ -8,6 +9,7 @@
 
 #include "core/crypto.h"
 #include "core/http_types.h"
+#include "core/gzip.h"
 #include "core/log.h"
 #include "core/normalize.h"
 #include "core/time_util.h"
@@ -193,4 +195,37 @@ TEST(LogTest, JsonFormatWritesOneObjectPerLineWithItsFields) {
 }
 
 }  // namespace
+TEST(GzipTest, StreamInflatesToWhatWasAdded) {
+  std::string plain, zipped;
+  GzipStream zip;
+  for (int i = 0; i < 5000; ++i) {
+    const std::string line = "{\"n\":" + std::to_string(i) + "}\n";
+    plain += line;
+    zipped += zip.Add(line);
+  }
+  zipped += zip.Finish();
+  ASSERT_LT(zipped.size(), plain.size());
+  z_stream z{};
+  ASSERT_EQ(inflateInit2(&z, 15 + 16), Z_OK);
+  std::string out(plain.size() + 16, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(zipped.data());
+  z.avail_in = static_cast<uInt>(zipped.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  EXPECT_EQ(inflate(&z, Z_FINISH), Z_STREAM_END);
+  out.resize(z.total_out);
+  inflateEnd(&z);
+  EXPECT_EQ(out, plain);
+}
+
+TEST(GzipTest, AcceptEncoding) {
+  EXPECT_TRUE(AcceptsGzip("gzip"));
+  EXPECT_TRUE(AcceptsGzip("deflate, GZIP;q=0.5, br"));
+  EXPECT_TRUE(AcceptsGzip("*"));
+  EXPECT_FALSE(AcceptsGzip(""));
+  EXPECT_FALSE(AcceptsGzip("br, deflate"));
+  EXPECT_FALSE(AcceptsGzip("gzip;q=0"));
+  EXPECT_FALSE(AcceptsGzip("gzip; q=0.0"));
+}
+
 }  // namespace nucleon

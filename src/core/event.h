@@ -58,6 +58,11 @@ struct Event {
   std::string payload_json = "{}";  // the (capped) payload object as JSON text
   std::vector<std::pair<std::string, PropValue>> props;  // its scalar members, in order
   std::string error_hash;           // error events only
+  // The identity hash (store/event_identity.h), when the event was read back
+  // from a store that keeps that hash rather than the date as sent (the
+  // embedded one keeps its top 48 bits): an export carries it, so that an
+  // import recognises the same resends and tombstones.
+  std::optional<int64_t> ident_hash;
 
   // True for events whose resend must be recognised: those that carry an id.
   bool HasIdentity() const { return !client_id.empty(); }

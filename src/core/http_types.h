@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -31,11 +32,20 @@ struct HttpRequest {
   }
 };
 
+// Hands a streamed body's next piece to the connection; blocks while the
+// client is behind, false once it is gone (the producer stops then).
+using BodyWriter = std::function<bool(std::string_view chunk)>;
+
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+  // A body too large to hold (an export): when set, `body` is unused and the
+  // answer is sent chunked while `stream` produces it, on a thread of its
+  // own, with a bounded amount in flight. An error it returns cuts the
+  // answer short (no last chunk), so that the client sees it incomplete.
+  std::function<Status(const BodyWriter& write)> stream;
 };
 
 using Respond = std::function<void(HttpResponse)>;

@@ -454,6 +454,82 @@ Result<DecodedBatch> DecodeBatch(std::string_view body, std::string_view app_id,
   return batch;
 }
 
+Result<ExportRecord> DecodeExportRecord(std::string_view line, std::string_view app_id) {
+  boost::system::error_code ec;
+  json::value root = json::parse(line, ec);
+  if (ec) return Status::InvalidArgument("malformed JSON: " + ec.message());
+  if (!root.is_object()) return Status::InvalidArgument("a record must be an object");
+  const json::object& o = root.get_object();
+  ExportRecord r;
+  const std::string type_text = Text(o, "type");
+  if (type_text == "tombstone") {
+    r.kind = ExportRecord::Kind::kTombstone;
+    const std::string hash = Text(o, "hash");
+    try {
+      size_t used = 0;
+      r.tombstone = std::stoll(hash, &used);
+      if (used != hash.size()) throw std::invalid_argument(hash);
+    } catch (...) {
+      return Status::InvalidArgument("a tombstone needs its hash, not \"" + hash + "\"");
+    }
+    return r;
+  }
+  const std::optional<EventType> type = ParseEventType(type_text);
+  if (!type) return Status::InvalidArgument("unknown record type \"" + type_text + "\"");
+  Event& e = r.event;
+  e.app_id = std::string(app_id);
+  e.type = *type;
+  if (*type == EventType::kHeartbeat) r.kind = ExportRecord::Kind::kSessionEnd;
+  const std::optional<int64_t> time = ParseIsoTime(Text(o, "time"));
+  if (!time) return Status::InvalidArgument("a record needs its time");
+  e.time_ms = *time;
+  e.name = Text(o, "name");
+  if (const json::value* id = o.if_contains("id")) {
+    e.client_id = id->is_number() ? NumberText(*id) : json::serialize(*id);
+  }
+  if (const json::value* date = o.if_contains("date")) e.client_date = json::serialize(*date);
+  if (const std::string ident = Text(o, "ident"); !ident.empty() && !e.client_id.empty()) {
+    try {
+      e.ident_hash = std::stoll(ident);
+    } catch (...) {
+      return Status::InvalidArgument("ident must be an integer, not \"" + ident + "\"");
+    }
+  }
+  e.device_id = Text(o, "deviceId");
+  e.session_id = Text(o, "sessionId");
+  e.anon_id = Text(o, "anonId");
+  e.user_key = Text(o, "userId");  // the user key; `identified`: it came as userId
+  if (e.user_key.empty()) e.user_key = !e.anon_id.empty() ? e.anon_id : e.device_id;
+  if (const json::value* v = o.if_contains("identified"); v && v->is_bool() && v->get_bool()) {
+    e.user_id = e.user_key;
+  }
+  e.platform = Text(o, "platform");
+  e.os_version = Text(o, "osVersion");
+  e.locale = Text(o, "locale");
+  e.version = Text(o, "version");
+  e.module_version = Text(o, "moduleVersion");
+  e.arch = Text(o, "arch");
+  e.client = Text(o, "client");
+  e.country = Text(o, "country");
+  e.total_ram = NumberOf(o.if_contains("totalRam"));
+  e.error_hash = Text(o, "errorHash");
+  if (const json::value* payload = o.if_contains("payload"); payload && payload->is_object()) {
+    e.props = ScalarProps(payload->get_object());
+    e.payload_json = json::serialize(*payload);
+  }
+  if (e.device_id.empty() || (e.session_id.empty() && r.kind == ExportRecord::Kind::kEvent)) {
+    return Status::InvalidArgument("a record needs its deviceId and sessionId");
+  }
+  return r;
+}
+
+bool LooksLikeBatch(std::string_view line) {
+  const size_t open = line.find_first_not_of(" \t\r\n");
+  if (open == std::string_view::npos || line[open] != '{') return false;
+  const size_t key = line.find_first_not_of(" \t\r\n", open + 1);
+  return key != std::string_view::npos && line.substr(key, 6) == "\"data\"";
+}
+
 std::string AckJson(const DecodedBatch& batch) {
   std::string out = "{\"reportedIds\":[";
   bool first = true;

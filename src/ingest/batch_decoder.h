@@ -40,6 +40,24 @@ struct DecodedBatch {
 Result<DecodedBatch> DecodeBatch(std::string_view body, std::string_view app_id, int64_t now_ms,
                                  const IngestLimits& limits);
 
+// One record of an export (store/event_export.h), for `nucleon import`.
+struct ExportRecord {
+  enum class Kind : uint8_t { kEvent, kSessionEnd, kTombstone };
+  Kind kind = Kind::kEvent;
+  Event event;            // kEvent; kSessionEnd as the heartbeat that extends its session
+  int64_t tombstone = 0;  // kTombstone
+};
+
+// Decodes one NDJSON record of an export of `app_id` back into the event as
+// it was stored: every field as exported, nothing recomputed but the payload's
+// properties (and the user key when the record has none). InvalidArgument
+// for a line that is not one.
+Result<ExportRecord> DecodeExportRecord(std::string_view line, std::string_view app_id);
+
+// Whether `line` is a tracking message (`{"data":[...]}`) rather than an
+// export record; a cheap look at its first member name.
+bool LooksLikeBatch(std::string_view line);
+
 // {"reportedIds":[...]} for the ids of `batch` (each exactly as it arrived).
 std::string AckJson(const DecodedBatch& batch);
 

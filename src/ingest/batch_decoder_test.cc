@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/crypto.h"
+#include "store/event_export.h"
 
 namespace nucleon {
 namespace {
@@ -676,6 +677,72 @@ TEST(BatchDecoderTest, ErrorHashDependsOnNameMessageAndStack) {
   // An error without a payload still gets a hash.
   EXPECT_FALSE(DecodeOneEvent(R"({"type":"error","name":"E","deviceId":"d","sessionId":1})")
                    .event.error_hash.empty());
+}
+
+// An export record decodes back into the event it was written from, every
+// field included; a session end into its heartbeat.
+TEST(BatchDecoderTest, ExportRecordsRoundTrip) {
+  Event e;
+  e.app_id = "app";
+  e.type = EventType::kError;
+  e.name = "TypeError";
+  e.client_id = "\"c-1\"";
+  e.device_id = "dev";
+  e.session_id = "42";
+  e.user_key = "anon";
+  e.anon_id = "anon";
+  e.time_ms = 1795686480384;
+  e.ident_hash = int64_t{-123} << 16;
+  e.platform = "darwin";
+  e.os_version = "14.1";
+  e.locale = "fr_FR";
+  e.version = "1.1";
+  e.module_version = "4.0.1";
+  e.arch = "arm64";
+  e.client = "nucleus-js";
+  e.country = "NL";
+  e.total_ram = 15.6;
+  // As stored: the JSON text the decoder serialised (a double as 1.5E0).
+  e.payload_json = R"({"message":"bad","n":1.5E0,"ok":true,"o":{"a":[1]}})";
+  e.error_hash = "abc123";
+  auto r = DecodeExportRecord(ExportRecordJson(e), "app");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->kind, ExportRecord::Kind::kEvent);
+  const Event& d = r->event;
+  EXPECT_EQ(ExportRecordJson(d), ExportRecordJson(e));
+  EXPECT_EQ(std::tie(d.app_id, d.type, d.name, d.client_id, d.device_id, d.session_id, d.user_key,
+                     d.user_id, d.anon_id, d.time_ms, d.ident_hash, d.total_ram, d.payload_json,
+                     d.error_hash, d.country),
+            std::tie(e.app_id, e.type, e.name, e.client_id, e.device_id, e.session_id, e.user_key,
+                     e.user_id, e.anon_id, e.time_ms, e.ident_hash, e.total_ram, e.payload_json,
+                     e.error_hash, e.country));
+  ASSERT_EQ(d.props.size(), 3u);  // the payload's scalar members
+  EXPECT_EQ(d.props[1].second.text, "1.5");
+
+  // A client date kept as sent (a store that keeps it) comes back as it was.
+  e.client_date = "\"2026-11-26T09:38:00.384Z\"";
+  e.ident_hash.reset();
+  e.user_id = "anon";  // identified
+  r = DecodeExportRecord(ExportRecordJson(e), "app");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->event.client_date, e.client_date);
+  EXPECT_EQ(r->event.user_id, "anon");
+  EXPECT_FALSE(r->event.ident_hash);
+
+  r = DecodeExportRecord(R"({"type":"heartbeat","deviceId":"dev","sessionId":"42",)"
+                         R"("time":"2026-11-26T09:52:31.000Z"})",
+                         "app");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->kind, ExportRecord::Kind::kSessionEnd);
+  EXPECT_EQ(r->event.type, EventType::kHeartbeat);
+  r = DecodeExportRecord(R"({"type":"tombstone","hash":"-77"})", "app");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->kind, ExportRecord::Kind::kTombstone);
+  EXPECT_EQ(r->tombstone, -77);
+  EXPECT_FALSE(DecodeExportRecord(R"({"type":"event","name":"x"})", "app").ok());
+  EXPECT_FALSE(DecodeExportRecord("not json", "app").ok());
+  EXPECT_TRUE(LooksLikeBatch(R"( {"data":[]})"));
+  EXPECT_FALSE(LooksLikeBatch(R"({"type":"event"})"));
 }
 
 }  // namespace

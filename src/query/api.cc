@@ -21,6 +21,7 @@ enum class Endpoint {
   kLiveEvents,
   kLiveUsersCount,
   kLiveUsers,
+  kExport,
 };
 
 // Matches the segments after /api/v1/apps/:appId.
@@ -28,6 +29,7 @@ Endpoint Match(const std::vector<std::string>& s) {
   const size_t n = s.size();
   if (n == 1 && s[0] == "analytics") return Endpoint::kDaily;
   if (n == 1 && s[0] == "users") return Endpoint::kUsers;
+  if (n == 1 && s[0] == "export") return Endpoint::kExport;
   if (n == 2 && s[0] == "users") return Endpoint::kUser;
   if (n == 4 && s[0] == "users" && s[2] == "session") return Endpoint::kSessionEvents;
   if (n >= 2 && s[0] == "analytics") {
@@ -77,6 +79,9 @@ void Api::Handle(const HttpRequest& request, std::string_view path, Respond inne
     if (endpoint == Endpoint::kNone) {
       return respond(ErrorResponse(Status::NotFound("no such endpoint: " + std::string(path))));
     }
+    if (endpoint == Endpoint::kExport && request.method != "GET") {
+      return respond(ErrorResponse(Status::MethodNotAllowed("use GET for " + std::string(path))));
+    }
     const bool is_delete = request.method == "DELETE";
     const bool is_read = request.method == "GET" || request.method == "POST";
     if (!(is_read || (is_delete && endpoint == Endpoint::kUser))) {
@@ -120,6 +125,8 @@ void Api::Handle(const HttpRequest& request, std::string_view path, Respond inne
       case Endpoint::kLiveEvents: return respond(LiveEventsResource(deps_, app, req));
       case Endpoint::kLiveUsersCount: return respond(LiveUsersCountResource(deps_, app));
       case Endpoint::kLiveUsers: return respond(LiveUsersResource(deps_, app));
+      case Endpoint::kExport:
+        return respond(ExportResource(deps_, app, req, request));
       case Endpoint::kNone: break;
     }
     respond(ErrorResponse(Status::NotFound("no such endpoint: " + std::string(path))));

@@ -37,6 +37,11 @@ HttpResponse LiveEventsResource(const ApiDeps& deps, std::string_view app, const
 HttpResponse LiveUsersCountResource(const ApiDeps& deps, std::string_view app);
 HttpResponse LiveUsersResource(const ApiDeps& deps, std::string_view app);
 
+// export_resource.cc: the app's lossless export (store/event_export.h),
+// streamed, gzipped when the client accepts it.
+HttpResponse ExportResource(const ApiDeps& deps, std::string_view app, const ApiRequest& req,
+                            const HttpRequest& request);
+
 inline HttpResponse JsonOk(std::string body) {
   HttpResponse r;
   r.body = std::move(body);

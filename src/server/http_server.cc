@@ -1,15 +1,16 @@
 #include "server/http_server.h"
 
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/websocket.hpp>
-
 #include <sys/resource.h>
 
 #include <array>
 #include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -34,6 +35,23 @@ namespace {
 // Work accepted but not yet answered (HTTP requests being processed, WebSocket
 // messages waiting for their ack): shutdown waits for it to reach zero.
 std::atomic<int64_t> g_inflight{0};
+// Streamed answers whose producer thread still runs (it reads the store, so
+// the server returns only once there are none), and whether they must stop.
+std::atomic<int> g_streams{0};
+std::atomic<bool> g_streams_stop{false};
+
+// A streamed body between its producer thread and the connection: at most
+// kQueuedChunks pieces wait, so memory stays flat however large the body is.
+struct BodyStream {
+  static constexpr size_t kQueuedChunks = 4;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::string> chunks;
+  bool done = false;    // the producer returned
+  bool failed = false;  // ... with an error, or it was stopped: no last chunk
+  bool gone = false;    // the connection ended
+  bool idle = false;    // the connection waits for the next piece
+};
 
 class WsSession;
 
@@ -558,6 +576,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
   void Write(HttpResponse r, bool counted) {
     if (head_) return WriteHead(std::move(r), counted);
+    if (r.stream) return WriteStream(std::move(r), counted);
     auto res = std::make_shared<http::response<http::string_body>>();
     SetHead(res.get(), r);
     res->body() = std::move(r.body);
@@ -574,7 +593,11 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void WriteHead(HttpResponse r, bool counted) {
     auto res = std::make_shared<http::response<http::empty_body>>();
     SetHead(res.get(), r);
-    res->content_length(r.body.size());
+    if (r.stream) {
+      res->chunked(true);
+    } else {
+      res->content_length(r.body.size());
+    }
     stream_.expires_after(std::chrono::seconds(30));
     auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
     http::async_write_header(stream_, *sr,
@@ -583,6 +606,130 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
                                if (counted) g_inflight.fetch_sub(1);
                                self->OnWrite(ec, res->keep_alive());
                              });
+  }
+
+  // A streamed answer (HttpResponse::stream): the header, then each piece
+  // as a chunk as the producer thread hands it over, then the last chunk.
+  void WriteStream(HttpResponse r, bool counted) {
+    auto res = std::make_shared<http::response<http::empty_body>>();
+    SetHead(res.get(), r);
+    res->chunked(true);
+    auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
+    auto state = std::make_shared<BodyStream>();
+    // While the connection waits for the producer no operation is pending:
+    // this keeps the network threads running (a shutdown's grace included).
+    stream_work_.emplace(net::make_work_guard(stream_.get_executor()));
+    stream_.expires_after(std::chrono::seconds(30));
+    http::async_write_header(
+        stream_, *sr,
+        [self = shared_from_this(), res, sr, state, counted, produce = std::move(r.stream)](
+            beast::error_code ec, std::size_t) mutable {
+          if (ec) return self->EndStream(state, counted, /*close=*/true);
+          self->StartProducer(state, std::move(produce), counted);
+          self->PumpStream(state, counted);
+        });
+  }
+
+  void StartProducer(const std::shared_ptr<BodyStream>& state,
+                     std::function<Status(const BodyWriter&)> produce, bool counted) {
+    g_streams.fetch_add(1);
+    auto executor = stream_.get_executor();
+    auto wake = [self = shared_from_this(), state, counted, executor] {
+      net::post(executor, [self, state, counted] { self->PumpStream(state, counted); });
+    };
+    std::thread([state, produce = std::move(produce), wake] {
+      bool refused = false;
+      const BodyWriter write = [&](std::string_view chunk) {
+        if (chunk.empty()) return true;  // an empty chunk would end the body
+        std::unique_lock<std::mutex> lock(state->mu);
+        while (state->chunks.size() >= BodyStream::kQueuedChunks && !state->gone &&
+               !g_streams_stop.load()) {
+          state->cv.wait_for(lock, std::chrono::milliseconds(100));
+        }
+        if (state->gone || g_streams_stop.load()) {
+          refused = true;
+          return false;
+        }
+        state->chunks.emplace_back(chunk);
+        if (!state->idle) return true;
+        state->idle = false;
+        lock.unlock();
+        wake();
+        return true;
+      };
+      Status st;
+      try {
+        st = produce(write);
+      } catch (const std::exception& ex) {
+        st = Status::Internal(ex.what());
+      }
+      if (!st.ok()) LogWarn("a streamed answer was cut short: " + st.ToString());
+      bool idle = false;
+      {
+        std::lock_guard<std::mutex> lock(state->mu);
+        state->done = true;
+        state->failed = !st.ok() || refused;
+        idle = state->idle;
+        state->idle = false;
+      }
+      if (idle) wake();
+      g_streams.fetch_sub(1);
+    }).detach();
+  }
+
+  void PumpStream(const std::shared_ptr<BodyStream>& state, bool counted) {
+    std::string chunk;
+    bool failed = false;
+    {
+      std::lock_guard<std::mutex> lock(state->mu);
+      if (state->gone) return;
+      if (!state->chunks.empty()) {
+        chunk = std::move(state->chunks.front());
+        state->chunks.pop_front();
+        state->cv.notify_all();
+      } else if (!state->done) {
+        state->idle = true;
+        return;
+      } else {
+        failed = state->failed;
+      }
+    }
+    stream_.expires_after(std::chrono::seconds(30));
+    if (!chunk.empty()) {
+      auto piece = std::make_shared<std::string>(std::move(chunk));
+      net::async_write(
+          stream_, http::make_chunk(net::buffer(*piece)),
+          [self = shared_from_this(), state, piece, counted](beast::error_code ec, std::size_t) {
+            if (ec) return self->EndStream(state, counted, /*close=*/true);
+            self->PumpStream(state, counted);
+          });
+      return;
+    }
+    if (failed) return EndStream(state, counted, /*close=*/true);
+    net::async_write(
+        stream_, http::make_chunk_last(),
+        [self = shared_from_this(), state, counted](beast::error_code ec, std::size_t) {
+          self->EndStream(state, counted, /*close=*/false);
+          self->OnWrite(ec, self->keep_alive_);
+        });
+  }
+
+  // The answer ends (sent, failed, or the client went away); an incomplete
+  // one closes the connection so that the client sees it cut.
+  void EndStream(const std::shared_ptr<BodyStream>& state, bool counted, bool close) {
+    {
+      std::lock_guard<std::mutex> lock(state->mu);
+      if (state->gone) return;
+      state->gone = true;
+    }
+    state->cv.notify_all();
+    stream_work_.reset();
+    if (counted) g_inflight.fetch_sub(1);
+    if (close) {
+      beast::error_code ignored;
+      stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      stream_.socket().close(ignored);
+    }
   }
 
   void OnWrite(beast::error_code ec, bool keep_alive) {
@@ -597,6 +744,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   beast::tcp_stream stream_;
+  std::optional<net::executor_work_guard<beast::tcp_stream::executor_type>> stream_work_;
   const Context* ctx_;
   const std::optional<IpAddress> peer_;
   ConnectionLimiter::Lease lease_;  // this connection's place under the connection caps
@@ -648,6 +796,7 @@ class HttpServer::Impl {
     });
     DoAccept();
     drain_ = drain;
+    g_streams_stop.store(false);
     std::vector<std::thread> threads;
     for (int i = 1; i < std::max(1, ctx_.options.threads); ++i) {
       threads.emplace_back([this] { ioc_.run(); });
@@ -655,6 +804,9 @@ class HttpServer::Impl {
     ioc_.run();
     for (auto& t : threads) t.join();
     if (stopper_.joinable()) stopper_.join();
+    // A streamed answer's producer reads the store, which outlives only this call.
+    g_streams_stop.store(true);
+    while (g_streams.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 
   void RequestStop() {
@@ -679,6 +831,8 @@ class HttpServer::Impl {
              std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
       }
+      // Streamed answers still going are cut (the client sees them incomplete).
+      g_streams_stop.store(true);
       // Give the last writes a moment to leave the socket buffers.
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       ioc_.stop();

@@ -102,7 +102,7 @@ class RouterTest : public ::testing::Test {
     });
     if (future.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
       ADD_FAILURE() << method << " " << target << ": no response";
-      return HttpResponse{-1, "", "", {}};
+      return HttpResponse{-1, "", "", {}, {}};
     }
     HttpResponse r = future.get();
     committer_->Flush();  // any further completion would have run by now

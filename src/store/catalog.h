@@ -59,6 +59,14 @@ class Catalog {
  public:
   virtual ~Catalog() = default;
   virtual Result<NewCredential> CreateApp(const std::string& name) = 0;
+  // CreateApp with a given id (an import re-creating an app elsewhere).
+  // InvalidArgument when the id is taken; a backend may not offer it.
+  virtual Result<NewCredential> CreateAppWithId(const std::string& app_id,
+                                                const std::string& name) {
+    (void)app_id;
+    (void)name;
+    return Status::InvalidArgument("this catalog creates apps with new ids only");
+  }
   virtual Result<std::vector<AppInfo>> ListApps() = 0;
   virtual Result<NewCredential> CreateToken(const std::string& app_id) = 0;
   // Revokes every active token whose text starts with `prefix` (8 to 12

@@ -7,6 +7,7 @@
 namespace nucleon {
 
 int64_t EventIdentHash(const Event& e) {
+  if (e.ident_hash) return *e.ident_hash;
   std::string material;
   material.reserve(e.client_id.size() + e.name.size() + e.client_date.size() + 8);
   material.append(e.client_id).push_back('\0');

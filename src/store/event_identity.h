@@ -13,7 +13,7 @@
 namespace nucleon {
 
 // The identity of an event within its session: a stable hash of its client
-// id, type, name and client date.
+// id, type, name and client date (or the hash the event carries).
 int64_t EventIdentHash(const Event& e);
 // The part of that hash the embedded store keeps per row: 48 bits. Two
 // events of one session collide with a probability of n^2 / 2^49 for n

@@ -101,6 +101,35 @@ class EventStore {
   virtual Status Export(std::string_view app_id,
                         const std::function<void(const Event&)>& sink) = 0;
 
+  // Export, only the events with a time in [from_ms, to_ms]; `sink` returns
+  // false to stop early (its reader went away). The default filters the
+  // whole export; a backend may read only the range.
+  virtual Status ExportRange(std::string_view app_id, int64_t from_ms, int64_t to_ms,
+                             const std::function<bool(const Event&)>& sink) {
+    bool more = true;
+    return Export(app_id, [&](const Event& e) {
+      if (more && e.time_ms >= from_ms && e.time_ms <= to_ms) more = sink(e);
+    });
+  }
+
+  // Calls `sink(device id, session id, end)` for every session of `app_id`
+  // (its end: the latest of its events and of the heartbeats credited to
+  // it), for a lossless export; stops at the first error `sink` returns.
+  // The default reads them through the users that hold them (a session
+  // shared by two users comes twice, with the same end).
+  virtual Status SessionEnds(
+      std::string_view app_id,
+      const std::function<Status(const std::string&, const std::string&, int64_t)>& sink);
+
+  // Calls `sink` with each tombstone hash (store/event_identity.h) the store
+  // keeps for the deleted events of `app_id`, for a lossless export. The
+  // default knows none.
+  virtual Status Tombstones(std::string_view app_id, const std::function<void(int64_t)>& sink) {
+    (void)app_id;
+    (void)sink;
+    return Status::Ok();
+  }
+
   // The events of every app with a time in [from_ms, to_ms] that were stored
   // before this store was opened (those stored since were seen being stored),
   // at most the last `per_app` stored of each app, in storage order: what a

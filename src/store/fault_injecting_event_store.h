@@ -42,6 +42,18 @@ class EventStoreWrapper : public EventStore {
   Status Export(std::string_view app_id, const std::function<void(const Event&)>& sink) override {
     return target_->Export(app_id, sink);
   }
+  Status ExportRange(std::string_view app_id, int64_t from_ms, int64_t to_ms,
+                     const std::function<bool(const Event&)>& sink) override {
+    return target_->ExportRange(app_id, from_ms, to_ms, sink);
+  }
+  Status SessionEnds(
+      std::string_view app_id,
+      const std::function<Status(const std::string&, const std::string&, int64_t)>& sink) override {
+    return target_->SessionEnds(app_id, sink);
+  }
+  Status Tombstones(std::string_view app_id, const std::function<void(int64_t)>& sink) override {
+    return target_->Tombstones(app_id, sink);
+  }
   Status StoredBeforeOpen(int64_t from_ms, int64_t to_ms, size_t per_app,
                           const std::function<void(const Event&)>& sink) override {
     return target_->StoredBeforeOpen(from_ms, to_ms, per_app, sink);

@@ -66,24 +66,13 @@ Result<MigrationReport> MigrateToClickHouse(
              " so far)");
   }
   report.events = into.events();
-  // Each session's end, read through the users that hold it (a session
-  // shared by two users is written twice: the same end, no harm).
+  // Each session's end.
   for (const auto& app : catalog->apps) {
-    constexpr int64_t kPage = 1000;
-    for (int64_t page = 1;; ++page) {
-      auto users = store.Users(app.app_id, page, kPage);
-      if (!users.ok()) return users.status();
-      for (const UserSummary& u : users->users) {
-        auto details = store.User(app.app_id, u.user_key);
-        if (!details.ok()) return details.status();
-        for (const SessionSummary& s : details->sessions) {
-          NUCLEON_RETURN_IF_ERROR(
-              into.AddSessionEnd(app.app_id, s.device_id, s.session_id, s.end_ms));
+    NUCLEON_RETURN_IF_ERROR(store.SessionEnds(
+        app.app_id, [&](const std::string& device, const std::string& session, int64_t end_ms) {
           ++report.sessions;
-        }
-      }
-      if (static_cast<int64_t>(users->users.size()) < kPage) break;
-    }
+          return into.AddSessionEnd(app.app_id, device, session, end_ms);
+        }));
   }
   auto tombstones = ReadSqliteTombstones(sqlite_dir);
   if (!tombstones.ok()) return tombstones.status();

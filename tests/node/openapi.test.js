@@ -527,6 +527,15 @@ test('users endpoints answer as documented (GET and POST)', { timeout: STEP_TIME
   await call('POST', `${A}/users/richard/session/111201`, { auth: 'none', form: { token: app.token, device: DEV_A }, expectStatus: 200 });
 });
 
+test('the export answers as documented (GET only)', { timeout: STEP_TIMEOUT }, async () => {
+  const A = `/api/v1/apps/${app.appId}`;
+  const all = await call('GET', `${A}/export`, { expectStatus: 200 });
+  assert.ok(all.text.split('\n').some((l) => l.startsWith('{"type":"init"')), 'the inits are exported');
+  await call('GET', `${A}/export${q({ format: 'csv', start: Math.floor(ctx.now / 1000) - 86400 * 400 })}`, { expectStatus: 200 });
+  await call('GET', `${A}/export${q({ format: 'xml' })}`, { expectStatus: 400 });
+  await call('POST', `${A}/export`, { expectStatus: 405 });
+});
+
 test('live endpoints answer as documented (GET and POST)', { timeout: STEP_TIMEOUT }, async () => {
   const A = `/api/v1/apps/${app.appId}`;
   const ev = await call('GET', `${A}/live/events`, { expectStatus: 200 });

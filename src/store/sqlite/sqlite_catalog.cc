@@ -33,8 +33,20 @@ class SqliteCatalog final : public Catalog {
 
   Result<NewCredential> CreateApp(const std::string& name) override {
     std::string raw = RandomBytes(12);
-    NewCredential cred{HexEncode(reinterpret_cast<const uint8_t*>(raw.data()), raw.size()), ""};
+    return CreateAppWithId(HexEncode(reinterpret_cast<const uint8_t*>(raw.data()), raw.size()),
+                           name);
+  }
+
+  Result<NewCredential> CreateAppWithId(const std::string& app_id,
+                                        const std::string& name) override {
+    NewCredential cred{app_id, ""};
     NUCLEON_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
+    auto taken = db_.Prepare("SELECT 1 FROM apps WHERE app_id = ?");
+    if (!taken.ok()) return Rollback(taken.status());
+    taken->Bind(1, app_id);
+    Status found;
+    if (taken->Step(&found)) return Rollback(Status::InvalidArgument("app " + app_id + " exists"));
+    if (!found.ok()) return Rollback(found);
     auto stmt = db_.Prepare("INSERT INTO apps(app_id, name, created_ms) VALUES(?,?,?)");
     if (!stmt.ok()) return Rollback(stmt.status());
     stmt->Bind(1, cred.app_id);

@@ -387,19 +387,64 @@ class SqliteEventStore final : public EventStore {
 
  public:
   Status Export(std::string_view app_id, const std::function<void(const Event&)>& sink) override {
-    // A serving store knows its buckets; a read-only one (the export command)
-    // reads them from the file, with the rows written after the last checkpoint.
-    return Read<bool>(app_id, /*needs_ready=*/rollups_ != nullptr,
-                      [&](int64_t app, const ReadTx& tx) -> Result<bool> {
-                        if (app == 0) return true;
-                        UserReader::BucketRuns buckets;
-                        NUCLEON_RETURN_IF_ERROR(rollups_ ? ServedBuckets(app, tx, &buckets)
-                                                         : StoredBuckets(app, tx.db, &buckets));
-                        NUCLEON_RETURN_IF_ERROR(users_->Export(app, app_id, buckets, INT64_MIN,
-                                                               INT64_MAX, INT64_MAX, sink, tx.db));
-                        return true;
-                      })
+    return ExportRange(app_id, INT64_MIN, INT64_MAX, [&sink](const Event& e) {
+      sink(e);
+      return true;
+    });
+  }
+
+  Status ExportRange(std::string_view app_id, int64_t from_ms, int64_t to_ms,
+                     const std::function<bool(const Event&)>& sink) override {
+    // The buckets as the file has them (the rollups up to the checkpoint and
+    // the rows written after it), so that the whole export is one snapshot
+    // of the file, read once: a user delete meanwhile is in it or not at all,
+    // and nothing streamed is sent twice.
+    return Read<bool>(
+               app_id, /*needs_ready=*/false,
+               [&](int64_t app, const ReadTx& tx) -> Result<bool> {
+                 if (app == 0) return true;
+                 UserReader::BucketRuns buckets;
+                 NUCLEON_RETURN_IF_ERROR(StoredBuckets(app, tx.db, &buckets));
+                 NUCLEON_RETURN_IF_ERROR(
+                     users_->Export(app, app_id, buckets, from_ms, to_ms, INT64_MAX, sink, tx.db));
+                 return true;
+               },
+               /*one_snapshot=*/true)
         .status();
+  }
+
+  Status SessionEnds(
+      std::string_view app_id,
+      const std::function<Status(const std::string&, const std::string&, int64_t)>& sink) override {
+    return Read<bool>(
+               app_id, /*needs_ready=*/false,
+               [&](int64_t app, const ReadTx& tx) -> Result<bool> {
+                 if (app == 0) return true;
+                 auto q = tx.db.Prepare(
+                     "SELECT d.device_key, s.session_key, s.end_ms FROM sessions s"
+                     " JOIN devices d ON d.id = s.device WHERE s.app = ?"
+                     " ORDER BY s.start_ms, d.device_key, s.session_key");
+                 if (!q.ok()) return q.status();
+                 q->Bind(1, app);
+                 Status st;
+                 while (q->Step(&st)) {
+                   NUCLEON_RETURN_IF_ERROR(
+                       sink(std::string(q->Text(0)), std::string(q->Text(1)), q->Int(2)));
+                 }
+                 NUCLEON_RETURN_IF_ERROR(st);
+                 return true;
+               },
+               /*one_snapshot=*/true)
+        .status();
+  }
+
+  Status Tombstones(std::string_view app_id, const std::function<void(int64_t)>& sink) override {
+    auto all = ReadSqliteTombstones(std::filesystem::path(path_).parent_path().string());
+    if (!all.ok()) return all.status();
+    for (const auto& [app, hash] : *all) {
+      if (app == app_id) sink(hash);
+    }
+    return Status::Ok();
   }
 
   Status StoredBeforeOpen(int64_t from_ms, int64_t to_ms, size_t per_app,
@@ -564,9 +609,13 @@ class SqliteEventStore final : public EventStore {
   // Runs `fn` with a pooled read connection inside one read transaction (one
   // snapshot of the file), with the app's row (0 for an unknown app). Retried
   // when a user delete landed meanwhile (see the top of this file).
+  // `one_snapshot`: `fn` reads the file alone (not the in-memory rollups),
+  // so one snapshot is consistent whatever a delete does meanwhile: it runs
+  // once.
   template <typename T>
   Result<T> Read(std::string_view app_id, bool needs_ready,
-                 const std::function<Result<T>(int64_t, const ReadTx&)>& fn) {
+                 const std::function<Result<T>(int64_t, const ReadTx&)>& fn,
+                 bool one_snapshot = false) {
     if (needs_ready && !analytics_) {
       return Status::Internal("a read-only store answers the export and the counts only");
     }
@@ -601,7 +650,9 @@ class SqliteEventStore final : public EventStore {
         return fn(app, tx);
       }();
       (void)db.Exec("COMMIT");
-      if (locked || delete_seq_.load(std::memory_order_acquire) == seq) return result;
+      if (one_snapshot || locked || delete_seq_.load(std::memory_order_acquire) == seq) {
+        return result;
+      }
     }
   }
 
@@ -911,6 +962,62 @@ Result<std::vector<int64_t>> ReadSqliteStorageOrder(const std::string& data_dir,
   while (q->Step(&st)) out.push_back(q->Int(0));
   NUCLEON_RETURN_IF_ERROR(st);
   return out;
+}
+
+Status AddSqliteTombstones(const std::string& data_dir, const std::string& app_id,
+                           const std::vector<int64_t>& hashes) {
+  if (hashes.empty()) return Status::Ok();
+  SqliteDb db;
+  NUCLEON_RETURN_IF_ERROR(db.Open(data_dir + "/events.db", /*create=*/false));
+  NUCLEON_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
+  Status st = [&]() -> Status {
+    auto app = db.Prepare("INSERT OR IGNORE INTO apps(app_id) VALUES(?)");
+    if (!app.ok()) return app.status();
+    app->Bind(1, app_id);
+    NUCLEON_RETURN_IF_ERROR(app->Run());
+    auto ins = db.Prepare(
+        "INSERT OR IGNORE INTO tombstones(app, hash)"
+        " SELECT id, ? FROM apps WHERE app_id = ?");
+    if (!ins.ok()) return ins.status();
+    for (int64_t hash : hashes) {
+      ins->Bind(1, hash);
+      ins->Bind(2, app_id);
+      NUCLEON_RETURN_IF_ERROR(ins->Run());
+      ins->Reset();
+    }
+    return Status::Ok();
+  }();
+  if (!st.ok()) {
+    (void)db.Exec("ROLLBACK");
+    return st;
+  }
+  return db.Exec("COMMIT");
+}
+
+Status BackupSqliteFolder(const std::string& data_dir, const std::string& dest) {
+  if (!std::filesystem::exists(data_dir + "/catalog.db")) {
+    return Status::NotFound("no data folder at " + data_dir);
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dest, ec);
+  if (ec) return Status::Internal("cannot create " + dest + ": " + ec.message());
+  for (const char* file : {"events.db", "catalog.db"}) {
+    const std::string to = dest + "/" + file;
+    if (std::filesystem::exists(to)) {
+      return Status::InvalidArgument(to + " exists: a backup goes into a new folder");
+    }
+  }
+  for (const char* file : {"events.db", "catalog.db"}) {
+    const std::string from = data_dir + "/" + file;
+    if (!std::filesystem::exists(from)) continue;  // a folder without events yet
+    SqliteDb db;
+    NUCLEON_RETURN_IF_ERROR(db.Open(from, /*create=*/false, /*read_only=*/true));
+    auto q = db.Prepare("VACUUM INTO ?");
+    if (!q.ok()) return q.status();
+    q->Bind(1, dest + "/" + file);
+    NUCLEON_RETURN_IF_ERROR(q->Run());
+  }
+  return Status::Ok();
 }
 
 }  // namespace nucleon

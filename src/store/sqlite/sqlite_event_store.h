@@ -44,6 +44,18 @@ Result<std::unique_ptr<EventStore>> OpenSqliteEventStore(const std::string& data
 Result<std::vector<std::pair<std::string, int64_t>>> ReadSqliteTombstones(
     const std::string& data_dir);
 
+// Adds tombstones of `app_id` to `<data_dir>/events.db` (an import), so that
+// resends of those deleted events are not stored. No store may have the
+// folder open.
+Status AddSqliteTombstones(const std::string& data_dir, const std::string& app_id,
+                           const std::vector<int64_t>& hashes);
+
+// A consistent copy of the data folder (events and catalog) into the folder
+// `dest`, taken while a server may be writing: each file as of one moment
+// (SQLite's VACUUM INTO, in one read transaction). `dest` must hold no data
+// folder yet. The copy opens as any data folder does.
+Status BackupSqliteFolder(const std::string& data_dir, const std::string& dest);
+
 // The storage positions (row ids, increasing in the order the events were
 // stored) of the app's events, in the order Export gives them (time, then
 // position): what a migration keeps as the events' order.

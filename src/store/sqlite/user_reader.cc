@@ -21,7 +21,8 @@ std::string ClientIdText(const SqliteStmt& q, int col) {
 // LastStored read it (StoredEvent decodes the row).
 #define NUCLEON_STORED_EVENTS                                                          \
   "SELECT e.id, e.type, e.name, e.client_id, d.device_key, s.session_key, u.user_key," \
-  " u.anon_id, e.time_ms, e.body FROM events e JOIN sessions s ON s.id = e.session"    \
+  " u.anon_id, e.time_ms, e.body, e.ident FROM events e"                               \
+  " JOIN sessions s ON s.id = e.session"                                               \
   " JOIN devices d ON d.id = s.device JOIN users u ON u.id = e.user"                   \
   " WHERE e.id BETWEEN ? AND ? AND e.app = ? AND e.time_ms BETWEEN ? AND ?"
 constexpr std::string_view kStoredEvents = NUCLEON_STORED_EVENTS;
@@ -39,6 +40,9 @@ Event StoredEvent(const SqliteStmt& q, std::string_view app_id, const StringDict
   e.user_key = std::string(q.Text(6));
   e.time_ms = q.Int(8);
   DecodeBodyInto(ParseBody(q.Blob(9)), dict, e.user_key, q.Text(7), &e);
+  // The date as sent is not kept, its share of the identity is: the stored
+  // 48 bits, as the hash whose StoredIdent they are.
+  if (e.HasIdentity() && !q.IsNull(10)) e.ident_hash = q.Int(10) << 16;
   return e;
 }
 
@@ -338,11 +342,12 @@ EventView UserReader::WithSessionContext(int64_t app, const Event& event, Sqlite
 
 Status UserReader::Export(int64_t app, std::string_view app_id, const BucketRuns& buckets,
                           int64_t from_ms, int64_t to_ms, int64_t max_id,
-                          const std::function<void(const Event&)>& sink, SqliteDb& db) {
+                          const std::function<bool(const Event&)>& sink, SqliteDb& db) {
   auto q = db.Cached(kStoredEvents);
   if (!q.ok()) return q.status();
   std::vector<std::pair<std::pair<int64_t, int64_t>, Event>> rows;  // ((time, id), event)
   for (const auto& [bucket, runs] : buckets) {
+    if ((bucket + 1) * kBucketMs - 1 < from_ms || bucket * kBucketMs > to_ms) continue;
     rows.clear();
     for (const auto& [first, last] : runs) {
       if (first > max_id) break;
@@ -361,7 +366,9 @@ Status UserReader::Export(int64_t app, std::string_view app_id, const BucketRuns
     }
     std::sort(rows.begin(), rows.end(),
               [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (const auto& [key, e] : rows) sink(e);
+    for (const auto& [key, e] : rows) {
+      if (!sink(e)) return Status::Ok();
+    }
   }
   return Status::Ok();
 }

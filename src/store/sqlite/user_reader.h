@@ -39,11 +39,11 @@ class UserReader {
   Result<EventView> DeviceContext(int64_t app, std::string_view device_id, SqliteDb& db);
   EventView WithSessionContext(int64_t app, const Event& event, SqliteDb& db);
   // The events of the app in [from_ms, to_ms] with a row id up to `max_id`,
-  // oldest first (then in storage order). `buckets`: each bucket with events,
-  // ascending, with the row runs holding them.
+  // oldest first (then in storage order), until `sink` returns false.
+  // `buckets`: each bucket with events, ascending, with the row runs holding them.
   using BucketRuns = std::vector<std::pair<int64_t, std::vector<std::pair<int64_t, int64_t>>>>;
   Status Export(int64_t app, std::string_view app_id, const BucketRuns& buckets, int64_t from_ms,
-                int64_t to_ms, int64_t max_id, const std::function<void(const Event&)>& sink,
+                int64_t to_ms, int64_t max_id, const std::function<bool(const Event&)>& sink,
                 SqliteDb& db);
   // The last `limit` events of the app stored in `buckets` with a time in
   // [from_ms, to_ms] and a row id up to `max_id`, in storage order.

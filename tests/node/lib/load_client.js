@@ -87,9 +87,12 @@ function exportAll(dataDir, appId, { timeoutMs = 120000 } = {}) {
   for (let i = 0; i < lines.length; i++) {
     const l = lines[i];
     if (l.trim() === '') continue;
-    try { out.push(JSON.parse(l)); } catch (e) {
+    let record;
+    try { record = JSON.parse(l); } catch (e) {
       throw new Error(`nucleon export line ${i + 1} is not JSON: ${l.slice(0, 200)}`);
     }
+    // The events only, not the session ends and tombstones after them.
+    if (record.type !== 'heartbeat' && record.type !== 'tombstone') out.push(record);
   }
   return out;
 }

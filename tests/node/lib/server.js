@@ -129,10 +129,12 @@ function createApp(dataDir, name = 'test-app') {
   return JSON.parse(out); // {appId, token}
 }
 
-// Every stored event of the app, one object per line of `nucleon export`.
+// Every stored event of the app, one object per line of `nucleon export`
+// (without the session ends and tombstones that follow the events).
 function exportEvents(dataDir, appId) {
   const out = cli(dataDir, ['export', appId], { timeout: 120000 });
-  return out.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l));
+  return out.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l))
+    .filter((e) => e.type !== 'heartbeat' && e.type !== 'tombstone');
 }
 
 // One HTTP request. `localAddress` (a 127.0.0.x) sends it from that address on

@@ -1,0 +1,24 @@
+#include "store/event_store.h"
+
+namespace nucleon {
+
+Status EventStore::SessionEnds(
+    std::string_view app_id,
+    const std::function<Status(const std::string&, const std::string&, int64_t)>& sink) {
+  constexpr int64_t kPage = 1000;
+  for (int64_t page = 1;; ++page) {
+    auto users = Users(app_id, page, kPage);
+    if (!users.ok()) return users.status();
+    for (const UserSummary& u : users->users) {
+      auto details = User(app_id, u.user_key);
+      if (details.status().code() == StatusCode::kNotFound) continue;  // deleted meanwhile
+      if (!details.ok()) return details.status();
+      for (const SessionSummary& s : details->sessions) {
+        NUCLEON_RETURN_IF_ERROR(sink(s.device_id, s.session_id, s.end_ms));
+      }
+    }
+    if (static_cast<int64_t>(users->users.size()) < kPage) return Status::Ok();
+  }
+}
+
+}  // namespace nucleon
