@@ -730,6 +730,7 @@ SIGTERM or SIGINT stops it gracefully. Flags (variable, default):
   --body-timeout S            NUCLEON_BODY_TIMEOUT, 20
   --body-min-rate BYTES       NUCLEON_BODY_MIN_RATE, 1024 (bytes/s after --body-timeout)
   --ws-idle-timeout S         NUCLEON_WS_IDLE_TIMEOUT, 300
+  --ws-deflate on|off         NUCLEON_WS_DEFLATE, on: permessage-deflate when the SDK offers it
   --max-pending-events N      NUCLEON_MAX_PENDING_EVENTS, 100000: backlog before refusing
   --cache-mb N                NUCLEON_CACHE_MB, 256 (at least 16)
   --checkpoint-interval S     NUCLEON_CHECKPOINT_INTERVAL, 5 (at most 3600)
