@@ -17,37 +17,51 @@ int HttpStatusOf(StatusCode code) {
   return 500;
 }
 
-std::string JsonQuote(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
+void AppendJsonQuoted(std::string* out, std::string_view s) {
+  *out += '"';
   // Most strings need no escape: copy the run before the first one at once.
   size_t plain = 0;
   while (plain < s.size() && static_cast<unsigned char>(s[plain]) >= 0x20 && s[plain] != '"' &&
          s[plain] != '\\') {
     ++plain;
   }
-  out.append(s.data(), plain);
+  out->append(s.data(), plain);
   s.remove_prefix(plain);
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        *out += "\\\"";
+        break;
+      case '\\':
+        *out += "\\\\";
+        break;
+      case '\n':
+        *out += "\\n";
+        break;
+      case '\r':
+        *out += "\\r";
+        break;
+      case '\t':
+        *out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           static const char kHex[] = "0123456789abcdef";
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 15];
+          *out += "\\u00";
+          *out += kHex[c >> 4];
+          *out += kHex[c & 15];
         } else {
-          out += static_cast<char>(c);
+          *out += static_cast<char>(c);
         }
     }
   }
-  out += '"';
+  *out += '"';
+}
+
+std::string JsonQuote(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  AppendJsonQuoted(&out, s);
   return out;
 }
 

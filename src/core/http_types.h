@@ -64,5 +64,7 @@ HttpResponse ErrorResponse(const Status& status);
 int HttpStatusOf(StatusCode code);
 // Escapes a string for inclusion in JSON (quotes included).
 std::string JsonQuote(std::string_view s);
+// The same, appended to `out`.
+void AppendJsonQuoted(std::string* out, std::string_view s);
 
 }  // namespace nucleon

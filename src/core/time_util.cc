@@ -131,11 +131,27 @@ std::string FormatIsoMs(int64_t ms) {
   unsigned mo, d;
   CivilFromDays(day, &y, &mo, &d);
   const int64_t h = rem / 3600000, mi = rem / 60000 % 60, s = rem / 1000 % 60, f = rem % 1000;
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
-                static_cast<long long>(y), mo, d, static_cast<long long>(h),
-                static_cast<long long>(mi), static_cast<long long>(s), static_cast<long long>(f));
-  return buf;
+  if (y < 0 || y > 9999) {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02lld:%02lld:%02lld.%03lldZ",
+                  static_cast<long long>(y), mo, d, static_cast<long long>(h),
+                  static_cast<long long>(mi), static_cast<long long>(s), static_cast<long long>(f));
+    return buf;
+  }
+  // The usual years, written digit by digit: answers list many times.
+  std::string out = "0000-00-00T00:00:00.000Z";
+  auto put = [&out](size_t at, int64_t v, int digits) {
+    for (int i = digits - 1; i >= 0; --i, v /= 10)
+      out[at + static_cast<size_t>(i)] = static_cast<char>('0' + v % 10);
+  };
+  put(0, y, 4);
+  put(5, mo, 2);
+  put(8, d, 2);
+  put(11, h, 2);
+  put(14, mi, 2);
+  put(17, s, 2);
+  put(20, f, 3);
+  return out;
 }
 
 }  // namespace nucleon

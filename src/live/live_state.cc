@@ -4,6 +4,7 @@
 #include <unordered_set>
 
 #include "core/time_util.h"
+#include "store/analytics.h"
 
 namespace nucleon {
 
@@ -15,14 +16,23 @@ void LiveState::Seen(uint64_t connection, std::string_view app_id, const Event& 
   Presence& p = it->second;
   // A presence that appears, comes back from expiry or changes user changes the counts.
   if (created || p.row.last_seen_ms < now_ms - kPresenceMs) ++generation_;
-  p.app_id = std::string(app_id);
+  if (p.app_id != app_id) {
+    p.app_id = std::string(app_id);
+    auto apps = app_connections_.find(app_id);
+    if (apps == app_connections_.end()) apps = app_connections_.try_emplace(p.app_id).first;
+    apps->second.insert(connection);
+    p.row.user_db_id.clear();
+  }
   p.row.device_id = event.device_id;
   // A heartbeat from 3.x, Python or Swift carries only the device: keep the user we know.
   if ((!event.user_id.empty() || !event.anon_id.empty() || p.row.user_key.empty()) &&
       p.row.user_key != event.user_key) {
     p.row.user_key = event.user_key;
+    p.row.user_db_id.clear();
     ++generation_;
   }
+  // Computed once per device and user, not on every live/users answer.
+  if (p.row.user_db_id.empty()) p.row.user_db_id = UserDbId(app_id, p.row.user_key);
   if (!event.platform.empty()) p.row.platform = event.platform;
   if (!event.os_version.empty()) p.row.os_version = event.os_version;
   if (!event.country.empty()) p.row.country = event.country;
@@ -40,6 +50,11 @@ void LiveState::Closed(uint64_t connection) {
     for (const auto& [id, p] : it->second) MarkChanged(p.app_id, p.row);
   }
   connections_.erase(it);
+  // Every app it was listed under (also one a device of it left since).
+  for (auto apps = app_connections_.begin(); apps != app_connections_.end();) {
+    apps->second.erase(connection);
+    apps = apps->second.empty() ? app_connections_.erase(apps) : std::next(apps);
+  }
   ++generation_;
 }
 
@@ -140,9 +155,13 @@ void LiveState::Seed(std::vector<Event> events) {
 std::vector<const LiveDeviceRow*> LiveState::LiveRows(std::string_view app_id,
                                                       int64_t now_ms) const {
   std::unordered_map<std::string_view, const LiveDeviceRow*> by_device;
-  by_device.reserve(connections_.size());
-  for (const auto& [conn, devices] : connections_) {
-    for (const auto& [id, p] : devices) {
+  auto apps = app_connections_.find(app_id);
+  if (apps == app_connections_.end()) return {};
+  by_device.reserve(apps->second.size());
+  for (uint64_t conn : apps->second) {
+    auto devices = connections_.find(conn);
+    if (devices == connections_.end()) continue;
+    for (const auto& [id, p] : devices->second) {
       if (p.app_id != app_id || p.row.last_seen_ms < now_ms - kPresenceMs) continue;
       auto [it, fresh] = by_device.emplace(id, &p.row);
       if (!fresh && p.row.last_seen_ms > it->second->last_seen_ms) it->second = &p.row;
@@ -169,7 +188,7 @@ std::vector<LiveDeviceRow> LiveState::Devices(std::string_view app_id, int64_t n
     std::vector<LiveDeviceRow> out;
     out.reserve(records.size());
     for (PresenceRecord& r : records) {
-      out.push_back(LiveDeviceRow{std::move(r.user_key), std::move(r.device_id),
+      out.push_back(LiveDeviceRow{std::move(r.user_key), "", std::move(r.device_id),
                                   std::move(r.platform), std::move(r.os_version),
                                   std::move(r.country), r.last_seen_ms});
     }

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/event.h"
@@ -28,6 +29,7 @@ namespace nucleon {
 
 struct LiveDeviceRow {
   std::string user_key;
+  std::string user_db_id;  // UserDbId(app, user_key); "" when not known yet
   std::string device_id;
   std::string platform, os_version, country;  // "" when unknown
   int64_t last_seen_ms = 0;
@@ -67,12 +69,21 @@ class LiveState final : public PresenceSink, public CommitObserver {
     std::string app_id;
     LiveDeviceRow row;
   };
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   std::vector<const LiveDeviceRow*> LiveRows(std::string_view app_id, int64_t now_ms) const;
   static PresenceRecord ToRecord(std::string_view app_id, const LiveDeviceRow& row);
   // Marks a device for the next publish (under mu_; only with a shared store).
   void MarkChanged(std::string_view app_id, const LiveDeviceRow& row);
   // connection -> device id -> presence
   std::unordered_map<uint64_t, std::unordered_map<std::string, Presence>> connections_;
+  // app -> the connections that hold a presence of it (a superset: kept
+  // until the connection closes), so that an app's live views walk its own
+  // connections rather than every node's.
+  std::unordered_map<std::string, std::unordered_set<uint64_t>, StringHash, std::equal_to<>>
+      app_connections_;
   std::unordered_map<std::string, std::deque<Event>> recent_;  // by app, in commit order
   // UserCount's last answer per app, reused while no presence appeared,
   // disappeared, came back or changed user (`generation_`) and none of the
@@ -85,10 +96,6 @@ class LiveState final : public PresenceSink, public CommitObserver {
     int64_t counted_ms = 0;
     int64_t valid_until_ms = 0;
     int64_t users = 0;
-  };
-  struct StringHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
   mutable std::unordered_map<std::string, UserTally, StringHash, std::equal_to<>> counted_;
   uint64_t generation_ = 0;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/time_util.h"
+#include "store/analytics.h"
 
 namespace nucleon {
 namespace {
@@ -44,6 +45,34 @@ TEST(LiveStateTest, PresenceLastsWhileTheSocketIsOpenAndRecent) {
   devices = live.Devices("app", now);
   ASSERT_EQ(devices.size(), 1u);
   EXPECT_EQ(devices[0].device_id, "d2");
+}
+
+TEST(LiveStateTest, EachAppSeesItsOwnDevicesAcrossMovesForgetsAndCloses) {
+  LiveState live;
+  const int64_t now = 1'800'000'000'000;
+  // One connection that carried devices of two apps, one device moving.
+  live.Seen(1, "a", Tracked("a", "d1", "u1", now, 1), now);
+  live.Seen(1, "b", Tracked("b", "d2", "u2", now, 2), now);
+  live.Seen(2, "a", Tracked("a", "d3", "u3", now, 3), now);
+  live.Seen(2, "b", Tracked("b", "d3", "u3", now, 4), now);  // d3 now counts for b
+  EXPECT_EQ(live.Devices("a", now).size(), 1u);
+  EXPECT_EQ(live.Devices("b", now).size(), 2u);
+  EXPECT_EQ(live.Devices("c", now).size(), 0u);
+  std::vector<LiveDeviceRow> a = live.Devices("a", now);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].user_db_id, UserDbId("a", "u1"));
+  live.ForgetUser("b", "u2");
+  EXPECT_EQ(live.Devices("b", now).size(), 1u);
+  EXPECT_EQ(live.UserCount("b", now), 1);
+  live.Closed(1);
+  EXPECT_EQ(live.Devices("a", now).size(), 0u);
+  EXPECT_EQ(live.UserCount("a", now), 0);
+  live.Closed(2);
+  EXPECT_EQ(live.Devices("b", now).size(), 0u);
+  // A connection id seen again after its close starts afresh.
+  live.Seen(1, "b", Tracked("b", "d9", "u9", now, 5), now);
+  EXPECT_EQ(live.Devices("b", now).size(), 1u);
+  EXPECT_EQ(live.Devices("a", now).size(), 0u);
 }
 
 TEST(LiveStateTest, UserCountFollowsEveryChangeWhileReusedBetweenThem) {

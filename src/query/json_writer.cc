@@ -7,7 +7,7 @@ namespace nucleon {
 
 JsonWriter& JsonWriter::Key(std::string_view k) {
   Sep();
-  out_ += JsonQuote(k);
+  AppendJsonQuoted(&out_, k);
   out_ += ':';
   after_key_ = true;
   return *this;
@@ -15,7 +15,7 @@ JsonWriter& JsonWriter::Key(std::string_view k) {
 
 JsonWriter& JsonWriter::String(std::string_view s) {
   Sep();
-  out_ += JsonQuote(s);
+  AppendJsonQuoted(&out_, s);
   return *this;
 }
 

@@ -28,6 +28,8 @@ class JsonWriter {
   // Already-serialised JSON.
   JsonWriter& Raw(std::string_view json) { Sep(); out_.append(json); return *this; }
 
+  // Room for `bytes` more output: a large answer is not copied as it grows.
+  void Reserve(size_t bytes) { out_.reserve(out_.size() + bytes); }
   std::string Take() { return std::move(out_); }
 
  private:

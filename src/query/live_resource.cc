@@ -52,10 +52,11 @@ HttpResponse LiveUsersResource(const ApiDeps& deps, std::string_view app) {
     }
   }
   JsonWriter w;
+  w.Reserve(rows.size() * 256);
   w.BeginObject().Key("data").BeginArray();
   for (LiveDeviceRow& row : rows) {
     w.BeginObject();
-    w.Key("userDbId").String(UserDbId(app, row.user_key));
+    w.Key("userDbId").String(row.user_db_id.empty() ? UserDbId(app, row.user_key) : row.user_db_id);
     w.Key("userId").String(row.user_key);
     w.Key("deviceId").String(row.device_id);
     w.Key("platform").StringOrNull(NormalizePlatform(row.platform));
