@@ -71,10 +71,16 @@ Status RetentionSweeper::Sweep(int64_t app, std::span<const int64_t> buckets, in
       }
       NUCLEON_RETURN_IF_ERROR(st);
     }
-    for (int64_t id : ids) {
-      auto del = db_->Cached("DELETE FROM events WHERE id = ?");
+    for (const auto& [lo, hi] : core.runs) {
+      auto del = db_->Cached(
+          "DELETE FROM events WHERE id BETWEEN ? AND ? AND app = ? AND time_ms >= ? AND"
+          " time_ms < ?");
       if (!del.ok()) return del.status();
-      (*del)->Bind(1, id);
+      (*del)->Bind(1, lo);
+      (*del)->Bind(2, hi);
+      (*del)->Bind(3, app);
+      (*del)->Bind(4, bucket * kBucketMs);
+      (*del)->Bind(5, (bucket + 1) * kBucketMs);
       NUCLEON_RETURN_IF_ERROR((*del)->Run());
     }
     if (*found) NUCLEON_RETURN_IF_ERROR(rollups_->WriteDrop(app, bucket, core, *db_, removal));

@@ -67,7 +67,7 @@ constexpr size_t kCheckpointEvents = 200000;
 
 // Retention removes at most about this many events per step (whole buckets,
 // at least one), between two commits: what one step holds tracking up for.
-constexpr int64_t kRetentionStepEvents = 4000;
+constexpr int64_t kRetentionStepEvents = 1000;
 // ... and looks at most at this many buckets at once.
 constexpr size_t kRetentionStepBuckets = 256;
 
