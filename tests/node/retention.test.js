@@ -81,9 +81,20 @@ async function track(server, appId, message) {
   return r;
 }
 
+// On ClickHouse, until the node's spool is forwarded (a read waits for it
+// for 2 s at most, and a backlog of tens of thousands of events takes longer).
+async function forwarded(server) {
+  const deadline = Date.now() + 120000 * timeoutScale;
+  while ((await metrics(server)).nucleon_spool_backlog_bytes > 0) {
+    assert.ok(Date.now() < deadline, 'the spool was not forwarded within two minutes');
+    await sleep(100);
+  }
+}
+
 // The server's answers to every endpoint but the live ones and the quick
 // glance (which depends on the request's instant) equal the model's.
 async function compareWithModel(server, app, model, nowMs, what) {
+  await forwarded(server);
   const fromS = Math.floor((nowMs - 25 * DAY) / 1000);
   const toS = Math.floor(nowMs / 1000) + 3600;
   const requests = [];
