@@ -47,9 +47,13 @@ constexpr const char* kUsage = R"(usage: nucleon COMMAND [ARGS] [--data DIR] [ST
         [--max-connections N] [--max-connections-per-ip N] [--header-timeout S]
         [--body-timeout S] [--body-min-rate BYTES] [--ws-idle-timeout S] [--ws-deflate on|off]
         [--max-pending-events N] [--cache-mb N] [--checkpoint-interval S]
+        [--retain-days N|off]
                               serve the tracking protocol and the API
   app create NAME             create an app; prints {"appId","token"}
   app list                    list apps, one JSON object per line
+  app set APP_ID --retain-days N|off
+                              keep the app's events N whole days (off: the server's
+                              default, --retain-days of serve)
   token create APP_ID         create another API token for an app
   token revoke PREFIX         revoke the tokens that start with PREFIX (8+ characters)
   export APP_ID [--from T] [--to T] [--format ndjson|csv]
@@ -123,6 +127,7 @@ const std::map<std::string, bool>& KnownFlags() {
                                                      {"max-pending-events", true},
                                                      {"cache-mb", true},
                                                      {"checkpoint-interval", true},
+                                                     {"retain-days", true},
                                                      {"store", true},
                                                      {"clickhouse", true},
                                                      {"clickhouse-database", true},
@@ -235,6 +240,21 @@ struct ServeLimits {
   size_t max_pending_events = GroupCommitter::Options{}.max_pending_events;
 };
 
+// A retention in days from `text`: a whole number of days from 0 to 36,500,
+// or "off" (0: none). False for anything else.
+bool ParseRetainDays(const std::string& text, int* days) {
+  if (text == "off") {
+    *days = 0;
+    return true;
+  }
+  if (text.empty() || text.size() > 5 ||
+      text.find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
+  *days = std::stoi(text);
+  return *days <= 36500;
+}
+
 // Reads a non-negative number flag into `*out`; false with `*error` set when it is not one.
 template <typename T>
 bool NumberFlag(const Args& args, const std::string& name, T* out, std::string* error) {
@@ -334,6 +354,10 @@ int Serve(const Args& args, const std::string& data) {
   if (store_options.checkpoint_interval_s > 3600) {
     return Usage("--checkpoint-interval is at most 3600 seconds");
   }
+  int default_retain_days = 0;
+  if (!ParseRetainDays(Flag(args, "retain-days", "off"), &default_retain_days)) {
+    return Usage("--retain-days takes a whole number of days (at most 36500) or off");
+  }
   auto store = OpenEventStore(store_config);
   if (!store.ok()) return Fail(store.status());
   auto catalog = OpenCatalog(store_config);
@@ -355,6 +379,14 @@ int Serve(const Args& args, const std::string& data) {
   }
 
   AppRegistry registry(std::move(*catalog));
+  // Retention: the server's default, and each app's own setting from the
+  // catalog (picked up within a second of `nucleon app set`).
+  registry.OnLoad([store = store->get(), default_retain_days](const CatalogSnapshot& snap) {
+    RetentionPolicy policy;
+    policy.default_days = default_retain_days;
+    policy.app_days = snap.retain_days;
+    store->SetRetention(policy);
+  });
   if (Status st = registry.Start(); !st.ok()) return Fail(st);
 
   IngestCounters counters;
@@ -498,7 +530,7 @@ int Serve(const Args& args, const std::string& data) {
 
 int AppCommand(const Args& args, const std::string& data) {
   const auto& p = args.positional;
-  if (p.size() < 2) return Usage("app needs a subcommand: create NAME | list");
+  if (p.size() < 2) return Usage("app needs a subcommand: create NAME | list | set APP_ID");
   StoreConfig config;
   std::string bad;
   if (!ConfigFor(args, data, &config, &bad)) return Usage(bad);
@@ -516,10 +548,27 @@ int AppCommand(const Args& args, const std::string& data) {
     auto apps = (*catalog)->ListApps();
     if (!apps.ok()) return Fail(apps.status());
     for (const AppInfo& a : *apps) {
-      std::printf("{\"appId\":%s,\"name\":%s,\"createdAt\":%s,\"tokens\":%d}\n",
+      std::printf("{\"appId\":%s,\"name\":%s,\"createdAt\":%s,\"tokens\":%d,\"retainDays\":%s}\n",
                   JsonQuote(a.app_id).c_str(), JsonQuote(a.name).c_str(),
-                  JsonQuote(FormatIsoMs(a.created_ms)).c_str(), a.active_tokens);
+                  JsonQuote(FormatIsoMs(a.created_ms)).c_str(), a.active_tokens,
+                  a.retain_days > 0 ? std::to_string(a.retain_days).c_str() : "null");
     }
+    return 0;
+  }
+  if (p[1] == "set") {
+    // Only the command line: NUCLEON_RETAIN_DAYS and the config file set the
+    // server's default, not one app's.
+    auto flag = args.flags.find("retain-days");
+    if (p.size() != 3 || flag == args.flags.end()) {
+      return Usage("app set takes APP_ID --retain-days N|off");
+    }
+    int days = 0;
+    if (!ParseRetainDays(flag->second, &days)) {
+      return Usage("--retain-days takes a whole number of days (at most 36500) or off");
+    }
+    if (Status st = (*catalog)->SetRetention(p[2], days); !st.ok()) return Fail(st);
+    std::printf("{\"appId\":%s,\"retainDays\":%s}\n", JsonQuote(p[2]).c_str(),
+                days > 0 ? std::to_string(days).c_str() : "null");
     return 0;
   }
   return Usage("unknown app subcommand " + p[1]);
@@ -734,14 +783,26 @@ SIGTERM or SIGINT stops it gracefully. Flags (variable, default):
   --max-pending-events N      NUCLEON_MAX_PENDING_EVENTS, 100000: backlog before refusing
   --cache-mb N                NUCLEON_CACHE_MB, 256 (at least 16)
   --checkpoint-interval S     NUCLEON_CHECKPOINT_INTERVAL, 5 (at most 3600)
+  --retain-days N|off         NUCLEON_RETAIN_DAYS, off: keep each app's events for today
+                              and the N whole UTC days before it, unless the app has its
+                              own setting (nucleon app set); older ones are removed
 
 A limit set to 0 is off. GET /metrics answers counters in Prometheus text
 format, GET /healthz whether the server is up and ready.
 )"},
       {"app", R"(usage: nucleon app create NAME | nucleon app list
+       nucleon app set APP_ID --retain-days N|off
 
   app create NAME   create an app; prints {"appId","token"} (the token is shown once)
-  app list          list apps, one JSON object per line: {"appId","name","createdAt","tokens"}
+  app list          list apps, one JSON object per line:
+                    {"appId","name","createdAt","tokens","retainDays"} (retainDays
+                    null: the server's default, serve --retain-days)
+  app set APP_ID --retain-days N|off
+                    keep the app's events of today and the N whole UTC days before
+                    it (1 to 36500); older events are removed, with everything they
+                    made (docs/semantics.md, "Retention"), and new ones dated
+                    before that are not stored. off (or 0): the server's default.
+                    Prints {"appId","retainDays"}
 
 Works while a server runs on the same store; it picks the change up within a second.
 )"},

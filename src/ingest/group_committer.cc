@@ -76,11 +76,12 @@ void GroupCommitter::Stop() {
   }
 }
 
-void GroupCommitter::MaybeMaintain() {
-  if (!store_->MaintenanceDue(/*closing=*/false)) return;
+bool GroupCommitter::MaybeMaintain() {
+  if (!store_->MaintenanceDue(/*closing=*/false)) return false;
   WaitPublished();  // the upkeep sees every commit, in the store and its read side
   Status st = store_->Maintain();
   if (!st.ok()) LogError("store upkeep failed: " + st.ToString());
+  return st.ok();
 }
 
 void GroupCommitter::Flush() {
@@ -201,7 +202,9 @@ void GroupCommitter::Run() {
       if (queue_.empty()) {
         if (stopping_) break;
         lock.unlock();
-        MaybeMaintain();
+        // More upkeep in steps (retention): go on while nothing is queued,
+        // without waiting for the next probe (unless it failed).
+        if (MaybeMaintain() && store_->MaintenanceDue(/*closing=*/false)) continue;
         Status st = store_->Probe();
         if (healthy_.exchange(st.ok()) != st.ok()) {
           st.ok() ? LogInfo("storage is writable again") : LogError("storage probe failed: " + st.ToString());

@@ -117,7 +117,7 @@ class GroupCommitter {
   void WaitPublished();
   // Runs the store's upkeep (EventStore::Maintain) when it is due, on the
   // writer thread, once everything committed is published.
-  void MaybeMaintain();
+  bool MaybeMaintain();  // true when it ran and succeeded
 
   EventStore* store_;
   Options options_;

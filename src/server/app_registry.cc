@@ -55,6 +55,7 @@ Status AppRegistry::Reload() {
     snapshot_ = *snap;
   }
   data_version_ = *version;
+  if (on_load_) on_load_(**snap);
   return Status::Ok();
 }
 

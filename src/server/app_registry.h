@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,6 +20,11 @@ class AppRegistry {
  public:
   explicit AppRegistry(std::unique_ptr<Catalog> catalog);
   ~AppRegistry();
+
+  // Called with every snapshot loaded (the first at Start), on the thread
+  // that loaded it: settings the server applies elsewhere (retention). Set
+  // before Start.
+  void OnLoad(std::function<void(const CatalogSnapshot&)> fn) { on_load_ = std::move(fn); }
 
   Status Start(int poll_interval_ms = 250);
   void Stop();
@@ -36,6 +42,7 @@ class AppRegistry {
   std::mutex reload_mu_;
   mutable std::mutex snap_mu_;
   std::shared_ptr<const CatalogSnapshot> snapshot_;
+  std::function<void(const CatalogSnapshot&)> on_load_;
   int64_t data_version_ = -1;
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

@@ -23,6 +23,7 @@ struct AppInfo {
   std::string name;
   int64_t created_ms = 0;
   int active_tokens = 0;
+  int retain_days = 0;  // the app's own retention in days; 0: none (the server's default)
 };
 
 struct NewCredential {
@@ -37,6 +38,8 @@ struct CatalogSnapshot {
   // constant time: a lookup reveals nothing of how close a guess came.
   std::unordered_map<std::string, std::string, std::hash<std::string>, ConstantTimeEqualTo>
       token_apps;
+  // app -> its own retention in days (apps with one only).
+  std::unordered_map<std::string, int> retain_days;
 };
 
 // Every row of a catalog, revoked tokens included, for moving it to another
@@ -69,6 +72,9 @@ class Catalog {
   }
   virtual Result<std::vector<AppInfo>> ListApps() = 0;
   virtual Result<NewCredential> CreateToken(const std::string& app_id) = 0;
+  // Sets the app's own retention to `days` whole days (0: none, the server's
+  // default applies). NotFound for an unknown app.
+  virtual Status SetRetention(const std::string& app_id, int days) = 0;
   // Revokes every active token whose text starts with `prefix` (8 to 12
   // characters), or the one token equal to `prefix` (a whole token).
   virtual Result<int> RevokeTokens(const std::string& prefix) = 0;

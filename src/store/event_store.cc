@@ -1,6 +1,18 @@
 #include "store/event_store.h"
 
+#include "core/time_util.h"
+
 namespace nucleon {
+
+int RetentionPolicy::DaysFor(std::string_view app_id) const {
+  auto it = app_days.find(std::string(app_id));
+  return it != app_days.end() && it->second > 0 ? it->second : default_days;
+}
+
+int64_t RetentionCutMs(int64_t now_ms, int days) {
+  constexpr int64_t kDayMs = 86400000;
+  return (FloorDiv(now_ms, kDayMs) - days) * kDayMs;
+}
 
 Status EventStore::SessionEnds(
     std::string_view app_id,

@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/event.h"
@@ -38,6 +39,23 @@ struct StoreMetric {
   bool counter = true;  // else a gauge
   double value = 0;
 };
+
+// How long each app's events are kept (docs/semantics.md, "Retention"): a
+// number of whole UTC days, 0 for ever. An app without its own setting gets
+// `default_days`.
+struct RetentionPolicy {
+  int default_days = 0;
+  std::unordered_map<std::string, int> app_days;  // the apps' own settings (> 0)
+
+  int DaysFor(std::string_view app_id) const;
+  bool empty() const { return default_days <= 0 && app_days.empty(); }
+  bool operator==(const RetentionPolicy&) const = default;
+};
+
+// The retention cut at `now_ms` for `days` (> 0): midnight UTC `days` days
+// before today's. Events whose time is before it are removed, and new ones
+// dated before it are not stored; today and the `days` days before it stay.
+int64_t RetentionCutMs(int64_t now_ms, int days);
 
 class EventStore {
  public:
@@ -192,6 +210,15 @@ class EventStore {
   // waits for) spends its time writing, not waiting for the disk. Changes
   // nothing; failures only lose the head start.
   virtual void PrepareDeleteUser(std::string_view /*app_id*/, std::string_view /*user_key*/) {}
+
+  // The retention in force from now on (any thread; the server calls it at
+  // start and whenever the catalog's settings change). From then on the
+  // store refuses new events dated before an app's cut (as resends are: not
+  // stored, still acknowledged) and removes the stored ones in the
+  // background, in steps that each leave every answer as if the removed
+  // events had never been received, without holding tracking up for long.
+  // The cut moves on at each UTC midnight. The default keeps everything.
+  virtual void SetRetention(const RetentionPolicy& policy) { (void)policy; }
 };
 
 }  // namespace nucleon

@@ -15,6 +15,7 @@
 
 #include "core/crypto.h"
 #include "core/testing/temp_dir.h"
+#include "core/time_util.h"
 #include "store/backend.h"
 #include "store/clickhouse/testing/clickhouse_server.h"
 
@@ -289,6 +290,74 @@ TEST_P(EventStoreContractTest, WhatWasAcknowledgedIsThereAfterAReopen) {
   auto user = store_->User(kApp, "user-2");
   ASSERT_TRUE(user.ok()) << user.status().ToString();
   EXPECT_EQ(user->sessions.size(), 1u);
+}
+
+// Retention: every event before the cut goes, with every number it made; a
+// session across the cut keeps its later events and starts at the first of
+// them; an event dated before the cut that arrives later is not counted.
+TEST_P(EventStoreContractTest, RetentionRemovesExactlyTheEventsBeforeTheCut) {
+  const int64_t now = NowMs();
+  const int64_t today = now - now % kDayMs;
+  if (now - today < 60000) GTEST_SKIP() << "a minute after midnight UTC: the days would move";
+  const int64_t old = today - 10 * kDayMs + 3600000;
+  const int64_t before_cut = today - 5 * kDayMs + 3600000;
+  Append({Init("1", old, "device-old", "s0", "user-old"),
+          Make(EventType::kEvent, "OPENED", "2", old + 1000, "device-old", "s0", "user-old")});
+  Append({Init("3", before_cut), Make(EventType::kEvent, "SAVED", "4", before_cut + 1000),
+          Make(EventType::kEvent, "SAVED", "5", now - 3000)});
+  Append({Init("6", now - 2000, "device-2", "s2", "user-2")});
+  ASSERT_EQ(Stats().events, 6);
+
+  RetentionPolicy policy;
+  policy.app_days[kApp] = 3;  // today and the 3 days before it
+  store_->SetRetention(policy);
+  for (int i = 0; i < 1000 && store_->MaintenanceDue(false); ++i) {
+    const Status st = store_->Maintain();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+  StoreStats stats = Stats();
+  EXPECT_EQ(stats.events, 2);
+  EXPECT_EQ(stats.sessions, 2);
+  EXPECT_EQ(stats.devices, 2);
+  EXPECT_EQ(stats.users, 2);
+  EXPECT_EQ(store_->User(kApp, "user-old").status().code(), StatusCode::kNotFound);
+  auto user = store_->User(kApp, "user-1");
+  ASSERT_TRUE(user.ok()) << user.status().ToString();
+  EXPECT_EQ(user->user.created_ms, now - 3000) << "its first remaining event";
+  ASSERT_EQ(user->sessions.size(), 1u);
+  EXPECT_EQ(user->sessions[0].start_ms, now - 3000) << "the session starts after the cut now";
+  EXPECT_EQ(user->sessions[0].end_ms, now - 3000);
+  EXPECT_EQ(user->sessions[0].actions, 1);
+  auto events = store_->SessionEvents(kApp, "user-1", "s1", "");
+  ASSERT_TRUE(events.ok()) << events.status().ToString();
+  ASSERT_EQ(events->size(), 1u);
+  EXPECT_EQ((*events)[0].event.time_ms, now - 3000);
+
+  const QueryRange all{today - 20 * kDayMs, now, 0};
+  auto daily = store_->Daily(kApp, all);
+  ASSERT_TRUE(daily.ok()) << daily.status().ToString();
+  EXPECT_EQ(daily->users, 2);
+  EXPECT_EQ(daily->installs, 2) << "device-1's install is its session's new start";
+  EXPECT_EQ(daily->usage, (std::map<int64_t, int64_t>{{today / kDayMs, 1}}));
+  EXPECT_EQ(daily->new_users, (std::map<int64_t, int64_t>{{today / kDayMs, 2}}));
+  auto counts = store_->EventCounts(kApp, all, /*errors=*/false);
+  ASSERT_TRUE(counts.ok()) << counts.status().ToString();
+  EXPECT_EQ(*counts, (DailyCounts{{"SAVED", {{today / kDayMs, 1}}}}));
+  auto glance = store_->QuickGlance(kApp, today - 20 * kDayMs, now);
+  ASSERT_TRUE(glance.ok());
+  EXPECT_EQ(glance->app_starts, 1);
+  EXPECT_EQ(glance->users, 2);
+
+  // Old events arriving now (an SDK's offline queue, a resend) are not counted.
+  Append({Init("1", old, "device-old", "s0", "user-old"),
+          Make(EventType::kEvent, "SAVED", "", before_cut + 5000)});
+  stats = Stats();
+  EXPECT_EQ(stats.events, 2);
+  EXPECT_EQ(stats.users, 2);
+  EXPECT_EQ(store_->User(kApp, "user-old").status().code(), StatusCode::kNotFound);
+  // Events after the cut are stored as ever.
+  EXPECT_EQ(Append({Make(EventType::kEvent, "SAVED", "7", now - 1000)}), (std::vector<uint8_t>{1}));
+  EXPECT_EQ(Stats().events, 3);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, EventStoreContractTest, ::testing::ValuesIn(Backends()),

@@ -101,6 +101,7 @@ class EventStoreWrapper : public EventStore {
   Status DeleteUser(std::string_view app_id, std::string_view user_key) override {
     return target_->DeleteUser(app_id, user_key);
   }
+  void SetRetention(const RetentionPolicy& policy) override { target_->SetRetention(policy); }
   void PrepareDeleteUser(std::string_view app_id, std::string_view user_key) override {
     target_->PrepareDeleteUser(app_id, user_key);
   }

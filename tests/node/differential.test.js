@@ -49,7 +49,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const { Server, createApp, tempDir, sleep, timeoutScale } = require('./lib/server.js');
+const { Server, createApp, tempDir, sleep, timeoutScale, cli } = require('./lib/server.js');
 const { ReferenceModel, byteCompare } = require('./lib/reference_model.js');
 const { generateScenario, wireItem, Rng, DAY } = require('./lib/diff_scenario.js');
 const { Tracker, apiRequest } = require('./lib/diff_client.js');
@@ -321,6 +321,7 @@ async function runSeed(seed, t) {
       for (const [i, o] of modelOps.entries()) {
         if (i === skip) continue;
         if (o.receive !== undefined) m.receive(appIds[o.receive], o.message, { receivedMs: o.receivedMs, country: o.country });
+        else if (o.retention !== undefined) m.applyRetention(appIds[o.retention], o.cutMs);
         else m.deleteUser(appIds[o.delete], o.userKey);
       }
       return JSON.stringify(m.request(appIds[app], { segments, params }, { nowMs }));
@@ -585,8 +586,55 @@ async function runSeed(seed, t) {
     if (want === 204) resetPointer(); // a delete reloads the server's state
   };
 
+  // Retention (docs/semantics.md §11): once the scenario is done, the main app
+  // keeps only its last days (the cut falls inside its history); every
+  // endpoint of both apps is compared once the server reports the removal
+  // done, then again after older messages of the scenario are sent again
+  // (their events before the cut are not stored; the others are resends).
+  // {name: value} of /metrics (one answer: the store reads the change count
+  // before the pending apps, so a counted change has its pending apps in it).
+  const metrics = async () => {
+    const r = await server.request('GET', '/metrics');
+    return Object.fromEntries([...r.text.matchAll(/^(\w+) (\S+)$/gm)].map((m) => [m[1], Number(m[2])]));
+  };
+  const retention = async () => {
+    // On ClickHouse users tied in lastSeen are ordered by their first
+    // remaining event after a retention (docs/semantics.md §11.6), which the
+    // model does not follow.
+    if (process.env.NUCLEON_TEST_STORE === 'clickhouse') return;
+    opIndex = scenario.ops.length;
+    const events = model.apps.has(appIds[0]) ? model.apps.get(appIds[0]).events : [];
+    if (!events.length) return;
+    const times = events.map((e) => e.time).sort((a, b) => a - b);
+    const today = Math.floor(Date.now() / DAY);
+    const days = Math.max(1, today - Math.floor(times[Math.floor(times.length / 2)] / DAY));
+    const changes = (await metrics()).nucleon_retention_changes_total;
+    cli(dataDir, ['app', 'set', appIds[0], '--retain-days', String(days)]);
+    const cutMs = (today - days) * DAY;
+    const deadline = Date.now() + 60000 * timeoutScale;
+    for (;;) {
+      const m = await metrics();
+      if (m.nucleon_retention_changes_total > changes && !m.nucleon_retention_pending_apps) break;
+      if (Date.now() > deadline) fail('retention: the server did not report the removal done within a minute');
+      await sleep(50);
+    }
+    if (Math.floor(Date.now() / DAY) !== today) return; // midnight passed: the cut moved
+    const removed = model.applyRetention(appIds[0], cutMs);
+    modelOps.push({ op: opIndex, retention: 0, cutMs });
+    log.push({ i: opIndex, text: `retention of app 0: ${days} day(s), cut ${new Date(cutMs).toISOString()} (${removed} events removed)` });
+    seen['removed by retention'] = removed;
+    await checkpoint();
+    const sends = scenario.ops.filter((op) => op.kind === 'send' && op.app === 0 && !op.heartbeat);
+    for (const op of sends.slice(0, 3)) {
+      const items = withoutKnownBugInputs(0, op.items);
+      if (items.length) await sendMessage(0, op.conn, items, 'retention: an older message sent again');
+    }
+    await checkpoint();
+  };
+
   try {
     await runOps();
+    await retention();
   } catch (e) {
     // Leave nothing running; keep the data folder of a failed seed for a look.
     await tracker.closeAll().catch(() => {});

@@ -49,8 +49,13 @@ class ClickHouseCatalog final : public Catalog {
     if (!counts.ok()) return counts.status();
     std::map<std::string, int> active;
     for (const auto& r : *counts) active[r[0]] = static_cast<int>(Int(r[1]));
+    auto days = RetainDays();
+    if (!days.ok()) return days.status();
     std::vector<AppInfo> apps;
-    for (const auto& r : *rows) apps.push_back({r[0], r[1], Int(r[2]), active[r[0]]});
+    for (const auto& r : *rows) {
+      auto d = days->find(r[0]);
+      apps.push_back({r[0], r[1], Int(r[2]), active[r[0]], d == days->end() ? 0 : d->second});
+    }
     return apps;
   }
 
@@ -64,6 +69,19 @@ class ClickHouseCatalog final : public Catalog {
     auto token = InsertToken(app_id);
     if (!token.ok()) return token.status();
     return NewCredential{app_id, *token};
+  }
+
+  Status SetRetention(const std::string& app_id, int days) override {
+    auto exists =
+        Query("SELECT count() FROM " + tables_("apps") + " WHERE app_id = " + SqlQuote(app_id));
+    if (!exists.ok()) return exists.status();
+    if (exists->empty() || Int((*exists)[0][0]) == 0) {
+      return Status::NotFound("unknown app " + app_id);
+    }
+    std::string row;
+    AppendTsv(&row, app_id);
+    row += "\t" + std::to_string(std::max(days, 0)) + "\t" + std::to_string(NowMs()) + "\n";
+    return Insert("retention", row);
   }
 
   Result<int> RevokeTokens(const std::string& prefix) override {
@@ -95,6 +113,11 @@ class ClickHouseCatalog final : public Catalog {
               " WHERE hash NOT IN (SELECT hash FROM " + tables_("revocations") + ") GROUP BY hash");
     if (!tokens.ok()) return tokens.status();
     for (const auto& r : *tokens) snap->token_apps.emplace(r[0], r[1]);
+    auto days = RetainDays();
+    if (!days.ok()) return days.status();
+    for (const auto& [app, d] : *days) {
+      if (d > 0 && snap->apps.count(app)) snap->retain_days.emplace(app, d);
+    }
     return std::shared_ptr<const CatalogSnapshot>(std::move(snap));
   }
 
@@ -102,12 +125,23 @@ class ClickHouseCatalog final : public Catalog {
   Result<int64_t> DataVersion() override {
     auto rows =
         Query("SELECT (SELECT count() FROM " + tables_("apps") + ") + (SELECT count() FROM " +
-              tables_("tokens") + ") + (SELECT count() FROM " + tables_("revocations") + ")");
+              tables_("tokens") + ") + (SELECT count() FROM " + tables_("revocations") +
+              ") + (SELECT count() FROM " + tables_("retention") + ")");
     if (!rows.ok()) return rows.status();
     return rows->empty() ? 0 : Int((*rows)[0][0]);
   }
 
  private:
+  // app -> its latest retention setting (0 included).
+  Result<std::map<std::string, int>> RetainDays() {
+    auto rows = Query("SELECT app_id, argMax(days, set_ms) FROM " + tables_("retention") +
+                      " GROUP BY app_id");
+    if (!rows.ok()) return rows.status();
+    std::map<std::string, int> out;
+    for (const auto& r : *rows) out[r[0]] = static_cast<int>(Int(r[1]));
+    return out;
+  }
+
   Result<std::vector<std::vector<std::string>>> Query(const std::string& sql) {
     auto body = client_->Execute(sql + " FORMAT TabSeparated");
     if (!body.ok()) return body.status();

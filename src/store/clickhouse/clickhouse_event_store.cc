@@ -268,10 +268,59 @@ class ClickHouseEventStore final : public EventStore {
          true, static_cast<double>(forward_failures_.load())},
         {"nucleon_spool_forwarded_events_total", "Events forwarded to ClickHouse", true,
          static_cast<double>(forwarded_events_.load())},
+        {"nucleon_retention_changes_total", "Changes of the retention in force.", true,
+         static_cast<double>(retention_loads_.load())},
+        {"nucleon_retention_mutations_total",
+         "Mutations queued to remove the rows older than their app's retention.", true,
+         static_cast<double>(retention_mutations_.load())},
     };
   }
 
   SharedLive* shared_live() override { return shared_live_.get(); }
+
+  // Retention: reads leave the expired rows out at once (ClickHouseReader);
+  // the rows themselves go by mutation, on a change and at each new UTC day.
+  void SetRetention(const RetentionPolicy& policy) override {
+    {
+      std::lock_guard lock(retention_mu_);
+      if (policy == retention_) return;
+      retention_ = policy;
+      retention_due_ = true;
+    }
+    reader_->SetRetention(policy);
+    retention_loads_.fetch_add(1);
+  }
+
+  bool MaintenanceDue(bool closing) override {
+    if (closing || options_.read_only) return false;
+    std::lock_guard lock(retention_mu_);
+    if (retention_.empty()) return false;
+    return retention_due_ || FloorDiv(NowMs(), kDayMs) != retention_day_;
+  }
+
+  Status Maintain() override {
+    const int64_t now = NowMs();
+    {
+      std::lock_guard lock(retention_mu_);
+      retention_due_ = false;
+      retention_day_ = FloorDiv(now, kDayMs);
+    }
+    const ClickHouseTables tables(options_);
+    const std::string on_cluster =
+        tables.cluster().empty() ? "" : " ON CLUSTER " + SqlIdentifier(tables.cluster());
+    const std::string suffix = tables.cluster().empty() ? "" : "_local";
+    // A heartbeat older than the cut can only extend a session that is gone:
+    // a session that keeps an event ends after it anyway.
+    for (const auto& [table, column] : {std::pair<const char*, const char*>{"events", "time"},
+                                        std::pair<const char*, const char*>{"heartbeats", "r"}}) {
+      const std::string keep = reader_->RetentionKeep("", column, now);
+      if (keep.empty()) return Status::Ok();
+      RunLater("ALTER TABLE " + tables(table + suffix) + on_cluster + " DELETE WHERE NOT (" + keep +
+               ")");
+      retention_mutations_.fetch_add(1);
+    }
+    return Status::Ok();
+  }
 
   Status Export(std::string_view app_id, const std::function<void(const Event&)>& sink) override {
     WaitForwarded(kReadWaitMs);
@@ -911,6 +960,12 @@ class ClickHouseEventStore final : public EventStore {
   std::atomic<bool> healthy_{true};
   std::atomic<uint64_t> forward_failures_{0};
   std::atomic<uint64_t> forwarded_events_{0};
+  static constexpr int64_t kDayMs = 86400000;
+  std::mutex retention_mu_;
+  RetentionPolicy retention_;   // under retention_mu_
+  bool retention_due_ = false;  // under retention_mu_
+  int64_t retention_day_ = 0;   // the UTC day of the last mutations, under retention_mu_
+  std::atomic<uint64_t> retention_loads_{0}, retention_mutations_{0};
 };
 
 }  // namespace

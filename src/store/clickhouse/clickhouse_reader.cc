@@ -181,10 +181,37 @@ std::string ClickHouseReader::DuplicatesClause(std::string_view app) const {
   return (app.empty() ? "(app, ord) NOT IN (" : "ord NOT IN (") + list + ")";
 }
 
+void ClickHouseReader::SetRetention(const RetentionPolicy& policy) {
+  std::lock_guard lock(retention_mu_);
+  retention_ = policy;
+}
+
+std::string ClickHouseReader::RetentionKeep(std::string_view app, const std::string& column,
+                                            int64_t now_ms) const {
+  std::lock_guard lock(retention_mu_);
+  const auto cut = [&](int days) {
+    return column + " >= " + std::to_string(RetentionCutMs(now_ms, days));
+  };
+  if (!app.empty()) {
+    const int days = retention_.DaysFor(app);
+    return days > 0 ? cut(days) : "";
+  }
+  if (retention_.empty()) return "";
+  std::string keep = retention_.default_days > 0 ? cut(retention_.default_days) : "1";
+  for (const auto& [id, days] : retention_.app_days) {
+    if (days <= 0) continue;
+    keep = "if(app = " + SqlQuote(id) + ", " + cut(days) + ", " + keep + ")";
+  }
+  return keep;
+}
+
 std::string ClickHouseReader::Live(std::string_view app, const std::string& where,
                                    const std::string& columns) const {
   std::string conditions;
   if (!app.empty()) conditions = "app = " + SqlQuote(app);
+  // Not older than the app's retention (until a mutation removes those rows).
+  const std::string keep = RetentionKeep(app, "time", NowMs());
+  if (!keep.empty()) conditions += (conditions.empty() ? "(" : " AND (") + keep + ")";
   if (!where.empty()) conditions += (conditions.empty() ? "(" : " AND (") + where + ")";
   std::string sql = "(SELECT * FROM (SELECT app, user_h, ord";
   if (!columns.empty()) sql += ", " + columns;

@@ -70,6 +70,14 @@ class ClickHouseReader {
   void ForgetDuplicates();
   static constexpr int64_t kDuplicatesRefreshMs = 1000;
 
+  // Retention: from now on every read leaves out the events older than their
+  // app's cut (a mutation removes them later), so an answer is as if they
+  // had never been received as soon as the policy is set.
+  void SetRetention(const RetentionPolicy& policy);
+  // The condition a row of `app` (every app when empty) must meet to be kept,
+  // over its `column` of time in ms, at `now_ms`; "" when everything is kept.
+  std::string RetentionKeep(std::string_view app, const std::string& column, int64_t now_ms) const;
+
  private:
   struct SessionRow;
   class SessionIndex;
@@ -96,6 +104,8 @@ class ClickHouseReader {
   mutable std::mutex duplicates_mu_;
   mutable std::vector<std::pair<std::string, uint64_t>> duplicates_;  // (app, ord)
   mutable int64_t duplicates_loaded_ms_ = 0;
+  mutable std::mutex retention_mu_;
+  RetentionPolicy retention_;  // under retention_mu_
 };
 
 }  // namespace nucleon

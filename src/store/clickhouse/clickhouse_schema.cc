@@ -48,6 +48,8 @@ const TableSpec kTables[] = {
     {"tokens", "hash String, prefix String, app_id String, created_ms Int64", "hash",
      "cityHash64(hash)"},
     {"revocations", "hash String, revoked_ms Int64", "hash", "cityHash64(hash)"},
+    // Each app's own retention: the latest row of an app wins (0: none).
+    {"retention", "app_id String, days Int32, set_ms Int64", "app_id", "cityHash64(app_id)"},
     {"schema_versions", "version UInt32, applied_ms Int64", "version", "version"},
     {"presence",
      "app String, node UInt64, seq UInt64, device String, user_key String, user_h UInt64,"

@@ -472,6 +472,12 @@ Status EventWriter::AppendInTransaction(std::span<const Event> events,
       NUCLEON_RETURN_IF_ERROR(Heartbeat(e));
       continue;
     }
+    if (default_cut_ != INT64_MIN || !cuts_.empty()) {
+      auto cut = cuts_.find(e.app_id);
+      if (e.time_ms < (cut != cuts_.end() ? cut->second : default_cut_)) {
+        continue;  // older than the app's retention: as if never received
+      }
+    }
     const bool has_identity = e.HasIdentity();
     const int64_t hash = !has_identity ? 0 : idents.empty() ? EventIdentHash(e) : idents[i];
     const int64_t ident = StoredIdent(hash);

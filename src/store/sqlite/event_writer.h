@@ -68,6 +68,15 @@ class EventWriter {
                 std::vector<uint8_t>* inserted, std::vector<PublishedEvent>* published,
                 const std::function<Status()>& in_transaction = nullptr);
 
+  // Retention: from now on an event of an app dated before its cut (`cuts`,
+  // else `default_cut`) is not stored, as a resend is not.
+  void SetCuts(int64_t default_cut, std::unordered_map<std::string, int64_t> cuts) {
+    default_cut_ = default_cut;
+    cuts_ = std::move(cuts);
+  }
+  // Every app with a row: (app id, row).
+  std::vector<std::pair<std::string, int64_t>> Apps() const { return {apps_.begin(), apps_.end()}; }
+
   // The app's row, or 0.
   int64_t AppRow(std::string_view app_id) const;
   std::string AppIdOf(int64_t row) const;
@@ -155,6 +164,8 @@ class EventWriter {
   SqliteDb* db_;
   StringDictionary* dict_;
   std::unordered_map<std::string, int64_t> apps_;
+  int64_t default_cut_ = INT64_MIN;
+  std::unordered_map<std::string, int64_t> cuts_;
   std::vector<std::string> new_apps_;  // created by the open transaction
   bool has_tombstones_ = false;
   bool legacy_tombstones_ = false;  // the first release's, over the whole hash

@@ -434,6 +434,42 @@ Status Rollups::ReadAhead(int64_t app, const std::map<int64_t, std::vector<Rollu
   return Status::Ok();
 }
 
+Result<bool> Rollups::ReadStored(int64_t app, int64_t bucket, SqliteDb& db,
+                                 BucketCore* core) const {
+  auto q = db.Cached(kSelectCore);
+  if (!q.ok()) return q.status();
+  (*q)->Bind(1, RollupKey(app, bucket));
+  Status st;
+  if (!(*q)->Step(&st)) {
+    NUCLEON_RETURN_IF_ERROR(st);
+    return false;
+  }
+  if (!BucketCore::Decode((*q)->Blob(0), core)) {
+    return Status::Internal("corrupt rollup of bucket " + std::to_string(bucket));
+  }
+  return true;
+}
+
+Status Rollups::WriteDrop(int64_t app, int64_t bucket, const BucketCore& core, SqliteDb& db,
+                          Removal* out) {
+  out->app = app;
+  out->buckets.push_back(bucket);
+  out->emptied.push_back(bucket);
+  auto del = db.Cached("DELETE FROM rollups WHERE key = ?");
+  if (!del.ok()) return del.status();
+  (*del)->Bind(1, RollupKey(app, bucket));
+  NUCLEON_RETURN_IF_ERROR((*del)->Run());
+  std::set<uint64_t> slots;
+  for (const BucketCore::PropKey& k : core.prop_keys) slots.insert(PropSlot(k.event, k.key));
+  for (uint64_t slot : slots) {
+    auto dv = db.Cached(kDeleteValues);
+    if (!dv.ok()) return dv.status();
+    BindSlot(**dv, app, slot, bucket);
+    NUCLEON_RETURN_IF_ERROR((*dv)->Run());
+  }
+  return Status::Ok();
+}
+
 void Rollups::CommitRemoval(const Removal& r) {
   epoch_.fetch_add(1, std::memory_order_acq_rel);  // first: in-flight disk reads are older
   App& a = AppFor(r.app);

@@ -129,6 +129,12 @@ class Rollups {
                       const std::map<int64_t, std::vector<RollupEvent>>& by_bucket, SqliteDb& db,
                       Removal* out);
   void CommitRemoval(const Removal& removal);
+  // Retention: reads the stored rollup of a whole bucket (false when there is
+  // none), then WriteDrop takes it and its property values off the disk, in
+  // the caller's transaction (nothing may be dirty); CommitRemoval once
+  // committed.
+  Result<bool> ReadStored(int64_t app, int64_t bucket, SqliteDb& db, BucketCore* core) const;
+  Status WriteDrop(int64_t app, int64_t bucket, const BucketCore& core, SqliteDb& db, Removal* out);
   // Reads through `db` (a reader's connection, any thread) the rows that
   // WriteRemoval of `by_bucket` will read, so that they are in memory when the
   // writer's transaction needs them. Changes nothing.

@@ -19,6 +19,8 @@ const Migration kMigrations[] = {
      " revoked_ms INTEGER);"
      "CREATE INDEX tokens_prefix ON tokens(prefix);",
      nullptr},
+    // v2: each app's own retention, in days (0: none).
+    {"ALTER TABLE apps ADD COLUMN retain_days INTEGER NOT NULL DEFAULT 0;", nullptr},
 };
 
 class SqliteCatalog final : public Catalog {
@@ -63,14 +65,14 @@ class SqliteCatalog final : public Catalog {
   Result<std::vector<AppInfo>> ListApps() override {
     auto stmt = db_.Prepare(
         "SELECT a.app_id, a.name, a.created_ms,"
-        " (SELECT count(*) FROM tokens t WHERE t.app_id = a.app_id AND t.revoked_ms IS NULL)"
-        " FROM apps a ORDER BY a.created_ms, a.id");
+        " (SELECT count(*) FROM tokens t WHERE t.app_id = a.app_id AND t.revoked_ms IS NULL),"
+        " a.retain_days FROM apps a ORDER BY a.created_ms, a.id");
     if (!stmt.ok()) return stmt.status();
     std::vector<AppInfo> apps;
     Status st;
     while (stmt->Step(&st)) {
       apps.push_back({std::string(stmt->Text(0)), std::string(stmt->Text(1)), stmt->Int(2),
-                      static_cast<int>(stmt->Int(3))});
+                      static_cast<int>(stmt->Int(3)), static_cast<int>(stmt->Int(4))});
     }
     if (!st.ok()) return st;
     return apps;
@@ -88,6 +90,16 @@ class SqliteCatalog final : public Catalog {
     if (!token.ok()) return Rollback(token.status());
     NUCLEON_RETURN_IF_ERROR(db_.Exec("COMMIT"));
     return NewCredential{app_id, *token};
+  }
+
+  Status SetRetention(const std::string& app_id, int days) override {
+    auto stmt = db_.Prepare("UPDATE apps SET retain_days = ? WHERE app_id = ?");
+    if (!stmt.ok()) return stmt.status();
+    stmt->Bind(1, static_cast<int64_t>(std::max(days, 0)));
+    stmt->Bind(2, app_id);
+    NUCLEON_RETURN_IF_ERROR(stmt->Run());
+    if (db_.Changes() == 0) return Status::NotFound("unknown app " + app_id);
+    return Status::Ok();
   }
 
   Result<int> RevokeTokens(const std::string& prefix) override {
@@ -109,10 +121,15 @@ class SqliteCatalog final : public Catalog {
 
   Result<std::shared_ptr<const CatalogSnapshot>> Load() override {
     auto snap = std::make_shared<CatalogSnapshot>();
-    auto apps = db_.Prepare("SELECT app_id FROM apps");
+    auto apps = db_.Prepare("SELECT app_id, retain_days FROM apps");
     if (!apps.ok()) return apps.status();
     Status st;
-    while (apps->Step(&st)) snap->apps.emplace(apps->Text(0));
+    while (apps->Step(&st)) {
+      snap->apps.emplace(apps->Text(0));
+      if (apps->Int(1) > 0) {
+        snap->retain_days.emplace(apps->Text(0), static_cast<int>(apps->Int(1)));
+      }
+    }
     if (!st.ok()) return st;
     auto tokens = db_.Prepare("SELECT hash, app_id FROM tokens WHERE revoked_ms IS NULL");
     if (!tokens.ok()) return tokens.status();

@@ -45,6 +45,7 @@
 #include "store/sqlite/events_schema.h"
 #include "store/sqlite/legacy_import.h"
 #include "store/sqlite/migration_runner.h"
+#include "store/sqlite/retention_sweeper.h"
 #include "store/sqlite/rollup_events.h"
 #include "store/sqlite/rollups.h"
 #include "store/sqlite/sqlite_db.h"
@@ -63,6 +64,12 @@ using Clock = std::chrono::steady_clock;
 // small whatever the history. (Also once the hot buckets outgrow their budget:
 // see Rollups::hot_over_budget.)
 constexpr size_t kCheckpointEvents = 200000;
+
+// Retention removes at most about this many events per step (whole buckets,
+// at least one), between two commits: what one step holds tracking up for.
+constexpr int64_t kRetentionStepEvents = 1000;
+// ... and looks at most at this many buckets at once.
+constexpr size_t kRetentionStepBuckets = 256;
 
 // How --cache-mb is shared.
 struct Budget {
@@ -150,6 +157,7 @@ class SqliteEventStore final : public EventStore {
     NUCLEON_RETURN_IF_ERROR(writer_->Open());
     analytics_ = std::make_unique<AnalyticsReader>(rollups_.get(), &dict_);
     deleter_ = std::make_unique<UserDeleter>(&db_, &dict_, rollups_.get());
+    sweeper_ = std::make_unique<RetentionSweeper>(&db_, &dict_, rollups_.get());
     NUCLEON_RETURN_IF_ERROR(OpenReader(&publish_db_, budget_.publisher_page_cache));
     publish_builder_ = std::make_unique<RollupEventBuilder>(&dict_);
 
@@ -191,6 +199,7 @@ class SqliteEventStore final : public EventStore {
     inserted->assign(events.size(), 0);
     if (options_.read_only) return Status::Internal("the event store was opened read-only");
     if (events.empty()) return Status::Ok();
+    RefreshRetention(false);  // a change takes effect before the next commit
     std::vector<PublishedEvent> published;
     NUCLEON_RETURN_IF_ERROR(writer_->Append(events, {}, inserted, &published));
     if (!published.empty()) {
@@ -231,7 +240,14 @@ class SqliteEventStore final : public EventStore {
   bool Ready() const override { return ready_.load(std::memory_order_acquire); }
 
   bool MaintenanceDue(bool closing) override {
-    if (options_.read_only || !Ready() || failed_.load()) return false;
+    if (options_.read_only || failed_.load()) return false;
+    if (closing) {
+      retention_targets_.clear();  // the last upkeep is the checkpoint
+    } else {
+      RefreshRetention(false);
+    }
+    if (!Ready()) return false;
+    if (!retention_targets_.empty()) return true;
     const size_t dirty = rollups_->dirty_events();
     if (dirty == 0) return false;
     return closing || dirty >= kCheckpointEvents || rollups_->hot_over_budget() ||
@@ -242,7 +258,15 @@ class SqliteEventStore final : public EventStore {
   // The rollup checkpoint: every dirty bucket and the new mark, in one transaction.
   Status Maintain() override {
     if (!Ready() || failed_.load()) return Status::Ok();
+    if (!retention_targets_.empty()) return RetentionStep();
     return Checkpoint();
+  }
+
+  void SetRetention(const RetentionPolicy& policy) override {
+    std::lock_guard<std::mutex> lock(retention_mu_);
+    if (policy == retention_policy_) return;
+    retention_policy_ = policy;
+    retention_changed_.store(true);
   }
 
   // Writes the changed buckets and the dictionary's new strings, with the mark
@@ -323,6 +347,20 @@ class SqliteEventStore final : public EventStore {
                    static_cast<double>(c.props_cache_bytes)});
     out.push_back({"nucleon_day_cache_bytes", "Per-day aggregates cached.", false,
                    static_cast<double>(c.day_cache_bytes)});
+    out.push_back({"nucleon_retention_changes_total", "Changes of the retention in force.", true,
+                   static_cast<double>(retention_changes_.load())});
+    out.push_back({"nucleon_retention_apps", "Apps with stored events and a retention period.",
+                   false, static_cast<double>(retention_apps_.load())});
+    out.push_back({"nucleon_retention_pending_apps",
+                   "Apps still holding events older than their retention period.", false,
+                   static_cast<double>(retention_pending_.load())});
+    out.push_back({"nucleon_retention_events_removed_total",
+                   "Events removed for being older than their app's retention period.", true,
+                   static_cast<double>(retention_events_.load())});
+    out.push_back({"nucleon_retention_steps_total", "Steps of retention removal.", true,
+                   static_cast<double>(retention_steps_.load())});
+    out.push_back({"nucleon_retention_seconds_total", "Time spent removing expired events.", true,
+                   static_cast<double>(retention_us_.load()) / 1e6});
     out.push_back({"nucleon_user_deletes_total", "Users deleted.", true,
                    static_cast<double>(deletes_.load())});
     out.push_back({"nucleon_user_delete_seconds_total", "Time spent deleting users.", true,
@@ -331,6 +369,93 @@ class SqliteEventStore final : public EventStore {
   }
 
  private:
+  // Writer thread: the cuts of the retention in force, handed to the writer
+  // (new events before them are not stored), and the apps that still hold
+  // events before theirs. At most once a second, or at once after a change.
+  void RefreshRetention(bool force) {
+    const int64_t now = NowMs();
+    if (!force && !retention_changed_.load() && now - retention_checked_ms_ < 1000) return;
+    const bool changed = retention_changed_.exchange(false);
+    retention_checked_ms_ = now;
+    RetentionPolicy policy;
+    {
+      std::lock_guard<std::mutex> lock(retention_mu_);
+      policy = retention_policy_;
+    }
+    std::unordered_map<std::string, int64_t> cuts;
+    for (const auto& [app_id, days] : policy.app_days) {
+      if (days > 0) cuts[app_id] = RetentionCutMs(now, days);
+    }
+    writer_->SetCuts(policy.default_days > 0 ? RetentionCutMs(now, policy.default_days) : INT64_MIN,
+                     std::move(cuts));
+    retention_targets_.clear();
+    int64_t apps = 0;
+    for (const auto& [app_id, row] : writer_->Apps()) {
+      const int days = policy.DaysFor(app_id);
+      if (days <= 0) continue;
+      ++apps;
+      const int64_t cut = RetentionCutMs(now, days);
+      int64_t first = 0, last = 0;
+      if (rollups_->Span(row, &first, &last) && first < FloorDiv(cut, kBucketMs)) {
+        retention_targets_.emplace_back(row, cut);
+      }
+    }
+    retention_apps_.store(apps);
+    retention_pending_.store(static_cast<int64_t>(retention_targets_.size()));
+    // Counted once the writer refuses by the new cuts and knows what to remove.
+    if (changed) retention_changes_.fetch_add(1);
+  }
+
+  // One step of retention for the first app that needs it: its oldest
+  // buckets before its cut, up to kRetentionStepEvents events, in one
+  // transaction that checkpoints first (as a user delete does). Readers see
+  // each step whole.
+  Status RetentionStep() {
+    const auto [app, cut] = retention_targets_.front();
+    std::vector<int64_t> buckets = rollups_->Present(app, INT64_MIN, FloorDiv(cut, kBucketMs) - 1);
+    if (buckets.size() > kRetentionStepBuckets) buckets.resize(kRetentionStepBuckets);
+    if (buckets.empty()) {
+      RefreshRetention(true);
+      return Status::Ok();
+    }
+    const auto started = Clock::now();
+    Rollups::CheckpointWork work;
+    Rollups::Removal removal;
+    RetentionSweeper::Step step;
+    Status st = db_.Exec("BEGIN IMMEDIATE");
+    if (st.ok()) st = dict_.FlushPending(db_);
+    if (st.ok()) st = rollups_->WriteDirty(db_, writer_->last_event_id(), &work);
+    if (st.ok()) st = sweeper_->Sweep(app, buckets, kRetentionStepEvents, &removal, &step);
+    if (st.ok()) {
+      std::unique_lock<std::shared_mutex> gate(gate_);
+      delete_seq_.fetch_add(1, std::memory_order_acq_rel);  // odd: a rewrite is landing
+      st = db_.Exec("COMMIT");
+      if (st.ok()) {
+        dict_.CommitFlushed();
+        rollups_->FinishCheckpoint(work, true);
+        last_checkpoint_ = Clock::now();
+        rollups_->CommitRemoval(removal);
+        writer_->ForgetEntities();
+      }
+      delete_seq_.fetch_add(1, std::memory_order_acq_rel);
+    }
+    if (!st.ok()) {
+      (void)db_.Exec("ROLLBACK");
+      dict_.DropFlushed();
+      writer_->ForgetEntities();
+      retention_targets_.clear();  // tried again at the next look
+      LogError("retention step failed (retried later): " + st.ToString());
+      return st;
+    }
+    retention_steps_.fetch_add(1, std::memory_order_relaxed);
+    retention_events_.fetch_add(step.events, std::memory_order_relaxed);
+    retention_us_.fetch_add(
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count(),
+        std::memory_order_relaxed);
+    RefreshRetention(true);
+    return Status::Ok();
+  }
+
   Status Delete(std::string_view app_id, std::string_view user_key) {
     const int64_t app = writer_->AppRow(app_id);
     if (app == 0) return Status::NotFound("unknown user " + std::string(user_key));
@@ -900,6 +1025,16 @@ class SqliteEventStore final : public EventStore {
   std::unique_ptr<AnalyticsReader> analytics_;
   std::unique_ptr<UserReader> users_;
   std::unique_ptr<UserDeleter> deleter_;
+  std::unique_ptr<RetentionSweeper> sweeper_;
+  // Retention: the policy (set from any thread), and what the writer thread
+  // made of it: (app row, cut) of the apps with events before their cut.
+  std::mutex retention_mu_;
+  RetentionPolicy retention_policy_;
+  std::atomic<bool> retention_changed_{false};
+  int64_t retention_checked_ms_ = 0;
+  std::vector<std::pair<int64_t, int64_t>> retention_targets_;
+  std::atomic<int64_t> retention_apps_{0}, retention_pending_{0}, retention_events_{0},
+      retention_steps_{0}, retention_us_{0}, retention_changes_{0};
   SqliteDb publish_db_;  // the publisher's connection (loads buckets)
   std::unique_ptr<RollupEventBuilder> publish_builder_;
   int64_t last_id_at_open_ = 0;  // the largest event row id when the store opened

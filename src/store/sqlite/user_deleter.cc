@@ -39,6 +39,38 @@ std::map<int64_t, std::vector<RollupEvent>> ByBucket(std::span<const RollupEvent
 
 }  // namespace
 
+bool CarriesContext(const BodyParts& body, const StringDictionary& dict) {
+  const auto text = [&](CtxField f) { return dict.Text(body.ctx[static_cast<size_t>(f)]); };
+  return !text(CtxField::kPlatform).empty() || !text(CtxField::kLocale).empty() ||
+         !text(CtxField::kVersion).empty();
+}
+
+RebuiltSession RebuildSession(std::span<const KeptEvent> kept) {
+  RebuiltSession r;
+  for (const KeptEvent& k : kept) {
+    if (k.type == EventType::kInit) {
+      r.start = r.has_init ? std::min(r.start, k.time) : k.time;
+      r.has_init = true;
+    } else if (!r.has_init) {
+      r.start = std::min(r.start, k.time);
+    }
+    r.end = std::max({r.end, k.time, r.start});
+    ++r.actions;
+    if (k.type == EventType::kError) ++r.errors;
+    const bool is_init = k.type == EventType::kInit;
+    if ((is_init && (!r.ctx_from_init || k.time < r.ctx_ms)) ||
+        (!is_init && k.carries && !r.ctx_from_init && (r.ctx_event == 0 || k.time >= r.ctx_ms))) {
+      r.ctx_event = k.id;
+      r.ctx_ms = k.time;
+      r.ctx_from_init = is_init;
+    }
+    if (std::find(r.users.begin(), r.users.end(), k.user) == r.users.end()) {
+      r.users.push_back(k.user);
+    }
+  }
+  return r;
+}
+
 Status UserDeleter::ReadAhead(SqliteDb& reader, int64_t app, std::string_view user_key) const {
   int64_t user = 0;
   {
@@ -126,13 +158,7 @@ Status UserDeleter::Delete(int64_t app, std::string_view user_key, Rollups::Remo
   for (const Session& s : sessions) {
     devices.insert(s.device);
     // The session's events: the user's go, the others' rebuild the session.
-    struct Kept {
-      int64_t id, time;
-      EventType type;
-      int64_t user;
-      bool carries;
-    };
-    std::vector<Kept> kept;
+    std::vector<KeptEvent> kept;
     {
       auto q = db_->Cached(kSelectSessionEvents);
       if (!q.ok()) return q.status();
@@ -154,13 +180,7 @@ Status UserDeleter::Delete(int64_t app, std::string_view user_key, Rollups::Remo
           removed.AddStored(0, t, type, static_cast<uint32_t>(user),
                             static_cast<uint32_t>((*q)->Int(2)), body, true);
         } else {
-          const auto text = [&](CtxField f) {
-            return dict_->Text(body.ctx[static_cast<size_t>(f)]);
-          };
-          const bool carries = !text(CtxField::kPlatform).empty() ||
-                               !text(CtxField::kLocale).empty() ||
-                               !text(CtxField::kVersion).empty();
-          kept.push_back({(*q)->Int(0), t, type, (*q)->Int(5), carries});
+          kept.push_back({(*q)->Int(0), t, type, (*q)->Int(5), CarriesContext(body, *dict_)});
         }
       }
       NUCLEON_RETURN_IF_ERROR(st);
@@ -182,31 +202,10 @@ Status UserDeleter::Delete(int64_t app, std::string_view user_key, Rollups::Remo
     }
     // What remains, as if the user's events had never come: the same rules
     // as when events are stored, replayed in storage order.
-    int64_t start = INT64_MAX, end = INT64_MIN, actions = 0, errors = 0, ctx_event = 0, ctx_ms = 0;
-    bool has_init = false, ctx_from_init = false;
-    std::vector<int64_t> users;
-    for (const Kept& k : kept) {
-      if (k.type == EventType::kInit) {
-        start = has_init ? std::min(start, k.time) : k.time;
-        has_init = true;
-      } else if (!has_init) {
-        start = std::min(start, k.time);
-      }
-      end = std::max({end, k.time, start});
-      ++actions;
-      if (k.type == EventType::kError) ++errors;
-      const bool is_init = k.type == EventType::kInit;
-      if ((is_init && (!ctx_from_init || k.time < ctx_ms)) ||
-          (!is_init && k.carries && !ctx_from_init && (ctx_event == 0 || k.time >= ctx_ms))) {
-        ctx_event = k.id;
-        ctx_ms = k.time;
-        ctx_from_init = is_init;
-      }
-      if (std::find(users.begin(), users.end(), k.user) == users.end()) users.push_back(k.user);
-    }
+    const RebuiltSession r = RebuildSession(kept);
     std::string users_blob;
     ByteWriter w(&users_blob);
-    for (int64_t u : users) {
+    for (int64_t u : r.users) {
       w.Varint(static_cast<uint64_t>(u));
       other_users.insert(u);
     }
@@ -214,18 +213,18 @@ Status UserDeleter::Delete(int64_t app, std::string_view user_key, Rollups::Remo
         "UPDATE sessions SET start_ms = ?, end_ms = ?, has_init = ?, actions = ?, errors = ?,"
         " ctx_event = ?, ctx_ms = ?, ctx_from_init = ?, users = ? WHERE id = ?");
     if (!upd.ok()) return upd.status();
-    (*upd)->Bind(1, start);
-    (*upd)->Bind(2, end);
-    (*upd)->Bind(3, static_cast<int64_t>(has_init));
-    (*upd)->Bind(4, actions);
-    (*upd)->Bind(5, errors);
-    (*upd)->Bind(6, ctx_event);
-    (*upd)->Bind(7, ctx_ms);
-    (*upd)->Bind(8, static_cast<int64_t>(ctx_from_init));
+    (*upd)->Bind(1, r.start);
+    (*upd)->Bind(2, r.end);
+    (*upd)->Bind(3, static_cast<int64_t>(r.has_init));
+    (*upd)->Bind(4, r.actions);
+    (*upd)->Bind(5, r.errors);
+    (*upd)->Bind(6, r.ctx_event);
+    (*upd)->Bind(7, r.ctx_ms);
+    (*upd)->Bind(8, static_cast<int64_t>(r.ctx_from_init));
     (*upd)->BindBlob(9, users_blob.data(), users_blob.size());
     (*upd)->Bind(10, s.row);
     NUCLEON_RETURN_IF_ERROR((*upd)->Run());
-    add(start, {0, 0, 1, Seconds(start, end)});
+    add(r.start, {0, 0, 1, Seconds(r.start, r.end)});
   }
 
   // Devices: gone with their last session, else their install is found again.

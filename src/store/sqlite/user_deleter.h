@@ -15,14 +15,38 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string_view>
+#include <vector>
 
+#include "core/event.h"
 #include "core/status.h"
+#include "store/sqlite/event_codec.h"
 #include "store/sqlite/rollups.h"
 #include "store/sqlite/sqlite_db.h"
 #include "store/sqlite/string_dictionary.h"
 
 namespace nucleon {
+
+// An event that stays in a session whose other events are removed (a user
+// delete, retention), in storage order.
+struct KeptEvent {
+  int64_t id = 0, time = 0;
+  EventType type = EventType::kEvent;
+  int64_t user = 0;
+  bool carries = false;  // a non-empty platform, locale or version (session context)
+};
+
+// A session computed again from the events that remain in it, by the same
+// rules as when events are stored; `end` is the latest remaining event.
+struct RebuiltSession {
+  int64_t start = INT64_MAX, end = INT64_MIN, actions = 0, errors = 0, ctx_event = 0, ctx_ms = 0;
+  bool has_init = false, ctx_from_init = false;
+  std::vector<int64_t> users;  // in order of their first remaining event
+};
+RebuiltSession RebuildSession(std::span<const KeptEvent> kept);
+// Whether an event body carries session context (KeptEvent::carries).
+bool CarriesContext(const BodyParts& body, const StringDictionary& dict);
 
 class UserDeleter {
  public:

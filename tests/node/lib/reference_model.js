@@ -6,6 +6,7 @@
 //   model.receive(appId, message, {receivedMs, country})  a tracking message
 //                                                         ({data: [...]}, as sent)
 //   model.deleteUser(appId, userKey)                      DELETE /users/:userId
+//   model.applyRetention(appId, cutMs)                    retention with that cut (§11)
 // Output: model.request(appId, {segments, params}, {nowMs}) is the {status, body}
 // the server must answer for GET /api/v1/apps/:appId/<segments...>?<params>
 // (authentication is the caller's business).
@@ -315,6 +316,7 @@ class AppState {
     this.sessionCreated = new Map(); // session key -> creation order (§3.3.4)
     this.userCreated = new Map(); // user key -> creation order (§3.2.5)
     this.seq = 0;
+    this.cut = -Infinity; // §11: events before it are not stored
     this.view = null; // derived entities, dropped on every change
   }
 
@@ -327,6 +329,7 @@ class AppState {
     c.sessionCreated = new Map(this.sessionCreated);
     c.userCreated = new Map(this.userCreated);
     c.seq = this.seq;
+    c.cut = this.cut;
     return c;
   }
 }
@@ -360,6 +363,11 @@ class ReferenceModel {
   // §7
   deleteUser(appId, userKey) {
     return deleteUserFrom(this.app(appId), userKey);
+  }
+
+  // §11
+  applyRetention(appId, cutMs) {
+    return retentionOf(this.app(appId), cutMs);
   }
 
   // The answer to GET /api/v1/apps/:appId/<segments> with `params` (strings).
@@ -399,6 +407,10 @@ function receiveInto(app, message, receivedMs, country) {
       continue;
     }
     const e = d.event;
+    if (e.time < app.cut) { // §11: older than the app's retention
+      result.items.push({ kind: 'event', outcome: 'expired', event: e });
+      continue;
+    }
     if (e.identity !== null && app.tombstones.has(e.identity)) {
       result.items.push({ kind: 'event', outcome: 'tombstoned', event: e });
       continue;
@@ -434,6 +446,23 @@ function deleteUserFrom(app, userKey) {
   app.userCreated.delete(userKey);
   app.view = null;
   return 204;
+}
+
+// §11: the events before the cut go; sessions, devices and users without
+// events go with them (a session that keeps events keeps its credited
+// heartbeats); from now on no event before the cut is stored.
+function retentionOf(app, cutMs) {
+  app.cut = Math.max(app.cut, cutMs);
+  const before = app.events.length;
+  app.events = app.events.filter((e) => e.time >= app.cut);
+  app.identities = new Set(app.events.filter((e) => e.identity !== null).map((e) => e.identity));
+  const sessions = new Set(app.events.map((e) => sessionKeyOf(e.deviceId, e.sessionId)));
+  for (const sk of [...app.sessionCreated.keys()]) if (!sessions.has(sk)) app.sessionCreated.delete(sk);
+  for (const sk of [...app.heartbeats.keys()]) if (!sessions.has(sk)) app.heartbeats.delete(sk);
+  const users = new Set(app.events.map((e) => e.userKey));
+  for (const k of [...app.userCreated.keys()]) if (!users.has(k)) app.userCreated.delete(k);
+  app.view = null;
+  return before - app.events.length;
 }
 
 // ------------------------------------------------------------------------------------
