@@ -58,6 +58,7 @@ class FixedCatalog final : public Catalog {
   Result<std::vector<AppInfo>> ListApps() override { return Unsupported(); }
   Result<NewCredential> CreateToken(const std::string&) override { return Unsupported(); }
   Result<int> RevokeTokens(const std::string&) override { return Unsupported(); }
+  Status SetRetention(const std::string&, int) override { return Unsupported(); }
   Result<std::shared_ptr<const CatalogSnapshot>> Load() override {
     auto snap = std::make_shared<CatalogSnapshot>();
     snap->apps.emplace(FuzzServer::kAppId);
