@@ -121,7 +121,14 @@ export function TimeSeries(props: { days: string[]; series: { label: string; val
         height: 220,
         tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
         scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
-        axes: [axis, axis],
+        axes: [
+          {
+            ...axis,
+            incrs: [86400, 2 * 86400, 7 * 86400, 14 * 86400, 28 * 86400],
+            values: (_u, splits) => splits.map((s) => new Date(s * 1000).toISOString().slice(5, 10)),
+          },
+          axis,
+        ],
         series: [
           { label: 'day', value: (_u, v) => (v == null ? '' : new Date(v * 1000).toISOString().slice(0, 10)) },
           ...props.series.map((s, i) => ({ label: s.label, stroke: colors[i % colors.length], width: 2, points: { show: props.days.length < 40 } })),
