@@ -150,7 +150,9 @@ test('--version prints the version; every command answers --help and help COMMAN
   }
   // Every serve flag is in serve's help.
   const serveHelp = run(['serve', '--help']).stdout;
-  for (const flag of overview.stdout.matchAll(/--([a-z-]+)/g)) {
+  const serveUsage = overview.stdout.slice(overview.stdout.indexOf('  serve '), overview.stdout.indexOf('\n  app '));
+  assert.ok(serveUsage.includes('--listen'), serveUsage);
+  for (const flag of serveUsage.matchAll(/--([a-z-]+)/g)) {
     assert.ok(serveHelp.includes(`--${flag[1]}`), `--${flag[1]} is missing from serve --help`);
   }
 });
