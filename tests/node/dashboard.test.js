@@ -140,8 +140,10 @@ test('the dashboard shows the API numbers, live updates, and enforces accounts',
       const ctx = await browser.newContext({ storageState: state, timezoneId: v.zone, colorScheme: v.scheme,
         viewport: { width: v.width, height: v.width < 500 ? 800 : 900 } });
       const page = await ctx.newPage();
+      const opened = Date.now();
       await page.goto(`${base}/?app=${app.appId}`);
       await page.getByTestId('card-users-value').waitFor();
+      t.diagnostic(`${tag}: overview shown ${Date.now() - opened} ms after navigation started`);
       const main = page.locator('main');
       const range = { start: await main.getAttribute('data-start'), end: await main.getAttribute('data-end'),
         utcOffset: await main.getAttribute('data-utc-offset') };
@@ -181,6 +183,15 @@ test('the dashboard shows the API numbers, live updates, and enforces accounts',
       }
       assert.ok(new URL(page.url()).pathname === '/events' && new URL(page.url()).searchParams.get('app') === app.appId);
       await page.screenshot({ path: path.join(SHOTS, `events-${tag}.png`), fullPage: true });
+
+      await page.getByTestId('nav-errors').click();
+      await page.getByTestId('errors-table').waitFor();
+      const errors = await api(server, app.token, app.appId, 'analytics/errors', range);
+      assert.ok(Object.keys(errors).length > 0, tag);
+      for (const [name, days] of Object.entries(errors)) {
+        assert.equal(num(await page.getByTestId(`error-total-${name}`).textContent()), sum(days), `${tag} error ${name}`);
+      }
+      await page.screenshot({ path: path.join(SHOTS, `errors-${tag}.png`), fullPage: true });
       await ctx.close();
     }
 

@@ -57,6 +57,7 @@ function SignIn(props: { onDone: (s: SessionInfo) => void }) {
 const NAV: { page: Page; label: string; admin?: boolean }[] = [
   { page: 'overview', label: 'Overview' },
   { page: 'events', label: 'Events' },
+  { page: 'errors', label: 'Errors' },
   { page: 'live', label: 'Live' },
   { page: 'settings', label: 'Settings', admin: true },
 ];
@@ -144,6 +145,8 @@ function Shell(props: { session: SessionInfo; onSignOut: () => void }) {
     );
   } else if (state.page === 'live') {
     page = <Live app={app.appId} />;
+  } else if (state.page === 'errors') {
+    page = <Events app={app.appId} range={range} errors />;
   } else if (state.page === 'events') {
     page = <Events app={app.appId} range={range} />;
   } else {

@@ -6,11 +6,17 @@ import { useApi } from '../use_api';
 
 type EventsAnswer = Record<string, Record<string, number>>;
 
-// Custom events: their totals in the range, and one event's count per day.
-export function Events(props: { app: string; range: Range }) {
+// Custom events (or errors, grouped by name): their totals in the range, and
+// one name's count per day.
+export function Events(props: { app: string; range: Range; errors?: boolean }) {
   const { app, range } = props;
-  const res = useApi(`${app}|${range.start}|${range.end}|${range.utcOffset}`, () =>
-    apiGet<EventsAnswer>(app, 'analytics/events', { start: range.start, end: range.end, utcOffset: range.utcOffset }),
+  const kind = props.errors ? 'error' : 'event';
+  const res = useApi(`${kind}|${app}|${range.start}|${range.end}|${range.utcOffset}`, () =>
+    apiGet<EventsAnswer>(app, props.errors ? 'analytics/errors' : 'analytics/events', {
+      start: range.start,
+      end: range.end,
+      utcOffset: range.utcOffset,
+    }),
   );
   const [picked, setPicked] = useState('');
   if (res.error) return <p class="error" role="alert">{res.error}</p>;
@@ -18,9 +24,13 @@ export function Events(props: { app: string; range: Range }) {
   const names = Object.keys(res.data);
   if (names.length === 0) {
     return (
-      <section class="panel empty" data-testid="events-empty">
-        <h2>No events in this range</h2>
-        <p>Custom events come from the SDK's <code>Nucleus.track('NAME', {'{ key: value }'})</code>.</p>
+      <section class="panel empty" data-testid={`${kind}s-empty`}>
+        <h2>No {kind}s in this range</h2>
+        {props.errors ? (
+          <p>Errors come from the SDK's <code>Nucleus.trackError(name, error)</code> and from uncaught exceptions it reports.</p>
+        ) : (
+          <p>Custom events come from the SDK's <code>Nucleus.track('NAME', {'{ key: value }'})</code>.</p>
+        )}
       </section>
     );
   }
@@ -32,12 +42,12 @@ export function Events(props: { app: string; range: Range }) {
   return (
     <div class="page">
       <section class="panel" aria-labelledby="h-events">
-        <h2 id="h-events">Events</h2>
+        <h2 id="h-events">{props.errors ? 'Errors by name' : 'Events'}</h2>
         <div class="table-wrap">
-          <table data-testid="events-table">
+          <table data-testid={`${kind}s-table`}>
             <thead>
               <tr>
-                <th scope="col">event</th>
+                <th scope="col">{kind}</th>
                 <th scope="col">count</th>
               </tr>
             </thead>
@@ -45,18 +55,18 @@ export function Events(props: { app: string; range: Range }) {
               {totals.map((t) => (
                 <tr aria-selected={t.name === name}>
                   <th scope="row">
-                    <button type="button" class="link" onClick={() => setPicked(t.name)} data-testid={`event-${t.name}`}>
+                    <button type="button" class="link" onClick={() => setPicked(t.name)} data-testid={`${kind}-${t.name}`}>
                       {t.name}
                     </button>
                   </th>
-                  <td data-testid={`event-total-${t.name}`}>{formatNumber(t.total)}</td>
+                  <td data-testid={`${kind}-total-${t.name}`}>{formatNumber(t.total)}</td>
                 </tr>
               ))}
             </tbody>
           </table>
         </div>
       </section>
-      <Panel id="event-daily" title={`${name} per day`} table={{ columns: ['day', name], rows: days.map((d, i) => [d, values[i]]) }}>
+       <Panel id={`${kind}-daily`} title={`${name} per day`} table={{ columns: ['day', name], rows: days.map((d, i) => [d, values[i]]) }}>
         <TimeSeries days={days} series={[{ label: name, values }]} />
       </Panel>
     </div>
