@@ -1,10 +1,11 @@
 // The dashboard in a real browser: Debian's chromium (headless) driven by
 // playwright-core, against the real server with a fixture sent through the
-// real tracking endpoint. Checks that every number the Overview and Events
-// pages show equals the API's answer for the same range, in two time zones
-// and at two widths; that the Live page updates by itself when a WebSocket
-// client sends events; that a viewer sees only its apps and can neither open
-// Settings nor delete; and that a state-changing call without the CSRF token
+// real tracking endpoint. Checks that every number the Overview, Events and
+// Errors pages show equals the API's answer for the same range, in two time
+// zones and at two widths; that the Users page lists the API's users and an
+// admin deletes one after confirming; that the Live page updates by itself
+// when a WebSocket client sends events; that a viewer sees only its apps and
+// can neither open Settings nor delete; and that a state-changing call without the CSRF token
 // and a wrong password are refused. Screenshots of every page (light and
 // dark, wide and narrow) go to <build>/dashboard-screenshots.
 //
@@ -239,6 +240,22 @@ test('the dashboard shows the API numbers, live updates, and enforces accounts',
       await page.screenshot({ path: path.join(SHOTS, 'live-1440-light.png'), fullPage: true });
       ws.close();
 
+      // Users: the list equals the API's page; an admin deletes after confirming.
+      await page.getByTestId('nav-users').click();
+      await page.getByTestId('users-table').waitFor();
+      const users = (await server.request('GET', `/api/v1/apps/${app.appId}/users?page=1&limit=50`, { headers: { authorization: app.token } })).json;
+      assert.equal(num(await page.getByTestId('users-total').textContent()), users.total);
+      assert.deepEqual(await page.locator('[data-testid="users-table"] tbody th').allTextContents(), users.data.map((u) => u.userId));
+      await page.screenshot({ path: path.join(SHOTS, 'users-1440-light.png'), fullPage: true });
+      page.once('dialog', (d) => d.dismiss());
+      await page.getByTestId('delete-cy').click();
+      assert.equal((await server.request('GET', `/api/v1/apps/${app.appId}/users/cy`, { headers: { authorization: app.token } })).status, 200);
+      page.once('dialog', (d) => d.accept());
+      await page.getByTestId('delete-cy').click();
+      await page.getByTestId('users-message').filter({ hasText: 'Deleted cy' }).waitFor();
+      assert.equal((await server.request('GET', `/api/v1/apps/${app.appId}/users/cy`, { headers: { authorization: app.token } })).status, 404);
+      await page.waitForFunction((want) => document.querySelector('[data-testid="users-total"]')?.textContent === String(want), users.total - 1);
+
       await page.getByTestId('nav-settings').click();
       await page.getByTestId('settings').waitFor();
       await page.screenshot({ path: path.join(SHOTS, 'settings-1440-light.png'), fullPage: true });
@@ -255,6 +272,9 @@ test('the dashboard shows the API numbers, live updates, and enforces accounts',
       const options = await page.getByTestId('app-picker').locator('option').allTextContents();
       assert.deepEqual(options.length, 1);
       assert.match(options[0], /Fixture app/);
+      await page.getByTestId('nav-users').click();
+      await page.getByTestId('users-table').waitFor();
+      assert.equal(await page.locator('[data-testid^="delete-"]').count(), 0);
       await page.goto(`${base}/settings?app=${app.appId}`);
       await page.getByTestId('not-allowed').waitFor();
       assert.equal(await page.getByTestId('settings').count(), 0);

@@ -25,6 +25,11 @@ export class ApiError extends Error {
 let csrfToken = '';
 
 async function call<T>(method: string, url: string, body?: unknown): Promise<T> {
+  return (await callWhole<{ data: T }>(method, url, body)).data;
+}
+
+// The whole JSON answer (the users list carries `total` beside `data`).
+async function callWhole<T>(method: string, url: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { Accept: 'application/json' };
   if (method !== 'GET') headers['X-CSRF-Token'] = csrfToken;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -34,14 +39,14 @@ async function call<T>(method: string, url: string, body?: unknown): Promise<T> 
     credentials: 'same-origin',
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  let json: { data?: T; error?: string } = {};
+  let json: { error?: string } = {};
   try {
     json = await res.json();
   } catch {
     // not JSON: fall through to the status
   }
   if (!res.ok) throw new ApiError(res.status, json.error ?? `HTTP ${res.status}`);
-  return json.data as T;
+  return json as T;
 }
 
 export async function getSession(): Promise<SessionInfo> {
@@ -70,6 +75,12 @@ export function apiGet<T>(appId: string, path: string, params: Params = {}): Pro
   const qs = q.toString();
   const url = `/api/v1/apps/${encodeURIComponent(appId)}/${path}${qs ? '?' + qs : ''}`;
   return call<T>('GET', url);
+}
+
+export function apiGetWhole<T>(appId: string, path: string, params: Params = {}): Promise<T> {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) q.set(k, String(v));
+  return callWhole<T>('GET', `/api/v1/apps/${encodeURIComponent(appId)}/${path}?${q}`);
 }
 
 export function apiDelete<T>(appId: string, path: string): Promise<T> {
@@ -119,4 +130,21 @@ export interface LiveEvent {
   country: string | null;
   session_id: string;
   data: unknown;
+}
+
+export interface UserDevice {
+  _id: string;
+  lastSeen: string;
+  platform: string | null;
+  osVersion: string | null;
+  version: string | null;
+}
+
+export interface UserRow {
+  _id: string;
+  userId: string;
+  createdAt: string;
+  lastSeen: string;
+  devices: UserDevice[];
+  props: Record<string, unknown>;
 }

@@ -7,6 +7,7 @@ import { Overview } from './pages/overview';
 import { Live } from './pages/live';
 import { Events } from './pages/events';
 import { Settings } from './pages/settings';
+import { Users } from './pages/users';
 import './style.css';
 
 function SignIn(props: { onDone: (s: SessionInfo) => void }) {
@@ -58,6 +59,7 @@ const NAV: { page: Page; label: string; admin?: boolean }[] = [
   { page: 'overview', label: 'Overview' },
   { page: 'events', label: 'Events' },
   { page: 'errors', label: 'Errors' },
+  { page: 'users', label: 'Users' },
   { page: 'live', label: 'Live' },
   { page: 'settings', label: 'Settings', admin: true },
 ];
@@ -145,6 +147,8 @@ function Shell(props: { session: SessionInfo; onSignOut: () => void }) {
     );
   } else if (state.page === 'live') {
     page = <Live app={app.appId} />;
+  } else if (state.page === 'users') {
+    page = <Users app={app.appId} admin={session.role === 'admin'} />;
   } else if (state.page === 'errors') {
     page = <Events app={app.appId} range={range} errors />;
   } else if (state.page === 'events') {
@@ -182,7 +186,7 @@ function Shell(props: { session: SessionInfo; onSignOut: () => void }) {
       </header>
       <main id="main" tabIndex={-1} data-page={state.page} data-start={range.start} data-end={range.end}
         data-utc-offset={range.utcOffset} data-app={app?.appId ?? ''}>
-        {state.page !== 'settings' && state.page !== 'live' && <Controls state={state} update={update} />}
+        {!['settings', 'live', 'users'].includes(state.page) && <Controls state={state} update={update} />}
         {page}
       </main>
     </>

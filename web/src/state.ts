@@ -3,7 +3,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { PRESETS, browserZone, isDay, makeRange, presetRange, zoneOffset, type Range } from './time';
 
-export const PAGES = ['overview', 'events', 'errors', 'live', 'settings'] as const;
+export const PAGES = ['overview', 'events', 'errors', 'users', 'live', 'settings'] as const;
 export type Page = (typeof PAGES)[number];
 
 export interface ViewState {
