@@ -39,8 +39,10 @@ class DashboardTest : public ::testing::Test {
     ASSERT_TRUE(admin->AddAccount(Account{"viewer@example.com", "viewer", {app1_}, hash, 1}).ok());
     registry_ = std::make_unique<AppRegistry>(std::move(OpenSqliteCatalog(dir_.path())).value());
     ASSERT_TRUE(registry_->Reload().ok());
+    SessionStoreOptions options;
+    options.dummy_cost = PasswordCost::kMinimal;
     sessions_ = std::make_unique<SessionStore>(std::move(OpenSqliteCatalog(dir_.path())).value(),
-                                               SessionStoreOptions{}, [] { return int64_t{1}; });
+                                               options, [] { return int64_t{1}; });
     dashboard_ = std::make_unique<Dashboard>(sessions_.get(), registry_.get());
   }
 

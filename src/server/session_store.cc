@@ -13,8 +13,8 @@ std::string RandomToken() {
   return Base64UrlEncode(reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
 }
 
-std::string DummyHash() {
-  auto hash = HashPassword(RandomToken());
+std::string DummyHash(PasswordCost cost) {
+  auto hash = HashPassword(RandomToken(), cost);
   return hash.ok() ? *hash : std::string();
 }
 
@@ -57,7 +57,7 @@ SessionStore::SessionStore(std::unique_ptr<Catalog> catalog, SessionStoreOptions
       options_(options),
       now_ms_(std::move(now_ms)),
       login_limiter_(options.login_limit),
-      dummy_hash_(DummyHash()) {}
+      dummy_hash_(DummyHash(options.dummy_cost)) {}
 
 Result<SessionStore::SignedIn> SessionStore::SignIn(std::string_view email_in,
                                                     std::string_view password,

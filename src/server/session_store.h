@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/crypto.h"
+#include "server/password_hash.h"
 #include "server/rate_limiter.h"
 #include "store/catalog.h"
 
@@ -32,6 +33,9 @@ struct SessionStoreOptions {
   // Sign-in attempts (right or wrong) per client address and per email: a
   // burst, then one every 1 / rate seconds.
   RateLimiterOptions login_limit{1.0 / 6, 10, 10000};
+  // The cost of the hash an unknown email is checked against: that of the
+  // accounts' own hashes, so both take the same time (tests: minimal).
+  PasswordCost dummy_cost = PasswordCost::kInteractive;
 };
 
 // The signed-in account behind a request.

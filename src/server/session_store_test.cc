@@ -45,6 +45,7 @@ class SessionStoreTest : public ::testing::Test {
     options.idle_ms = 1000;
     options.max_age_ms = 5000;
     options.login_limit = RateLimiterOptions{0.001, 3, 100};
+    options.dummy_cost = PasswordCost::kMinimal;
     sessions_ = std::make_unique<SessionStore>(std::move(OpenSqliteCatalog(dir_.path())).value(),
                                                options, [this] { return now_; });
   }
