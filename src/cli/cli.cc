@@ -1,6 +1,8 @@
 #include "cli/cli.h"
 
 #include <malloc.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -28,9 +30,13 @@
 #include "query/api.h"
 #include "query/openapi.h"
 #include "server/app_registry.h"
+#include "server/dashboard.h"
 #include "server/http_server.h"
+#include "server/password_hash.h"
 #include "server/rate_limiter.h"
 #include "server/router.h"
+#include "server/session_store.h"
+#include "server/web_assets.h"
 #include "store/backend.h"
 #include "store/event_export.h"
 #include "store/migrate.h"
@@ -56,6 +62,11 @@ constexpr const char* kUsage = R"(usage: nucleon COMMAND [ARGS] [--data DIR] [ST
                               default, --retain-days of serve)
   token create APP_ID         create another API token for an app
   token revoke PREFIX         revoke the tokens that start with PREFIX (8+ characters)
+  user add EMAIL --role admin|viewer [--apps APP,APP]
+                              create a dashboard account (password from standard
+                              input or NUCLEON_PASSWORD)
+  user list | remove EMAIL | passwd EMAIL
+                              list accounts, remove one, change a password
   export APP_ID [--from T] [--to T] [--format ndjson|csv]
                               print every stored field of the app's events (with
                               session ends and tombstones), losslessly; T is Unix
@@ -133,6 +144,8 @@ const std::map<std::string, bool>& KnownFlags() {
                                                      {"clickhouse-database", true},
                                                      {"clickhouse-cluster", true},
                                                      {"config", true},
+                                                     {"role", true},
+                                                     {"apps", true},
                                                      {"log-format", true},
                                                      {"version", false}};
   return kFlags;
@@ -378,6 +391,27 @@ int Serve(const Args& args, const std::string& data) {
     }
   }
 
+  // The dashboard's sign-in account for a demo: made when there is none.
+  std::string demo_email, demo_password;
+  if (demo) {
+    auto accounts = (*catalog)->ListAccounts();
+    if (accounts.ok() && accounts->empty()) {
+      const std::string raw = RandomBytes(12);
+      demo_email = "admin@localhost";
+      demo_password = Base64UrlEncode(reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
+      auto hash = HashPassword(demo_password);
+      if (!hash.ok()) return Fail(hash.status());
+      if (Status st = (*catalog)->AddAccount(Account{demo_email, "admin", {}, *hash, NowMs()});
+          !st.ok()) {
+        return Fail(st);
+      }
+    }
+  }
+  // The dashboard's sessions read accounts through a catalog connection of their own.
+  auto session_catalog = OpenCatalog(store_config);
+  if (!session_catalog.ok()) return Fail(session_catalog.status());
+  SessionStore sessions(std::move(*session_catalog), SessionStoreOptions{}, [] { return NowMs(); });
+
   AppRegistry registry(std::move(*catalog));
   // Retention: the server's default, and each app's own setting from the
   // catalog (picked up within a second of `nucleon app set`).
@@ -388,6 +422,7 @@ int Serve(const Args& args, const std::string& data) {
     store->SetRetention(policy);
   });
   if (Status st = registry.Start(); !st.ok()) return Fail(st);
+  Dashboard dashboard(&sessions, &registry);
 
   IngestCounters counters;
   ServerCounters server_counters;
@@ -424,13 +459,17 @@ int Serve(const Args& args, const std::string& data) {
     };
   }
   api_deps.openapi_json = std::string(OpenApiJson());
+  api_deps.session_access = [&dashboard](const HttpRequest& request, const std::string& app,
+                                         bool is_delete) {
+    return dashboard.SessionAccess(request, app, is_delete);
+  };
   Api api(std::move(api_deps));
   RateLimiter track_limiter(RateLimiterOptions{lim.track_rate, lim.track_burst, 100000});
   EventStore* event_store = store->get();
   Router router(RouterDeps{&registry, &ingestor, &committer, &counters, &api,
                            track_limiter.enabled() ? &track_limiter : nullptr, &server_counters,
                            [event_store] { return event_store->Ready(); },
-                           [event_store] { return event_store->Metrics(); }});
+                           [event_store] { return event_store->Metrics(); }, &dashboard});
   HttpServerOptions options;
   options.host = host;
   options.port = port;
@@ -461,8 +500,21 @@ int Serve(const Args& args, const std::string& data) {
        {"threads", std::to_string(threads)},
        {"countries", std::string((*geo)->Source())}});
   LogInfo("listening on " + where, {{"address", where}});
+  if (!WebAssets().empty()) LogInfo("dashboard at http://" + where + "/");
   if (demo) {
     std::printf("\nNucleon is running on http://%s\n\n", where.c_str());
+    std::printf("  dashboard: http://%s/\n", where.c_str());
+    if (!demo_password.empty()) {
+      std::printf(
+          "  sign in:   %s / %s   (shown once; change it with\n"
+          "             build/nucleon user passwd %s --data %s)\n",
+          demo_email.c_str(), demo_password.c_str(), demo_email.c_str(), data.c_str());
+    } else {
+      std::printf(
+          "  sign in:   with an account of `nucleon user list --data %s`; add one with\n"
+          "             build/nucleon user add EMAIL --role admin --data %s\n",
+          data.c_str(), data.c_str());
+    }
     std::printf("  app id:    %s\n", demo_app.c_str());
     if (!demo_token.empty()) {
       std::printf("  API token: %s   (shown once; keep it)\n", demo_token.c_str());
@@ -597,6 +649,120 @@ int TokenCommand(const Args& args, const std::string& data) {
     return 0;
   }
   return Usage("unknown token subcommand " + p[1]);
+}
+
+// A password for `user add` / `user passwd`: NUCLEON_PASSWORD, else the first
+// line of standard input (asked for without echo on a terminal).
+Result<std::string> ReadPassword() {
+  if (const char* env = std::getenv("NUCLEON_PASSWORD"); env && *env) return std::string(env);
+  const bool tty = isatty(STDIN_FILENO) == 1;
+  termios saved{};
+  if (tty) {
+    std::fputs("Password: ", stderr);
+    std::fflush(stderr);
+    tcgetattr(STDIN_FILENO, &saved);
+    termios quiet = saved;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+  }
+  std::string line;
+  std::getline(std::cin, line);
+  if (tty) {
+    tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+    std::fputs("\n", stderr);
+  }
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.empty()) {
+    return Status::InvalidArgument(
+        "no password: send it on standard input or set NUCLEON_PASSWORD");
+  }
+  NUCLEON_RETURN_IF_ERROR(CheckPasswordRules(line));
+  return line;
+}
+
+int UserCommand(const Args& args, const std::string& data) {
+  const auto& p = args.positional;
+  if (p.size() < 2)
+    return Usage("user needs a subcommand: add EMAIL | list | remove EMAIL | passwd EMAIL");
+  const std::string& sub = p[1];
+  if ((sub == "list" && p.size() != 2) || (sub != "list" && p.size() != 3)) {
+    return Usage(sub == "list" ? "user list takes no arguments"
+                               : "user " + sub + " takes one EMAIL");
+  }
+  StoreConfig config;
+  std::string bad;
+  if (!ConfigFor(args, data, &config, &bad)) return Usage(bad);
+  auto catalog = OpenCatalog(config);
+  if (!catalog.ok()) return Fail(catalog.status());
+  if (sub == "list") {
+    auto accounts = (*catalog)->ListAccounts();
+    if (!accounts.ok()) return Fail(accounts.status());
+    for (const Account& a : *accounts) {
+      std::string apps = "[";
+      for (const std::string& app : a.apps) apps += (apps.size() > 1 ? "," : "") + JsonQuote(app);
+      std::printf("{\"email\":%s,\"role\":%s,\"apps\":%s],\"createdAt\":%s}\n",
+                  JsonQuote(a.email).c_str(), JsonQuote(a.role).c_str(), apps.c_str(),
+                  JsonQuote(FormatIsoMs(a.created_ms)).c_str());
+    }
+    return 0;
+  }
+  auto email = NormalizeEmail(p[2]);
+  if (!email.ok()) return Usage(email.status().message());
+  if (sub == "add") {
+    auto role_it = args.flags.find("role");
+    const std::string role = role_it == args.flags.end() ? "" : role_it->second;
+    if (role != "admin" && role != "viewer") return Usage("user add needs --role admin|viewer");
+    std::vector<std::string> apps;
+    if (auto it = args.flags.find("apps"); it != args.flags.end()) {
+      for (size_t at = 0; at <= it->second.size();) {
+        size_t comma = it->second.find(',', at);
+        if (comma == std::string::npos) comma = it->second.size();
+        if (comma > at) apps.push_back(it->second.substr(at, comma - at));
+        at = comma + 1;
+      }
+    }
+    if (role == "admin" && !apps.empty())
+      return Usage("--apps is for viewers: an admin sees every app");
+    if (!apps.empty()) {
+      auto known = (*catalog)->ListApps();
+      if (!known.ok()) return Fail(known.status());
+      for (const std::string& app : apps) {
+        bool found = false;
+        for (const AppInfo& a : *known) found = found || a.app_id == app;
+        if (!found) return Fail(Status::NotFound("unknown app " + app));
+      }
+    }
+    auto password = ReadPassword();
+    if (!password.ok()) return Usage(password.status().message());
+    auto hash = HashPassword(*password);
+    if (!hash.ok()) return Fail(hash.status());
+    if (Status st = (*catalog)->AddAccount(Account{*email, role, apps, *hash, NowMs()}); !st.ok()) {
+      return Fail(st);
+    }
+    std::printf("{\"email\":%s,\"role\":%s}\n", JsonQuote(*email).c_str(), JsonQuote(role).c_str());
+    return 0;
+  }
+  if (sub == "remove") {
+    auto removed = (*catalog)->RemoveAccount(*email);
+    if (!removed.ok()) return Fail(removed.status());
+    if (!*removed) return Fail(Status::NotFound("no account " + *email));
+    std::printf("{\"removed\":%s}\n", JsonQuote(*email).c_str());
+    return 0;
+  }
+  if (sub == "passwd") {
+    auto account = (*catalog)->FindAccount(*email);
+    if (!account.ok()) return Fail(account.status());
+    if (!account->has_value()) return Fail(Status::NotFound("no account " + *email));
+    auto password = ReadPassword();
+    if (!password.ok()) return Usage(password.status().message());
+    auto hash = HashPassword(*password);
+    if (!hash.ok()) return Fail(hash.status());
+    auto changed = (*catalog)->SetPasswordHash(*email, *hash);
+    if (!changed.ok()) return Fail(changed.status());
+    std::printf("{\"passwordChanged\":%s}\n", JsonQuote(*email).c_str());
+    return 0;
+  }
+  return Usage("unknown user subcommand " + sub);
 }
 
 // ---- Data lifecycle: export, import, backup (docs/cli.md).
@@ -812,6 +978,22 @@ Works while a server runs on the same store; it picks the change up within a sec
   token revoke PREFIX   revoke every token starting with PREFIX (8+ characters,
                         e.g. the prefix `app list` shows); prints {"revoked":N}
 )"},
+      {"user", R"(usage: nucleon user add EMAIL --role admin|viewer [--apps APP,APP]
+       nucleon user list | nucleon user remove EMAIL | nucleon user passwd EMAIL
+
+Dashboard accounts, kept in the catalog (embedded store only for now).
+  user add EMAIL --role admin|viewer [--apps APP,APP]
+                     create an account; an admin sees every app and may delete
+                     users, a viewer sees the apps listed and changes nothing.
+                     The password (8+ characters) is read from NUCLEON_PASSWORD,
+                     else the first line of standard input (not echoed on a
+                     terminal). Stored as an argon2id hash. Prints {"email","role"}
+  user list          one JSON object per line: {"email","role","apps","createdAt"}
+  user remove EMAIL  remove the account; its sessions end at once
+  user passwd EMAIL  set a new password (read as for add); its sessions end at once
+
+Works while a server runs on the same store.
+)"},
       {"export", R"(usage: nucleon export APP_ID [--from TIME] [--to TIME] [--format ndjson|csv]
 
 Prints every stored event of the app to standard output, oldest first, with
@@ -929,6 +1111,7 @@ int RunCli(int argc, char** argv) {
   }
   if (cmd == "app") return AppCommand(args, data);
   if (cmd == "token") return TokenCommand(args, data);
+  if (cmd == "user") return UserCommand(args, data);
   if (cmd == "export") return ExportCommand(args, data);
   if (cmd == "import") return ImportCommand(args, data);
   if (cmd == "backup") return BackupCommand(args, data);

@@ -7,6 +7,10 @@ int HttpStatusOf(StatusCode code) {
     case StatusCode::kOk: return 200;
     case StatusCode::kInvalidArgument: return 400;
     case StatusCode::kUnauthenticated: return 401;
+    case StatusCode::kForbidden:
+      return 403;
+    case StatusCode::kUnimplemented:
+      return 501;
     case StatusCode::kNotFound: return 404;
     case StatusCode::kMethodNotAllowed: return 405;
     case StatusCode::kPayloadTooLarge: return 413;

@@ -22,6 +22,9 @@ struct HttpRequest {
   // An opaque key for the client address (a salted hash, for per-client rate
   // limits); empty when unknown.
   std::string client_key;
+  // Whether the client reached us over TLS (a trusted proxy's
+  // X-Forwarded-Proto: https): session cookies are then marked Secure.
+  bool https = false;
 
   // First value of a header (name lowercased), or "".
   std::string_view Header(std::string_view name) const {

@@ -9,6 +9,12 @@ std::string Status::ToString() const {
     case StatusCode::kOk: name = "ok"; break;
     case StatusCode::kInvalidArgument: name = "invalid argument"; break;
     case StatusCode::kUnauthenticated: name = "unauthenticated"; break;
+    case StatusCode::kForbidden:
+      name = "forbidden";
+      break;
+    case StatusCode::kUnimplemented:
+      name = "unimplemented";
+      break;
     case StatusCode::kNotFound: name = "not found"; break;
     case StatusCode::kMethodNotAllowed: name = "method not allowed"; break;
     case StatusCode::kPayloadTooLarge: name = "payload too large"; break;

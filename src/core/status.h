@@ -14,12 +14,14 @@ enum class StatusCode {
   kOk,
   kInvalidArgument,   // 400
   kUnauthenticated,   // 401
+  kForbidden,         // 403 (signed in, but not allowed)
   kNotFound,          // 404
   kMethodNotAllowed,  // 405
   kPayloadTooLarge,   // 413
   kRateLimited,       // 429
   kInternal,          // 500
   kUnavailable,       // 503 (storage not writable, backend down)
+  kUnimplemented,     // 501 (this backend does not offer it)
 };
 
 class [[nodiscard]] Status {
@@ -30,6 +32,8 @@ class [[nodiscard]] Status {
   static Status Ok() { return Status(); }
   static Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
   static Status Unauthenticated(std::string m) { return {StatusCode::kUnauthenticated, std::move(m)}; }
+  static Status Forbidden(std::string m) { return {StatusCode::kForbidden, std::move(m)}; }
+  static Status Unimplemented(std::string m) { return {StatusCode::kUnimplemented, std::move(m)}; }
   static Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status MethodNotAllowed(std::string m) { return {StatusCode::kMethodNotAllowed, std::move(m)}; }
   static Status PayloadTooLarge(std::string m) { return {StatusCode::kPayloadTooLarge, std::move(m)}; }

@@ -91,15 +91,21 @@ void Api::Handle(const HttpRequest& request, std::string_view path, Respond inne
     }
 
     const std::string token = TokenOf(request, req);
-    if (token.empty()) {
+    // Without a token, the dashboard's session cookie may authorise the call.
+    std::optional<Status> session;
+    if (token.empty() && deps_.session_access) {
+      session = deps_.session_access(request, app, is_delete);
+      if (session && !session->ok()) return respond(ErrorResponse(*session));
+    }
+    if (token.empty() && !session) {
       return respond(ErrorResponse(Status::Unauthenticated(
           "missing API token: send it in the Authorization header")));
     }
-    const std::string granted = deps_.app_for_token(token);
+    const std::string granted = session ? app : deps_.app_for_token(token);
     if (granted.empty()) return respond(ErrorResponse(Status::Unauthenticated("unknown API token")));
     // An app the token does not grant looks exactly like an app that does not exist.
     if (granted != app) return respond(ErrorResponse(Status::NotFound("unknown app " + app)));
-    if (deps_.throttle) {
+    if (!session && deps_.throttle) {
       if (const int wait = deps_.throttle(token); wait > 0) {
         HttpResponse r = ErrorResponse(Status::RateLimited(
             "too many requests with this token; retry after " + std::to_string(wait) + " s"));

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -29,6 +30,12 @@ struct ApiDeps {
   // serves the request, n > 0 answers 429 with Retry-After n. Absent: no limit.
   std::function<int(std::string_view token)> throttle;
   std::string openapi_json;  // served at /api/v1/openapi.json
+  // The dashboard's sessions: for a request without a token, nullopt when it
+  // carries no session cookie either (a 401 then); else Ok to serve it, or
+  // the error to answer. Absent: tokens only.
+  std::function<std::optional<Status>(const HttpRequest& request, const std::string& app,
+                                      bool is_delete)>
+      session_access;
 };
 
 class Api final : public HttpHandler {

@@ -523,6 +523,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       request.country = CountryOf(*ctx_, *client);
       request.client_key = AddressKey(*ctx_, *client);
     }
+    if (peer_ && ctx_->options.trusted_proxies.Contains(*peer_)) {
+      request.https = beast::iequals(request.Header("x-forwarded-proto"), "https");
+    }
     request.body = std::move(req.body());
     g_inflight.fetch_add(1);
     auto self = shared_from_this();

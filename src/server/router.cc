@@ -168,6 +168,10 @@ void Router::Handle(const HttpRequest& request, Respond respond) {
     }
   }
 
+  if (deps_.dashboard && (path == "/api/session" || deps_.dashboard->Serves(request, path))) {
+    return deps_.dashboard->Handle(request, path, std::move(respond));
+  }
+
   if (path == "/" && request.method == "GET") {
     return finish(Json(200, "{\"name\":\"nucleon\",\"status\":\"ok\"}"));
   }

@@ -16,6 +16,7 @@
 #include "ingest/group_committer.h"
 #include "ingest/ingestor.h"
 #include "server/app_registry.h"
+#include "server/dashboard.h"
 #include "server/rate_limiter.h"
 #include "store/event_store.h"
 
@@ -43,6 +44,8 @@ struct RouterDeps {
   std::function<bool()> ready = nullptr;
   // What the store reports about itself, added to /metrics; may be absent.
   std::function<std::vector<StoreMetric>()> store_metrics = nullptr;
+  // The web interface: /api/session and the dashboard's files; may be absent.
+  Dashboard* dashboard = nullptr;
 };
 
 class Router {

@@ -1,8 +1,7 @@
-// The catalog: apps and their API tokens. Shared by the server and the admin
-// CLI, which may run at the same time on the same data folder; the server
-// notices the CLI's changes through DataVersion(). Tokens are stored only as
-// SHA-256 hashes plus a short prefix for revocation.
-// A Catalog object is used by one thread at a time.
+// The catalog: apps and their API tokens, and the dashboard's accounts. Shared by the server and
+// the admin CLI, which may run at the same time on the same data folder; the server notices the
+// CLI's changes through DataVersion(). Tokens are stored only as SHA-256 hashes plus a short prefix
+// for revocation. A Catalog object is used by one thread at a time.
 #pragma once
 
 #include <cstdint>
@@ -58,6 +57,18 @@ struct CatalogContents {
   std::vector<Token> tokens;
 };
 
+// A dashboard account. An admin sees every app and may change things; a
+// viewer sees the apps listed and changes nothing.
+struct Account {
+  std::string email;              // lowercased; the key
+  std::string role;               // "admin" or "viewer"
+  std::vector<std::string> apps;  // a viewer's apps (an admin's list is ignored)
+  // libsodium's crypto_pwhash_str (argon2id, with its own salt and cost); the
+  // password itself is never kept.
+  std::string password_hash;
+  int64_t created_ms = 0;
+};
+
 class Catalog {
  public:
   virtual ~Catalog() = default;
@@ -83,6 +94,37 @@ class Catalog {
   // CLI) committed a change to the catalog; this object's own commits do not
   // change it (SQLite's PRAGMA data_version).
   virtual Result<int64_t> DataVersion() = 0;
+
+  // Accounts. A backend that keeps none answers Unimplemented (saying so).
+  // AddAccount: InvalidArgument when the email is taken.
+  virtual Status AddAccount(const Account& account) {
+    (void)account;
+    return AccountsUnsupported();
+  }
+  // Every account, by email.
+  virtual Result<std::vector<Account>> ListAccounts() { return AccountsUnsupported(); }
+  // The account of `email`, or nullopt.
+  virtual Result<std::optional<Account>> FindAccount(const std::string& email) {
+    (void)email;
+    return AccountsUnsupported();
+  }
+  // Whether there was such an account.
+  virtual Result<bool> RemoveAccount(const std::string& email) {
+    (void)email;
+    return AccountsUnsupported();
+  }
+  virtual Result<bool> SetPasswordHash(const std::string& email, const std::string& hash) {
+    (void)email;
+    (void)hash;
+    return AccountsUnsupported();
+  }
+
+ private:
+  static Status AccountsUnsupported() {
+    return Status::Unimplemented(
+        "dashboard accounts are kept in the embedded catalog only; this store's catalog "
+        "(ClickHouse) has none yet");
+  }
 };
 
 // Token text: "nct_" + 43 base64url characters (256 random bits).

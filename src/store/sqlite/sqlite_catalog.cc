@@ -21,7 +21,37 @@ const Migration kMigrations[] = {
      nullptr},
     // v2: each app's own retention, in days (0: none).
     {"ALTER TABLE apps ADD COLUMN retain_days INTEGER NOT NULL DEFAULT 0;", nullptr},
+    // v3: dashboard accounts; `apps` is a viewer's app ids, comma-separated.
+    {"CREATE TABLE accounts(email TEXT PRIMARY KEY, role TEXT NOT NULL, apps TEXT NOT NULL,"
+     " password_hash TEXT NOT NULL, created_ms INTEGER NOT NULL);",
+     nullptr},
 };
+
+std::string JoinApps(const std::vector<std::string>& apps) {
+  std::string out;
+  for (const std::string& a : apps) {
+    if (!out.empty()) out += ',';
+    out += a;
+  }
+  return out;
+}
+
+std::vector<std::string> SplitApps(std::string_view text) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t comma = text.find(',', at);
+    if (comma == std::string_view::npos) comma = text.size();
+    if (comma > at) out.emplace_back(text.substr(at, comma - at));
+    at = comma + 1;
+  }
+  return out;
+}
+
+Account AccountOf(const SqliteStmt& row) {
+  return Account{std::string(row.Text(0)), std::string(row.Text(1)), SplitApps(row.Text(2)),
+                 std::string(row.Text(3)), row.Int(4)};
+}
 
 class SqliteCatalog final : public Catalog {
  public:
@@ -144,6 +174,60 @@ class SqliteCatalog final : public Catalog {
     Status st;
     if (!stmt->Step(&st)) return st.ok() ? Status::Internal("no data_version") : st;
     return stmt->Int(0);
+  }
+
+  Status AddAccount(const Account& account) override {
+    auto stmt = db_.Prepare(
+        "INSERT INTO accounts(email, role, apps, password_hash, created_ms) VALUES(?,?,?,?,?)"
+        " ON CONFLICT(email) DO NOTHING");
+    if (!stmt.ok()) return stmt.status();
+    stmt->Bind(1, account.email);
+    stmt->Bind(2, account.role);
+    stmt->Bind(3, JoinApps(account.apps));
+    stmt->Bind(4, account.password_hash);
+    stmt->Bind(5, account.created_ms != 0 ? account.created_ms : NowMs());
+    NUCLEON_RETURN_IF_ERROR(stmt->Run());
+    if (db_.Changes() == 0) return Status::InvalidArgument("account " + account.email + " exists");
+    return Status::Ok();
+  }
+
+  Result<std::vector<Account>> ListAccounts() override {
+    auto stmt = db_.Prepare(
+        "SELECT email, role, apps, password_hash, created_ms FROM accounts ORDER BY email");
+    if (!stmt.ok()) return stmt.status();
+    std::vector<Account> out;
+    Status st;
+    while (stmt->Step(&st)) out.push_back(AccountOf(*stmt));
+    NUCLEON_RETURN_IF_ERROR(st);
+    return out;
+  }
+
+  Result<std::optional<Account>> FindAccount(const std::string& email) override {
+    auto stmt = db_.Prepare(
+        "SELECT email, role, apps, password_hash, created_ms FROM accounts WHERE email = ?");
+    if (!stmt.ok()) return stmt.status();
+    stmt->Bind(1, email);
+    Status st;
+    if (stmt->Step(&st)) return std::optional<Account>(AccountOf(*stmt));
+    NUCLEON_RETURN_IF_ERROR(st);
+    return std::optional<Account>();
+  }
+
+  Result<bool> RemoveAccount(const std::string& email) override {
+    auto stmt = db_.Prepare("DELETE FROM accounts WHERE email = ?");
+    if (!stmt.ok()) return stmt.status();
+    stmt->Bind(1, email);
+    NUCLEON_RETURN_IF_ERROR(stmt->Run());
+    return db_.Changes() > 0;
+  }
+
+  Result<bool> SetPasswordHash(const std::string& email, const std::string& hash) override {
+    auto stmt = db_.Prepare("UPDATE accounts SET password_hash = ? WHERE email = ?");
+    if (!stmt.ok()) return stmt.status();
+    stmt->Bind(1, hash);
+    stmt->Bind(2, email);
+    NUCLEON_RETURN_IF_ERROR(stmt->Run());
+    return db_.Changes() > 0;
   }
 
  private:

@@ -1,0 +1,150 @@
+// Calls to the server: API v1 (authorised by the session cookie, exactly the
+// handlers scripts call with a token) and /api/session.
+
+export interface AppRef {
+  appId: string;
+  name: string;
+}
+
+export interface SessionInfo {
+  email: string;
+  role: 'admin' | 'viewer';
+  csrfToken: string;
+  apps: AppRef[];
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+let csrfToken = '';
+
+async function call<T>(method: string, url: string, body?: unknown): Promise<T> {
+  return (await callWhole<{ data: T }>(method, url, body)).data;
+}
+
+// The whole JSON answer (the users list carries `total` beside `data`).
+async function callWhole<T>(method: string, url: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (method !== 'GET') headers['X-CSRF-Token'] = csrfToken;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(url, {
+    method,
+    headers,
+    credentials: 'same-origin',
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let json: { error?: string } = {};
+  try {
+    json = await res.json();
+  } catch {
+    // not JSON: fall through to the status
+  }
+  if (!res.ok) throw new ApiError(res.status, json.error ?? `HTTP ${res.status}`);
+  return json as T;
+}
+
+export async function getSession(): Promise<SessionInfo> {
+  const s = await call<SessionInfo>('GET', '/api/session');
+  csrfToken = s.csrfToken;
+  return s;
+}
+
+export async function signIn(email: string, password: string): Promise<SessionInfo> {
+  const s = await call<SessionInfo>('POST', '/api/session', { email, password });
+  csrfToken = s.csrfToken;
+  return s;
+}
+
+export async function signOut(): Promise<void> {
+  await call('DELETE', '/api/session');
+  csrfToken = '';
+}
+
+export type Params = Record<string, string | number | undefined>;
+
+// GET /api/v1/apps/:appId/PATH?params
+export function apiGet<T>(appId: string, path: string, params: Params = {}): Promise<T> {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) q.set(k, String(v));
+  const qs = q.toString();
+  const url = `/api/v1/apps/${encodeURIComponent(appId)}/${path}${qs ? '?' + qs : ''}`;
+  return call<T>('GET', url);
+}
+
+export function apiGetWhole<T>(appId: string, path: string, params: Params = {}): Promise<T> {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) q.set(k, String(v));
+  return callWhole<T>('GET', `/api/v1/apps/${encodeURIComponent(appId)}/${path}?${q}`);
+}
+
+export function apiDelete<T>(appId: string, path: string): Promise<T> {
+  return call<T>('DELETE', `/api/v1/apps/${encodeURIComponent(appId)}/${path}`);
+}
+
+// The shapes of the answers the pages read (docs/api.md).
+export interface ValueCount {
+  value: string;
+  count: number;
+}
+
+export interface DailyAnalytics {
+  totalNumbers: { users: number; installs: number };
+  usage: Record<string, number>;
+  newUsers: Record<string, number>;
+  activeUsers: Record<string, number>;
+  nonNewUsers: Record<string, number>;
+  hours: Record<string, number[]>;
+  platforms: ValueCount[];
+  ram: ValueCount[];
+  languages: ValueCount[];
+  versions: ValueCount[];
+  countries: ValueCount[];
+  avgSessionDuration: Record<string, number>;
+}
+
+export interface QuickGlance {
+  installs: number;
+  users: number;
+  appStarts: number;
+  errors: number;
+  previousInstalls: number;
+  previousUsers: number;
+  previousAppStarts: number;
+  previousErrors: number;
+}
+
+export interface LiveEvent {
+  type: string;
+  name: string | null;
+  time: string;
+  user_id: string | null;
+  machine_id: string;
+  platform: string | null;
+  version: string | null;
+  country: string | null;
+  session_id: string;
+  data: unknown;
+}
+
+export interface UserDevice {
+  _id: string;
+  lastSeen: string;
+  platform: string | null;
+  osVersion: string | null;
+  version: string | null;
+}
+
+export interface UserRow {
+  _id: string;
+  userId: string;
+  createdAt: string;
+  lastSeen: string;
+  devices: UserDevice[];
+  props: Record<string, unknown>;
+}

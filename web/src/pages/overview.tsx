@@ -1,0 +1,111 @@
+import { apiGet, type DailyAnalytics } from '../api';
+import { Bars, Card, Panel, SdkSnippet, TimeSeries, formatNumber } from '../components';
+import { daysOf, previousRange, type Range } from '../time';
+import { useApi } from '../use_api';
+
+function sum(m: Record<string, number>): number {
+  return Object.values(m).reduce((a, b) => a + b, 0);
+}
+
+function params(r: Range) {
+  return { start: r.start, end: r.end, utcOffset: r.utcOffset };
+}
+
+export function Overview(props: { app: string; range: Range }) {
+  const { app, range } = props;
+  const prev = previousRange(range);
+  const key = `${app}|${range.start}|${range.end}|${range.utcOffset}`;
+  const res = useApi(key, () =>
+    Promise.all([
+      apiGet<DailyAnalytics>(app, 'analytics', params(range)),
+      apiGet<DailyAnalytics>(app, 'analytics', params(prev)),
+    ]),
+  );
+  if (res.error) return <p class="error" role="alert">{res.error}</p>;
+  if (!res.data) return <p class="muted" aria-busy="true">Loading…</p>;
+  const [cur, before] = res.data;
+  const days = daysOf(range);
+  const empty = cur.totalNumbers.users === 0 && cur.totalNumbers.installs === 0 && sum(cur.usage) === 0;
+  if (empty && before.totalNumbers.users === 0) {
+    return (
+      <section class="panel empty" data-testid="empty-state">
+        <h2>No data in this range yet</h2>
+        <p>Point a Nucleus SDK at this server and events show up here within a second:</p>
+        <SdkSnippet appId={app} />
+        <p class="muted small">Any Nucleus SDK works (JavaScript 3.x and 4.x): give it this app id and this server as its endpoint.</p>
+      </section>
+    );
+  }
+  const series = [
+    { label: 'Active users', values: days.map((d) => cur.activeUsers[d] ?? 0) },
+    { label: 'New users', values: days.map((d) => cur.newUsers[d] ?? 0) },
+    { label: 'App starts', values: days.map((d) => cur.usage[d] ?? 0) },
+  ];
+  const durations = days.map((d) => cur.avgSessionDuration[d] ?? 0);
+  const sessionDays = Object.keys(cur.avgSessionDuration).length;
+  const meanDuration = sessionDays ? Object.values(cur.avgSessionDuration).reduce((a, b) => a + b, 0) / sessionDays : 0;
+  const hourDays = Object.keys(cur.hours);
+  return (
+    <div class="page">
+      <div class="cards">
+        <Card id="users" label="Users" value={cur.totalNumbers.users} previous={before.totalNumbers.users} />
+        <Card id="new-users" label="New users" value={sum(cur.newUsers)} previous={sum(before.newUsers)} />
+        <Card id="installs" label="Installs" value={cur.totalNumbers.installs} previous={before.totalNumbers.installs} />
+        <Card id="app-starts" label="App starts" value={sum(cur.usage)} previous={sum(before.usage)} />
+      </div>
+      <Panel id="daily" title="Users, new users and app starts per day"
+        table={{ columns: ['day', ...series.map((s) => s.label)], rows: days.map((d, i) => [d, ...series.map((s) => s.values[i])]) }}>
+        <TimeSeries days={days} series={series} />
+      </Panel>
+      <Panel id="duration" title={`Average session duration (mean of days: ${formatNumber(Math.round(meanDuration))} s)`}
+        table={{ columns: ['day', 'seconds'], rows: days.map((d, i) => [d, durations[i]]) }}>
+        <TimeSeries days={days} series={[{ label: 'Seconds', values: durations }]} />
+      </Panel>
+      <Panel id="hours" title="App starts by hour of day"
+        table={{ columns: ['day', ...Array.from({ length: 24 }, (_, h) => String(h))], rows: hourDays.map((d) => [d, ...cur.hours[d]]) }}>
+        <Heatmap hours={cur.hours} />
+      </Panel>
+      <div class="grid2">
+        {(['platforms', 'versions', 'countries', 'languages'] as const).map((k) => (
+          <Panel id={k} title={k[0].toUpperCase() + k.slice(1)} table={{ columns: ['value', 'users'], rows: cur[k].map((v) => [v.value, v.count]) }}>
+            <Bars id={k} items={cur[k]} empty={k === 'countries' ? 'No countries (loopback and private addresses have none).' : undefined} />
+          </Panel>
+        ))}
+      </div>
+    </div>
+  );
+}
+
+function Heatmap(props: { hours: Record<string, number[]> }) {
+  const days = Object.keys(props.hours);
+  if (days.length === 0) return <p class="muted">No app starts in this range.</p>;
+  const max = Math.max(1, ...days.flatMap((d) => props.hours[d]));
+  return (
+    <div class="table-wrap">
+      <table class="heatmap">
+        <thead>
+          <tr>
+            <th scope="col">day</th>
+            {Array.from({ length: 24 }, (_, h) => (
+              <th scope="col">{h}</th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {days.map((d) => (
+            <tr>
+              <th scope="row">{d.slice(5)}</th>
+              {props.hours[d].map((n) => (
+                <td title={`${d}: ${n}`} style={{ background: n ? `color-mix(in srgb, var(--accent) ${Math.round(15 + (85 * n) / max)}%, transparent)` : undefined }}>
+                  {n || ''}
+                </td>
+              ))}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+

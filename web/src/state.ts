@@ -1,0 +1,66 @@
+// The page state lives in the URL (path = page; query = app, range, zone),
+// so a link opens the same view.
+import { useEffect, useState } from 'preact/hooks';
+import { PRESETS, browserZone, isDay, makeRange, presetRange, zoneOffset, type Range } from './time';
+
+export const PAGES = ['overview', 'events', 'errors', 'users', 'live', 'settings'] as const;
+export type Page = (typeof PAGES)[number];
+
+export interface ViewState {
+  page: Page;
+  app: string;
+  preset: string; // a PRESETS key, or "custom"
+  from: string;
+  to: string;
+  tz: string; // "" = the browser's zone
+}
+
+export function readState(): ViewState {
+  const q = new URLSearchParams(location.search);
+  const name = location.pathname.replace(/^\/+|\/+$/g, '') || 'overview';
+  const page = (PAGES as readonly string[]).includes(name) ? (name as Page) : 'overview';
+  const from = q.get('from') ?? '';
+  const to = q.get('to') ?? '';
+  const custom = isDay(from) && isDay(to) && from <= to;
+  const preset = custom ? 'custom' : PRESETS[q.get('range') ?? ''] ? (q.get('range') as string) : '7d';
+  return { page, app: q.get('app') ?? '', preset, from: custom ? from : '', to: custom ? to : '', tz: q.get('tz') ?? '' };
+}
+
+export function urlOf(s: ViewState): string {
+  const q = new URLSearchParams();
+  if (s.app) q.set('app', s.app);
+  if (s.preset === 'custom') {
+    q.set('from', s.from);
+    q.set('to', s.to);
+  } else if (s.preset !== '7d') {
+    q.set('range', s.preset);
+  }
+  if (s.tz) q.set('tz', s.tz);
+  const qs = q.toString();
+  return `/${s.page === 'overview' ? '' : s.page}${qs ? '?' + qs : ''}`;
+}
+
+export function zoneOf(s: ViewState): string {
+  return s.tz || browserZone();
+}
+
+export function rangeOf(s: ViewState): Range {
+  const offset = zoneOffset(zoneOf(s));
+  return s.preset === 'custom' ? makeRange(s.from, s.to, offset) : presetRange(s.preset, offset);
+}
+
+// The state, and a setter that pushes a history entry.
+export function useViewState(): [ViewState, (change: Partial<ViewState>) => void] {
+  const [state, setState] = useState(readState);
+  useEffect(() => {
+    const onPop = () => setState(readState());
+    addEventListener('popstate', onPop);
+    return () => removeEventListener('popstate', onPop);
+  }, []);
+  const update = (change: Partial<ViewState>) => {
+    const next = { ...state, ...change };
+    history.pushState(null, '', urlOf(next));
+    setState(next);
+  };
+  return [state, update];
+}
