@@ -255,6 +255,13 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       resume_.cancel();
       return;
     }
+    if (closed_) {
+      // A message that was on its way when this side began to close (going
+      // away, or a refusal): it could not be acked any more, so it is not
+      // stored either; the SDK sends it again to the next connection.
+      buffer_.consume(buffer_.size());
+      return;
+    }
     if (buffer_.size() > ctx_->options.max_body_bytes) {
       LogWarn("app " + app_ + ": WebSocket message over the size limit; closing (1009)");
       closed_ = true;
