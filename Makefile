@@ -47,10 +47,11 @@ test-release: build node-deps
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j 2 --timeout 900 $(CTEST_ARGS)
 
 # Sanitizer builds: a CMake preset each (CMakePresets.json), whose test preset
-# sets the sanitizer options and selects the tests.
+# sets the sanitizer options and selects the tests. TSan builds only what its
+# tests run (the target nucleon_concurrency).
 test-asan test-tsan: test-%: deps node-deps
 	cmake --preset $* >/dev/null
-	cmake --build --preset $* -j $(JOBS)
+	cmake --build --preset $* -j $(JOBS) $(if $(filter tsan,$*),--target nucleon_concurrency)
 	ctest --preset $* -j 2 $(CTEST_ARGS)
 
 unit: build
