@@ -422,7 +422,10 @@ int Serve(const Args& args, const std::string& data) {
     store->SetRetention(policy);
   });
   if (Status st = registry.Start(); !st.ok()) return Fail(st);
-  Dashboard dashboard(&sessions, &registry);
+  // Settings (/api/admin) changes the catalog through a connection of its own.
+  auto admin_catalog = OpenCatalog(store_config);
+  if (!admin_catalog.ok()) return Fail(admin_catalog.status());
+  Dashboard dashboard(&sessions, &registry, std::move(*admin_catalog));
 
   IngestCounters counters;
   ServerCounters server_counters;
