@@ -17,6 +17,8 @@
 #include "core/testing/temp_dir.h"
 #include "core/time_util.h"
 #include "store/backend.h"
+#include "store/clickhouse/clickhouse_client.h"
+#include "store/clickhouse/clickhouse_schema.h"
 #include "store/clickhouse/testing/clickhouse_server.h"
 
 namespace nucleon {
@@ -546,6 +548,44 @@ INSTANTIATE_TEST_SUITE_P(Backends, CatalogContractTest, ::testing::ValuesIn(Back
                          [](const ::testing::TestParamInfo<Backend>& info) {
                            return info.param.name;
                          });
+
+// A ClickHouse database made by the release before accounts (schema version
+// 3: no accounts table) gains the table when a node opens it, once, and keeps
+// working; opening it again changes nothing.
+TEST(ClickHouseSchemaTest, AVersion3DatabaseGainsTheAccountsTable) {
+  if (!ClickHouseServer::Available()) GTEST_SKIP() << "clickhouse-server is not installed";
+  ClickHouseStoreOptions options;
+  options.urls = {SharedClickHouse()->url()};
+  options.database = "schema_upgrade";
+  auto client = ClickHouseClient::Create(ClientOptionsFor(options));
+  ASSERT_TRUE(client.ok());
+  const ClickHouseTables tables(options);
+  ASSERT_TRUE(EnsureClickHouseSchema(**client, tables).ok());
+  // Back to version 3: without the accounts table, version rows up to 3.
+  for (const std::string& sql : std::vector<std::string>{
+           "DROP TABLE " + tables("accounts"), "DROP TABLE " + tables("schema_versions"),
+           "CREATE TABLE " + tables("schema_versions") +
+               " (version UInt32, applied_ms Int64) ENGINE = MergeTree ORDER BY version",
+           "INSERT INTO " + tables("schema_versions") + " VALUES (3, 1)"}) {
+    ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
+  }
+  StoreConfig config;
+  config.backend = "clickhouse";
+  config.clickhouse = options;
+  auto catalog = OpenCatalog(config);
+  ASSERT_TRUE(catalog.ok()) << catalog.status().ToString();
+  ASSERT_TRUE((*catalog)->AddAccount(Account{"ann@example.com", "admin", {}, "hash", 1}).ok());
+  auto again = OpenCatalog(config);
+  ASSERT_TRUE(again.ok());
+  auto accounts = (*again)->ListAccounts();
+  ASSERT_TRUE(accounts.ok()) << accounts.status().ToString();
+  EXPECT_EQ(accounts->size(), 1u);
+  auto versions = (*client)->Execute("SELECT count(), max(version) FROM " +
+                                     tables("schema_versions") + " FORMAT TabSeparated");
+  ASSERT_TRUE(versions.ok());
+  EXPECT_EQ(*versions, "2\t" + std::to_string(kClickHouseSchemaVersion) + "\n")
+      << "one row for the new version, however often it is opened";
+}
 
 }  // namespace
 }  // namespace nucleon
