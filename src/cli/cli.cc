@@ -1022,8 +1022,9 @@ Prints {"apps","events","sessions","devices","users"} for the whole store or one
                        [--clickhouse-database NAME] [--clickhouse-cluster NAME]
 
 Copies the embedded store in DIR (stop the server on it first) into an empty
-ClickHouse database: apps, token hashes, every event, session ends and deleted
-users' tombstones. Prints {"apps","tokens","events","sessions","tombstones"}.
+ClickHouse database: apps, token hashes, dashboard accounts, every event,
+session ends and deleted users' tombstones. Prints
+{"apps","tokens","accounts","events","sessions","tombstones"}.
 )"},
   };
   return kHelp;
