@@ -57,6 +57,7 @@ class FixedCatalog final : public Catalog {
   Result<NewCredential> CreateApp(const std::string&) override { return Unsupported(); }
   Result<std::vector<AppInfo>> ListApps() override { return Unsupported(); }
   Result<NewCredential> CreateToken(const std::string&) override { return Unsupported(); }
+  Result<std::vector<TokenInfo>> ListTokens(const std::string&) override { return Unsupported(); }
   Result<int> RevokeTokens(const std::string&) override { return Unsupported(); }
   Status SetRetention(const std::string&, int) override { return Unsupported(); }
   Result<std::shared_ptr<const CatalogSnapshot>> Load() override {

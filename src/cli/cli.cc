@@ -422,7 +422,10 @@ int Serve(const Args& args, const std::string& data) {
     store->SetRetention(policy);
   });
   if (Status st = registry.Start(); !st.ok()) return Fail(st);
-  Dashboard dashboard(&sessions, &registry);
+  // Settings (/api/admin) changes the catalog through a connection of its own.
+  auto admin_catalog = OpenCatalog(store_config);
+  if (!admin_catalog.ok()) return Fail(admin_catalog.status());
+  Dashboard dashboard(&sessions, &registry, std::move(*admin_catalog));
 
   IngestCounters counters;
   ServerCounters server_counters;
@@ -713,14 +716,7 @@ int UserCommand(const Args& args, const std::string& data) {
     const std::string role = role_it == args.flags.end() ? "" : role_it->second;
     if (role != "admin" && role != "viewer") return Usage("user add needs --role admin|viewer");
     std::vector<std::string> apps;
-    if (auto it = args.flags.find("apps"); it != args.flags.end()) {
-      for (size_t at = 0; at <= it->second.size();) {
-        size_t comma = it->second.find(',', at);
-        if (comma == std::string::npos) comma = it->second.size();
-        if (comma > at) apps.push_back(it->second.substr(at, comma - at));
-        at = comma + 1;
-      }
-    }
+    if (auto it = args.flags.find("apps"); it != args.flags.end()) apps = SplitAppIds(it->second);
     if (role == "admin" && !apps.empty())
       return Usage("--apps is for viewers: an admin sees every app");
     if (!apps.empty()) {
@@ -890,11 +886,11 @@ int MigrateCommand(const Args& args, const std::string& data) {
                                     [](const std::string& line) { LogInfo("migrate: " + line); });
   if (!report.ok()) return Fail(report.status());
   std::printf(
-      "{\"apps\":%lld,\"tokens\":%lld,\"events\":%lld,\"sessions\":%lld,"
+      "{\"apps\":%lld,\"tokens\":%lld,\"accounts\":%lld,\"events\":%lld,\"sessions\":%lld,"
       "\"tombstones\":%lld}\n",
       static_cast<long long>(report->apps), static_cast<long long>(report->tokens),
-      static_cast<long long>(report->events), static_cast<long long>(report->sessions),
-      static_cast<long long>(report->tombstones));
+      static_cast<long long>(report->accounts), static_cast<long long>(report->events),
+      static_cast<long long>(report->sessions), static_cast<long long>(report->tombstones));
   return 0;
 }
 
@@ -981,7 +977,8 @@ Works while a server runs on the same store; it picks the change up within a sec
       {"user", R"(usage: nucleon user add EMAIL --role admin|viewer [--apps APP,APP]
        nucleon user list | nucleon user remove EMAIL | nucleon user passwd EMAIL
 
-Dashboard accounts, kept in the catalog (embedded store only for now).
+Dashboard accounts, kept in the catalog (the embedded one, or ClickHouse with
+--store clickhouse).
   user add EMAIL --role admin|viewer [--apps APP,APP]
                      create an account; an admin sees every app and may delete
                      users, a viewer sees the apps listed and changes nothing.
@@ -1025,8 +1022,9 @@ Prints {"apps","events","sessions","devices","users"} for the whole store or one
                        [--clickhouse-database NAME] [--clickhouse-cluster NAME]
 
 Copies the embedded store in DIR (stop the server on it first) into an empty
-ClickHouse database: apps, token hashes, every event, session ends and deleted
-users' tombstones. Prints {"apps","tokens","events","sessions","tombstones"}.
+ClickHouse database: apps, token hashes, dashboard accounts, every event,
+session ends and deleted users' tombstones. Prints
+{"apps","tokens","accounts","events","sessions","tombstones"}.
 )"},
   };
   return kHelp;

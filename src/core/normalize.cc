@@ -5,18 +5,16 @@
 
 namespace nucleon {
 
-namespace {
-std::string Lower(std::string_view s) {
+std::string AsciiLower(std::string_view s) {
   std::string out(s);
   for (char& c : out) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
   return out;
 }
-}  // namespace
 
 std::string NormalizePlatform(std::string_view platform) {
-  std::string p = Lower(platform);
+  std::string p = AsciiLower(platform);
   if (p == "darwin" || p == "mac" || p == "macos") return "mac";
   if (p == "windows_nt" || p == "win32" || p == "windows") return "win";
   if (p == "linux") return "linux";
@@ -35,7 +33,7 @@ std::string LanguageOf(std::string_view locale) {
       locale[end] != '@') {
     return "";
   }
-  std::string lang = Lower(locale.substr(0, end));
+  std::string lang = AsciiLower(locale.substr(0, end));
   if (lang == "posix") return "";
   return lang;
 }

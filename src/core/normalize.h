@@ -8,6 +8,9 @@
 
 namespace nucleon {
 
+// `s` with the ASCII letters A-Z lowercased (other bytes as they are).
+std::string AsciiLower(std::string_view s);
+
 // Darwin/darwin/mac/macos/macOS -> mac; Windows_NT/win32/windows -> win;
 // Linux/linux -> linux; anything else lowercased. Empty stays empty.
 std::string NormalizePlatform(std::string_view platform);

@@ -111,6 +111,34 @@ HttpResponse EventsResource(const ApiDeps& deps, std::string_view app, const Api
   return JsonOk(w.Take());
 }
 
+HttpResponse ErrorGroupsResource(const ApiDeps& deps, std::string_view app, const ApiRequest& req) {
+  auto range = RangeParams(req);
+  if (!range.ok()) return ErrorResponse(range.status());
+  auto groups = deps.store->ErrorGroups(app, *range);
+  if (!groups.ok()) return ErrorResponse(groups.status());
+  JsonWriter w;
+  w.BeginObject().Key("data").BeginArray();
+  for (const ErrorGroup& g : *groups) {
+    w.BeginObject();
+    w.Key("name").String(g.name);
+    w.Key("count").Int(g.count);
+    w.Key("users").Int(g.users);
+    w.Key("firstSeen").String(FormatIsoMs(g.first_ms));
+    w.Key("lastSeen").String(FormatIsoMs(g.last_ms));
+    w.Key("sample").BeginObject();
+    w.Key("time").String(FormatIsoMs(g.sample_ms));
+    w.Key("userId").String(g.sample_user);
+    w.Key("sessionId").String(g.sample_session);
+    w.Key("deviceId").String(g.sample_device);
+    w.Key("message").String(g.message);
+    w.Key("stack").String(g.stack);
+    w.EndObject();
+    w.EndObject();
+  }
+  w.EndArray().EndObject();
+  return JsonOk(w.Take());
+}
+
 HttpResponse EventPropsResource(const ApiDeps& deps, std::string_view app, const ApiRequest& req) {
   auto range = RangeParams(req);
   if (!range.ok()) return ErrorResponse(range.status());

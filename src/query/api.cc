@@ -15,6 +15,7 @@ enum class Endpoint {
   kEventProps,
   kEventAttribute,
   kErrors,
+  kErrorGroups,
   kUsers,
   kUser,
   kSessionEvents,
@@ -38,6 +39,7 @@ Endpoint Match(const std::vector<std::string>& s) {
     if (n == 2 && s[1] == "eventsprops") return Endpoint::kEventProps;
     if (n == 2 && s[1] == "errors") return Endpoint::kErrors;
     if (n == 4 && s[1] == "events") return Endpoint::kEventAttribute;
+    if (n == 3 && s[1] == "errors" && s[2] == "groups") return Endpoint::kErrorGroups;
   }
   if (n == 2 && s[0] == "live" && s[1] == "events") return Endpoint::kLiveEvents;
   if (n == 2 && s[0] == "live" && s[1] == "users") return Endpoint::kLiveUsers;
@@ -119,6 +121,8 @@ void Api::Handle(const HttpRequest& request, std::string_view path, Respond inne
       case Endpoint::kDaily: return respond(DailyResource(deps_, app, req));
       case Endpoint::kEvents: return respond(EventsResource(deps_, app, req, false));
       case Endpoint::kErrors: return respond(EventsResource(deps_, app, req, true));
+      case Endpoint::kErrorGroups:
+        return respond(ErrorGroupsResource(deps_, app, req));
       case Endpoint::kEventProps: return respond(EventPropsResource(deps_, app, req));
       case Endpoint::kEventAttribute:
         return respond(EventAttributeResource(deps_, app, req, rest[2], rest[3]));

@@ -16,6 +16,9 @@ HttpResponse QuickGlanceResource(const ApiDeps& deps, std::string_view app);
 HttpResponse DailyResource(const ApiDeps& deps, std::string_view app, const ApiRequest& req);
 HttpResponse EventsResource(const ApiDeps& deps, std::string_view app, const ApiRequest& req,
                             bool errors);
+// Nucleon's extension /analytics/errors/groups: per error name, its count,
+// users, first and last time and its latest error.
+HttpResponse ErrorGroupsResource(const ApiDeps& deps, std::string_view app, const ApiRequest& req);
 HttpResponse EventPropsResource(const ApiDeps& deps, std::string_view app, const ApiRequest& req);
 HttpResponse EventAttributeResource(const ApiDeps& deps, std::string_view app,
                                     const ApiRequest& req, std::string_view event,

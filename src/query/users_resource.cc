@@ -8,6 +8,8 @@ namespace nucleon {
 
 namespace {
 
+constexpr size_t kMaxSearchBytes = 256;
+
 void WriteUser(JsonWriter& w, const UserSummary& u, std::string_view app, bool details) {
   w.BeginObject();
   w.Key("_id").String(u.id);
@@ -72,7 +74,14 @@ HttpResponse UsersResource(const ApiDeps& deps, std::string_view app, const ApiR
   if (!page.ok()) return ErrorResponse(page.status());
   auto limit = IntParam(req, "limit", 100, 1, 1000, "an integer between 1 and 1000");
   if (!limit.ok()) return ErrorResponse(limit.status());
-  auto users = deps.store->Users(app, *page, *limit);
+  // Nucleon's extension: only the users whose user key contains `search`.
+  std::string search;
+  if (auto it = req.params.find("search"); it != req.params.end()) search = it->second;
+  if (search.size() > kMaxSearchBytes) {
+    return ErrorResponse(Status::InvalidArgument("search must be at most " +
+                                                 std::to_string(kMaxSearchBytes) + " bytes"));
+  }
+  auto users = deps.store->Users(app, *page, *limit, search);
   if (!users.ok()) return ErrorResponse(users.status());
   JsonWriter w;
   w.BeginObject().Key("total").Int(users->total).Key("data").BeginArray();

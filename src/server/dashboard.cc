@@ -3,6 +3,8 @@
 #include <boost/json.hpp>
 
 #include "core/gzip.h"
+#include "core/log.h"
+#include "core/time_util.h"
 #include "server/web_assets.h"
 
 namespace nucleon {
@@ -49,6 +51,107 @@ std::string PrincipalJson(const Principal& p, const std::vector<AppInfo>& apps) 
   return out + "]}";
 }
 
+// %XX escapes decoded (an email in a path: `%40` for `@`); "" when malformed.
+std::string PercentDecode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    auto hex = [](char c) {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+      return -1;
+    };
+    if (i + 2 >= s.size() || hex(s[i + 1]) < 0 || hex(s[i + 2]) < 0) return "";
+    out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
+    i += 2;
+  }
+  return out;
+}
+
+// The non-empty segments of a path, percent-decoded ("" for a malformed one).
+std::vector<std::string> Segments(std::string_view path) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at <= path.size()) {
+    size_t slash = path.find('/', at);
+    if (slash == std::string_view::npos) slash = path.size();
+    if (slash > at) out.push_back(PercentDecode(path.substr(at, slash - at)));
+    at = slash + 1;
+  }
+  return out;
+}
+
+// A JSON array of `element(item)` for each item.
+template <typename T, typename F>
+std::string JsonArray(const std::vector<T>& items, F element) {
+  std::string out = "[";
+  for (const T& item : items) {
+    if (out.size() > 1) out += ',';
+    out += element(item);
+  }
+  return out + "]";
+}
+
+std::string AccountJson(const Account& a) {
+  return "{\"email\":" + JsonQuote(a.email) + ",\"role\":" + JsonQuote(a.role) +
+         ",\"apps\":" + JsonArray(a.apps, [](const std::string& s) { return JsonQuote(s); }) +
+         ",\"createdAt\":" + JsonQuote(FormatIsoMs(a.created_ms)) + "}";
+}
+
+// The JSON object of a request body; InvalidArgument naming `shape` otherwise.
+Result<boost::json::object> BodyObject(const HttpRequest& request, const std::string& shape) {
+  boost::system::error_code ec;
+  boost::json::value body = boost::json::parse(request.body, ec);
+  if (ec || !body.is_object()) return Status::InvalidArgument("send " + shape + " as JSON");
+  return std::move(body.get_object());
+}
+
+// A string member of `o`: nullopt when absent; InvalidArgument when not a string.
+Result<std::optional<std::string>> StringMember(const boost::json::object& o, const char* key) {
+  const boost::json::value* v = o.if_contains(key);
+  if (!v) return std::optional<std::string>();
+  if (!v->is_string()) return Status::InvalidArgument(std::string(key) + " must be a string");
+  return std::optional<std::string>(std::string(v->get_string()));
+}
+
+// role (admin|viewer) and apps (a viewer's, every one an existing app).
+Status ReadRoleAndApps(const boost::json::object& o, Catalog& catalog, std::string* role,
+                       std::vector<std::string>* apps) {
+  auto r = StringMember(o, "role");
+  if (!r.ok()) return r.status();
+  if (!*r || (**r != "admin" && **r != "viewer")) {
+    return Status::InvalidArgument("role must be \"admin\" or \"viewer\"");
+  }
+  *role = **r;
+  apps->clear();
+  if (const boost::json::value* v = o.if_contains("apps")) {
+    if (!v->is_array()) return Status::InvalidArgument("apps must be an array of app ids");
+    for (const boost::json::value& a : v->get_array()) {
+      if (!a.is_string()) return Status::InvalidArgument("apps must be an array of app ids");
+      apps->emplace_back(a.get_string());
+    }
+  }
+  if (*role == "admin" && !apps->empty()) {
+    return Status::InvalidArgument("apps is for viewers: an admin sees every app");
+  }
+  if (apps->empty()) return Status::Ok();
+  auto known = catalog.ListApps();
+  if (!known.ok()) return known.status();
+  for (const std::string& app : *apps) {
+    bool found = false;
+    for (const AppInfo& a : *known) found = found || a.app_id == app;
+    if (!found) return Status::InvalidArgument("unknown app " + app);
+  }
+  return Status::Ok();
+}
+
+HttpResponse Created(std::string data) { return JsonAnswer(201, "{\"data\":" + data + "}"); }
+HttpResponse Answer(std::string data) { return JsonAnswer(200, "{\"data\":" + data + "}"); }
+
 }  // namespace
 
 std::string_view CookieValue(std::string_view header, std::string_view name) {
@@ -66,7 +169,12 @@ std::string_view CookieValue(std::string_view header, std::string_view name) {
   return {};
 }
 
-Dashboard::Dashboard(SessionStore* sessions, AppRegistry* apps) : sessions_(sessions), apps_(apps) {
+Dashboard::Dashboard(SessionStore* sessions, AppRegistry* apps,
+                     std::unique_ptr<Catalog> admin_catalog, PasswordCost password_cost)
+    : sessions_(sessions),
+      apps_(apps),
+      admin_catalog_(std::move(admin_catalog)),
+      password_cost_(password_cost) {
   for (const WebAsset& a : WebAssets()) {
     File f{a.content_type, a.data, {}, StartsWith(a.path, "/assets/")};
     // Compressed once here, so that each answer is a copy.
@@ -95,6 +203,14 @@ bool Dashboard::Serves(const HttpRequest& request, std::string_view path) const 
 
 void Dashboard::Handle(const HttpRequest& request, std::string_view path, Respond respond) {
   if (path == "/api/session") return respond(Session(request));
+  if (path == "/api/admin" || StartsWith(path, "/api/admin/")) {
+    try {
+      return respond(Admin(request, path));
+    } catch (const std::exception& ex) {
+      LogError(std::string("dashboard administration failed: ") + ex.what());
+      return respond(ErrorResponse(Status::Internal("internal error")));
+    }
+  }
   auto it = files_.find(path);
   if (it == files_.end() || path == "/index.html") it = files_.find("/index.html");
   if (it == files_.end()) {
@@ -191,6 +307,161 @@ std::optional<Status> Dashboard::SessionAccess(const HttpRequest& request, const
     return Status::Forbidden("a viewer cannot delete; ask an admin");
   }
   return Status::Ok();
+}
+
+HttpResponse Dashboard::Admin(const HttpRequest& request, std::string_view path) {
+  if (!sessions_ || !admin_catalog_) {
+    return ErrorResponse(Status::Unimplemented("this server has no dashboard accounts"));
+  }
+  auto me = sessions_->Authenticate(CookieValue(request.Header("cookie"), kSessionCookie));
+  if (!me.ok()) return ErrorResponse(me.status());
+  if (!me->admin()) {
+    return ErrorResponse(Status::Forbidden("only admins manage apps, tokens and accounts"));
+  }
+  const bool reads = request.method == "GET" || request.method == "HEAD";
+  if (!reads && !CsrfMatches(*me, request.Header(kCsrfHeader))) {
+    return ErrorResponse(Status::Forbidden("missing or wrong CSRF token (X-CSRF-Token)"));
+  }
+  const std::vector<std::string> seg = Segments(path.substr(std::string_view("/api/admin").size()));
+  for (const std::string& s : seg) {
+    if (s.empty())
+      return ErrorResponse(Status::InvalidArgument("malformed path " + std::string(path)));
+  }
+  std::lock_guard<std::mutex> lock(admin_mu_);
+  if (!seg.empty() && seg[0] == "apps") return AdminApps(request, seg);
+  if (!seg.empty() && seg[0] == "accounts") return AdminAccounts(request, seg, *me);
+  return ErrorResponse(Status::NotFound("no such endpoint: " + std::string(path)));
+}
+
+HttpResponse Dashboard::AdminApps(const HttpRequest& request, const std::vector<std::string>& seg) {
+  Catalog& catalog = *admin_catalog_;
+  const std::string& method = request.method;
+  if (seg.size() == 1) {  // /api/admin/apps
+    if (method == "GET") {
+      auto apps = catalog.ListApps();
+      if (!apps.ok()) return ErrorResponse(apps.status());
+      return Answer(JsonArray(*apps, [](const AppInfo& a) {
+        return "{\"appId\":" + JsonQuote(a.app_id) + ",\"name\":" + JsonQuote(a.name) +
+               ",\"createdAt\":" + JsonQuote(FormatIsoMs(a.created_ms)) +
+               ",\"activeTokens\":" + std::to_string(a.active_tokens) +
+               ",\"retainDays\":" + std::to_string(a.retain_days) + "}";
+      }));
+    }
+    if (method != "POST") return ErrorResponse(Status::MethodNotAllowed("use GET or POST"));
+    auto body = BodyObject(request, "{\"name\": ...}");
+    if (!body.ok()) return ErrorResponse(body.status());
+    auto name = StringMember(*body, "name");
+    if (!name.ok()) return ErrorResponse(name.status());
+    if (!*name || (*name)->empty() || (*name)->size() > 200) {
+      return ErrorResponse(Status::InvalidArgument("name must be 1 to 200 bytes"));
+    }
+    auto cred = catalog.CreateApp(**name);
+    if (!cred.ok()) return ErrorResponse(cred.status());
+    (void)apps_->Reload();  // the new app and token work at once
+    return Created("{\"appId\":" + JsonQuote(cred->app_id) + ",\"name\":" + JsonQuote(**name) +
+                   ",\"token\":" + JsonQuote(cred->token) + "}");
+  }
+  const std::string& app = seg[1];
+  if (seg.size() == 3 && seg[2] == "tokens") {  // /api/admin/apps/:appId/tokens
+    if (method == "GET") {
+      auto tokens = catalog.ListTokens(app);
+      if (!tokens.ok()) return ErrorResponse(tokens.status());
+      return Answer(JsonArray(*tokens, [](const TokenInfo& t) {
+        return "{\"prefix\":" + JsonQuote(t.prefix) +
+               ",\"createdAt\":" + JsonQuote(FormatIsoMs(t.created_ms)) + ",\"revokedAt\":" +
+               (t.revoked_ms ? JsonQuote(FormatIsoMs(*t.revoked_ms)) : std::string("null")) + "}";
+      }));
+    }
+    if (method != "POST") return ErrorResponse(Status::MethodNotAllowed("use GET or POST"));
+    auto cred = catalog.CreateToken(app);
+    if (!cred.ok()) return ErrorResponse(cred.status());
+    (void)apps_->Reload();
+    return Created("{\"appId\":" + JsonQuote(cred->app_id) +
+                   ",\"token\":" + JsonQuote(cred->token) +
+                   ",\"prefix\":" + JsonQuote(cred->token.substr(0, kTokenPrefixChars)) + "}");
+  }
+  if (seg.size() == 4 && seg[2] == "tokens") {  // /api/admin/apps/:appId/tokens/:prefix
+    if (method != "DELETE") return ErrorResponse(Status::MethodNotAllowed("use DELETE"));
+    // Only a token of this app, named by the prefix the list shows.
+    auto tokens = catalog.ListTokens(app);
+    if (!tokens.ok()) return ErrorResponse(tokens.status());
+    bool active = false;
+    for (const TokenInfo& t : *tokens) active = active || (t.prefix == seg[3] && !t.revoked_ms);
+    if (!active) {
+      return ErrorResponse(Status::NotFound("app " + app + " has no active token " + seg[3]));
+    }
+    auto revoked = catalog.RevokeTokens(seg[3]);
+    if (!revoked.ok()) return ErrorResponse(revoked.status());
+    (void)apps_->Reload();  // refused from now on
+    return Answer("{\"revoked\":" + std::to_string(*revoked) + "}");
+  }
+  return ErrorResponse(Status::NotFound("no such endpoint"));
+}
+
+HttpResponse Dashboard::AdminAccounts(const HttpRequest& request,
+                                      const std::vector<std::string>& seg, const Principal& me) {
+  Catalog& catalog = *admin_catalog_;
+  const std::string& method = request.method;
+  if (seg.size() == 1) {  // /api/admin/accounts
+    if (method == "GET") {
+      auto accounts = catalog.ListAccounts();
+      if (!accounts.ok()) return ErrorResponse(accounts.status());
+      return Answer(JsonArray(*accounts, AccountJson));
+    }
+    if (method != "POST") return ErrorResponse(Status::MethodNotAllowed("use GET or POST"));
+    auto body = BodyObject(request, "{\"email\", \"role\", \"apps\", \"password\"}");
+    if (!body.ok()) return ErrorResponse(body.status());
+    auto email_in = StringMember(*body, "email");
+    if (!email_in.ok()) return ErrorResponse(email_in.status());
+    auto email = NormalizeEmail(email_in->value_or(""));
+    if (!email.ok()) return ErrorResponse(email.status());
+    Account account{*email, "", {}, "", NowMs()};
+    if (Status st = ReadRoleAndApps(*body, catalog, &account.role, &account.apps); !st.ok()) {
+      return ErrorResponse(st);
+    }
+    auto password = StringMember(*body, "password");
+    if (!password.ok()) return ErrorResponse(password.status());
+    if (Status st = CheckPasswordRules(password->value_or("")); !st.ok()) return ErrorResponse(st);
+    auto hash = HashPassword(**password, password_cost_);
+    if (!hash.ok()) return ErrorResponse(hash.status());
+    account.password_hash = *hash;
+    if (Status st = catalog.AddAccount(account); !st.ok()) return ErrorResponse(st);
+    return Created(AccountJson(account));
+  }
+  if (seg.size() != 2) return ErrorResponse(Status::NotFound("no such endpoint"));
+  auto email = NormalizeEmail(seg[1]);  // /api/admin/accounts/:email
+  if (!email.ok()) return ErrorResponse(email.status());
+  if (method == "PATCH") {
+    if (*email == me.email) {
+      return ErrorResponse(
+          Status::InvalidArgument("you cannot change your own role or apps; ask another admin"));
+    }
+    auto body = BodyObject(request, "{\"role\", \"apps\"}");
+    if (!body.ok()) return ErrorResponse(body.status());
+    std::string role;
+    std::vector<std::string> apps;
+    if (Status st = ReadRoleAndApps(*body, catalog, &role, &apps); !st.ok()) {
+      return ErrorResponse(st);
+    }
+    auto changed = catalog.UpdateAccount(*email, role, apps);
+    if (!changed.ok()) return ErrorResponse(changed.status());
+    if (!*changed) return ErrorResponse(Status::NotFound("no account " + *email));
+    auto account = catalog.FindAccount(*email);
+    if (!account.ok()) return ErrorResponse(account.status());
+    if (!account->has_value()) return ErrorResponse(Status::NotFound("no account " + *email));
+    return Answer(AccountJson(**account));
+  }
+  if (method == "DELETE") {
+    if (*email == me.email) {
+      return ErrorResponse(
+          Status::InvalidArgument("you cannot remove your own account; ask another admin"));
+    }
+    auto removed = catalog.RemoveAccount(*email);
+    if (!removed.ok()) return ErrorResponse(removed.status());
+    if (!*removed) return ErrorResponse(Status::NotFound("no account " + *email));
+    return Answer("{\"removed\":" + JsonQuote(*email) + "}");
+  }
+  return ErrorResponse(Status::MethodNotAllowed("use PATCH or DELETE"));
 }
 
 }  // namespace nucleon

@@ -43,7 +43,9 @@ class DashboardTest : public ::testing::Test {
     options.dummy_cost = PasswordCost::kMinimal;
     sessions_ = std::make_unique<SessionStore>(std::move(OpenSqliteCatalog(dir_.path())).value(),
                                                options, [] { return int64_t{1}; });
-    dashboard_ = std::make_unique<Dashboard>(sessions_.get(), registry_.get());
+    dashboard_ = std::make_unique<Dashboard>(sessions_.get(), registry_.get(),
+                                             std::move(OpenSqliteCatalog(dir_.path())).value(),
+                                             PasswordCost::kMinimal);
   }
 
   HttpResponse Call(const HttpRequest& request) {
@@ -139,6 +141,137 @@ TEST_F(DashboardTest, SignOutNeedsTheCsrfTokenAndEndsTheSession) {
       Call(Req("DELETE", "/api/session", {{"cookie", cookie}, {"x-csrf-token", csrf}}, ""));
   EXPECT_EQ(out.status, 200);
   EXPECT_EQ(Call(Req("GET", "/api/session", {{"cookie", cookie}}, "")).status, 401);
+}
+
+// An admin call with the session's cookie (and CSRF token when given).
+HttpRequest AdminCall(std::string method, std::string target, const std::string& cookie,
+                      const std::string& csrf, std::string body = "") {
+  std::vector<std::pair<std::string, std::string>> headers = {{"cookie", cookie}};
+  if (!csrf.empty()) headers.emplace_back("x-csrf-token", csrf);
+  return Req(std::move(method), std::move(target), std::move(headers), std::move(body));
+}
+
+// The value of the first string member `key` in a JSON text.
+std::string Member(const std::string& json, const std::string& key) {
+  const std::string head = "\"" + key + "\":\"";
+  const size_t at = json.find(head);
+  if (at == std::string::npos) return "";
+  const size_t from = at + head.size();
+  return json.substr(from, json.find('"', from) - from);
+}
+
+TEST_F(DashboardTest, AdminEndpointsAreForSignedInAdminsWithTheCsrfToken) {
+  auto [admin, admin_csrf] = SignIn("admin@example.com");
+  auto [viewer, viewer_csrf] = SignIn("viewer@example.com");
+  // Not signed in: 401; a viewer: 403, reads and changes alike.
+  EXPECT_EQ(Call(Req("GET", "/api/admin/apps", {}, "")).status, 401);
+  EXPECT_EQ(Call(AdminCall("GET", "/api/admin/apps", viewer, "")).status, 403);
+  EXPECT_EQ(Call(AdminCall("GET", "/api/admin/accounts", viewer, "")).status, 403);
+  HttpResponse refused =
+      Call(AdminCall("POST", "/api/admin/apps", viewer, viewer_csrf, R"({"name":"x"})"));
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_NE(refused.body.find("\"error\""), std::string::npos) << refused.body;
+  // An admin without (or with another session's) CSRF token changes nothing.
+  EXPECT_EQ(Call(AdminCall("POST", "/api/admin/apps", admin, "", R"({"name":"x"})")).status, 403);
+  EXPECT_EQ(
+      Call(AdminCall("POST", "/api/admin/apps", admin, viewer_csrf, R"({"name":"x"})")).status,
+      403);
+  HttpResponse apps = Call(AdminCall("GET", "/api/admin/apps", admin, ""));
+  EXPECT_EQ(apps.status, 200);
+  EXPECT_EQ(apps.body.find("\"name\":\"x\""), std::string::npos) << apps.body;
+  EXPECT_EQ(Call(AdminCall("GET", "/api/admin/nothing", admin, "")).status, 404);
+}
+
+TEST_F(DashboardTest, AdminCreatesAnAppAndManagesItsTokens) {
+  auto [admin, csrf] = SignIn("admin@example.com");
+  HttpResponse created =
+      Call(AdminCall("POST", "/api/admin/apps", admin, csrf, R"({"name":"Three"})"));
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string app = Member(created.body, "appId");
+  const std::string token = Member(created.body, "token");
+  ASSERT_FALSE(app.empty());
+  EXPECT_EQ(registry_->AppForToken(token), app) << "works at once";
+  EXPECT_EQ(Call(AdminCall("POST", "/api/admin/apps", admin, csrf, R"({"name":""})")).status, 400);
+  EXPECT_EQ(Call(AdminCall("POST", "/api/admin/apps", admin, csrf, "nope")).status, 400);
+
+  HttpResponse second = Call(AdminCall("POST", "/api/admin/apps/" + app + "/tokens", admin, csrf));
+  ASSERT_EQ(second.status, 201) << second.body;
+  const std::string token2 = Member(second.body, "token");
+  EXPECT_EQ(Member(second.body, "prefix"), token2.substr(0, kTokenPrefixChars));
+  HttpResponse list = Call(AdminCall("GET", "/api/admin/apps/" + app + "/tokens", admin, ""));
+  ASSERT_EQ(list.status, 200);
+  EXPECT_NE(list.body.find(token.substr(0, kTokenPrefixChars)), std::string::npos);
+  EXPECT_EQ(list.body.find(token), std::string::npos) << "never the whole token";
+  EXPECT_EQ(Call(AdminCall("GET", "/api/admin/apps/missing/tokens", admin, "")).status, 404);
+
+  const std::string revoke =
+      "/api/admin/apps/" + app + "/tokens/" + token.substr(0, kTokenPrefixChars);
+  EXPECT_EQ(Call(AdminCall("DELETE", revoke, admin, "")).status, 403) << "CSRF";
+  EXPECT_EQ(registry_->AppForToken(token), app);
+  // Another app's token is not revoked through this app.
+  EXPECT_EQ(
+      Call(AdminCall("DELETE",
+                     "/api/admin/apps/" + app1_ + "/tokens/" + token.substr(0, kTokenPrefixChars),
+                     admin, csrf))
+          .status,
+      404);
+  HttpResponse revoked = Call(AdminCall("DELETE", revoke, admin, csrf));
+  EXPECT_EQ(revoked.status, 200) << revoked.body;
+  EXPECT_NE(revoked.body.find("\"revoked\":1"), std::string::npos);
+  EXPECT_EQ(registry_->AppForToken(token), "") << "refused at once";
+  EXPECT_EQ(registry_->AppForToken(token2), app);
+  EXPECT_EQ(Call(AdminCall("DELETE", revoke, admin, csrf)).status, 404) << "already revoked";
+  list = Call(AdminCall("GET", "/api/admin/apps/" + app + "/tokens", admin, ""));
+  EXPECT_NE(list.body.find("\"revokedAt\":\""), std::string::npos) << list.body;
+  EXPECT_NE(list.body.find("\"revokedAt\":null"), std::string::npos) << list.body;
+}
+
+TEST_F(DashboardTest, AdminManagesAccounts) {
+  auto [admin, csrf] = SignIn("admin@example.com");
+  HttpResponse list = Call(AdminCall("GET", "/api/admin/accounts", admin, ""));
+  ASSERT_EQ(list.status, 200);
+  EXPECT_NE(list.body.find("viewer@example.com"), std::string::npos);
+  EXPECT_EQ(list.body.find("password"), std::string::npos) << "hashes never leave";
+
+  const std::string add = R"({"email":" New@Example.com","role":"viewer","apps":[")" + app1_ +
+                          R"("],"password":"password-2"})";
+  HttpResponse added = Call(AdminCall("POST", "/api/admin/accounts", admin, csrf, add));
+  ASSERT_EQ(added.status, 201) << added.body;
+  EXPECT_EQ(Member(added.body, "email"), "new@example.com");
+  EXPECT_EQ(Call(AdminCall("POST", "/api/admin/accounts", admin, csrf, add)).status, 400)
+      << "taken";
+  for (const std::string& bad : std::vector<std::string>{
+           R"({"email":"a@b.c","role":"owner","password":"password-2"})",
+           R"({"email":"a@b.c","role":"viewer","apps":["nope"],"password":"password-2"})",
+           R"({"email":"a@b.c","role":"admin","apps":[")" + app1_ +
+               R"("],"password":"password-2"})",
+           R"({"email":"a@b.c","role":"viewer","password":"short"})",
+           R"({"email":"no-at-sign","role":"viewer","password":"password-2"})"}) {
+    EXPECT_EQ(Call(AdminCall("POST", "/api/admin/accounts", admin, csrf, bad)).status, 400) << bad;
+  }
+  // The new account signs in and sees its app only.
+  HttpRequest sign_in =
+      Req("POST", "/api/session", {}, R"({"email":"new@example.com","password":"password-2"})");
+  sign_in.client_key = "new";
+  ASSERT_EQ(Call(sign_in).status, 200);
+
+  const std::string one = "/api/admin/accounts/new%40example.com";
+  HttpResponse promoted = Call(AdminCall("PATCH", one, admin, csrf, R"({"role":"admin"})"));
+  ASSERT_EQ(promoted.status, 200) << promoted.body;
+  EXPECT_NE(promoted.body.find("\"role\":\"admin\",\"apps\":[]"), std::string::npos)
+      << promoted.body;
+  EXPECT_EQ(Call(AdminCall("PATCH", one, admin, "", R"({"role":"viewer"})")).status, 403);
+  EXPECT_EQ(Call(AdminCall("PATCH", "/api/admin/accounts/admin%40example.com", admin, csrf,
+                           R"({"role":"viewer"})"))
+                .status,
+            400)
+      << "not one's own role";
+  EXPECT_EQ(
+      Call(AdminCall("DELETE", "/api/admin/accounts/admin%40example.com", admin, csrf)).status, 400)
+      << "not one's own account";
+  EXPECT_EQ(Call(AdminCall("DELETE", one, admin, csrf)).status, 200);
+  EXPECT_EQ(Call(AdminCall("DELETE", one, admin, csrf)).status, 404);
+  EXPECT_EQ(Call(sign_in).status, 401) << "removed";
 }
 
 TEST_F(DashboardTest, ServesPagesToBrowsersOnly) {

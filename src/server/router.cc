@@ -168,7 +168,9 @@ void Router::Handle(const HttpRequest& request, Respond respond) {
     }
   }
 
-  if (deps_.dashboard && (path == "/api/session" || deps_.dashboard->Serves(request, path))) {
+  if (deps_.dashboard &&
+      (path == "/api/session" || path == "/api/admin" || path.rfind("/api/admin/", 0) == 0 ||
+       deps_.dashboard->Serves(request, path))) {
     return deps_.dashboard->Handle(request, path, std::move(respond));
   }
 

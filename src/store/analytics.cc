@@ -1,5 +1,7 @@
 #include "store/analytics.h"
 
+#include <algorithm>
+
 #include "core/crypto.h"
 
 namespace nucleon {
@@ -15,6 +17,12 @@ void CompleteFromInitContext(const Event& c, Event* e) {
     if (field->empty()) *field = *from;
   }
   if (!e->total_ram) e->total_ram = c.total_ram;
+}
+
+void SortErrorGroups(std::vector<ErrorGroup>* groups) {
+  std::sort(groups->begin(), groups->end(), [](const ErrorGroup& a, const ErrorGroup& b) {
+    return a.count != b.count ? a.count > b.count : a.name < b.name;
+  });
 }
 
 std::string UserDbId(std::string_view app_id, std::string_view user_key) {

@@ -43,6 +43,22 @@ struct DailyAnalytics {
 
 using DailyCounts = std::map<std::string, std::map<int64_t, int64_t>>;  // name -> day -> count
 
+// One error group of the errors details (semantics.md §5.7): the `error`
+// events in range with one name.
+struct ErrorGroup {
+  std::string name;
+  int64_t count = 0;
+  int64_t users = 0;  // distinct user keys among them
+  int64_t first_ms = 0, last_ms = 0;
+  // The latest of them (equal times: the one stored last): whose, where, and
+  // the texts of its `message` and `stack` properties ("" when absent).
+  int64_t sample_ms = 0;
+  std::string sample_user, sample_session, sample_device, message, stack;
+};
+
+// Most frequent first; equal counts: name in byte order.
+void SortErrorGroups(std::vector<ErrorGroup>* groups);
+
 struct EventPropKeys {
   std::string event;
   std::vector<std::string> keys;

@@ -9,6 +9,27 @@ std::string NewToken() {
 
 size_t NewTokenLength() { return 4 + 43; }
 
+std::string JoinAppIds(const std::vector<std::string>& apps) {
+  std::string out;
+  for (const std::string& a : apps) {
+    if (!out.empty()) out += ',';
+    out += a;
+  }
+  return out;
+}
+
+std::vector<std::string> SplitAppIds(std::string_view text) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at < text.size()) {
+    size_t comma = text.find(',', at);
+    if (comma == std::string_view::npos) comma = text.size();
+    if (comma > at) out.emplace_back(text.substr(at, comma - at));
+    at = comma + 1;
+  }
+  return out;
+}
+
 Status CheckRevokePrefix(const std::string& prefix) {
   if (prefix.size() < 8) {
     return Status::InvalidArgument("a token prefix needs at least 8 characters");

@@ -25,6 +25,14 @@ struct AppInfo {
   int retain_days = 0;  // the app's own retention in days; 0: none (the server's default)
 };
 
+// A token as the catalog shows it: never its text, only its first
+// kTokenPrefixChars characters (enough to revoke it).
+struct TokenInfo {
+  std::string prefix;
+  int64_t created_ms = 0;
+  std::optional<int64_t> revoked_ms;
+};
+
 struct NewCredential {
   std::string app_id;
   std::string token;  // shown once, never stored
@@ -41,8 +49,21 @@ struct CatalogSnapshot {
   std::unordered_map<std::string, int> retain_days;
 };
 
-// Every row of a catalog, revoked tokens included, for moving it to another
-// backend (nucleon migrate). Token hashes only: a token's text is never kept.
+// A dashboard account. An admin sees every app and may change things; a
+// viewer sees the apps listed and changes nothing.
+struct Account {
+  std::string email;              // lowercased; the key
+  std::string role;               // "admin" or "viewer"
+  std::vector<std::string> apps;  // a viewer's apps (an admin's list is ignored)
+  // libsodium's crypto_pwhash_str (argon2id, with its own salt and cost); the
+  // password itself is never kept.
+  std::string password_hash;
+  int64_t created_ms = 0;
+};
+
+// Every row of a catalog, revoked tokens included, and the accounts, for
+// moving it to another backend (nucleon migrate). Token hashes and password
+// hashes only: a token's text or a password is never kept.
 struct CatalogContents {
   struct App {
     std::string app_id, name;
@@ -55,18 +76,7 @@ struct CatalogContents {
   };
   std::vector<App> apps;
   std::vector<Token> tokens;
-};
-
-// A dashboard account. An admin sees every app and may change things; a
-// viewer sees the apps listed and changes nothing.
-struct Account {
-  std::string email;              // lowercased; the key
-  std::string role;               // "admin" or "viewer"
-  std::vector<std::string> apps;  // a viewer's apps (an admin's list is ignored)
-  // libsodium's crypto_pwhash_str (argon2id, with its own salt and cost); the
-  // password itself is never kept.
-  std::string password_hash;
-  int64_t created_ms = 0;
+  std::vector<Account> accounts;
 };
 
 class Catalog {
@@ -83,6 +93,9 @@ class Catalog {
   }
   virtual Result<std::vector<AppInfo>> ListApps() = 0;
   virtual Result<NewCredential> CreateToken(const std::string& app_id) = 0;
+  // The app's tokens, revoked ones included, oldest first. NotFound for an
+  // unknown app.
+  virtual Result<std::vector<TokenInfo>> ListTokens(const std::string& app_id) = 0;
   // Sets the app's own retention to `days` whole days (0: none, the server's
   // default applies). NotFound for an unknown app.
   virtual Status SetRetention(const std::string& app_id, int days) = 0;
@@ -118,14 +131,26 @@ class Catalog {
     (void)hash;
     return AccountsUnsupported();
   }
+  // Sets the account's role and apps (a viewer's; an admin's are cleared).
+  // Whether there was such an account.
+  virtual Result<bool> UpdateAccount(const std::string& email, const std::string& role,
+                                     const std::vector<std::string>& apps) {
+    (void)email;
+    (void)role;
+    (void)apps;
+    return AccountsUnsupported();
+  }
 
  private:
   static Status AccountsUnsupported() {
-    return Status::Unimplemented(
-        "dashboard accounts are kept in the embedded catalog only; this store's catalog "
-        "(ClickHouse) has none yet");
+    return Status::Unimplemented("this catalog keeps no dashboard accounts");
   }
 };
+
+// A viewer's app ids as a catalog stores them: comma-separated (app ids
+// never hold a comma), and back (empty items dropped).
+std::string JoinAppIds(const std::vector<std::string>& apps);
+std::vector<std::string> SplitAppIds(std::string_view text);
 
 // Token text: "nct_" + 43 base64url characters (256 random bits).
 std::string NewToken();

@@ -19,7 +19,7 @@ Status EventStore::SessionEnds(
     const std::function<Status(const std::string&, const std::string&, int64_t)>& sink) {
   constexpr int64_t kPage = 1000;
   for (int64_t page = 1;; ++page) {
-    auto users = Users(app_id, page, kPage);
+    auto users = Users(app_id, page, kPage, "");
     if (!users.ok()) return users.status();
     for (const UserSummary& u : users->users) {
       auto details = User(app_id, u.user_key);

@@ -174,14 +174,21 @@ class EventStore {
   // name -> local day -> count, over `event` events (or `error` events).
   virtual Result<DailyCounts> EventCounts(std::string_view app_id, const QueryRange& range,
                                           bool errors) = 0;
+  // The `error` events in range grouped by name: most frequent first (equal
+  // counts: name in byte order).
+  virtual Result<std::vector<ErrorGroup>> ErrorGroups(std::string_view app_id,
+                                                      const QueryRange& range) = 0;
   virtual Result<std::vector<EventPropKeys>> EventProps(std::string_view app_id,
                                                         const QueryRange& range) = 0;
   virtual Result<std::vector<ValueCount>> EventAttribute(std::string_view app_id,
                                                          const QueryRange& range,
                                                          std::string_view event,
                                                          std::string_view attr) = 0;
-  // Sorted by last seen, newest first; `page` from 1.
-  virtual Result<UserList> Users(std::string_view app_id, int64_t page, int64_t limit) = 0;
+  // Sorted by last seen, newest first; `page` from 1. A non-empty `search`
+  // keeps only the users whose user key contains it, ASCII letters matching
+  // in either case; `total` then counts those.
+  virtual Result<UserList> Users(std::string_view app_id, int64_t page, int64_t limit,
+                                 std::string_view search) = 0;
   // NotFound for an unknown user.
   virtual Result<UserDetails> User(std::string_view app_id, std::string_view user_key) = 0;
   // The events of the user's sessions with that id (on `device_id` only, when

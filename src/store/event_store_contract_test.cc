@@ -17,6 +17,8 @@
 #include "core/testing/temp_dir.h"
 #include "core/time_util.h"
 #include "store/backend.h"
+#include "store/clickhouse/clickhouse_client.h"
+#include "store/clickhouse/clickhouse_schema.h"
 #include "store/clickhouse/testing/clickhouse_server.h"
 
 namespace nucleon {
@@ -28,7 +30,7 @@ constexpr char kApp[] = "contract-app";
 
 struct Backend {
   std::string name;
-  std::function<Result<std::unique_ptr<EventStore>>(const std::string& dir)> open;
+  std::function<StoreConfig(const std::string& dir)> config;
 };
 
 // One clickhouse-server for the whole binary, started by the first test that
@@ -50,7 +52,7 @@ std::vector<Backend> Backends() {
                                       StoreConfig config;
                                       config.data_dir = dir;
                                       config.sqlite.fsync_full = false;
-                                      return OpenEventStore(config);
+                                      return config;
                                     }}};
   if (ClickHouseServer::Available()) {
     backends.push_back({"clickhouse", [](const std::string& dir) {
@@ -61,7 +63,7 @@ std::vector<Backend> Backends() {
                           const Sha256Digest d = Sha256(dir);
                           config.clickhouse.database = "contract_" + HexEncode(d.data(), 6);
                           config.clickhouse.fsync_full = false;
-                          return OpenEventStore(config);
+                          return config;
                         }});
   }
   return backends;
@@ -100,7 +102,7 @@ class EventStoreContractTest : public ::testing::TestWithParam<Backend> {
 
   void Open() {
     store_.reset();
-    auto store = GetParam().open(dir_.path());
+    auto store = OpenEventStore(GetParam().config(dir_.path()));
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
     // Reads may answer Unavailable until the read side is loaded.
@@ -200,7 +202,7 @@ TEST_P(EventStoreContractTest, AnswersCountWhatWasStored) {
   ASSERT_TRUE(counts.ok()) << counts.status().ToString();
   EXPECT_EQ((*counts)["SAVED"][day_number], 2);
 
-  auto users = store_->Users(kApp, 1, 10);
+  auto users = store_->Users(kApp, 1, 10, "");
   ASSERT_TRUE(users.ok()) << users.status().ToString();
   EXPECT_EQ(users->total, 2);
   ASSERT_EQ(users->users.size(), 2u);
@@ -222,9 +224,96 @@ TEST_P(EventStoreContractTest, AnswersCountWhatWasStored) {
   auto other = store_->QuickGlance("another-app", day.from_ms, day.to_ms);
   ASSERT_TRUE(other.ok());
   EXPECT_EQ(other->users, 0);
-  auto none = store_->Users("another-app", 1, 10);
+  auto none = store_->Users("another-app", 1, 10, "");
   ASSERT_TRUE(none.ok());
   EXPECT_EQ(none->total, 0);
+}
+
+TEST_P(EventStoreContractTest, UsersSearchMatchesPartOfTheUserKeyInEitherCase) {
+  Append({Init("1", kT0, "d1", "s1", "Ada.Lovelace"), Init("2", kT0 + 1000, "d2", "s2", "bob"),
+          Init("3", kT0 + 2000, "d3", "s3", "ada-2"), Init("4", kT0 + 3000, "d4", "s4", "Zed")});
+  auto found = store_->Users(kApp, 1, 10, "ADA");
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  EXPECT_EQ(found->total, 2);
+  ASSERT_EQ(found->users.size(), 2u);
+  EXPECT_EQ(found->users[0].user_key, "ada-2") << "newest last seen first";
+  EXPECT_EQ(found->users[1].user_key, "Ada.Lovelace");
+  auto middle = store_->Users(kApp, 1, 10, "love");
+  ASSERT_TRUE(middle.ok());
+  ASSERT_EQ(middle->users.size(), 1u);
+  EXPECT_EQ(middle->users[0].user_key, "Ada.Lovelace");
+  auto second_page = store_->Users(kApp, 2, 1, "a");
+  ASSERT_TRUE(second_page.ok());
+  EXPECT_EQ(second_page->total, 2) << "ada-2, Ada.Lovelace";
+  ASSERT_EQ(second_page->users.size(), 1u);
+  EXPECT_EQ(second_page->users[0].user_key, "Ada.Lovelace");
+  // Many matches for a small page (a backend may then walk the users by last
+  // seen rather than sort the matches): the same order.
+  std::vector<std::string> walked;
+  for (int page = 1; page <= 4; ++page) {
+    auto one = store_->Users(kApp, page, 1, "D");
+    ASSERT_TRUE(one.ok());
+    EXPECT_EQ(one->total, 3);
+    for (const UserSummary& u : one->users) walked.push_back(u.user_key);
+  }
+  EXPECT_EQ(walked, (std::vector<std::string>{"Zed", "ada-2", "Ada.Lovelace"}));
+  auto none = store_->Users(kApp, 1, 10, "%");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->total, 0) << "no wildcards";
+  EXPECT_TRUE(none->users.empty());
+  auto all = store_->Users(kApp, 1, 10, "");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->total, 4);
+}
+
+TEST_P(EventStoreContractTest, ErrorGroupsCountUsersAndKeepTheLatestSample) {
+  auto error = [](const std::string& name, const std::string& id, int64_t t,
+                  const std::string& user, const std::string& message) {
+    Event e = Make(EventType::kError, name, id, t, "dev-" + user, "s-" + user, user);
+    e.payload_json = "{\"message\":\"" + message + "\",\"stack\":\"at f (a.js:1)\"}";
+    e.error_hash = "0123456789abcdef0123456789abcdef";
+    return e;
+  };
+  Append({Init("1", kT0, "dev-ann", "s-ann", "ann"),
+          error("TypeError", "2", kT0 + 1000, "ann", "a"),
+          error("TypeError", "3", kT0 + 2000, "ann", "b"),
+          Init("4", kT0 + 3000, "dev-bo", "s-bo", "bo"),
+          error("TypeError", "5", kT0 + 4000, "bo", "c"),
+          error("RangeError", "6", kT0 + 5000, "bo", "d"),
+          // Outside the range asked below.
+          error("TypeError", "7", kT0 + 2 * kDayMs, "ann", "later")});
+  const QueryRange range{kT0 - 1000, kT0 + kDayMs, 0};
+  auto groups = store_->ErrorGroups(kApp, range);
+  ASSERT_TRUE(groups.ok()) << groups.status().ToString();
+  ASSERT_EQ(groups->size(), 2u);
+  const ErrorGroup& t = (*groups)[0];
+  EXPECT_EQ(t.name, "TypeError") << "most frequent first";
+  EXPECT_EQ(t.count, 3);
+  EXPECT_EQ(t.users, 2);
+  EXPECT_EQ(t.first_ms, kT0 + 1000);
+  EXPECT_EQ(t.last_ms, kT0 + 4000);
+  EXPECT_EQ(t.sample_ms, kT0 + 4000);
+  EXPECT_EQ(t.sample_user, "bo");
+  EXPECT_EQ(t.sample_session, "s-bo");
+  EXPECT_EQ(t.sample_device, "dev-bo");
+  EXPECT_EQ(t.message, "c");
+  EXPECT_EQ(t.stack, "at f (a.js:1)");
+  const ErrorGroup& r = (*groups)[1];
+  EXPECT_EQ(r.name, "RangeError");
+  EXPECT_EQ(r.count, 1);
+  EXPECT_EQ(r.users, 1);
+  EXPECT_EQ(r.message, "d");
+  auto empty = store_->ErrorGroups("another-app", range);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->empty());
+  // After a delete, the user's errors are gone from every group.
+  ASSERT_TRUE(store_->DeleteUser(kApp, "bo").ok());
+  auto after = store_->ErrorGroups(kApp, range);
+  ASSERT_TRUE(after.ok());
+  ASSERT_EQ(after->size(), 1u);
+  EXPECT_EQ((*after)[0].count, 2);
+  EXPECT_EQ((*after)[0].users, 1);
+  EXPECT_EQ((*after)[0].message, "b");
 }
 
 TEST_P(EventStoreContractTest, ContextsComeBatchedInTheOrderAsked) {
@@ -364,6 +453,139 @@ INSTANTIATE_TEST_SUITE_P(Backends, EventStoreContractTest, ::testing::ValuesIn(B
                          [](const ::testing::TestParamInfo<Backend>& info) {
                            return info.param.name;
                          });
+
+// The catalog's promises, against every backend's catalog: tokens listed by
+// prefix and revoked, and the dashboard's accounts kept, changed and removed.
+class CatalogContractTest : public ::testing::TestWithParam<Backend> {
+ protected:
+  void SetUp() override {
+    auto catalog = OpenCatalog(GetParam().config(dir_.path()));
+    ASSERT_TRUE(catalog.ok()) << catalog.status().ToString();
+    catalog_ = std::move(catalog).value();
+  }
+  TempDir dir_;
+  std::unique_ptr<Catalog> catalog_;
+};
+
+TEST_P(CatalogContractTest, ListsAnAppsTokensByPrefixAndRevokedOnes) {
+  auto app = catalog_->CreateApp("one");
+  ASSERT_TRUE(app.ok()) << app.status().ToString();
+  auto other = catalog_->CreateApp("two");
+  ASSERT_TRUE(other.ok());
+  auto second = catalog_->CreateToken(app->app_id);
+  ASSERT_TRUE(second.ok());
+  auto tokens = catalog_->ListTokens(app->app_id);
+  ASSERT_TRUE(tokens.ok()) << tokens.status().ToString();
+  ASSERT_EQ(tokens->size(), 2u) << "not the other app's";
+  for (const TokenInfo& t : *tokens) {
+    EXPECT_EQ(t.prefix.size(), kTokenPrefixChars);
+    EXPECT_FALSE(t.revoked_ms.has_value());
+  }
+  const std::string first_prefix = app->token.substr(0, kTokenPrefixChars);
+  EXPECT_TRUE((*tokens)[0].prefix == first_prefix || (*tokens)[1].prefix == first_prefix);
+  auto revoked = catalog_->RevokeTokens(first_prefix);
+  ASSERT_TRUE(revoked.ok());
+  EXPECT_EQ(*revoked, 1);
+  tokens = catalog_->ListTokens(app->app_id);
+  ASSERT_TRUE(tokens.ok());
+  ASSERT_EQ(tokens->size(), 2u);
+  for (const TokenInfo& t : *tokens) {
+    EXPECT_EQ(t.revoked_ms.has_value(), t.prefix == first_prefix) << t.prefix;
+  }
+  EXPECT_EQ(catalog_->ListTokens("missing").status().code(), StatusCode::kNotFound);
+}
+
+TEST_P(CatalogContractTest, KeepsChangesAndRemovesAccounts) {
+  ASSERT_TRUE(catalog_->AddAccount(Account{"ann@example.com", "admin", {}, "hash-1", 1000}).ok());
+  ASSERT_TRUE(
+      catalog_->AddAccount(Account{"bo@example.com", "viewer", {"app-1", "app-2"}, "hash-2", 2000})
+          .ok());
+  EXPECT_EQ(catalog_->AddAccount(Account{"bo@example.com", "admin", {}, "hash-3", 3000}).code(),
+            StatusCode::kInvalidArgument)
+      << "taken";
+  auto all = catalog_->ListAccounts();
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].email, "ann@example.com") << "by email";
+  EXPECT_EQ((*all)[1].apps, (std::vector<std::string>{"app-1", "app-2"}));
+  EXPECT_EQ((*all)[1].password_hash, "hash-2");
+  EXPECT_EQ((*all)[1].created_ms, 2000);
+
+  auto changed = catalog_->UpdateAccount("bo@example.com", "viewer", {"app-3"});
+  ASSERT_TRUE(changed.ok() && *changed);
+  auto bo = catalog_->FindAccount("bo@example.com");
+  ASSERT_TRUE(bo.ok() && bo->has_value());
+  EXPECT_EQ((*bo)->apps, (std::vector<std::string>{"app-3"}));
+  EXPECT_EQ((*bo)->password_hash, "hash-2") << "unchanged";
+  ASSERT_TRUE(*catalog_->UpdateAccount("bo@example.com", "admin", {"app-3"}));
+  bo = catalog_->FindAccount("bo@example.com");
+  EXPECT_EQ((*bo)->role, "admin");
+  EXPECT_TRUE((*bo)->apps.empty()) << "an admin sees every app";
+  ASSERT_TRUE(*catalog_->SetPasswordHash("bo@example.com", "hash-4"));
+  bo = catalog_->FindAccount("bo@example.com");
+  EXPECT_EQ((*bo)->password_hash, "hash-4");
+  EXPECT_EQ((*bo)->created_ms, 2000);
+  EXPECT_FALSE(*catalog_->UpdateAccount("nobody@example.com", "viewer", {}));
+
+  ASSERT_TRUE(*catalog_->RemoveAccount("bo@example.com"));
+  EXPECT_FALSE(*catalog_->RemoveAccount("bo@example.com"));
+  EXPECT_FALSE(catalog_->FindAccount("bo@example.com")->has_value());
+  EXPECT_EQ(catalog_->ListAccounts()->size(), 1u);
+  // Added again after a removal: a new account.
+  ASSERT_TRUE(catalog_->AddAccount(Account{"bo@example.com", "viewer", {}, "hash-5", 5000}).ok());
+  EXPECT_EQ((*catalog_->FindAccount("bo@example.com"))->password_hash, "hash-5");
+
+  // Another connection (another node, the admin CLI) sees the same.
+  auto again = OpenCatalog(GetParam().config(dir_.path()));
+  ASSERT_TRUE(again.ok());
+  auto seen = (*again)->ListAccounts();
+  ASSERT_TRUE(seen.ok());
+  ASSERT_EQ(seen->size(), 2u);
+  EXPECT_EQ((*seen)[1].password_hash, "hash-5");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, CatalogContractTest, ::testing::ValuesIn(Backends()),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           return info.param.name;
+                         });
+
+// A ClickHouse database made by the release before accounts (schema version
+// 3: no accounts table) gains the table when a node opens it, once, and keeps
+// working; opening it again changes nothing.
+TEST(ClickHouseSchemaTest, AVersion3DatabaseGainsTheAccountsTable) {
+  if (!ClickHouseServer::Available()) GTEST_SKIP() << "clickhouse-server is not installed";
+  ClickHouseStoreOptions options;
+  options.urls = {SharedClickHouse()->url()};
+  options.database = "schema_upgrade";
+  auto client = ClickHouseClient::Create(ClientOptionsFor(options));
+  ASSERT_TRUE(client.ok());
+  const ClickHouseTables tables(options);
+  ASSERT_TRUE(EnsureClickHouseSchema(**client, tables).ok());
+  // Back to version 3: without the accounts table, version rows up to 3.
+  for (const std::string& sql : std::vector<std::string>{
+           "DROP TABLE " + tables("accounts"), "DROP TABLE " + tables("schema_versions"),
+           "CREATE TABLE " + tables("schema_versions") +
+               " (version UInt32, applied_ms Int64) ENGINE = MergeTree ORDER BY version",
+           "INSERT INTO " + tables("schema_versions") + " VALUES (3, 1)"}) {
+    ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
+  }
+  StoreConfig config;
+  config.backend = "clickhouse";
+  config.clickhouse = options;
+  auto catalog = OpenCatalog(config);
+  ASSERT_TRUE(catalog.ok()) << catalog.status().ToString();
+  ASSERT_TRUE((*catalog)->AddAccount(Account{"ann@example.com", "admin", {}, "hash", 1}).ok());
+  auto again = OpenCatalog(config);
+  ASSERT_TRUE(again.ok());
+  auto accounts = (*again)->ListAccounts();
+  ASSERT_TRUE(accounts.ok()) << accounts.status().ToString();
+  EXPECT_EQ(accounts->size(), 1u);
+  auto versions = (*client)->Execute("SELECT count(), max(version) FROM " +
+                                     tables("schema_versions") + " FORMAT TabSeparated");
+  ASSERT_TRUE(versions.ok());
+  EXPECT_EQ(*versions, "2\t" + std::to_string(kClickHouseSchemaVersion) + "\n")
+      << "one row for the new version, however often it is opened";
+}
 
 }  // namespace
 }  // namespace nucleon

@@ -71,6 +71,10 @@ class EventStoreWrapper : public EventStore {
                                   bool errors) override {
     return target_->EventCounts(app_id, range, errors);
   }
+  Result<std::vector<ErrorGroup>> ErrorGroups(std::string_view app_id,
+                                              const QueryRange& range) override {
+    return target_->ErrorGroups(app_id, range);
+  }
   Result<std::vector<EventPropKeys>> EventProps(std::string_view app_id,
                                                 const QueryRange& range) override {
     return target_->EventProps(app_id, range);
@@ -80,8 +84,9 @@ class EventStoreWrapper : public EventStore {
                                                  std::string_view attr) override {
     return target_->EventAttribute(app_id, range, event, attr);
   }
-  Result<UserList> Users(std::string_view app_id, int64_t page, int64_t limit) override {
-    return target_->Users(app_id, page, limit);
+  Result<UserList> Users(std::string_view app_id, int64_t page, int64_t limit,
+                         std::string_view search) override {
+    return target_->Users(app_id, page, limit, search);
   }
   Result<UserDetails> User(std::string_view app_id, std::string_view user_key) override {
     return target_->User(app_id, user_key);

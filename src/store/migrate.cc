@@ -42,6 +42,10 @@ Result<MigrationReport> MigrateToClickHouse(
     NUCLEON_RETURN_IF_ERROR(into.AddToken(token));
     ++report.tokens;
   }
+  for (const Account& account : catalog->accounts) {
+    NUCLEON_RETURN_IF_ERROR(into.AddAccount(account));
+    ++report.accounts;
+  }
   Status added;
   for (const auto& app : catalog->apps) {
     // The export gives events by time; their storage positions, in the same

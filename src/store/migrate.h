@@ -15,7 +15,7 @@
 namespace nucleon {
 
 struct MigrationReport {
-  int64_t apps = 0, tokens = 0, events = 0, sessions = 0, tombstones = 0;
+  int64_t apps = 0, tokens = 0, accounts = 0, events = 0, sessions = 0, tombstones = 0;
 };
 
 // `sqlite_dir`: a data folder no server is writing to. The target database

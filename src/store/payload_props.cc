@@ -40,6 +40,15 @@ std::vector<std::pair<std::string, PropValue>> ParsePayloadProps(std::string_vie
   return ScalarProps(v.get_object());
 }
 
+std::pair<std::string, std::string> ErrorTexts(std::string_view payload_json) {
+  std::pair<std::string, std::string> out;
+  for (auto& [key, value] : ParsePayloadProps(payload_json)) {
+    if (key == "message") out.first = std::move(value.text);
+    if (key == "stack") out.second = std::move(value.text);
+  }
+  return out;
+}
+
 std::string PropJson(const PropValue& v) {
   if (v.kind != PropValue::Kind::kString) return v.text;
   return boost::json::serialize(boost::json::value(v.text));

@@ -22,6 +22,10 @@ std::vector<std::pair<std::string, PropValue>> ScalarProps(const boost::json::ob
 // Parses a stored payload (JSON object text); empty for anything else.
 std::vector<std::pair<std::string, PropValue>> ParsePayloadProps(std::string_view payload_json);
 
+// The texts of the `message` and `stack` properties of an error's stored
+// payload ("" for one that is absent or not a property).
+std::pair<std::string, std::string> ErrorTexts(std::string_view payload_json);
+
 // The JSON text of a property value, for showing user props with their type.
 std::string PropJson(const PropValue& v);
 

@@ -6,8 +6,10 @@
 // in the middle of a shared session, and deleted users (whose late resends
 // must stay dropped after the move). Then the server stops, the folder is
 // migrated into a throw-away clickhouse-server, a `--store clickhouse` server
-// starts on it, and every answer is compared byte for byte. Skipped when
-// clickhouse-server is not installed.
+// starts on it, and every answer is compared byte for byte; the dashboard's
+// accounts come along (same passwords, roles and apps), and `nucleon user`
+// keeps managing them on ClickHouse. Skipped when clickhouse-server is not
+// installed.
 'use strict';
 
 const test = require('node:test');
@@ -25,6 +27,10 @@ test('an embedded folder migrated to ClickHouse answers every question the same'
     const cred = createApp(dir, 'migrated');
     const revoked = JSON.parse(cli(dir, ['token', 'create', cred.appId]).trim());
     cli(dir, ['token', 'revoke', revoked.token.slice(0, 12)]);
+    process.env.NUCLEON_PASSWORD = 'migrated-password';
+    cli(dir, ['user', 'add', 'boss@example.com', '--role', 'admin']);
+    cli(dir, ['user', 'add', 'watcher@example.com', '--role', 'viewer', '--apps', cred.appId]);
+    delete process.env.NUCLEON_PASSWORD;
     const embedded = new Server({ dataDir: dir, args: ['--api-rate', '0', '--track-rate', '0'] });
     await embedded.start();
     const messages = history(7);
@@ -51,6 +57,7 @@ test('an embedded folder migrated to ClickHouse answers every question the same'
     assert.equal(report.apps, 1);
     assert.equal(report.tokens, 2, 'the revoked token too');
     assert.ok(report.tombstones > 0, 'the deleted users\' tombstones');
+    assert.equal(report.accounts, 2);
 
     const scaled = new Server({ dataDir: tempDir('migrate-node'),
       args: ['--store', 'clickhouse', ...target, '--api-rate', '0', '--track-rate', '0'] });
@@ -70,4 +77,23 @@ test('an embedded folder migrated to ClickHouse answers every question the same'
     const gone = await scaled.request('GET', `/api/v1/apps/${cred.appId}/users/user-11`,
       { headers: { authorization: cred.token } });
     assert.equal(gone.status, 404, 'not brought back by a resend after the move');
+
+    // The accounts moved with their passwords, roles and apps.
+    const users = () => cli(dir, ['user', 'list', '--store', 'clickhouse', ...target]).trim().split('\n')
+      .map((l) => JSON.parse(l)).map((a) => [a.email, a.role, a.apps]);
+    assert.deepEqual(users(), [['boss@example.com', 'admin', []], ['watcher@example.com', 'viewer', [cred.appId]]]);
+    const signIn = await scaled.request('POST', '/api/session', { headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email: 'watcher@example.com', password: 'migrated-password' }) });
+    assert.equal(signIn.status, 200, signIn.text);
+    assert.deepEqual(signIn.json.data.apps.map((a) => a.appId), [cred.appId]);
+    // And `nucleon user` manages them there.
+    process.env.NUCLEON_PASSWORD = 'another-password';
+    cli(dir, ['user', 'add', 'new@example.com', '--role', 'viewer', '--store', 'clickhouse', ...target]);
+    delete process.env.NUCLEON_PASSWORD;
+    cli(dir, ['user', 'remove', 'watcher@example.com', '--store', 'clickhouse', ...target]);
+    assert.deepEqual(users(), [['boss@example.com', 'admin', []], ['new@example.com', 'viewer', []]]);
+    const cookie = signIn.headers['set-cookie'];
+    const ended = await scaled.request('GET', '/api/session',
+      { headers: { cookie: String(cookie).split(';')[0] } });
+    assert.equal(ended.status, 401, 'a removed account is signed out at once');
   });

@@ -1,13 +1,19 @@
 // The dashboard in a real browser: Debian's chromium (headless) driven by
 // playwright-core, against the real server with a fixture sent through the
-// real tracking endpoint. Checks that every number the Overview, Events and
-// Errors pages show equals the API's answer for the same range, in two time
-// zones and at two widths; that the Users page lists the API's users and an
-// admin deletes one after confirming; that the Live page updates by itself
-// when a WebSocket client sends events; that a viewer sees only its apps and
-// can neither open Settings nor delete; and that a state-changing call without the CSRF token
-// and a wrong password are refused. Screenshots of every page (light and
-// dark, wide and narrow) go to <build>/dashboard-screenshots.
+// real tracking endpoint. Checks that every number the Overview (cards,
+// charts, the hour × day and hour × weekday heatmaps), Events (counts,
+// property keys, value distributions) and Errors (counts, users, first and
+// last seen, the latest stack) pages show equals the API's answer for the
+// same range, in two time zones and at two widths; that the Users page lists
+// and searches the API's users, shows a user's devices and sessions and a
+// session's events as the API does, and an admin deletes one after
+// confirming; that the Live page updates by itself when a WebSocket client
+// sends events; that Settings creates an app, creates and revokes tokens, and
+// adds, changes and removes accounts; that a viewer sees only its apps and
+// can neither open Settings, call the admin endpoints nor delete; and that
+// state-changing calls without the CSRF token and a wrong password are
+// refused. Screenshots of every page (light and dark, wide and narrow) go to
+// <build>/dashboard-screenshots.
 //
 // Run (from the repository root): node --test tests/node/dashboard.test.js
 'use strict';
@@ -128,6 +134,13 @@ test('the dashboard shows the API numbers, live updates, and enforces accounts',
     // nothing is deleted; with the token (the page's own call) it works.
     const noCsrf = await pA.evaluate(async (appId) => (await fetch(`/api/v1/apps/${appId}/users/old`, { method: 'DELETE' })).status, app.appId);
     assert.equal(noCsrf, 403);
+    const adminNoCsrf = await pA.evaluate(async () => {
+      const made = await fetch('/api/admin/apps', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"name":"csrf"}' });
+      const removed = await fetch('/api/admin/accounts/viewer%40example.com', { method: 'DELETE' });
+      return [made.status, removed.status, (await made.json()).error];
+    });
+    assert.deepEqual(adminNoCsrf, [403, 403, 'missing or wrong CSRF token (X-CSRF-Token)']);
+    assert.doesNotMatch(cli(dataDir, ['app', 'list']), /"csrf"/);
     assert.equal((await server.request('GET', `/api/v1/apps/${app.appId}/users/old`, { headers: { authorization: app.token } })).status, 200);
 
     const views = [
@@ -174,7 +187,22 @@ test('the dashboard shows the API numbers, live updates, and enforces accounts',
       const tableStarts = await page.getByTestId('table-daily').locator('tbody tr td:nth-child(4)').allTextContents();
       assert.equal(tableStarts.map(num).reduce((a, b) => a + b, 0), sum(cur.usage), tag);
       await page.getByTestId('toggle-daily').click();
+      // App starts by hour: per day, and summed per weekday; both add up to the range's app starts.
+      const cells = async (id) => (await page.getByTestId(id).locator('tbody td').allTextContents()).map((c) => num(c || '0'));
+      const byDay = await cells('heatmap-day');
+      assert.equal(byDay.reduce((a, b) => a + b, 0), sum(cur.usage), `${tag} heatmap by day`);
+      assert.equal(byDay.length, Object.keys(cur.hours).length * 24, tag);
+      await page.getByTestId('hours-by-weekday').click();
+      const byWeekday = await cells('heatmap-weekday');
+      assert.equal(byWeekday.length, 7 * 24, tag);
+      const wantWeek = Array(7 * 24).fill(0);
+      for (const [d, hours] of Object.entries(cur.hours)) {
+        const w = (new Date(d + 'T00:00:00Z').getUTCDay() + 6) % 7;
+        hours.forEach((n, h) => (wantWeek[w * 24 + h] += n));
+      }
+      assert.deepEqual(byWeekday, wantWeek, `${tag} heatmap by weekday`);
       await page.screenshot({ path: path.join(SHOTS, `overview-${tag}.png`), fullPage: true });
+      await page.getByTestId('hours-by-day').click();
 
       await page.getByTestId('nav-events').click();
       await page.getByTestId('events-table').waitFor();
@@ -183,6 +211,22 @@ test('the dashboard shows the API numbers, live updates, and enforces accounts',
         assert.equal(num(await page.getByTestId(`event-total-${name}`).textContent()), sum(days), `${tag} event ${name}`);
       }
       assert.ok(new URL(page.url()).pathname === '/events' && new URL(page.url()).searchParams.get('app') === app.appId);
+      // Property keys of an event, and the distribution of one key's values.
+      await page.getByTestId('event-PLAYED_TRACK').click();
+      await page.getByTestId('event-props').waitFor();
+      const props = await api(server, app.token, app.appId, 'analytics/eventsprops', range);
+      const keys = props.filter((p) => p.event === 'PLAYED_TRACK').flatMap((p) => p.keys).sort();
+      assert.deepEqual(keys, ['n'], tag);
+      const shownKeys = await page.locator('[data-testid^="prop-"]').evaluateAll((els) => els.map((e) => e.dataset.testid.slice(5)));
+      assert.deepEqual(shownKeys.sort(), keys, tag);
+      await page.getByTestId('prop-n').click();
+      await page.getByTestId('bars-values').waitFor();
+      const values = await api(server, app.token, app.appId, 'analytics/events/PLAYED_TRACK/n', range);
+      assert.ok(values.length >= 2, tag);
+      for (const { value, count } of values) {
+        assert.equal(num(await page.getByTestId(`bar-values-${value}`).textContent()), count, `${tag} value ${value}`);
+      }
+      assert.equal(new URL(page.url()).searchParams.get('attr'), 'n', 'the picked key is in the URL');
       await page.screenshot({ path: path.join(SHOTS, `events-${tag}.png`), fullPage: true });
 
       await page.getByTestId('nav-errors').click();
@@ -192,6 +236,20 @@ test('the dashboard shows the API numbers, live updates, and enforces accounts',
       for (const [name, days] of Object.entries(errors)) {
         assert.equal(num(await page.getByTestId(`error-total-${name}`).textContent()), sum(days), `${tag} error ${name}`);
       }
+      // Per error: users, first and last seen, and the latest one's message and stack.
+      const groups = await api(server, app.token, app.appId, 'analytics/errors/groups', range);
+      assert.deepEqual(groups.map((g) => g.name).sort(), Object.keys(errors).sort(), tag);
+      for (const g of groups) {
+        assert.equal(g.count, sum(errors[g.name]), `${tag} ${g.name}: the extension agrees with API v1`);
+        assert.equal(num(await page.getByTestId(`error-users-${g.name}`).textContent()), g.users, `${tag} users of ${g.name}`);
+        assert.equal(await page.getByTestId(`error-first-${g.name}`).getAttribute('title'), g.firstSeen, tag);
+        assert.equal(await page.getByTestId(`error-last-${g.name}`).getAttribute('title'), g.lastSeen, tag);
+      }
+      const top = groups[0];
+      assert.equal(top.sample.message, 'x is undefined');
+      assert.equal(await page.getByTestId('error-sample-message').textContent(), top.sample.message, tag);
+      assert.equal(await page.getByTestId('error-sample-stack').textContent(), top.sample.stack, tag);
+      assert.equal(await page.getByTestId('error-sample-user').textContent(), top.sample.userId, tag);
       await page.screenshot({ path: path.join(SHOTS, `errors-${tag}.png`), fullPage: true });
       await ctx.close();
     }
@@ -246,7 +304,54 @@ test('the dashboard shows the API numbers, live updates, and enforces accounts',
       const users = (await server.request('GET', `/api/v1/apps/${app.appId}/users?page=1&limit=50`, { headers: { authorization: app.token } })).json;
       assert.equal(num(await page.getByTestId('users-total').textContent()), users.total);
       assert.deepEqual(await page.locator('[data-testid="users-table"] tbody th').allTextContents(), users.data.map((u) => u.userId));
+      // Search on the server: part of the id, either case.
+      await page.getByTestId('users-search').fill('D');
+      await page.getByTestId('users-search-go').click();
+      const found = (await server.request('GET', `/api/v1/apps/${app.appId}/users?page=1&limit=50&search=D`, { headers: { authorization: app.token } })).json;
+      assert.deepEqual(found.data.map((u) => u.userId).sort(), ['ada', 'dee', 'old']);
+      await page.waitForFunction((want) => document.querySelector('[data-testid="users-total"]')?.textContent === String(want), found.total);
+      assert.deepEqual(await page.locator('[data-testid="users-table"] tbody th').allTextContents(), found.data.map((u) => u.userId));
+      assert.equal(new URL(page.url()).searchParams.get('search'), 'D');
+      // A user's devices and sessions, then a session's events.
+      await page.getByTestId('open-user-ada').click();
+      await page.getByTestId('user-details').waitFor();
+      const ada = (await server.request('GET', `/api/v1/apps/${app.appId}/users/ada`, { headers: { authorization: app.token } })).json;
+      assert.deepEqual(await page.locator('[data-testid="user-devices"] tbody th').allTextContents(), ada.user.devices.map((d) => d._id));
+      assert.deepEqual(await page.locator('[data-testid="user-sessions"] tbody th').allTextContents(), ada.sessions.map((s) => s.session));
+      for (const s of ada.sessions) {
+        assert.equal(num(await page.getByTestId(`session-actions-${s.session}`).textContent()), s.actions, s.session);
+        assert.equal(num(await page.getByTestId(`session-errors-${s.session}`).textContent()), s.errors, s.session);
+      }
+      const ses = ada.sessions[0];
+      await page.getByTestId(`open-session-${ses.session}`).click();
+      await page.getByTestId('session-timeline').waitFor();
+      const timeline = await api(server, app.token, app.appId, `users/ada/session/${ses.session}`, { device: ses.device });
+      assert.equal(await page.getByTestId('timeline-event').count(), timeline.length);
+      assert.deepEqual(await page.locator('[data-testid="timeline-event"] .tl-type').allTextContents(), timeline.map((e) => e.type));
+      // The link opens the same view.
+      await page.goto(page.url());
+      await page.getByTestId('session-timeline').waitFor();
+      assert.equal(await page.getByTestId('timeline-event').count(), timeline.length);
       await page.screenshot({ path: path.join(SHOTS, 'users-1440-light.png'), fullPage: true });
+      {
+        const narrow = await browser.newContext({ storageState: state, viewport: { width: 375, height: 800 }, colorScheme: 'dark' });
+        const p2 = await narrow.newPage();
+        await p2.goto(page.url());
+        await p2.getByTestId('session-timeline').waitFor();
+        // Nothing wider than the window (tables scroll inside their own box).
+        const layout = await p2.evaluate(() => ({
+          scrollWidth: document.documentElement.scrollWidth,
+          wide: [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 &&
+            !e.parentElement.closest('.table-wrap, pre'))
+            .map((e) => `${e.tagName.toLowerCase()}.${e.className}[${e.getAttribute('data-testid') ?? ''}] ${Math.round(e.getBoundingClientRect().right)}`),
+        }));
+        assert.ok(layout.scrollWidth <= 375, `users at 375 px: no sideways scrolling ${JSON.stringify(layout)}`);
+        await p2.screenshot({ path: path.join(SHOTS, 'users-375-dark.png'), fullPage: true });
+        await narrow.close();
+      }
+      await page.getByTestId('nav-users').click();
+      await page.getByTestId('users-table').waitFor();
+      await page.waitForFunction((want) => document.querySelector('[data-testid="users-total"]')?.textContent === String(want), users.total);
       page.once('dialog', (d) => d.dismiss());
       await page.getByTestId('delete-cy').click();
       assert.equal((await server.request('GET', `/api/v1/apps/${app.appId}/users/cy`, { headers: { authorization: app.token } })).status, 200);
@@ -258,7 +363,45 @@ test('the dashboard shows the API numbers, live updates, and enforces accounts',
 
       await page.getByTestId('nav-settings').click();
       await page.getByTestId('settings').waitFor();
+      // Create an app: its token is shown once and works at once.
+      await page.getByTestId('new-app-name').fill('Made in Settings');
+      await page.getByTestId('create-app').click();
+      const madeToken = (await page.getByTestId('new-token-value').textContent()).trim();
+      const madeApp = cli(dataDir, ['app', 'list']).trim().split('\n').map((l) => JSON.parse(l)).find((a) => a.name === 'Made in Settings');
+      assert.ok(madeApp, 'the app is in the catalog');
+      assert.equal((await server.request('GET', `/api/v1/apps/${madeApp.appId}/analytics/quickglance`, { headers: { authorization: madeToken } })).status, 200);
+      await page.getByTestId('app-picker').locator('option', { hasText: 'Made in Settings' }).waitFor({ state: 'attached' });
+      assert.match(await page.getByTestId('sdk-snippet').textContent(), new RegExp(madeApp.appId));
+      // A second token, then revoke the first: refused from then on.
+      await page.getByTestId('create-token').click();
+      await page.getByTestId('new-token-value').filter({ hasNotText: madeToken }).waitFor();
+      const second = (await page.getByTestId('new-token-value').textContent()).trim();
+      await page.getByTestId(`token-${second.slice(0, 12)}`).waitFor();
+      assert.equal(await page.locator('[data-testid="tokens-table"] tbody tr').count(), 2);
+      page.once('dialog', (d) => d.accept());
+      await page.getByTestId(`revoke-${madeToken.slice(0, 12)}`).click();
+      await page.getByTestId(`token-${madeToken.slice(0, 12)}`).filter({ hasText: 'revoked' }).waitFor();
+      assert.equal((await server.request('GET', `/api/v1/apps/${madeApp.appId}/analytics/quickglance`, { headers: { authorization: madeToken } })).status, 401);
+      assert.equal((await server.request('GET', `/api/v1/apps/${madeApp.appId}/analytics/quickglance`, { headers: { authorization: second } })).status, 200);
+      assert.equal(num(await page.getByTestId(`app-tokens-${madeApp.appId}`).textContent()), 1);
+      // Accounts: add a viewer of one app, make them an admin, remove them.
+      const accounts = () => cli(dataDir, ['user', 'list']).trim().split('\n').map((l) => JSON.parse(l));
+      await page.getByTestId('new-account-email').fill('new@example.com');
+      await page.getByTestId('new-account-password').fill('another-password');
+      await page.getByTestId('accounts').locator('form').getByLabel('Fixture app').check();
+      await page.getByTestId('add-account').click();
+      await page.getByTestId('account-new@example.com').waitFor();
+      assert.deepEqual(accounts().find((a) => a.email === 'new@example.com').apps, [app.appId]);
+      await page.getByTestId('role-new@example.com').selectOption('admin');
+      await page.getByTestId('save-new@example.com').click();
+      await page.getByTestId('account-new@example.com').locator('td', { hasText: 'every app' }).waitFor();
+      assert.equal(accounts().find((a) => a.email === 'new@example.com').role, 'admin');
       await page.screenshot({ path: path.join(SHOTS, 'settings-1440-light.png'), fullPage: true });
+      page.once('dialog', (d) => d.accept());
+      await page.getByTestId('remove-new@example.com').click();
+      await page.getByTestId('account-new@example.com').waitFor({ state: 'detached' });
+      assert.equal(accounts().some((a) => a.email === 'new@example.com'), false);
+      assert.equal(await page.getByTestId('remove-admin@example.com').count(), 0, 'not one\'s own account');
       await ctx.close();
     }
 
@@ -282,9 +425,14 @@ test('the dashboard shows the API numbers, live updates, and enforces accounts',
         const s = await (await fetch('/api/session')).json();
         const del = await fetch(`/api/v1/apps/${a}/users/old`, { method: 'DELETE', headers: { 'X-CSRF-Token': s.data.csrfToken } });
         const other = await fetch(`/api/v1/apps/${b}/analytics/quickglance`);
-        return [del.status, other.status];
+        const apps = await fetch('/api/admin/apps');
+        const account = await fetch('/api/admin/accounts', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': s.data.csrfToken },
+          body: JSON.stringify({ email: 'sneaky@example.com', role: 'admin', password: 'password-123' }) });
+        const token = await fetch(`/api/admin/apps/${a}/tokens`, { method: 'POST', headers: { 'X-CSRF-Token': s.data.csrfToken } });
+        return [del.status, other.status, apps.status, account.status, token.status];
       }, [app.appId, empty.appId]);
-      assert.deepEqual(tries, [403, 404]);
+      assert.deepEqual(tries, [403, 404, 403, 403, 403]);
+      assert.doesNotMatch(cli(dataDir, ['user', 'list']), /sneaky/);
       await page.screenshot({ path: path.join(SHOTS, 'viewer-375-dark.png'), fullPage: true });
       await ctx.close();
     }

@@ -498,6 +498,7 @@ async function runSeed(seed, t) {
         await compare(app, ['analytics'], params);
         await compare(app, ['analytics', 'events'], params);
         await compare(app, ['analytics', 'errors'], params);
+        await compare(app, ['analytics', 'errors', 'groups'], params);
       }
     }
     // Properties: the offset does not matter to them, the range does.
@@ -524,6 +525,20 @@ async function runSeed(seed, t) {
     for (const limit of [1, 2, 5, 100, 1000]) {
       const pages = Math.min(30, Math.ceil(total / limit) + 1);
       for (let page = 1; page <= pages; page++) await compare(app, ['users'], { page: String(page), limit: String(limit) });
+    }
+    // Users searched by part of their key (a Nucleon extension), in either case.
+    const someKeys = [...v.users.keys()];
+    const searches = ['', 'zz-none', '%', '_'];
+    for (let i = 0; i < 4 && someKeys.length; i++) {
+      const k = [...rng.pick(someKeys)]; // code points: never half a surrogate pair
+      const from = rng.int(0, Math.max(0, k.length - 1));
+      const part = k.slice(from, from + rng.int(1, 4)).join('');
+      searches.push(rng.chance(0.5) ? part.toUpperCase() : part);
+    }
+    for (const search of searches) {
+      for (const [page, limit] of [[1, 100], [2, 2]]) {
+        await compare(app, ['users'], { search, page: String(page), limit: String(limit) });
+      }
     }
     // Every user, the deleted ones, unknown keys and device ids used as keys.
     const keys = new Set([...v.users.keys(), ...scenarioKeys(app), 'nobody-at-all']);

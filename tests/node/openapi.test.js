@@ -503,6 +503,14 @@ test('analytics endpoints answer as documented (GET and POST)', { timeout: STEP_
   const errors = await call('GET', `${A}/analytics/errors${q(range)}`, { expectStatus: 200 });
   assert.ok(errors.json.data.uncaughtException && errors.json.data.unhandledRejection, 'both error kinds counted');
   await call('POST', `${A}/analytics/errors${q(range)}`, { expectStatus: 200 });
+
+  const groups = await call('GET', `${A}/analytics/errors/groups${q(range)}`, { expectStatus: 200 });
+  assert.deepEqual(groups.json.data.map((g) => g.name).sort(), Object.keys(errors.json.data).sort(), 'one group per error name');
+  for (const g of groups.json.data) {
+    assert.equal(g.count, Object.values(errors.json.data[g.name]).reduce((a, b) => a + b, 0), `${g.name}: the counts agree`);
+  }
+  await call('POST', `${A}/analytics/errors/groups`, { auth: 'none', json: { token: app.token, start, end }, expectStatus: 200 });
+  await call('GET', `${A}/analytics/errors/groups${q({ start: 5, end: 1 })}`, { expectStatus: 400 });
 });
 
 test('users endpoints answer as documented (GET and POST)', { timeout: STEP_TIMEOUT }, async () => {
@@ -512,6 +520,11 @@ test('users endpoints answer as documented (GET and POST)', { timeout: STEP_TIME
   await call('GET', `${A}/users${q({ page: 2, limit: 1 })}`, { expectStatus: 200 });
   await call('GET', `${A}/users${q({ page: 99 })}`, { expectStatus: 200 });
   await call('POST', `${A}/users`, { auth: 'none', form: { token: app.token, page: '1', limit: '2' }, expectStatus: 200 });
+  const found = await call('GET', `${A}/users${q({ search: 'RICH' })}`, { expectStatus: 200 });
+  assert.deepEqual(found.json.data.map((u) => u.userId), ['richard'], 'search: part of the id, either case');
+  assert.equal(found.json.total, 1);
+  await call('POST', `${A}/users`, { auth: 'none', json: { token: app.token, search: 'zzz-nobody' }, expectStatus: 200 });
+  await call('GET', `${A}/users${q({ search: 'x'.repeat(257) })}`, { expectStatus: 400 });
 
   for (const u of ['richard', ANON, DEV_D]) {
     await call('GET', `${A}/users/${encodeURIComponent(u)}`, { expectStatus: 200 });

@@ -148,3 +148,72 @@ export interface UserRow {
   devices: UserDevice[];
   props: Record<string, unknown>;
 }
+
+export interface UserSession {
+  session: string;
+  device: string;
+  start: string;
+  end: string;
+  actions: number;
+  errors: number;
+}
+
+// GET users/:userId (the whole answer: it has no `data` member).
+export interface UserDetails {
+  user: UserRow;
+  sessions: UserSession[];
+}
+
+// One event of users/:userId/session/:sessionId.
+export interface SessionEvent {
+  type: string;
+  name: string | null;
+  time: string;
+  platform: string | null;
+  version: string | null;
+  first_time: boolean;
+  error_hash: string | null;
+  data: Record<string, unknown>;
+}
+
+// analytics/errors/groups (a Nucleon extension).
+export interface ErrorGroup {
+  name: string;
+  count: number;
+  users: number;
+  firstSeen: string;
+  lastSeen: string;
+  sample: { time: string; userId: string; sessionId: string; deviceId: string; message: string; stack: string };
+}
+
+export interface EventPropKeys {
+  event: string;
+  keys: string[];
+  type: 'string' | 'number' | 'boolean';
+}
+
+// Settings (admins): /api/admin, session cookie and CSRF token only.
+export interface AdminApp {
+  appId: string;
+  name: string;
+  createdAt: string;
+  activeTokens: number;
+  retainDays: number;
+}
+
+export interface AdminToken {
+  prefix: string;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+export interface AdminAccount {
+  email: string;
+  role: 'admin' | 'viewer';
+  apps: string[];
+  createdAt: string;
+}
+
+export function admin<T>(method: string, path: string, body?: unknown): Promise<T> {
+  return call<T>(method, `/api/admin/${path}`, body);
+}

@@ -50,6 +50,19 @@ export function toCsv(t: Table): string {
   return [t.columns, ...t.rows].map((r) => r.map(csvCell).join(',')).join('\n') + '\n';
 }
 
+// A table's header row; "" is a column of actions (named for screen readers only).
+export function Head(props: { columns: string[] }) {
+  return (
+    <thead>
+      <tr>
+        {props.columns.map((c) => (
+          <th scope="col">{c || <span class="sr-only">actions</span>}</th>
+        ))}
+      </tr>
+    </thead>
+  );
+}
+
 export function DataTable(props: { table: Table; testid?: string }) {
   return (
     <div class="table-wrap">

@@ -2,7 +2,7 @@ import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, getSession, signIn, signOut, type SessionInfo } from './api';
 import { PRESETS, ZONES, browserZone, formatOffset, isDay, zoneOffset } from './time';
-import { rangeOf, urlOf, useViewState, zoneOf, type Page, type ViewState } from './state';
+import { NO_PICKS, rangeOf, urlOf, useViewState, zoneOf, type Page, type ViewState } from './state';
 import { Overview } from './pages/overview';
 import { Live } from './pages/live';
 import { Events } from './pages/events';
@@ -118,7 +118,7 @@ function Controls(props: { state: ViewState; update: (c: Partial<ViewState>) => 
   );
 }
 
-function Shell(props: { session: SessionInfo; onSignOut: () => void }) {
+function Shell(props: { session: SessionInfo; onSignOut: () => void; onSessionChanged: () => void }) {
   const { session } = props;
   const [state, update] = useViewState();
   const app = session.apps.find((a) => a.appId === state.app) ?? session.apps[0];
@@ -130,29 +130,29 @@ function Shell(props: { session: SessionInfo; onSignOut: () => void }) {
   const range = rangeOf(state);
   const nav = NAV.filter((n) => !n.admin || session.role === 'admin');
   let page;
-  if (!app) {
+  if (state.page === 'settings') {
+    page = session.role === 'admin' ? <Settings session={session} onChanged={props.onSessionChanged} /> : (
+      <section class="panel" data-testid="not-allowed"><h2>Settings</h2><p>Only admins can open Settings.</p></section>
+    );
+  } else if (!app) {
     page = (
       <section class="panel">
         <h2>No apps</h2>
         <p>
           {session.role === 'admin'
-            ? 'Create one on the server: nucleon app create NAME'
+            ? 'Create one in Settings (or on the server: nucleon app create NAME).'
             : 'No app has been granted to this account yet; ask an admin.'}
         </p>
       </section>
     );
-  } else if (state.page === 'settings') {
-    page = session.role === 'admin' ? <Settings session={session} /> : (
-      <section class="panel" data-testid="not-allowed"><h2>Settings</h2><p>Only admins can open Settings.</p></section>
-    );
   } else if (state.page === 'live') {
     page = <Live app={app.appId} />;
   } else if (state.page === 'users') {
-    page = <Users app={app.appId} admin={session.role === 'admin'} />;
+    page = <Users app={app.appId} admin={session.role === 'admin'} state={state} update={update} />;
   } else if (state.page === 'errors') {
-    page = <Events app={app.appId} range={range} errors />;
+    page = <Events app={app.appId} range={range} errors state={state} update={update} />;
   } else if (state.page === 'events') {
-    page = <Events app={app.appId} range={range} />;
+    page = <Events app={app.appId} range={range} state={state} update={update} />;
   } else {
     page = <Overview app={app.appId} range={range} />;
   }
@@ -163,8 +163,8 @@ function Shell(props: { session: SessionInfo; onSignOut: () => void }) {
         <div class="brand">Nucleon</div>
         <nav aria-label="Pages">
           {nav.map((n) => (
-            <a href={urlOf({ ...state, page: n.page })} aria-current={state.page === n.page ? 'page' : undefined}
-              data-testid={`nav-${n.page}`} onClick={(e) => go(e, { page: n.page })}>
+            <a href={urlOf({ ...state, ...NO_PICKS, page: n.page })} aria-current={state.page === n.page ? 'page' : undefined}
+              data-testid={`nav-${n.page}`} onClick={(e) => go(e, { ...NO_PICKS, page: n.page })}>
               {n.label}
             </a>
           ))}
@@ -173,7 +173,7 @@ function Shell(props: { session: SessionInfo; onSignOut: () => void }) {
           {session.apps.length > 0 && (
             <label>
               <span class="sr-only">App</span>
-              <select value={app?.appId} data-testid="app-picker" onChange={(e) => update({ app: (e.currentTarget as HTMLSelectElement).value })}>
+              <select value={app?.appId} data-testid="app-picker" onChange={(e) => update({ ...NO_PICKS, app: (e.currentTarget as HTMLSelectElement).value })}>
                 {session.apps.map((a) => (
                   <option value={a.appId}>{a.name} ({a.appId.slice(0, 6)})</option>
                 ))}
@@ -207,7 +207,10 @@ function App() {
   if (error) return <main class="signin"><p class="error" role="alert">{error}</p></main>;
   if (session === undefined) return <main class="signin"><p class="muted">Loading…</p></main>;
   if (session === null) return <SignIn onDone={setSession} />;
-  return <Shell session={session} onSignOut={() => signOut().finally(() => setSession(null))} />;
+  return (
+    <Shell session={session} onSignOut={() => signOut().finally(() => setSession(null))}
+      onSessionChanged={() => getSession().then(setSession).catch(() => undefined)} />
+  );
 }
 
 render(<App />, document.getElementById('root') as HTMLElement);

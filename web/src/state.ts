@@ -1,4 +1,5 @@
-// The page state lives in the URL (path = page; query = app, range, zone),
+// The page state lives in the URL (path = page; query = app, range, zone,
+// and what is picked on the page: a search, a user, a session, an event),
 // so a link opens the same view.
 import { useEffect, useState } from 'preact/hooks';
 import { PRESETS, browserZone, isDay, makeRange, presetRange, zoneOffset, type Range } from './time';
@@ -13,7 +14,17 @@ export interface ViewState {
   from: string;
   to: string;
   tz: string; // "" = the browser's zone
+  // Picked on the page ("" = nothing): kept in the URL, cleared by the navigation.
+  search: string;
+  user: string;
+  session: string;
+  device: string;
+  event: string; // Events: an event name; Errors: an error name
+  attr: string; // Events: a property key of `event`
 }
+
+export const PICKS = ['search', 'user', 'session', 'device', 'event', 'attr'] as const;
+export const NO_PICKS = { search: '', user: '', session: '', device: '', event: '', attr: '' };
 
 export function readState(): ViewState {
   const q = new URLSearchParams(location.search);
@@ -23,7 +34,9 @@ export function readState(): ViewState {
   const to = q.get('to') ?? '';
   const custom = isDay(from) && isDay(to) && from <= to;
   const preset = custom ? 'custom' : PRESETS[q.get('range') ?? ''] ? (q.get('range') as string) : '7d';
-  return { page, app: q.get('app') ?? '', preset, from: custom ? from : '', to: custom ? to : '', tz: q.get('tz') ?? '' };
+  const picks = { ...NO_PICKS };
+  for (const k of PICKS) picks[k] = q.get(k) ?? '';
+  return { page, app: q.get('app') ?? '', preset, from: custom ? from : '', to: custom ? to : '', tz: q.get('tz') ?? '', ...picks };
 }
 
 export function urlOf(s: ViewState): string {
@@ -36,6 +49,7 @@ export function urlOf(s: ViewState): string {
     q.set('range', s.preset);
   }
   if (s.tz) q.set('tz', s.tz);
+  for (const k of PICKS) if (s[k]) q.set(k, s[k]);
   const qs = q.toString();
   return `/${s.page === 'overview' ? '' : s.page}${qs ? '?' + qs : ''}`;
 }

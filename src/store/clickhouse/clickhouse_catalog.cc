@@ -1,7 +1,9 @@
 #include "store/clickhouse/clickhouse_catalog.h"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -71,6 +73,30 @@ class ClickHouseCatalog final : public Catalog {
     return NewCredential{app_id, *token};
   }
 
+  Result<std::vector<TokenInfo>> ListTokens(const std::string& app_id) override {
+    auto exists =
+        Query("SELECT count() FROM " + tables_("apps") + " WHERE app_id = " + SqlQuote(app_id));
+    if (!exists.ok()) return exists.status();
+    if (exists->empty() || Int((*exists)[0][0]) == 0) {
+      return Status::NotFound("unknown app " + app_id);
+    }
+    auto rows = Query(
+        "SELECT prefix, created, revoked FROM (SELECT hash, any(prefix) AS prefix,"
+        " min(created_ms) AS created FROM " +
+        tables_("tokens") + " WHERE app_id = " + SqlQuote(app_id) +
+        " GROUP BY hash) ANY LEFT JOIN (SELECT hash, min(revoked_ms) AS revoked"
+        " FROM " +
+        tables_("revocations") + " GROUP BY hash) USING hash ORDER BY created, prefix");
+    if (!rows.ok()) return rows.status();
+    std::vector<TokenInfo> out;
+    for (const auto& r : *rows) {
+      TokenInfo t{r[0], Int(r[1]), std::nullopt};
+      if (Int(r[2]) > 0) t.revoked_ms = Int(r[2]);
+      out.push_back(std::move(t));
+    }
+    return out;
+  }
+
   Status SetRetention(const std::string& app_id, int days) override {
     auto exists =
         Query("SELECT count() FROM " + tables_("apps") + " WHERE app_id = " + SqlQuote(app_id));
@@ -126,12 +152,91 @@ class ClickHouseCatalog final : public Catalog {
     auto rows =
         Query("SELECT (SELECT count() FROM " + tables_("apps") + ") + (SELECT count() FROM " +
               tables_("tokens") + ") + (SELECT count() FROM " + tables_("revocations") +
-              ") + (SELECT count() FROM " + tables_("retention") + ")");
+              ") + (SELECT count() FROM " + tables_("retention") + ") + (SELECT count() FROM " +
+              tables_("accounts") + ")");
     if (!rows.ok()) return rows.status();
     return rows->empty() ? 0 : Int((*rows)[0][0]);
   }
 
+  // Accounts: two nodes adding one email at the same moment may both
+  // succeed (the later row wins); everything else is as in the embedded catalog.
+  Status AddAccount(const Account& account) override {
+    auto existing = FindAccount(account.email);
+    if (!existing.ok()) return existing.status();
+    if (existing->has_value())
+      return Status::InvalidArgument("account " + account.email + " exists");
+    Account a = account;
+    if (a.created_ms == 0) a.created_ms = NowMs();
+    if (a.role == "admin") a.apps.clear();
+    return WriteAccount(a, false);
+  }
+
+  Result<std::vector<Account>> ListAccounts() override { return ReadAccounts(""); }
+
+  Result<std::optional<Account>> FindAccount(const std::string& email) override {
+    auto found = ReadAccounts(email);
+    if (!found.ok()) return found.status();
+    if (found->empty()) return std::optional<Account>();
+    return std::optional<Account>(std::move(found->front()));
+  }
+
+  Result<bool> RemoveAccount(const std::string& email) override {
+    return ChangeAccount(email, [](Account*) { return true; });
+  }
+
+  Result<bool> SetPasswordHash(const std::string& email, const std::string& hash) override {
+    return ChangeAccount(email, [&hash](Account* a) {
+      a->password_hash = hash;
+      return false;
+    });
+  }
+
+  Result<bool> UpdateAccount(const std::string& email, const std::string& role,
+                             const std::vector<std::string>& apps) override {
+    return ChangeAccount(email, [&](Account* a) {
+      a->role = role;
+      a->apps = role == "admin" ? std::vector<std::string>() : apps;
+      return false;
+    });
+  }
+
  private:
+  // The current accounts (of `email` only, when given), by email.
+  Result<std::vector<Account>> ReadAccounts(const std::string& email) {
+    std::string sql =
+        "SELECT email, argMax(role, set_ms), argMax(apps, set_ms), argMax(password_hash, set_ms),"
+        " argMax(created_ms, set_ms), argMax(removed, set_ms) AS gone FROM " +
+        tables_("accounts");
+    if (!email.empty()) sql += " WHERE email = " + SqlQuote(email);
+    auto rows = Query(sql + " GROUP BY email HAVING gone = 0 ORDER BY email");
+    if (!rows.ok()) return rows.status();
+    std::vector<Account> out;
+    for (const auto& r : *rows)
+      out.push_back(Account{r[0], r[1], SplitAppIds(r[2]), r[3], Int(r[4])});
+    return out;
+  }
+
+  // Writes the account of `email` as `change` leaves it (removed when it
+  // returns true); whether there was such an account.
+  Result<bool> ChangeAccount(const std::string& email,
+                             const std::function<bool(Account*)>& change) {
+    auto found = FindAccount(email);
+    if (!found.ok()) return found.status();
+    if (!found->has_value()) return false;
+    Account a = std::move(**found);
+    const bool removed = change(&a);
+    NUCLEON_RETURN_IF_ERROR(WriteAccount(a, removed));
+    return true;
+  }
+
+  Status WriteAccount(const Account& a, bool removed) {
+    // Later than any row this object wrote, so its own changes never tie.
+    last_set_ms_ = std::max(NowMs(), last_set_ms_ + 1);
+    std::string row;
+    AppendAccountRow(&row, a, removed, last_set_ms_);
+    return Insert("accounts", row);
+  }
+
   // app -> its latest retention setting (0 included).
   Result<std::map<std::string, int>> RetainDays() {
     auto rows = Query("SELECT app_id, argMax(days, set_ms) FROM " + tables_("retention") +
@@ -170,9 +275,22 @@ class ClickHouseCatalog final : public Catalog {
   std::unique_ptr<ClickHouseClient> client_;
   ClickHouseStoreOptions options_;
   ClickHouseTables tables_;
+  int64_t last_set_ms_ = 0;
 };
 
 }  // namespace
+
+void AppendAccountRow(std::string* out, const Account& a, bool removed, int64_t set_ms) {
+  for (const std::string* field : {&a.email, &a.role}) {
+    AppendTsv(out, *field);
+    out->push_back('\t');
+  }
+  AppendTsv(out, JoinAppIds(a.apps));
+  out->push_back('\t');
+  AppendTsv(out, a.password_hash);
+  *out += "\t" + std::to_string(a.created_ms) + "\t" + (removed ? "1" : "0") + "\t" +
+          std::to_string(set_ms) + "\n";
+}
 
 Result<std::unique_ptr<Catalog>> OpenClickHouseCatalog(const ClickHouseStoreOptions& options) {
   ClickHouseClientOptions client_options = ClientOptionsFor(options);

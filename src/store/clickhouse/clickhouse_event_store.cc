@@ -352,6 +352,11 @@ class ClickHouseEventStore final : public EventStore {
     NUCLEON_RETURN_IF_ERROR(ReadyToRead());
     return Answer(reader_->EventCounts(app_id, range, errors));
   }
+  Result<std::vector<ErrorGroup>> ErrorGroups(std::string_view app_id,
+                                              const QueryRange& range) override {
+    NUCLEON_RETURN_IF_ERROR(ReadyToRead());
+    return Answer(reader_->ErrorGroups(app_id, range));
+  }
   Result<std::vector<EventPropKeys>> EventProps(std::string_view app_id,
                                                 const QueryRange& range) override {
     NUCLEON_RETURN_IF_ERROR(ReadyToRead());
@@ -363,9 +368,10 @@ class ClickHouseEventStore final : public EventStore {
     NUCLEON_RETURN_IF_ERROR(ReadyToRead());
     return Answer(reader_->EventAttribute(app_id, range, event, attr));
   }
-  Result<UserList> Users(std::string_view app_id, int64_t page, int64_t limit) override {
+  Result<UserList> Users(std::string_view app_id, int64_t page, int64_t limit,
+                         std::string_view search) override {
     NUCLEON_RETURN_IF_ERROR(ReadyToRead());
-    return Answer(reader_->Users(app_id, page, limit));
+    return Answer(reader_->Users(app_id, page, limit, search));
   }
   Result<UserDetails> User(std::string_view app_id, std::string_view user_key) override {
     NUCLEON_RETURN_IF_ERROR(ReadyToRead());

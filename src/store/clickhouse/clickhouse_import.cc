@@ -1,5 +1,6 @@
 #include "store/clickhouse/clickhouse_import.h"
 
+#include "store/clickhouse/clickhouse_catalog.h"
 #include "store/clickhouse/event_rows.h"
 #include "store/payload_props.h"
 
@@ -41,6 +42,11 @@ Status ClickHouseImport::AddApp(const CatalogContents::App& app) {
   apps_.push_back('\t');
   AppendTsv(&apps_, app.name);
   apps_ += "\t" + std::to_string(app.created_ms) + "\n";
+  return Status::Ok();
+}
+
+Status ClickHouseImport::AddAccount(const Account& account) {
+  AppendAccountRow(&accounts_, account, /*removed=*/false, account.created_ms);
   return Status::Ok();
 }
 
@@ -126,6 +132,7 @@ Status ClickHouseImport::Finish() {
   // The catalog last: until it is in, no node serves the imported apps.
   for (auto [table, rows] : {std::pair<const char*, std::string*>{"tokens", &tokens_},
                              {"revocations", &revocations_},
+                             {"accounts", &accounts_},
                              {"apps", &apps_}}) {
     if (rows->empty()) continue;
     auto st = client_->Execute("INSERT INTO " + tables_(table) + " FORMAT TabSeparated", *rows,

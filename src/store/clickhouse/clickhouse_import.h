@@ -27,6 +27,9 @@ class ClickHouseImport {
 
   Status AddApp(const CatalogContents::App& app);
   Status AddToken(const CatalogContents::Token& token);
+  // A dashboard account, as of its creation time: an account of that email
+  // the deployment has already (made there before the import) stays as it is.
+  Status AddAccount(const Account& account);
   // `position`: the event's place in the source's storage order (from 1,
   // below 2^40, increasing in the order the events were stored).
   Status AddEvent(const Event& e, uint64_t position);
@@ -52,7 +55,8 @@ class ClickHouseImport {
   // all far below the orders live nodes give (receive times in ms << 22).
   uint64_t next_end_ord_ = uint64_t{1} << 40;
   int64_t events_ = 0;
-  std::string apps_, tokens_, revocations_, events_rows_, idents_, heartbeats_, tombstones_;
+  std::string apps_, tokens_, revocations_, accounts_, events_rows_, idents_, heartbeats_,
+      tombstones_;
   size_t pending_rows_ = 0;
 };
 

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <map>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "core/normalize.h"
@@ -540,9 +541,43 @@ Result<std::vector<UserSummary>> ClickHouseReader::Summaries(
   return out;
 }
 
-Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int64_t limit) {
+Result<std::vector<ErrorGroup>> ClickHouseReader::ErrorGroups(std::string_view app,
+                                                              const QueryRange& range) {
+  // The sample: the latest error (equal times: stored last).
+  auto rows = Query(
+      "SELECT name, count(), uniqExact(user_key), min(time), max(time),"
+      " argMax(user_key, (time, ord)), argMax(session, (time, ord)),"
+      " argMax(device, (time, ord)), argMax(payload, (time, ord)) FROM " +
+      Live(app, Range(range.from_ms, range.to_ms) + " AND type = 3",
+           "name, time, user_key, session, device, payload") +
+      " GROUP BY name");
+  if (!rows.ok()) return rows.status();
+  std::vector<ErrorGroup> out;
+  for (const auto& r : *rows) {
+    ErrorGroup g;
+    g.name = r[0];
+    g.count = Int(r[1]);
+    g.users = Int(r[2]);
+    g.first_ms = Int(r[3]);
+    g.last_ms = g.sample_ms = Int(r[4]);
+    g.sample_user = r[5];
+    g.sample_session = r[6];
+    g.sample_device = r[7];
+    std::tie(g.message, g.stack) = ErrorTexts(r[8]);
+    out.push_back(std::move(g));
+  }
+  SortErrorGroups(&out);
+  return out;
+}
+
+Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int64_t limit,
+                                         std::string_view search) {
   UserList out;
-  auto total = Query("SELECT uniqExact(user_key) FROM " + Live(app, "", "user_key"));
+  // lower() folds ASCII letters only, as the search promises (and as SQLite's).
+  const std::string needle = AsciiLower(search);
+  const std::string match =
+      needle.empty() ? "" : "position(lower(user_key), " + SqlQuote(needle) + ") > 0";
+  auto total = Query("SELECT uniqExact(user_key) FROM " + Live(app, match, "user_key"));
   if (!total.ok()) return total.status();
   if (!total->empty()) out.total = Int((*total)[0][0]);
   const int64_t offset = (page - 1) * limit;
@@ -550,7 +585,7 @@ Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int
   auto rows = Query(
       "SELECT user_key FROM (SELECT user_key, max(send) AS last_seen FROM (SELECT DISTINCT "
       "user_key, sess_h FROM " +
-      Live(app, "", "user_key, sess_h") + ") ANY INNER JOIN (SELECT sess_h, send FROM (" +
+      Live(app, match, "user_key, sess_h") + ") ANY INNER JOIN (SELECT sess_h, send FROM (" +
       Sessions(app, "", false) +
       ")) USING sess_h GROUP BY user_key) ANY INNER JOIN (SELECT user_key, min(ord) AS created "
       "FROM " +

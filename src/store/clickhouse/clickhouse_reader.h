@@ -37,7 +37,9 @@ class ClickHouseReader {
   Result<std::vector<EventPropKeys>> EventProps(std::string_view app, const QueryRange& range);
   Result<std::vector<ValueCount>> EventAttribute(std::string_view app, const QueryRange& range,
                                                  std::string_view event, std::string_view attr);
-  Result<UserList> Users(std::string_view app, int64_t page, int64_t limit);
+  Result<std::vector<ErrorGroup>> ErrorGroups(std::string_view app, const QueryRange& range);
+  Result<UserList> Users(std::string_view app, int64_t page, int64_t limit,
+                         std::string_view search);
   Result<UserDetails> User(std::string_view app, std::string_view user_key);
   Result<std::vector<EventView>> SessionEvents(std::string_view app, std::string_view user_key,
                                                std::string_view session_id,

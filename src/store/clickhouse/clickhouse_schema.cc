@@ -50,6 +50,13 @@ const TableSpec kTables[] = {
     {"revocations", "hash String, revoked_ms Int64", "hash", "cityHash64(hash)"},
     // Each app's own retention: the latest row of an app wins (0: none).
     {"retention", "app_id String, days Int32, set_ms Int64", "app_id", "cityHash64(app_id)"},
+    // Dashboard accounts (v4): every change is a new row of the whole
+    // account, the latest row of an email (by set_ms) wins, and `removed` = 1
+    // ends it. `apps`: a viewer's app ids, comma-separated.
+    {"accounts",
+     "email String, role String, apps String, password_hash String, created_ms Int64,"
+     " removed UInt8, set_ms Int64",
+     "(email, set_ms)", "cityHash64(email)"},
     {"schema_versions", "version UInt32, applied_ms Int64", "version", "version"},
     {"presence",
      "app String, node UInt64, seq UInt64, device String, user_key String, user_h UInt64,"

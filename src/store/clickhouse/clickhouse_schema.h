@@ -75,6 +75,6 @@ ClickHouseClientOptions ClientOptionsFor(const ClickHouseStoreOptions& options);
 Status EnsureClickHouseSchema(ClickHouseClient& client, const ClickHouseTables& tables);
 
 // The newest schema this build knows.
-inline constexpr int kClickHouseSchemaVersion = 3;
+inline constexpr int kClickHouseSchemaVersion = 4;
 
 }  // namespace nucleon

@@ -35,6 +35,10 @@ class AnalyticsReader {
   Result<DailyAnalytics> Daily(int64_t app, const QueryRange& range, const ReadTx& tx);
   Result<DailyCounts> EventCounts(int64_t app, const QueryRange& range, bool errors,
                                   const ReadTx& tx);
+  // The error events in range, read from the rows of the buckets whose
+  // rollups count errors (the other buckets are not read).
+  Result<std::vector<ErrorGroup>> ErrorGroups(int64_t app, std::string_view app_id,
+                                              const QueryRange& range, const ReadTx& tx);
   Result<std::vector<EventPropKeys>> EventProps(int64_t app, const QueryRange& range,
                                                 const ReadTx& tx);
   Result<std::vector<ValueCount>> EventAttribute(int64_t app, const QueryRange& range,

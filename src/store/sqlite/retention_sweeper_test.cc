@@ -191,7 +191,7 @@ std::string Answers(EventStore& store, int64_t now) {
     << glance->errors << "\n";
   // Users, sorted by key (ties in last seen are ordered by creation, which
   // retention keeps and a fresh store would not know).
-  auto users = store.Users(kApp, 1, 1000);
+  auto users = store.Users(kApp, 1, 1000, "");
   EXPECT_TRUE(users.ok());
   o << "users " << users->total << "\n";
   std::map<std::string, UserSummary> by_key;

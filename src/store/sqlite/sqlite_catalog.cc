@@ -27,29 +27,8 @@ const Migration kMigrations[] = {
      nullptr},
 };
 
-std::string JoinApps(const std::vector<std::string>& apps) {
-  std::string out;
-  for (const std::string& a : apps) {
-    if (!out.empty()) out += ',';
-    out += a;
-  }
-  return out;
-}
-
-std::vector<std::string> SplitApps(std::string_view text) {
-  std::vector<std::string> out;
-  size_t at = 0;
-  while (at < text.size()) {
-    size_t comma = text.find(',', at);
-    if (comma == std::string_view::npos) comma = text.size();
-    if (comma > at) out.emplace_back(text.substr(at, comma - at));
-    at = comma + 1;
-  }
-  return out;
-}
-
 Account AccountOf(const SqliteStmt& row) {
-  return Account{std::string(row.Text(0)), std::string(row.Text(1)), SplitApps(row.Text(2)),
+  return Account{std::string(row.Text(0)), std::string(row.Text(1)), SplitAppIds(row.Text(2)),
                  std::string(row.Text(3)), row.Int(4)};
 }
 
@@ -122,6 +101,26 @@ class SqliteCatalog final : public Catalog {
     return NewCredential{app_id, *token};
   }
 
+  Result<std::vector<TokenInfo>> ListTokens(const std::string& app_id) override {
+    auto exists = db_.Prepare("SELECT 1 FROM apps WHERE app_id = ?");
+    if (!exists.ok()) return exists.status();
+    exists->Bind(1, app_id);
+    Status st;
+    if (!exists->Step(&st)) return st.ok() ? Status::NotFound("unknown app " + app_id) : st;
+    auto stmt = db_.Prepare(
+        "SELECT prefix, created_ms, revoked_ms FROM tokens WHERE app_id = ? ORDER BY id");
+    if (!stmt.ok()) return stmt.status();
+    stmt->Bind(1, app_id);
+    std::vector<TokenInfo> out;
+    while (stmt->Step(&st)) {
+      TokenInfo t{std::string(stmt->Text(0)), stmt->Int(1), std::nullopt};
+      if (!stmt->IsNull(2)) t.revoked_ms = stmt->Int(2);
+      out.push_back(std::move(t));
+    }
+    NUCLEON_RETURN_IF_ERROR(st);
+    return out;
+  }
+
   Status SetRetention(const std::string& app_id, int days) override {
     auto stmt = db_.Prepare("UPDATE apps SET retain_days = ? WHERE app_id = ?");
     if (!stmt.ok()) return stmt.status();
@@ -183,7 +182,7 @@ class SqliteCatalog final : public Catalog {
     if (!stmt.ok()) return stmt.status();
     stmt->Bind(1, account.email);
     stmt->Bind(2, account.role);
-    stmt->Bind(3, JoinApps(account.apps));
+    stmt->Bind(3, JoinAppIds(account.apps));
     stmt->Bind(4, account.password_hash);
     stmt->Bind(5, account.created_ms != 0 ? account.created_ms : NowMs());
     NUCLEON_RETURN_IF_ERROR(stmt->Run());
@@ -217,6 +216,17 @@ class SqliteCatalog final : public Catalog {
     auto stmt = db_.Prepare("DELETE FROM accounts WHERE email = ?");
     if (!stmt.ok()) return stmt.status();
     stmt->Bind(1, email);
+    NUCLEON_RETURN_IF_ERROR(stmt->Run());
+    return db_.Changes() > 0;
+  }
+
+  Result<bool> UpdateAccount(const std::string& email, const std::string& role,
+                             const std::vector<std::string>& apps) override {
+    auto stmt = db_.Prepare("UPDATE accounts SET role = ?, apps = ? WHERE email = ?");
+    if (!stmt.ok()) return stmt.status();
+    stmt->Bind(1, role);
+    stmt->Bind(2, role == "admin" ? std::string() : JoinAppIds(apps));
+    stmt->Bind(3, email);
     NUCLEON_RETURN_IF_ERROR(stmt->Run());
     return db_.Changes() > 0;
   }
@@ -273,6 +283,16 @@ Result<CatalogContents> ReadSqliteCatalog(const std::string& data_dir) {
     if (!tokens->IsNull(4)) t.revoked_ms = tokens->Int(4);
     out.tokens.push_back(std::move(t));
   }
+  NUCLEON_RETURN_IF_ERROR(st);
+  // A catalog written before accounts existed has none.
+  auto has_accounts =
+      db.Prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'accounts'");
+  if (!has_accounts.ok()) return has_accounts.status();
+  if (!has_accounts->Step(&st)) return out;
+  auto accounts = db.Prepare(
+      "SELECT email, role, apps, password_hash, created_ms FROM accounts ORDER BY email");
+  if (!accounts.ok()) return accounts.status();
+  while (accounts->Step(&st)) out.accounts.push_back(AccountOf(*accounts));
   NUCLEON_RETURN_IF_ERROR(st);
   return out;
 }

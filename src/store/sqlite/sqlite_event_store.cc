@@ -633,6 +633,13 @@ class SqliteEventStore final : public EventStore {
     });
   }
 
+  Result<std::vector<ErrorGroup>> ErrorGroups(std::string_view app_id,
+                                              const QueryRange& range) override {
+    return Read<std::vector<ErrorGroup>>(app_id, true, [&](int64_t app, const ReadTx& tx) {
+      return analytics_->ErrorGroups(app, app_id, range, tx);
+    });
+  }
+
   Result<std::vector<EventPropKeys>> EventProps(std::string_view app_id,
                                                 const QueryRange& range) override {
     return Read<std::vector<EventPropKeys>>(app_id, true, [&](int64_t app, const ReadTx& tx) {
@@ -648,9 +655,10 @@ class SqliteEventStore final : public EventStore {
     });
   }
 
-  Result<UserList> Users(std::string_view app_id, int64_t page, int64_t limit) override {
+  Result<UserList> Users(std::string_view app_id, int64_t page, int64_t limit,
+                         std::string_view search) override {
     return Read<UserList>(app_id, true, [&](int64_t app, const ReadTx& tx) {
-      return users_->Users(app, app_id, page, limit, tx.db);
+      return users_->Users(app, app_id, page, limit, search, tx.db);
     });
   }
 

@@ -424,8 +424,8 @@ Answers AskApp(EventStore& store, const Scenario& sc, const std::string& deleted
       }
     }
   }
-  add("users", Show(store.Users(app, 1, 100)));
-  add("users page 2", Show(store.Users(app, 2, 3)));
+  add("users", Show(store.Users(app, 1, 100, "")));
+  add("users page 2", Show(store.Users(app, 2, 3, "")));
   for (const std::string& user : sc.users) {
     add("user " + user, Show(store.User(app, user)));
   }

@@ -180,30 +180,73 @@ Result<UserSummary> UserReader::Summarize(const UserRow& u, std::string_view app
 }
 
 Result<UserList> UserReader::Users(int64_t app, std::string_view app_id, int64_t page,
-                                   int64_t limit, SqliteDb& db) {
+                                   int64_t limit, std::string_view search, SqliteDb& db) {
   UserList out;
+  int64_t all = 0;  // the app's users
   {
     auto q = db.Cached("SELECT users FROM apps WHERE id = ?");
     if (!q.ok()) return q.status();
     (*q)->Bind(1, app);
     Status st;
-    if ((*q)->Step(&st)) out.total = (*q)->Int(0);
+    if ((*q)->Step(&st)) all = (*q)->Int(0);
     NUCLEON_RETURN_IF_ERROR(st);
   }
+  const int64_t offset = (page - 1) * limit;
   std::vector<UserRow> rows;
-  {
-    auto q = db.Cached(
-        "SELECT id, user_key, first_ms, last_ms FROM users WHERE app = ?"
-        " ORDER BY last_ms DESC, id DESC LIMIT ? OFFSET ?");
-    if (!q.ok()) return q.status();
-    (*q)->Bind(1, app);
-    (*q)->Bind(2, limit);
-    (*q)->Bind(3, (page - 1) * limit);
-    Status st;
-    while ((*q)->Step(&st)) {
-      rows.push_back({(*q)->Int(0), std::string((*q)->Text(1)), (*q)->Int(2), (*q)->Int(3)});
+  if (search.empty()) {
+    out.total = all;
+    if (out.total > offset) NUCLEON_RETURN_IF_ERROR(ByLastSeen(app, "", limit, offset, db, &rows));
+  } else {
+    // LIKE folds ASCII letters only, as the search promises; the pattern's
+    // own wildcards are escaped.
+    std::string pattern = "%";
+    for (char c : search) {
+      if (c == '%' || c == '_' || c == '\\') pattern.push_back('\\');
+      pattern.push_back(c);
     }
-    NUCLEON_RETURN_IF_ERROR(st);
+    pattern.push_back('%');
+    // The matches, from the index on (app, user_key) alone.
+    std::vector<int64_t> ids;
+    {
+      auto q = db.Cached("SELECT id FROM users WHERE app = ? AND user_key LIKE ? ESCAPE '\\'");
+      if (!q.ok()) return q.status();
+      (*q)->Bind(1, app);
+      (*q)->Bind(2, pattern);
+      Status st;
+      while ((*q)->Step(&st)) {
+        if (ids.size() < kMaxSortedMatches) ids.push_back((*q)->Int(0));
+        ++out.total;
+      }
+      NUCLEON_RETURN_IF_ERROR(st);
+    }
+    // Few matches: read and sort them. Many: walk the users by last seen,
+    // which meets a full page after about (offset + limit) * all / total rows.
+    const bool sort_matches = out.total == static_cast<int64_t>(ids.size()) &&
+                              out.total * out.total <= (offset + limit) * std::max<int64_t>(all, 1);
+    if (out.total <= offset) {
+      // past the end
+    } else if (sort_matches) {
+      auto q = db.Cached("SELECT id, user_key, first_ms, last_ms FROM users WHERE id = ?");
+      if (!q.ok()) return q.status();
+      std::vector<UserRow> matches;
+      for (int64_t id : ids) {
+        (*q)->Bind(1, id);
+        Status st;
+        if ((*q)->Step(&st)) {
+          matches.push_back({(*q)->Int(0), std::string((*q)->Text(1)), (*q)->Int(2), (*q)->Int(3)});
+        }
+        NUCLEON_RETURN_IF_ERROR(st);
+        (*q)->Reset();
+      }
+      std::sort(matches.begin(), matches.end(), [](const UserRow& a, const UserRow& b) {
+        return a.last_ms != b.last_ms ? a.last_ms > b.last_ms : a.row > b.row;
+      });
+      for (size_t i = offset; i < matches.size() && i < static_cast<size_t>(offset + limit); ++i) {
+        rows.push_back(std::move(matches[i]));
+      }
+    } else {
+      NUCLEON_RETURN_IF_ERROR(ByLastSeen(app, pattern, limit, offset, db, &rows));
+    }
   }
   for (const UserRow& u : rows) {
     auto s = Summarize(u, app_id, db, nullptr);
@@ -211,6 +254,24 @@ Result<UserList> UserReader::Users(int64_t app, std::string_view app_id, int64_t
     out.users.push_back(std::move(*s));
   }
   return out;
+}
+
+Status UserReader::ByLastSeen(int64_t app, const std::string& pattern, int64_t limit,
+                              int64_t offset, SqliteDb& db, std::vector<UserRow>* out) {
+  auto q = db.Cached(
+      "SELECT id, user_key, first_ms, last_ms FROM users WHERE app = ?1"
+      " AND (?4 = '' OR user_key LIKE ?4 ESCAPE '\\')"
+      " ORDER BY last_ms DESC, id DESC LIMIT ?2 OFFSET ?3");
+  if (!q.ok()) return q.status();
+  (*q)->Bind(1, app);
+  (*q)->Bind(2, limit);
+  (*q)->Bind(3, offset);
+  (*q)->Bind(4, pattern);
+  Status st;
+  while ((*q)->Step(&st)) {
+    out->push_back({(*q)->Int(0), std::string((*q)->Text(1)), (*q)->Int(2), (*q)->Int(3)});
+  }
+  return st;
 }
 
 Result<UserDetails> UserReader::User(int64_t app, std::string_view app_id,

@@ -3,6 +3,10 @@
 // read from the entity tables and the event rows (no in-memory index).
 //
 //   users list    users by last seen (index users(app, last_ms)), newest first;
+//                 a search reads every user key of the app (the index
+//                 users(app, user_key) alone) to count the matches; few
+//                 matches are then read and sorted, many found by walking
+//                 users(app, last_ms) until the page is full;
 //   a user        their sessions (user_sessions) with each session's context
 //                 event (its init, else the latest event that carried one);
 //   session       the session's event rows, decoded (event_codec.h).
@@ -29,7 +33,7 @@ class UserReader {
   explicit UserReader(StringDictionary* dict) : dict_(dict) {}
 
   Result<UserList> Users(int64_t app, std::string_view app_id, int64_t page, int64_t limit,
-                         SqliteDb& db);
+                         std::string_view search, SqliteDb& db);
   Result<UserDetails> User(int64_t app, std::string_view app_id, std::string_view user_key,
                            SqliteDb& db);
   Result<std::vector<EventView>> SessionEvents(int64_t app, std::string_view app_id,
@@ -63,6 +67,12 @@ class UserReader {
   Result<UserSummary> Summarize(const UserRow& u, std::string_view app_id, SqliteDb& db,
                                 std::vector<SessionSummary>* sessions);
   Result<int64_t> UserRowOf(int64_t app, std::string_view user_key, SqliteDb& db, UserRow* out);
+  // One page of the app's users by last seen, only those whose key is LIKE
+  // `pattern` when it is not empty.
+  Status ByLastSeen(int64_t app, const std::string& pattern, int64_t limit, int64_t offset,
+                    SqliteDb& db, std::vector<UserRow>* out);
+  // A search sorts its matches itself when there are at most this many.
+  static constexpr size_t kMaxSortedMatches = 100000;
 
   StringDictionary* dict_;
 };

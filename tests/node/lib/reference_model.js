@@ -680,6 +680,44 @@ function countsByName(app, r, type) {
   return { data };
 }
 
+// §5.7 (a Nucleon extension): per error name, its users, first and last time
+// and its latest event.
+function errorGroups(app, r) {
+  const groups = new Map();
+  for (const e of app.events) {
+    if (e.type !== 'error' || !inRange(e.time, r)) continue;
+    let g = groups.get(e.name);
+    if (!g) groups.set(e.name, (g = { count: 0, users: new Set(), first: e.time, latest: e }));
+    g.count++;
+    g.users.add(e.userKey);
+    g.first = Math.min(g.first, e.time);
+    if (e.time > g.latest.time || (e.time === g.latest.time && e.seq > g.latest.seq)) g.latest = e;
+  }
+  const text = (e, key) => {
+    const p = e.props.find((x) => x.key === key);
+    return p ? p.text : '';
+  };
+  const data = [...groups].map(([name, g]) => ({
+    name,
+    count: g.count,
+    users: g.users.size,
+    firstSeen: iso(g.first),
+    lastSeen: iso(g.latest.time),
+    sample: {
+      time: iso(g.latest.time), userId: g.latest.userKey, sessionId: g.latest.sessionId, deviceId: g.latest.deviceId,
+      message: text(g.latest, 'message'), stack: text(g.latest, 'stack'),
+    },
+  }));
+  data.sort((a, b) => (b.count - a.count) || byteCompare(a.name, b.name));
+  return { data };
+}
+
+// §6.1 search (a Nucleon extension): the key contains the text, ASCII letters
+// lowercased on both sides.
+function asciiLower(s) {
+  return s.replace(/[A-Z]/g, (c) => c.toLowerCase());
+}
+
 // §5.5: the name an event's properties are filed under, or null.
 function propsName(e) {
   if (e.type === 'init') return 'init';
@@ -766,9 +804,11 @@ function userSummary(app, v, u) {
   };
 }
 
-function usersList(app, page, limit) {
+function usersList(app, page, limit, search = '') {
   const v = derive(app);
-  const all = [...v.users.values()].sort((a, b) => (b.lastSeen - a.lastSeen) || (b.created - a.created));
+  const needle = asciiLower(search);
+  const all = [...v.users.values()].filter((u) => asciiLower(u.key).includes(needle))
+    .sort((a, b) => (b.lastSeen - a.lastSeen) || (b.created - a.created));
   const slice = all.slice((page - 1) * limit, page * limit);
   return { total: all.length, data: slice.map((u) => userSummary(app, v, u)) };
 }
@@ -888,6 +928,7 @@ function route(app, seg, params, nowMs) {
   if (n === 1 && seg[0] === 'analytics') return ranged((r) => daily(app, r));
   if (n === 2 && seg[0] === 'analytics' && seg[1] === 'events') return ranged((r) => countsByName(app, r, 'event'));
   if (n === 2 && seg[0] === 'analytics' && seg[1] === 'errors') return ranged((r) => countsByName(app, r, 'error'));
+  if (n === 3 && seg[0] === 'analytics' && seg[1] === 'errors' && seg[2] === 'groups') return ranged((r) => errorGroups(app, r));
   if (n === 2 && seg[0] === 'analytics' && seg[1] === 'eventsprops') return ranged((r) => eventsProps(app, r));
   if (n === 4 && seg[0] === 'analytics' && seg[1] === 'events') return ranged((r) => eventAttribute(app, r, seg[2], seg[3]));
   if (n === 1 && seg[0] === 'users') {
@@ -900,7 +941,9 @@ function route(app, seg, params, nowMs) {
       limit = intParam(params.limit, 1, 1000);
       if (limit === null) return bad('limit must be an integer between 1 and 1000');
     }
-    return ok(usersList(app, page, limit));
+    const search = params.search ?? '';
+    if (Buffer.byteLength(search, 'utf8') > 256) return bad('search must be at most 256 bytes');
+    return ok(usersList(app, page, limit, search));
   }
   if (n === 2 && seg[0] === 'users') {
     const d = userDetails(app, seg[1]);

@@ -1,3 +1,4 @@
+import { useState } from 'preact/hooks';
 import { apiGet, type DailyAnalytics } from '../api';
 import { Bars, Card, Panel, SdkSnippet, TimeSeries, formatNumber } from '../components';
 import { daysOf, previousRange, type Range } from '../time';
@@ -11,8 +12,23 @@ function params(r: Range) {
   return { start: r.start, end: r.end, utcOffset: r.utcOffset };
 }
 
+const WEEKDAYS = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'];
+
+// App starts per (weekday, local hour), summed over the days of the range:
+// rows Monday first. Day keys are local dates, so their weekday is the UTC one.
+export function byWeekday(hours: Record<string, number[]>): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const w of WEEKDAYS) out[w] = Array(24).fill(0);
+  for (const [d, counts] of Object.entries(hours)) {
+    const w = WEEKDAYS[(new Date(d + 'T00:00:00Z').getUTCDay() + 6) % 7];
+    counts.forEach((n, h) => (out[w][h] += n));
+  }
+  return out;
+}
+
 export function Overview(props: { app: string; range: Range }) {
   const { app, range } = props;
+  const [byWeek, setByWeek] = useState(false);
   const prev = previousRange(range);
   const key = `${app}|${range.start}|${range.end}|${range.utcOffset}`;
   const res = useApi(key, () =>
@@ -44,7 +60,8 @@ export function Overview(props: { app: string; range: Range }) {
   const durations = days.map((d) => cur.avgSessionDuration[d] ?? 0);
   const sessionDays = Object.keys(cur.avgSessionDuration).length;
   const meanDuration = sessionDays ? Object.values(cur.avgSessionDuration).reduce((a, b) => a + b, 0) / sessionDays : 0;
-  const hourDays = Object.keys(cur.hours);
+  const grid = byWeek ? byWeekday(cur.hours) : cur.hours;
+  const rowsOf = Object.keys(grid);
   return (
     <div class="page">
       <div class="cards">
@@ -61,9 +78,13 @@ export function Overview(props: { app: string; range: Range }) {
         table={{ columns: ['day', 'seconds'], rows: days.map((d, i) => [d, durations[i]]) }}>
         <TimeSeries days={days} series={[{ label: 'Seconds', values: durations }]} />
       </Panel>
-      <Panel id="hours" title="App starts by hour of day"
-        table={{ columns: ['day', ...Array.from({ length: 24 }, (_, h) => String(h))], rows: hourDays.map((d) => [d, ...cur.hours[d]]) }}>
-        <Heatmap hours={cur.hours} />
+      <Panel id="hours" title={`App starts by hour of day and ${byWeek ? 'weekday' : 'day'}`}
+        table={{ columns: [byWeek ? 'weekday' : 'day', ...Array.from({ length: 24 }, (_, h) => String(h))], rows: rowsOf.map((d) => [d, ...grid[d]]) }}>
+        <div class="chips" role="group" aria-label="Rows">
+          <button type="button" aria-pressed={!byWeek} onClick={() => setByWeek(false)} data-testid="hours-by-day">By day</button>
+          <button type="button" aria-pressed={byWeek} onClick={() => setByWeek(true)} data-testid="hours-by-weekday">By weekday</button>
+        </div>
+        <Heatmap hours={grid} weekdays={byWeek} />
       </Panel>
       <div class="grid2">
         {(['platforms', 'versions', 'countries', 'languages'] as const).map((k) => (
@@ -76,16 +97,18 @@ export function Overview(props: { app: string; range: Range }) {
   );
 }
 
-function Heatmap(props: { hours: Record<string, number[]> }) {
+function Heatmap(props: { hours: Record<string, number[]>; weekdays: boolean }) {
   const days = Object.keys(props.hours);
-  if (days.length === 0) return <p class="muted">No app starts in this range.</p>;
+  if (days.length === 0 || days.every((d) => props.hours[d].every((n) => n === 0))) {
+    return <p class="muted">No app starts in this range.</p>;
+  }
   const max = Math.max(1, ...days.flatMap((d) => props.hours[d]));
   return (
     <div class="table-wrap">
-      <table class="heatmap">
+      <table class="heatmap" data-testid={props.weekdays ? 'heatmap-weekday' : 'heatmap-day'}>
         <thead>
           <tr>
-            <th scope="col">day</th>
+            <th scope="col">{props.weekdays ? 'weekday' : 'day'}</th>
             {Array.from({ length: 24 }, (_, h) => (
               <th scope="col">{h}</th>
             ))}
@@ -94,7 +117,7 @@ function Heatmap(props: { hours: Record<string, number[]> }) {
         <tbody>
           {days.map((d) => (
             <tr>
-              <th scope="row">{d.slice(5)}</th>
+              <th scope="row">{props.weekdays ? d : d.slice(5)}</th>
               {props.hours[d].map((n) => (
                 <td title={`${d}: ${n}`} style={{ background: n ? `color-mix(in srgb, var(--accent) ${Math.round(15 + (85 * n) / max)}%, transparent)` : undefined }}>
                   {n || ''}
