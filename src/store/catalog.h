@@ -42,11 +42,13 @@ struct CatalogSnapshot {
 };
 
 // Every row of a catalog, revoked tokens included, for moving it to another
-// backend (nucleon migrate). Token hashes only: a token's text is never kept.
+// backend (nucleon migrate), with each app's own retention. Token hashes
+// only: a token's text is never kept.
 struct CatalogContents {
   struct App {
     std::string app_id, name;
     int64_t created_ms = 0;
+    int retain_days = 0;  // the app's own retention in days; 0: none
   };
   struct Token {
     std::string hash, prefix, app_id;
