@@ -28,9 +28,11 @@ namespace {
 constexpr int64_t kDayMs = 86400000;
 constexpr char kApp[] = "app1";
 
-std::unique_ptr<EventStore> OpenStore(const std::string& dir) {
+std::unique_ptr<EventStore> OpenStore(
+    const std::string& dir, size_t scan_buckets = SqliteStoreOptions().retention_scan_buckets) {
   SqliteStoreOptions options;
   options.fsync_full = false;
+  options.retention_scan_buckets = scan_buckets;
   auto store = OpenSqliteEventStore(dir, options);
   EXPECT_TRUE(store.ok()) << store.status().ToString();
   return store.ok() ? std::move(store).value() : nullptr;
@@ -215,7 +217,15 @@ std::string Answers(EventStore& store, int64_t now) {
   return o.str();
 }
 
-TEST(RetentionSweeperTest, AnswersAsIfTheRemovedEventsHadNeverBeenReceived) {
+// The users that keep events have their first one found in the buckets after
+// each step, through their sessions, or both (the scan stops after a few
+// buckets): the answers are the same.
+class RetentionSweeperScanTest : public ::testing::TestWithParam<size_t> {};
+
+INSTANTIATE_TEST_SUITE_P(ScanBuckets, RetentionSweeperScanTest,
+                         ::testing::Values(SqliteStoreOptions().retention_scan_buckets, 0, 3));
+
+TEST_P(RetentionSweeperScanTest, AnswersAsIfTheRemovedEventsHadNeverBeenReceived) {
   const int64_t now = NowMs();
   if (now % kDayMs < 60000) GTEST_SKIP() << "a minute after midnight UTC: the days would move";
   const std::vector<Event> history = History(now);
@@ -228,7 +238,7 @@ TEST(RetentionSweeperTest, AnswersAsIfTheRemovedEventsHadNeverBeenReceived) {
   ASSERT_GT(history.size() - kept.size(), 200u);
 
   TempDir all_dir, kept_dir;
-  auto all = OpenStore(all_dir.path());
+  auto all = OpenStore(all_dir.path(), GetParam());
   auto fresh = OpenStore(kept_dir.path());
   ASSERT_TRUE(all && fresh);
   AppendInBatches(*all, history);
