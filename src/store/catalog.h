@@ -62,12 +62,14 @@ struct Account {
 };
 
 // Every row of a catalog, revoked tokens included, and the accounts, for
-// moving it to another backend (nucleon migrate). Token hashes and password
-// hashes only: a token's text or a password is never kept.
+// moving it to another backend (nucleon migrate), with each app's own
+// retention. Token hashes and password hashes only: a token's text or a
+// password is never kept.
 struct CatalogContents {
   struct App {
     std::string app_id, name;
     int64_t created_ms = 0;
+    int retain_days = 0;  // the app's own retention in days; 0: none
   };
   struct Token {
     std::string hash, prefix, app_id;

@@ -1,6 +1,6 @@
 // Moving up: copies an embedded data folder into a ClickHouse deployment
-// (`nucleon migrate`), losslessly: apps and token hashes (revoked ones
-// included), every event with every field in its storage order, each
+// (`nucleon migrate`), losslessly: apps (with their own retention) and token
+// hashes (revoked ones included), every event with every field in its storage order, each
 // session's end (so heartbeat-extended sessions keep their length) and the
 // tombstones of deleted users. Afterwards every API answer of the ClickHouse
 // deployment equals the embedded store's.

@@ -4,11 +4,12 @@
 // properties of every kind, errors, heartbeats with and without a session id
 // (extending sessions past their last event), resends, a user who identifies
 // in the middle of a shared session, and deleted users (whose late resends
-// must stay dropped after the move). Then the server stops, the folder is
-// migrated into a throw-away clickhouse-server, a `--store clickhouse` server
-// starts on it, and every answer is compared byte for byte; the dashboard's
-// accounts come along (same passwords, roles and apps), and `nucleon user`
-// keeps managing them on ClickHouse. Skipped when clickhouse-server is not
+// must stay dropped after the move), and each app's retention setting. Then
+// the server stops, the folder is migrated into a throw-away
+// clickhouse-server, a `--store clickhouse` server starts on it, and every
+// answer is compared byte for byte; the dashboard's accounts come along (same
+// passwords, roles and apps), and `nucleon user` keeps managing them on
+// ClickHouse. Skipped when clickhouse-server is not
 // installed.
 'use strict';
 
@@ -31,6 +32,10 @@ test('an embedded folder migrated to ClickHouse answers every question the same'
     cli(dir, ['user', 'add', 'boss@example.com', '--role', 'admin']);
     cli(dir, ['user', 'add', 'watcher@example.com', '--role', 'viewer', '--apps', cred.appId]);
     delete process.env.NUCLEON_PASSWORD;
+    // The app's own retention (long enough to keep the whole history) moves
+    // too; an app without one stays without.
+    const other = createApp(dir, 'no-retention');
+    cli(dir, ['app', 'set', cred.appId, '--retain-days', '36500']);
     const embedded = new Server({ dataDir: dir, args: ['--api-rate', '0', '--track-rate', '0'] });
     await embedded.start();
     const messages = history(7);
@@ -54,10 +59,15 @@ test('an embedded folder migrated to ClickHouse answers every question the same'
     t.after(() => ch.stop());
     const target = ['--clickhouse', ch.url, '--clickhouse-database', 'migrated'];
     const report = JSON.parse(cli(dir, ['migrate', ...target], { timeout: 120000 }).trim());
-    assert.equal(report.apps, 1);
-    assert.equal(report.tokens, 2, 'the revoked token too');
+    assert.equal(report.apps, 2);
+    assert.equal(report.tokens, 3, 'the revoked token too');
     assert.ok(report.tombstones > 0, 'the deleted users\' tombstones');
     assert.equal(report.accounts, 2);
+
+    const listed = cli(tempDir('migrate-list'), ['app', 'list', '--store', 'clickhouse', ...target])
+      .trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(listed.map((a) => [a.appId, a.retainDays]).sort(),
+      [[cred.appId, 36500], [other.appId, null]].sort(), 'each app\'s retention setting');
 
     const scaled = new Server({ dataDir: tempDir('migrate-node'),
       args: ['--store', 'clickhouse', ...target, '--api-rate', '0', '--track-rate', '0'] });

@@ -42,6 +42,13 @@ Status ClickHouseImport::AddApp(const CatalogContents::App& app) {
   apps_.push_back('\t');
   AppendTsv(&apps_, app.name);
   apps_ += "\t" + std::to_string(app.created_ms) + "\n";
+  if (app.retain_days > 0) {
+    // As SetRetention writes it; set at the app's creation, so that any later
+    // setting wins.
+    AppendTsv(&retention_, app.app_id);
+    retention_ +=
+        "\t" + std::to_string(app.retain_days) + "\t" + std::to_string(app.created_ms) + "\n";
+  }
   return Status::Ok();
 }
 
@@ -133,6 +140,7 @@ Status ClickHouseImport::Finish() {
   for (auto [table, rows] : {std::pair<const char*, std::string*>{"tokens", &tokens_},
                              {"revocations", &revocations_},
                              {"accounts", &accounts_},
+                             {"retention", &retention_},
                              {"apps", &apps_}}) {
     if (rows->empty()) continue;
     auto st = client_->Execute("INSERT INTO " + tables_(table) + " FORMAT TabSeparated", *rows,

@@ -1,7 +1,8 @@
 // ClickHouseImport: fills an empty ClickHouse deployment with what another
-// store holds (nucleon migrate): the catalog rows, the events in their
-// storage order (every field), the sessions' ends (heartbeats included) and
-// the tombstones of deleted users. Rows are written in large INSERTs.
+// store holds (nucleon migrate): the catalog rows (apps with their own
+// retention, tokens), the events in their storage order (every field), the
+// sessions' ends (heartbeats included) and the tombstones of deleted users.
+// Rows are written in large INSERTs.
 //
 // Use from one thread: Add* in any order except that every AddEvent comes
 // before AddSessionEnd; then Finish.
@@ -55,7 +56,7 @@ class ClickHouseImport {
   // all far below the orders live nodes give (receive times in ms << 22).
   uint64_t next_end_ord_ = uint64_t{1} << 40;
   int64_t events_ = 0;
-  std::string apps_, tokens_, revocations_, accounts_, events_rows_, idents_, heartbeats_,
+  std::string apps_, tokens_, revocations_, accounts_, retention_, events_rows_, idents_, heartbeats_,
       tombstones_;
   size_t pending_rows_ = 0;
 };

@@ -305,6 +305,15 @@ bool BucketCore::Decode(std::string_view in, BucketCore* b) {
   return r.ok() && r.done();
 }
 
+bool BucketCore::DecodeUsers(std::string_view in, Roaring* users) {
+  ByteReader r(in);
+  if (r.Byte() != kFormat) return false;
+  r.Varint();  // inits
+  r.Signed();  // min_ms
+  r.Signed();  // max_ms
+  return r.ok() && DecodeBitmap(r, users);
+}
+
 bool BucketCore::operator==(const BucketCore& o) const {
   if (inits != o.inits || !(users == o.users) || events != o.events || errors != o.errors ||
       dims.size() != o.dims.size() || prop_keys.size() != o.prop_keys.size()) {

@@ -96,6 +96,9 @@ struct BucketCore {
   size_t MemoryBytes() const;
   void Encode(std::string* out) const;
   static bool Decode(std::string_view in, BucketCore* out);
+  // The users bitmap alone of an encoded core (what Decode would give as
+  // `users`), without decoding the rest.
+  static bool DecodeUsers(std::string_view in, Roaring* users);
   // Equal aggregates (what the API's numbers are made of); the bounds
   // min_ms/max_ms and the row runs are not compared.
   bool operator==(const BucketCore& o) const;

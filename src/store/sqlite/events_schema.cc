@@ -105,6 +105,10 @@ const Migration kMigrations[] = {
            " DROP TABLE legacy_users; DROP TABLE legacy_apps;"
            " DELETE FROM meta WHERE key = 'legacy_import';");
      }},
+    // v5: a device's sessions by start, so that its first session (its
+    // install) is found at once however many it has: after a retention step
+    // or a user delete took the one it had.
+    {"CREATE INDEX sessions_device_start ON sessions(device, start_ms);", nullptr},
 };
 
 }  // namespace

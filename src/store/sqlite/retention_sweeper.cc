@@ -1,8 +1,8 @@
 #include "store/sqlite/retention_sweeper.h"
 
 #include <algorithm>
+#include <limits>
 #include <map>
-#include <optional>
 #include <set>
 #include <vector>
 
@@ -31,6 +31,27 @@ std::vector<int64_t> DecodeUsers(std::string_view blob) {
   return users;
 }
 
+// Calls f(id, session, user, time) for each stored event of `bucket` of
+// `app`, found through the rollup's row runs (which may hold other rows).
+template <typename F>
+Status ForEachBucketEvent(SqliteDb& db, int64_t app, int64_t bucket, const BucketCore& core, F f) {
+  for (const auto& [lo, hi] : core.runs) {
+    auto q = db.Cached(
+        "SELECT id, session, user, time_ms FROM events WHERE id BETWEEN ? AND ? AND app = ?");
+    if (!q.ok()) return q.status();
+    (*q)->Bind(1, lo);
+    (*q)->Bind(2, hi);
+    (*q)->Bind(3, app);
+    Status st;
+    while ((*q)->Step(&st)) {
+      const int64_t time = (*q)->Int(3);
+      if (FloorDiv(time, kBucketMs) == bucket) f((*q)->Int(0), (*q)->Int(1), (*q)->Int(2), time);
+    }
+    NUCLEON_RETURN_IF_ERROR(st);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status RetentionSweeper::Sweep(int64_t app, std::span<const int64_t> buckets, int64_t budget,
@@ -56,21 +77,11 @@ Status RetentionSweeper::Sweep(int64_t app, std::span<const int64_t> buckets, in
     auto found = rollups_->ReadStored(app, bucket, *db_, &core);
     if (!found.ok()) return found.status();
     std::vector<int64_t> ids;
-    for (const auto& [lo, hi] : core.runs) {
-      auto q = db_->Cached(
-          "SELECT id, session, time_ms FROM events WHERE id BETWEEN ? AND ? AND app = ?");
-      if (!q.ok()) return q.status();
-      (*q)->Bind(1, lo);
-      (*q)->Bind(2, hi);
-      (*q)->Bind(3, app);
-      Status st;
-      while ((*q)->Step(&st)) {
-        if (FloorDiv((*q)->Int(2), kBucketMs) != bucket) continue;
-        ids.push_back((*q)->Int(0));
-        sessions.insert((*q)->Int(1));
-      }
-      NUCLEON_RETURN_IF_ERROR(st);
-    }
+    NUCLEON_RETURN_IF_ERROR(ForEachBucketEvent(*db_, app, bucket, core,
+                                               [&](int64_t id, int64_t session, int64_t, int64_t) {
+                                                 ids.push_back(id);
+                                                 sessions.insert(session);
+                                               }));
     for (const auto& [lo, hi] : core.runs) {
       auto del = db_->Cached(
           "DELETE FROM events WHERE id BETWEEN ? AND ? AND app = ? AND time_ms >= ? AND"
@@ -93,6 +104,8 @@ Status RetentionSweeper::Sweep(int64_t app, std::span<const int64_t> buckets, in
 
   // The sessions that held them: computed again from what remains, or gone.
   std::set<int64_t> devices, users;
+  std::set<int64_t> moved;          // sessions gone or with a later start
+  std::map<int64_t, int64_t> lost;  // user -> latest end of the sessions it left
   for (int64_t session : sessions) {
     int64_t device = 0, start = 0, end = 0;
     std::vector<int64_t> before;
@@ -128,12 +141,14 @@ Status RetentionSweeper::Sweep(int64_t app, std::span<const int64_t> buckets, in
     add(start, {0, 0, -1, -Seconds(start, end)});
     std::vector<int64_t> after;
     if (kept.empty()) {
+      moved.insert(session);
       auto del = db_->Cached("DELETE FROM sessions WHERE id = ?");
       if (!del.ok()) return del.status();
       (*del)->Bind(1, session);
       NUCLEON_RETURN_IF_ERROR((*del)->Run());
     } else {
       const RebuiltSession r = RebuildSession(kept);
+      if (r.start != start) moved.insert(session);
       // The end keeps the heartbeats credited to the session: it is already
       // at least the latest remaining event, all of them after the removed ones.
       const int64_t new_end = std::max(end, r.end);
@@ -160,6 +175,8 @@ Status RetentionSweeper::Sweep(int64_t app, std::span<const int64_t> buckets, in
     }
     for (int64_t u : before) {
       if (std::find(after.begin(), after.end(), u) != after.end()) continue;
+      auto [it, added] = lost.try_emplace(u, end);
+      if (!added) it->second = std::max(it->second, end);
       auto del = db_->Cached("DELETE FROM user_sessions WHERE user = ? AND session = ?");
       if (!del.ok()) return del.status();
       (*del)->Bind(1, u);
@@ -182,6 +199,9 @@ Status RetentionSweeper::Sweep(int64_t app, std::span<const int64_t> buckets, in
       }
       NUCLEON_RETURN_IF_ERROR(st);
     }
+    // Starts only move later: an install whose session kept its start is
+    // still the device's first session.
+    if (old_session != 0 && !moved.count(old_session)) continue;
     if (old_session != 0) add(old_ms, {-1, 0, 0, 0});
     auto q = db_->Cached(
         "SELECT id, start_ms FROM sessions WHERE device = ? ORDER BY start_ms, id LIMIT 1");
@@ -207,12 +227,17 @@ Status RetentionSweeper::Sweep(int64_t app, std::span<const int64_t> buckets, in
   }
 
   // Users: gone with their last event; else their first event, last seen and
-  // the props whose latest value came from a removed event.
+  // the props whose latest value came from a removed event. A user whose
+  // first event is not before the cut lost none: it stays as it is.
   int64_t users_gone = 0;
+  struct Kept {
+    int64_t user = 0, first_ms = 0, last_ms = 0;
+  };
+  std::vector<Kept> kept_users;
   for (int64_t user : users) {
-    int64_t first_ms = 0;
+    int64_t first_ms = 0, last_ms = 0;
     {
-      auto q = db_->Cached("SELECT first_ms FROM users WHERE id = ?");
+      auto q = db_->Cached("SELECT first_ms, last_ms FROM users WHERE id = ?");
       if (!q.ok()) return q.status();
       (*q)->Bind(1, user);
       Status st;
@@ -221,46 +246,58 @@ Status RetentionSweeper::Sweep(int64_t app, std::span<const int64_t> buckets, in
         continue;
       }
       first_ms = (*q)->Int(0);
+      last_ms = (*q)->Int(1);
     }
-    std::optional<int64_t> new_first;
+    if (first_ms >= through) continue;
+    bool member = false;  // of a session, so with events there
     {
-      auto q = db_->Cached(
-          "SELECT min(e.time_ms) FROM user_sessions us JOIN events e ON e.session = us.session"
-          " WHERE us.user = ? AND e.user = ?");
+      auto q = db_->Cached("SELECT EXISTS (SELECT 1 FROM user_sessions WHERE user = ?)");
       if (!q.ok()) return q.status();
       (*q)->Bind(1, user);
-      (*q)->Bind(2, user);
       Status st;
-      if ((*q)->Step(&st) && !(*q)->IsNull(0)) new_first = (*q)->Int(0);
+      member = (*q)->Step(&st) && (*q)->Int(0) != 0;
       NUCLEON_RETURN_IF_ERROR(st);
     }
-    if (!new_first) {
-      for (const char* sql :
-           {"DELETE FROM user_sessions WHERE user = ?", "DELETE FROM user_props WHERE user = ?",
-            "DELETE FROM users WHERE id = ?"}) {
-        auto del = db_->Cached(sql);
-        if (!del.ok()) return del.status();
-        (*del)->Bind(1, user);
-        NUCLEON_RETURN_IF_ERROR((*del)->Run());
-      }
+    if (member) {
+      kept_users.push_back({user, first_ms, last_ms});
+    } else {
+      NUCLEON_RETURN_IF_ERROR(DeleteUserRows(*db_, user));
       add(first_ms, {0, -1, 0, 0});
+      ++users_gone;
+    }
+  }
+  std::vector<int64_t> wanted;
+  for (const Kept& k : kept_users) wanted.push_back(k.user);
+  std::map<int64_t, int64_t> firsts;
+  NUCLEON_RETURN_IF_ERROR(FirstRemaining(app, through, wanted, &firsts));
+  for (const Kept& k : kept_users) {
+    const auto found = firsts.find(k.user);
+    if (found == firsts.end()) {  // no event after all
+      NUCLEON_RETURN_IF_ERROR(DeleteUserRows(*db_, k.user));
+      add(k.first_ms, {0, -1, 0, 0});
       ++users_gone;
       continue;
     }
-    if (*new_first != first_ms) {
-      add(first_ms, {0, -1, 0, 0});
-      add(*new_first, {0, 1, 0, 0});
+    const int64_t new_first = found->second;
+    if (new_first != k.first_ms) {
+      add(k.first_ms, {0, -1, 0, 0});
+      add(new_first, {0, 1, 0, 0});
     }
+    // Last seen: the sessions that stay keep their ends, so it changes only
+    // when the user left the session that gave it.
+    const auto left = lost.find(k.user);
     auto upd = db_->Cached(
-        "UPDATE users SET first_ms = ?, last_ms = (SELECT max(s.end_ms) FROM user_sessions us"
-        " JOIN sessions s ON s.id = us.session WHERE us.user = users.id) WHERE id = ?");
+        left != lost.end() && left->second >= k.last_ms
+            ? "UPDATE users SET first_ms = ?, last_ms = (SELECT max(s.end_ms) FROM user_sessions us"
+              " JOIN sessions s ON s.id = us.session WHERE us.user = users.id) WHERE id = ?"
+            : "UPDATE users SET first_ms = ? WHERE id = ?");
     if (!upd.ok()) return upd.status();
-    (*upd)->Bind(1, *new_first);
-    (*upd)->Bind(2, user);
+    (*upd)->Bind(1, new_first);
+    (*upd)->Bind(2, k.user);
     NUCLEON_RETURN_IF_ERROR((*upd)->Run());
     auto props = db_->Cached("DELETE FROM user_props WHERE user = ? AND time_ms < ?");
     if (!props.ok()) return props.status();
-    (*props)->Bind(1, user);
+    (*props)->Bind(1, k.user);
     (*props)->Bind(2, through);
     NUCLEON_RETURN_IF_ERROR((*props)->Run());
   }
@@ -299,6 +336,55 @@ Status RetentionSweeper::Sweep(int64_t app, std::span<const int64_t> buckets, in
     (*tidy)->Bind(1, key.first);
     (*tidy)->Bind(2, key.second);
     NUCLEON_RETURN_IF_ERROR((*tidy)->Run());
+  }
+  return Status::Ok();
+}
+
+Status RetentionSweeper::FirstRemaining(int64_t app, int64_t through,
+                                        std::span<const int64_t> users,
+                                        std::map<int64_t, int64_t>* first) {
+  first->clear();
+  std::set<int64_t> left(users.begin(), users.end());
+  // The buckets from the cut on, as long as some user was not seen: the
+  // first whose users include one holds its earliest remaining event.
+  const std::vector<int64_t> later =
+      rollups_->Present(app, FloorDiv(through, kBucketMs), std::numeric_limits<int64_t>::max());
+  size_t looked = 0;
+  for (int64_t bucket : later) {
+    if (left.empty() || looked++ == scan_buckets_) break;
+    Roaring present;
+    auto found = rollups_->ReadStoredUsers(app, bucket, *db_, &present);
+    if (!found.ok()) return found.status();
+    if (!*found) continue;
+    std::set<int64_t> here;
+    for (int64_t u : left) {
+      if (u >= 0 && u <= UINT32_MAX && present.contains(static_cast<uint32_t>(u))) here.insert(u);
+    }
+    if (here.empty()) continue;
+    BucketCore core;
+    auto stored = rollups_->ReadStored(app, bucket, *db_, &core);
+    if (!stored.ok()) return stored.status();
+    NUCLEON_RETURN_IF_ERROR(
+        ForEachBucketEvent(*db_, app, bucket, core, [&](int64_t, int64_t, int64_t u, int64_t t) {
+          if (!here.count(u)) return;
+          auto [it, added] = first->try_emplace(u, t);
+          if (!added) it->second = std::min(it->second, t);
+        }));
+    for (int64_t u : here) {
+      if (first->count(u)) left.erase(u);
+    }
+  }
+  // The others (back after a long while, if at all): through their sessions.
+  for (int64_t u : left) {
+    auto q = db_->Cached(
+        "SELECT min(e.time_ms) FROM user_sessions us JOIN events e ON e.session = us.session"
+        " WHERE us.user = ? AND e.user = ?");
+    if (!q.ok()) return q.status();
+    (*q)->Bind(1, u);
+    (*q)->Bind(2, u);
+    Status st;
+    if ((*q)->Step(&st) && !(*q)->IsNull(0)) first->emplace(u, (*q)->Int(0));
+    NUCLEON_RETURN_IF_ERROR(st);
   }
   return Status::Ok();
 }

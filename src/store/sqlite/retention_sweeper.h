@@ -14,13 +14,18 @@
 // Buckets go oldest first, so after each step the store holds exactly the
 // events from some instant on. A step takes whole buckets until it has
 // removed `budget` events (at least one bucket), so its cost is bounded by
-// the budget and the sessions and users those events touch. The caller
-// checkpoints the rollups in the same transaction first (nothing dirty).
+// the budget and the sessions and users those events touch, not by their
+// histories: a user's new first event is found in the first later bucket
+// whose users include it (the buckets' user bitmaps), a device's install and
+// a user's last seen are looked up again only when the session that gave
+// them is gone or starts later. The caller checkpoints the rollups in the
+// same transaction first (nothing dirty).
 //
 // Thread-safety: the writer thread only.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <span>
 
 #include "core/status.h"
@@ -32,8 +37,11 @@ namespace nucleon {
 
 class RetentionSweeper {
  public:
-  RetentionSweeper(SqliteDb* db, StringDictionary* dict, Rollups* rollups)
-      : db_(db), dict_(dict), rollups_(rollups) {}
+  // `scan_buckets`: how many buckets after a step's removal it looks through
+  // for the first remaining event of the users it touched; the users not
+  // seen there are looked up through their sessions (exact either way).
+  RetentionSweeper(SqliteDb* db, StringDictionary* dict, Rollups* rollups, size_t scan_buckets)
+      : db_(db), dict_(dict), rollups_(rollups), scan_buckets_(scan_buckets) {}
 
   struct Step {
     size_t buckets = 0;      // how many of the given buckets were removed
@@ -49,9 +57,15 @@ class RetentionSweeper {
                Rollups::Removal* removal, Step* step);
 
  private:
+  // The earliest event of each of `users` (all of whose events are from
+  // `through` on) that has one.
+  Status FirstRemaining(int64_t app, int64_t through, std::span<const int64_t> users,
+                        std::map<int64_t, int64_t>* first);
+
   SqliteDb* db_;
   StringDictionary* dict_;
   Rollups* rollups_;
+  size_t scan_buckets_;
 };
 
 }  // namespace nucleon

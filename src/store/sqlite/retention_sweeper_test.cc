@@ -1,6 +1,7 @@
 // Retention on the embedded store: a store that removed its events before a
 // cut answers every question exactly as a store that never received them, and
-// the removal takes several bounded steps.
+// the removal takes several bounded steps. The history includes users whose
+// last seen came from a session they leave (shared, or heartbeat-extended).
 #include "store/sqlite/retention_sweeper.h"
 
 #include <gtest/gtest.h>
@@ -28,9 +29,11 @@ namespace {
 constexpr int64_t kDayMs = 86400000;
 constexpr char kApp[] = "app1";
 
-std::unique_ptr<EventStore> OpenStore(const std::string& dir) {
+std::unique_ptr<EventStore> OpenStore(
+    const std::string& dir, size_t scan_buckets = SqliteStoreOptions().retention_scan_buckets) {
   SqliteStoreOptions options;
   options.fsync_full = false;
+  options.retention_scan_buckets = scan_buckets;
   auto store = OpenSqliteEventStore(dir, options);
   EXPECT_TRUE(store.ok()) << store.status().ToString();
   return store.ok() ? std::move(store).value() : nullptr;
@@ -92,6 +95,30 @@ std::vector<Event> History(int64_t now) {
       t += 3600000 + static_cast<int64_t>(rng() % kDayMs);
     }
   }
+  // Users whose last seen came from a session they leave: "shared" sent the
+  // start of a session another user goes on with after the cut, "beaten" a
+  // session all before the cut that a heartbeat extended past it; each has a
+  // shorter session after the cut elsewhere.
+  const int64_t cut = RetentionCutMs(now, 4);
+  auto add = [&](const std::string& device, const std::string& session, const std::string& user,
+                 EventType type, int64_t t) {
+    Event e;
+    e.app_id = kApp;
+    e.device_id = device;
+    e.session_id = session;
+    e.user_key = user;
+    e.type = type;
+    e.name = type == EventType::kEvent ? "OPENED" : "";
+    e.time_ms = t;
+    e.client_id = std::to_string(++serial);
+    out.push_back(e);
+  };
+  add("dev-shared", "1", "shared", EventType::kInit, cut - 3600000);
+  add("dev-shared", "1", "other", EventType::kEvent, cut + 5 * 3600000);
+  add("dev-shared-2", "1", "shared", EventType::kInit, cut + 3600000);
+  add("dev-beaten", "1", "beaten", EventType::kInit, cut - 2 * 3600000);
+  add("dev-beaten", "1", "", EventType::kHeartbeat, cut + 4 * 3600000);
+  add("dev-beaten-2", "1", "beaten", EventType::kInit, cut + 3600000);
   // Stored in time order mostly, as SDKs send them; a few late ones.
   std::stable_sort(out.begin(), out.end(),
                    [](const Event& a, const Event& b) { return a.time_ms < b.time_ms; });
@@ -215,7 +242,15 @@ std::string Answers(EventStore& store, int64_t now) {
   return o.str();
 }
 
-TEST(RetentionSweeperTest, AnswersAsIfTheRemovedEventsHadNeverBeenReceived) {
+// The users that keep events have their first one found in the buckets after
+// each step, through their sessions, or both (the scan stops after a few
+// buckets): the answers are the same.
+class RetentionSweeperScanTest : public ::testing::TestWithParam<size_t> {};
+
+INSTANTIATE_TEST_SUITE_P(ScanBuckets, RetentionSweeperScanTest,
+                         ::testing::Values(SqliteStoreOptions().retention_scan_buckets, 0, 3));
+
+TEST_P(RetentionSweeperScanTest, AnswersAsIfTheRemovedEventsHadNeverBeenReceived) {
   const int64_t now = NowMs();
   if (now % kDayMs < 60000) GTEST_SKIP() << "a minute after midnight UTC: the days would move";
   const std::vector<Event> history = History(now);
@@ -228,7 +263,7 @@ TEST(RetentionSweeperTest, AnswersAsIfTheRemovedEventsHadNeverBeenReceived) {
   ASSERT_GT(history.size() - kept.size(), 200u);
 
   TempDir all_dir, kept_dir;
-  auto all = OpenStore(all_dir.path());
+  auto all = OpenStore(all_dir.path(), GetParam());
   auto fresh = OpenStore(kept_dir.path());
   ASSERT_TRUE(all && fresh);
   AppendInBatches(*all, history);

@@ -434,8 +434,12 @@ Status Rollups::ReadAhead(int64_t app, const std::map<int64_t, std::vector<Rollu
   return Status::Ok();
 }
 
-Result<bool> Rollups::ReadStored(int64_t app, int64_t bucket, SqliteDb& db,
-                                 BucketCore* core) const {
+namespace {
+
+// The stored core of (app, bucket) decoded by `decode` (false: corrupt);
+// false when there is none.
+template <typename Decode>
+Result<bool> DecodeStored(int64_t app, int64_t bucket, SqliteDb& db, Decode decode) {
   auto q = db.Cached(kSelectCore);
   if (!q.ok()) return q.status();
   (*q)->Bind(1, RollupKey(app, bucket));
@@ -444,10 +448,24 @@ Result<bool> Rollups::ReadStored(int64_t app, int64_t bucket, SqliteDb& db,
     NUCLEON_RETURN_IF_ERROR(st);
     return false;
   }
-  if (!BucketCore::Decode((*q)->Blob(0), core)) {
+  if (!decode((*q)->Blob(0))) {
     return Status::Internal("corrupt rollup of bucket " + std::to_string(bucket));
   }
   return true;
+}
+
+}  // namespace
+
+Result<bool> Rollups::ReadStored(int64_t app, int64_t bucket, SqliteDb& db,
+                                 BucketCore* core) const {
+  return DecodeStored(app, bucket, db,
+                      [&](std::string_view blob) { return BucketCore::Decode(blob, core); });
+}
+
+Result<bool> Rollups::ReadStoredUsers(int64_t app, int64_t bucket, SqliteDb& db,
+                                      Roaring* users) const {
+  return DecodeStored(app, bucket, db,
+                      [&](std::string_view blob) { return BucketCore::DecodeUsers(blob, users); });
 }
 
 Status Rollups::WriteDrop(int64_t app, int64_t bucket, const BucketCore& core, SqliteDb& db,

@@ -134,6 +134,8 @@ class Rollups {
   // the caller's transaction (nothing may be dirty); CommitRemoval once
   // committed.
   Result<bool> ReadStored(int64_t app, int64_t bucket, SqliteDb& db, BucketCore* core) const;
+  // The same, of the core's users bitmap only.
+  Result<bool> ReadStoredUsers(int64_t app, int64_t bucket, SqliteDb& db, Roaring* users) const;
   Status WriteDrop(int64_t app, int64_t bucket, const BucketCore& core, SqliteDb& db, Removal* out);
   // Reads through `db` (a reader's connection, any thread) the rows that
   // WriteRemoval of `by_bucket` will read, so that they are in memory when the

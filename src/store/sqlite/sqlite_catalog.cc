@@ -267,11 +267,24 @@ Result<CatalogContents> ReadSqliteCatalog(const std::string& data_dir) {
   SqliteDb db;
   NUCLEON_RETURN_IF_ERROR(db.Open(data_dir + "/catalog.db", /*create=*/false, /*read_only=*/true));
   CatalogContents out;
-  auto apps = db.Prepare("SELECT app_id, name, created_ms FROM apps ORDER BY id");
-  if (!apps.ok()) return apps.status();
+  // A catalog older than per-app retention (opened read-only, so not brought
+  // up to date) has none.
+  bool has_retention = false;
   Status st;
+  {
+    auto column =
+        db.Prepare("SELECT count(*) FROM pragma_table_info('apps') WHERE name = 'retain_days'");
+    if (!column.ok()) return column.status();
+    has_retention = column->Step(&st) && column->Int(0) > 0;
+    NUCLEON_RETURN_IF_ERROR(st);
+  }
+  auto apps = db.Prepare(has_retention
+                             ? "SELECT app_id, name, created_ms, retain_days FROM apps ORDER BY id"
+                             : "SELECT app_id, name, created_ms, 0 FROM apps ORDER BY id");
+  if (!apps.ok()) return apps.status();
   while (apps->Step(&st)) {
-    out.apps.push_back({std::string(apps->Text(0)), std::string(apps->Text(1)), apps->Int(2)});
+    out.apps.push_back({std::string(apps->Text(0)), std::string(apps->Text(1)), apps->Int(2),
+                        static_cast<int>(apps->Int(3))});
   }
   NUCLEON_RETURN_IF_ERROR(st);
   auto tokens =

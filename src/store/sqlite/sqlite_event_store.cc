@@ -27,6 +27,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -65,9 +66,12 @@ using Clock = std::chrono::steady_clock;
 // see Rollups::hot_over_budget.)
 constexpr size_t kCheckpointEvents = 200000;
 
-// Retention removes at most about this many events per step (whole buckets,
-// at least one), between two commits: what one step holds tracking up for.
-constexpr int64_t kRetentionStepEvents = 1000;
+// Retention removes its events in steps (whole buckets, at least one) between
+// two commits; a step holds tracking up while it runs. Each takes about this
+// long: as many events as the steps so far removed in that time, within
+// these bounds.
+constexpr double kRetentionStepMs = 10;
+constexpr int64_t kRetentionStepMinEvents = 100, kRetentionStepMaxEvents = 2000;
 // ... and looks at most at this many buckets at once.
 constexpr size_t kRetentionStepBuckets = 256;
 
@@ -157,7 +161,8 @@ class SqliteEventStore final : public EventStore {
     NUCLEON_RETURN_IF_ERROR(writer_->Open());
     analytics_ = std::make_unique<AnalyticsReader>(rollups_.get(), &dict_);
     deleter_ = std::make_unique<UserDeleter>(&db_, &dict_, rollups_.get());
-    sweeper_ = std::make_unique<RetentionSweeper>(&db_, &dict_, rollups_.get());
+    sweeper_ = std::make_unique<RetentionSweeper>(&db_, &dict_, rollups_.get(),
+                                                  options.retention_scan_buckets);
     NUCLEON_RETURN_IF_ERROR(OpenReader(&publish_db_, budget_.publisher_page_cache));
     publish_builder_ = std::make_unique<RollupEventBuilder>(&dict_);
 
@@ -407,7 +412,7 @@ class SqliteEventStore final : public EventStore {
   }
 
   // One step of retention for the first app that needs it: its oldest
-  // buckets before its cut, up to kRetentionStepEvents events, in one
+  // buckets before its cut, about kRetentionStepMs worth of events, in one
   // transaction that checkpoints first (as a user delete does). Readers see
   // each step whole.
   Status RetentionStep() {
@@ -425,7 +430,10 @@ class SqliteEventStore final : public EventStore {
     Status st = db_.Exec("BEGIN IMMEDIATE");
     if (st.ok()) st = dict_.FlushPending(db_);
     if (st.ok()) st = rollups_->WriteDirty(db_, writer_->last_event_id(), &work);
-    if (st.ok()) st = sweeper_->Sweep(app, buckets, kRetentionStepEvents, &removal, &step);
+    const auto budget = static_cast<int64_t>(std::clamp(kRetentionStepMs / retention_event_ms_,
+                                                        double(kRetentionStepMinEvents),
+                                                        double(kRetentionStepMaxEvents)));
+    if (st.ok()) st = sweeper_->Sweep(app, buckets, budget, &removal, &step);
     if (st.ok()) {
       std::unique_lock<std::shared_mutex> gate(gate_);
       delete_seq_.fetch_add(1, std::memory_order_acq_rel);  // odd: a rewrite is landing
@@ -447,11 +455,16 @@ class SqliteEventStore final : public EventStore {
       LogError("retention step failed (retried later): " + st.ToString());
       return st;
     }
+    const int64_t us =
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count();
+    if (step.events > 0) {
+      // The time an event takes, smoothed over the last few steps.
+      const double per_event = static_cast<double>(us) / 1000 / static_cast<double>(step.events);
+      retention_event_ms_ = 0.7 * retention_event_ms_ + 0.3 * per_event;
+    }
     retention_steps_.fetch_add(1, std::memory_order_relaxed);
     retention_events_.fetch_add(step.events, std::memory_order_relaxed);
-    retention_us_.fetch_add(
-        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count(),
-        std::memory_order_relaxed);
+    retention_us_.fetch_add(us, std::memory_order_relaxed);
     RefreshRetention(true);
     return Status::Ok();
   }
@@ -1041,6 +1054,7 @@ class SqliteEventStore final : public EventStore {
   std::atomic<bool> retention_changed_{false};
   int64_t retention_checked_ms_ = 0;
   std::vector<std::pair<int64_t, int64_t>> retention_targets_;
+  double retention_event_ms_ = 0.04;  // a step's time per event removed, smoothed
   std::atomic<int64_t> retention_apps_{0}, retention_pending_{0}, retention_events_{0},
       retention_steps_{0}, retention_us_{0}, retention_changes_{0};
   SqliteDb publish_db_;  // the publisher's connection (loads buckets)

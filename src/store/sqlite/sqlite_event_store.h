@@ -31,6 +31,10 @@ struct SqliteStoreOptions {
   // The longest time events stay out of the rollups on disk (the checkpoint
   // interval), in seconds: what a restart after a crash replays.
   double checkpoint_interval_s = 5;
+  // How many later 15-minute buckets a retention step looks through for the
+  // first remaining event of the users it touched, before it asks their
+  // sessions instead (RetentionSweeper; tests lower it to take both ways).
+  size_t retention_scan_buckets = 4 * 96;
 };
 
 // Opens `<data_dir>/events.db`, creating and migrating it when needed. The

@@ -39,6 +39,18 @@ std::map<int64_t, std::vector<RollupEvent>> ByBucket(std::span<const RollupEvent
 
 }  // namespace
 
+Status DeleteUserRows(SqliteDb& db, int64_t user) {
+  for (const char* sql :
+       {"DELETE FROM user_sessions WHERE user = ?", "DELETE FROM user_props WHERE user = ?",
+        "DELETE FROM users WHERE id = ?"}) {
+    auto del = db.Cached(sql);
+    if (!del.ok()) return del.status();
+    (*del)->Bind(1, user);
+    NUCLEON_RETURN_IF_ERROR((*del)->Run());
+  }
+  return Status::Ok();
+}
+
 bool CarriesContext(const BodyParts& body, const StringDictionary& dict) {
   const auto text = [&](CtxField f) { return dict.Text(body.ctx[static_cast<size_t>(f)]); };
   return !text(CtxField::kPlatform).empty() || !text(CtxField::kLocale).empty() ||
@@ -266,14 +278,7 @@ Status UserDeleter::Delete(int64_t app, std::string_view user_key, Rollups::Remo
   }
 
   // The user.
-  for (const char* sql :
-       {"DELETE FROM user_sessions WHERE user = ?", "DELETE FROM user_props WHERE user = ?",
-        "DELETE FROM users WHERE id = ?"}) {
-    auto del = db_->Cached(sql);
-    if (!del.ok()) return del.status();
-    (*del)->Bind(1, user);
-    NUCLEON_RETURN_IF_ERROR((*del)->Run());
-  }
+  NUCLEON_RETURN_IF_ERROR(DeleteUserRows(*db_, user));
   add(first_ms, {0, -1, 0, 0});
   {
     auto upd = db_->Cached("UPDATE apps SET users = users - 1 WHERE id = ?");

@@ -47,6 +47,9 @@ struct RebuiltSession {
 RebuiltSession RebuildSession(std::span<const KeptEvent> kept);
 // Whether an event body carries session context (KeptEvent::carries).
 bool CarriesContext(const BodyParts& body, const StringDictionary& dict);
+// Deletes a user's row, session memberships and props (a user left without
+// events), in the caller's transaction.
+Status DeleteUserRows(SqliteDb& db, int64_t user);
 
 class UserDeleter {
  public:
