@@ -97,13 +97,17 @@ int64_t ParseI64(std::string_view s) {
 // escapes kept), so that an events row goes to ClickHouse as it is.
 struct SpoolRow {
   bool event = false;
-  std::string_view text;                         // the fields after the kind, without the newline
-  std::array<std::string_view, kEventFields> f;  // a heartbeat uses the first 6
+  std::string_view text;                // the fields after the kind, without the newline
+  const std::string_view* f = nullptr;  // kEventFields of them (a heartbeat's: 6)
+  size_t first = 0;                     // where they start in the round's fields
 };
 
-// Splits a forwarding round's payload into rows; Internal for a damaged one.
-Status SplitSpool(std::string_view payload, std::vector<SpoolRow>* rows) {
+// Splits a forwarding round's payload into rows whose fields go to `fields`;
+// Internal for a damaged row.
+Status SplitSpool(std::string_view payload, std::vector<SpoolRow>* rows,
+                  std::vector<std::string_view>* fields) {
   rows->clear();
+  fields->clear();
   size_t pos = 0;
   while (pos < payload.size()) {
     size_t end = payload.find('\n', pos);
@@ -116,17 +120,20 @@ Status SplitSpool(std::string_view payload, std::vector<SpoolRow>* rows) {
     SpoolRow& r = rows->emplace_back();
     r.event = line[0] == 'E';
     r.text = line.substr(2);
+    r.first = fields->size();
     const size_t want = r.event ? size_t{kEventFields} : size_t{6};
     size_t n = 0, from = 0;
     for (;;) {
       const size_t tab = r.text.find('\t', from);
       if (n == want) return Status::Internal("a damaged row in the spool");
-      r.f[n++] = r.text.substr(from, tab == std::string_view::npos ? tab : tab - from);
+      fields->push_back(r.text.substr(from, tab == std::string_view::npos ? tab : tab - from));
+      ++n;
       if (tab == std::string_view::npos) break;
       from = tab + 1;
     }
     if (n != want) return Status::Internal("a damaged row in the spool");
   }
+  for (SpoolRow& r : *rows) r.f = fields->data() + r.first;
   return Status::Ok();
 }
 
@@ -262,7 +269,7 @@ class ClickHouseEventStore final : public EventStore {
         ok = tombstones.ok();
         if (ok && *tombstones) k.tombstones = EventTombstoneHashes(events[i]);
       }
-      auto found = ok ? LookupIdentities(*append_client_, asked) : Result<Copies>(Copies{});
+      auto found = ok ? LookupIdentities(*append_client_, asked, 1) : Result<Copies>(Copies{});
       if (found.ok()) known = std::move(*found);
     }
     const int64_t now = NowMs();
@@ -547,9 +554,12 @@ class ClickHouseEventStore final : public EventStore {
   using Copy = std::pair<uint64_t, uint64_t>;
   using Copies = std::unordered_map<std::string, std::set<Copy>>;
 
-  // Every copy ClickHouse holds of these identities, by identity (its hash
-  // covers its app); identities without any are absent.
-  Result<Copies> LookupIdentities(ClickHouseClient& client, const std::vector<IdentityKey>& keys) {
+  // The identities with at least `min_copies` copies in `identities` (a
+  // round that wrote its own asks for 2: a lone copy is its own) or any in
+  // an older database or the tombstones, by identity (its hash covers its
+  // app); with `min_copies` > 1, with every copy.
+  Result<Copies> LookupIdentities(ClickHouseClient& client, const std::vector<IdentityKey>& keys,
+                                  size_t min_copies) {
     Copies copies;
     if (keys.empty()) return copies;
     const ClickHouseTables tables(options_);
@@ -562,16 +572,33 @@ class ClickHouseEventStore final : public EventStore {
     std::string where, rows;
     auto run = [&]() -> Status {
       if (where.empty()) return Status::Ok();
+      // Which identities have enough copies: usually none, so this answer is
+      // short; their copies come in a second statement.
       auto body = client.ExecuteWithTable(
-          "SELECT DISTINCT app, ident, ord, node FROM " + tables("identities") + " WHERE (" +
-              where + ") AND (app, ident) IN keys FORMAT TabSeparated",
+          "SELECT ident FROM " + tables("identities") + " WHERE (" + where +
+              ") AND (app, ident) IN keys GROUP BY ident HAVING uniqExact(ord, node) >= " +
+              std::to_string(min_copies) + " FORMAT TabSeparated",
           ClickHouseClient::Table{"keys", "app String, ident String", rows});
       if (!body.ok()) return body.status();
       auto found = ParseTsv(*body);
       if (!found.ok()) return found.status();
+      std::string listed;
       for (const auto& r : *found) {
-        if (r.size() != 4) return Status::Internal("an identities row has the wrong columns");
-        copies[r[1]].emplace(ParseU64(r[2]), ParseU64(r[3]));
+        if (r.size() != 1) return Status::Internal("an identities row has the wrong columns");
+        copies[r[0]];
+        listed += (listed.empty() ? "" : ", ") + SqlQuote(r[0]);
+      }
+      if (min_copies > 1 && !listed.empty()) {
+        auto all = client.Execute("SELECT DISTINCT ident, ord, node FROM " + tables("identities") +
+                                  " WHERE (" + where + ") AND ident IN (" + listed +
+                                  ") FORMAT TabSeparated");
+        if (!all.ok()) return all.status();
+        auto rows_found = ParseTsv(*all);
+        if (!rows_found.ok()) return rows_found.status();
+        for (const auto& r : *rows_found) {
+          if (r.size() != 3) return Status::Internal("an identities row has the wrong columns");
+          copies[r[0]].emplace(ParseU64(r[1]), ParseU64(r[2]));
+        }
       }
       where.clear();
       rows.clear();
@@ -855,7 +882,7 @@ class ClickHouseEventStore final : public EventStore {
   // some of them may be there already (checked by their order).
   Status ForwardBatch(const std::string& payload, bool uncertain) {
     std::vector<SpoolRow>& rows = round_rows_;
-    NUCLEON_RETURN_IF_ERROR(SplitSpool(payload, &rows));
+    NUCLEON_RETURN_IF_ERROR(SplitSpool(payload, &rows, &round_fields_));
     const ClickHouseTables tables(options_);
     std::set<std::string> apps;
     uint64_t lo = UINT64_MAX, hi = 0;
@@ -927,7 +954,8 @@ class ClickHouseEventStore final : public EventStore {
                                  identity_rows, InsertSettings(options_));
       if (!st.ok()) return st.status();
     }
-    auto copies = LookupIdentities(*client_, keys);
+    // Only identities with another copy than this node's own come back.
+    auto copies = LookupIdentities(*client_, keys, 2);
     if (!copies.ok()) return copies.status();
     std::vector<uint8_t> keep(rows.size(), 0);
     std::string hidden;  // `duplicates` rows
@@ -944,7 +972,9 @@ class ClickHouseEventStore final : public EventStore {
       const Copy own{ord, node_};
       ident.assign(r.f[kIdent]);
       auto it = copies->find(ident);
-      if (it != copies->end() && *it->second.begin() < own) continue;  // a later copy
+      if (it != copies->end() && !it->second.empty() && *it->second.begin() < own) {
+        continue;  // a later copy
+      }
       keep[i] = !present;
       if (it == copies->end()) continue;
       // The first copy: another node's later copies are hidden (this node's
@@ -1076,6 +1106,7 @@ class ClickHouseEventStore final : public EventStore {
   // The forwarder's buffers, kept from round to round.
   std::string round_payload_, round_identities_, round_events_;
   std::vector<SpoolRow> round_rows_;
+  std::vector<std::string_view> round_fields_;
   std::unique_ptr<ClickHouseClient> client_;
   std::unique_ptr<ClickHouseClient> append_client_;  // writer thread
   std::unique_ptr<ClickHouseReader> reader_;
