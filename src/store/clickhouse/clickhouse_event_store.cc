@@ -57,7 +57,7 @@ constexpr size_t kMaxRangesPerApp = 32;
 constexpr size_t kMaxWhereChars = 6000;
 // Identities of recently spooled events remembered on the node (two
 // generations of this many), so the live window does not show a resend
-// twice; ClickHouse's idents table is what decides.
+// twice; ClickHouse's `identities` table is what decides.
 constexpr size_t kRecentIdents = 250000;
 
 // The spool's rows: "E\t" + an events row, or a heartbeat
@@ -506,7 +506,7 @@ class ClickHouseEventStore final : public EventStore {
     if (!st.ok()) return st.status();
     // The rows themselves go in the background (mutations, on their own
     // thread: on a cluster they wait for every server); until then the
-    // deletion row hides them. The identities stay in `idents`: late resends
+    // deletion row hides them. The identities stay in `identities`: late resends
     // of the removed events are recognised there and dropped.
     const std::string on_cluster =
         tables.cluster().empty() ? "" : " ON CLUSTER " + SqlIdentifier(tables.cluster());
