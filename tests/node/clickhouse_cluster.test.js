@@ -33,7 +33,7 @@ const RANGE = `start=${START}&end=${END}`;
 const NAMES = ['CLICK', 'SAVED', 'SHARED'];
 // The replicated local tables whose rows the two replicas of a shard must
 // both hold before an answer can be expected not to depend on the replica.
-const LOCAL_TABLES = ['events_local', 'idents_local', 'heartbeats_local', 'deletions_local', 'session_resets_local'];
+const LOCAL_TABLES = ['events_local', 'identities_local', 'heartbeats_local', 'deletions_local', 'session_resets_local'];
 
 // The store flags of a node or CLI call; `urls` in the order it tries them.
 function storeArgs(cl, urls = cl.urls) {

@@ -24,6 +24,8 @@ namespace {
 
 // ClickHouse's own default HTTP port, for a URL that names none.
 constexpr uint16_t kDefaultPort = 8123;
+// Separates the parts of a statement's form (a table sent along).
+constexpr std::string_view kFormBoundary = "nucleon-external-table-7c1f";
 
 constexpr char kHex[] = "0123456789ABCDEF";
 
@@ -387,6 +389,18 @@ Result<std::unique_ptr<ClickHouseClient>> ClickHouseClient::Create(
 Result<std::string> ClickHouseClient::Execute(
     std::string_view sql, std::string_view data,
     const std::vector<std::pair<std::string, std::string>>& settings) {
+  return Send(sql, data, nullptr, settings);
+}
+
+Result<std::string> ClickHouseClient::ExecuteWithTable(
+    std::string_view sql, const Table& table,
+    const std::vector<std::pair<std::string, std::string>>& settings) {
+  return Send(sql, {}, &table, settings);
+}
+
+Result<std::string> ClickHouseClient::Send(
+    std::string_view sql, std::string_view data, const Table* table,
+    const std::vector<std::pair<std::string, std::string>>& settings) {
   try {
     std::string target = "/?";
     if (!impl_->options.database.empty()) AppendParam(&target, "database", impl_->options.database);
@@ -404,13 +418,28 @@ Result<std::string> ClickHouseClient::Execute(
     // reads the body as its data; without, the body is the statement (no URL
     // length limit for long SELECTs).
     std::string_view body = sql;
-    if (!data.empty()) {
+    std::string form;
+    if (table) {
+      // multipart/form-data with the table as its one file. TabSeparated
+      // rows hold no CR (AppendTsv escapes it), so never the boundary.
+      AppendParam(&target, "query", sql);
+      AppendParam(&target, table->name + "_structure", table->structure);
+      AppendParam(&target, table->name + "_format", "TabSeparated");
+      form = "--" + std::string(kFormBoundary) + "\r\nContent-Disposition: form-data; name=\"" +
+             table->name + "\"; filename=\"" + table->name +
+             "\"\r\nContent-Type: application/octet-stream\r\n\r\n";
+      form += table->rows;
+      form += "\r\n--" + std::string(kFormBoundary) + "--\r\n";
+      body = form;
+    } else if (!data.empty()) {
       AppendParam(&target, "query", sql);
       body = data;
     }
     // The body is borrowed, not copied: an INSERT's rows can be megabytes.
     http::request<http::span_body<const char>> req{http::verb::post, target, 11};
-    req.set(http::field::content_type, "text/plain; charset=UTF-8");
+    req.set(http::field::content_type,
+            table ? "multipart/form-data; boundary=" + std::string(kFormBoundary)
+                  : std::string("text/plain; charset=UTF-8"));
     req.keep_alive(true);
     req.body() = boost::span<const char>(body.data(), body.size());
     req.prepare_payload();
@@ -433,33 +462,40 @@ std::string SqlQuote(std::string_view text) { return Quoted(text, '\''); }
 std::string SqlIdentifier(std::string_view name) { return Quoted(name, '`'); }
 
 void AppendTsv(std::string* out, std::string_view field) {
-  for (char c : field) {
-    switch (c) {
+  // Runs of plain bytes are copied whole: most fields need no escape at all.
+  size_t plain = 0;
+  for (size_t i = 0; i < field.size(); ++i) {
+    const char* escaped;
+    switch (field[i]) {
       case '\\':
-        *out += "\\\\";
+        escaped = "\\\\";
         break;
       case '\t':
-        *out += "\\t";
+        escaped = "\\t";
         break;
       case '\n':
-        *out += "\\n";
+        escaped = "\\n";
         break;
       case '\r':
-        *out += "\\r";
+        escaped = "\\r";
         break;
       case '\0':
-        *out += "\\0";
+        escaped = "\\0";
         break;
       case '\b':
-        *out += "\\b";
+        escaped = "\\b";
         break;
       case '\f':
-        *out += "\\f";
+        escaped = "\\f";
         break;
       default:
-        out->push_back(c);
+        continue;
     }
+    out->append(field.data() + plain, i - plain);
+    out->append(escaped, 2);
+    plain = i + 1;
   }
+  out->append(field.data() + plain, field.size() - plain);
 }
 
 Result<std::vector<std::vector<std::string>>> ParseTsv(std::string_view text) {
@@ -474,11 +510,17 @@ Result<std::vector<std::vector<std::string>>> ParseTsv(std::string_view text) {
       const size_t field_start = pos;
       bool null_field = false;
       while (pos < text.size() && text[pos] != '\t' && text[pos] != '\n') {
-        const char c = text[pos++];
-        if (c != '\\') {
-          field.push_back(c);
+        // A run of plain bytes, copied whole.
+        size_t end = pos;
+        while (end < text.size() && text[end] != '\t' && text[end] != '\n' && text[end] != '\\') {
+          ++end;
+        }
+        if (end > pos) {
+          field.append(text.data() + pos, end - pos);
+          pos = end;
           continue;
         }
+        ++pos;  // a backslash
         if (pos >= text.size()) {
           return Status::InvalidArgument("tsv: backslash at the end of the text");
         }

@@ -56,11 +56,26 @@ class ClickHouseClient {
       std::string_view sql, std::string_view data = {},
       const std::vector<std::pair<std::string, std::string>>& settings = {});
 
+  // A table sent along with a statement (ClickHouse's "external data"): the
+  // statement reads it by its name, e.g. `WHERE (app, ident) IN keys`. Much
+  // cheaper for ClickHouse than the same values as literals in the
+  // statement, which must stay short here (it travels in the URL).
+  struct Table {
+    std::string name;       // an identifier
+    std::string structure;  // "app String, ident String"
+    std::string rows;       // TabSeparated (AppendTsv), one line per row
+  };
+  Result<std::string> ExecuteWithTable(
+      std::string_view sql, const Table& table,
+      const std::vector<std::pair<std::string, std::string>>& settings = {});
+
   // The endpoint the last successful statement went to ("host:port"); for logs.
   std::string CurrentEndpoint() const;
 
  private:
   struct Impl;
+  Result<std::string> Send(std::string_view sql, std::string_view data, const Table* table,
+                           const std::vector<std::pair<std::string, std::string>>& settings);
   explicit ClickHouseClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

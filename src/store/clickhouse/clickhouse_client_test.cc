@@ -369,6 +369,35 @@ TEST_F(ClickHouseClientTest, StatementInTheUrlIsPercentEncoded) {
   EXPECT_EQ(Run("SELECT 1+1, 'a&b=c%20d' AS x,", "'e f'"), "2\ta&b=c%20d\te f\n");
 }
 
+TEST_F(ClickHouseClientTest, ATableSentAlongIsReadByTheStatement) {
+  Run("CREATE DATABASE IF NOT EXISTS sent_along");
+  Run("CREATE TABLE IF NOT EXISTS sent_along.t (app String, ident String) ENGINE = MergeTree "
+      "ORDER BY (app, ident)");
+  Run("INSERT INTO sent_along.t FORMAT TabSeparated", "a\tx\na\ty\nb\tx\n");
+  // Values with a tab, a newline and a quote travel escaped.
+  std::string rows;
+  for (const auto& [app, ident] : std::vector<std::pair<std::string, std::string>>{
+           {"a", "x"}, {"b", "y"}, {"b", "x"}, {"c\t'\n", "z"}}) {
+    AppendTsv(&rows, app);
+    rows.push_back('\t');
+    AppendTsv(&rows, ident);
+    rows.push_back('\n');
+  }
+  const ClickHouseClient::Table table{"keys", "app String, ident String", rows};
+  auto r = client_->ExecuteWithTable(
+      "SELECT app, ident FROM sent_along.t WHERE (app, ident) IN keys ORDER BY app, ident "
+      "FORMAT TabSeparated",
+      table);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, "a\tx\nb\tx\n");
+  auto all = client_->ExecuteWithTable("SELECT count(), max(length(app)) FROM keys", table);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  EXPECT_EQ(*all, "4\t4\n");
+  // A statement error is the statement's, as with any other.
+  auto bad = client_->ExecuteWithTable("SELECT nope FROM keys", table);
+  EXPECT_EQ(bad.status().code(), StatusCode::kInternal);
+}
+
 TEST_F(ClickHouseClientTest, DatabaseAndSettingsTravelAsUrlParameters) {
   Run("CREATE DATABASE IF NOT EXISTS " + SqlIdentifier("client db"));
   ClickHouseClientOptions options;

@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -43,12 +45,19 @@ constexpr uint64_t kQuietBacklogBytes = 1u << 20;
 constexpr int kStopWaitMs = 10000;
 // How long a delete waits for the same before it gives up (Unavailable).
 constexpr int kDeleteWaitMs = 30000;
-// Identities asked about in one statement (statements stay well under the
-// size ClickHouse parses).
+// Identities listed in one statement (an older database's `idents`,
+// tombstones): statements stay well under the size ClickHouse parses.
 constexpr size_t kIdentsPerStatement = 4000;
+// An identity lookup reads `identities` in ranges of dates: dates of one app
+// closer than this share a range, and an app has at most so many ranges
+// (wider gaps otherwise). The statement travels in the URL: its condition
+// stays under kMaxWhereChars (more apps: more statements).
+constexpr int64_t kRangeGapMs = 10000;
+constexpr size_t kMaxRangesPerApp = 32;
+constexpr size_t kMaxWhereChars = 6000;
 // Identities of recently spooled events remembered on the node (two
 // generations of this many), so the live window does not show a resend
-// twice; ClickHouse's idents table is what decides.
+// twice; ClickHouse's `identities` table is what decides.
 constexpr size_t kRecentIdents = 250000;
 
 // The spool's rows: "E\t" + an events row, or a heartbeat
@@ -73,8 +82,68 @@ enum EventField : size_t {
   kEventFields = 34
 };
 
-uint64_t ParseU64(const std::string& s) { return std::strtoull(s.c_str(), nullptr, 10); }
-int64_t ParseI64(const std::string& s) { return std::strtoll(s.c_str(), nullptr, 10); }
+uint64_t ParseU64(std::string_view s) {
+  uint64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+int64_t ParseI64(std::string_view s) {
+  int64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+// One spooled row, read in place: its fields as written (TabSeparated
+// escapes kept), so that an events row goes to ClickHouse as it is.
+struct SpoolRow {
+  bool event = false;
+  std::string_view text;                // the fields after the kind, without the newline
+  const std::string_view* f = nullptr;  // kEventFields of them (a heartbeat's: 6)
+  size_t first = 0;                     // where they start in the round's fields
+};
+
+// Splits a forwarding round's payload into rows whose fields go to `fields`;
+// Internal for a damaged row.
+Status SplitSpool(std::string_view payload, std::vector<SpoolRow>* rows,
+                  std::vector<std::string_view>* fields) {
+  rows->clear();
+  fields->clear();
+  size_t pos = 0;
+  while (pos < payload.size()) {
+    size_t end = payload.find('\n', pos);
+    if (end == std::string_view::npos) end = payload.size();
+    const std::string_view line = payload.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.size() < 2 || (line[0] != 'E' && line[0] != 'H') || line[1] != '\t') {
+      return Status::Internal("a damaged row in the spool");
+    }
+    SpoolRow& r = rows->emplace_back();
+    r.event = line[0] == 'E';
+    r.text = line.substr(2);
+    r.first = fields->size();
+    const size_t want = r.event ? size_t{kEventFields} : size_t{6};
+    size_t n = 0, from = 0;
+    for (;;) {
+      const size_t tab = r.text.find('\t', from);
+      if (n == want) return Status::Internal("a damaged row in the spool");
+      fields->push_back(r.text.substr(from, tab == std::string_view::npos ? tab : tab - from));
+      ++n;
+      if (tab == std::string_view::npos) break;
+      from = tab + 1;
+    }
+    if (n != want) return Status::Internal("a damaged row in the spool");
+  }
+  for (SpoolRow& r : *rows) r.f = fields->data() + r.first;
+  return Status::Ok();
+}
+
+// A spooled field's value (escapes undone; most fields have none).
+std::string Plain(std::string_view field) {
+  if (field.find('\\') == std::string_view::npos) return std::string(field);
+  auto rows = ParseTsv(field);
+  return rows.ok() && rows->size() == 1 && rows->front().size() == 1 ? rows->front().front()
+                                                                     : std::string(field);
+}
 
 uint64_t LoadNodeId(const std::string& data_dir) {
   const std::string path = data_dir + "/node-id";
@@ -87,16 +156,6 @@ uint64_t LoadNodeId(const std::string& data_dir) {
   const std::string hex = HexEncode(reinterpret_cast<const uint8_t*>(raw.data()), raw.size());
   std::ofstream(path, std::ios::trunc) << hex << "\n";
   return std::strtoull(hex.c_str(), nullptr, 16);
-}
-
-std::string JoinTsv(const std::vector<std::string>& fields, size_t from, size_t count) {
-  std::string out;
-  for (size_t i = 0; i < count; ++i) {
-    if (i) out.push_back('\t');
-    AppendTsv(&out, fields[from + i]);
-  }
-  out.push_back('\n');
-  return out;
 }
 
 std::string QuoteList(const std::set<std::string>& values) {
@@ -182,31 +241,40 @@ class ClickHouseEventStore final : public EventStore {
     *publish = nullptr;
     inserted->assign(events.size(), 0);
     if (options_.read_only) return ReadOnly();
-    std::string rows;
+    std::string& rows = append_rows_;  // kept from batch to batch
+    rows.clear();
     std::unordered_set<uint64_t> idents;  // of this batch
     // Resends of events stored earlier (by any node, or before a restart)
     // are told apart here when ClickHouse answers quickly, so that
     // `inserted` is exact; the forwarder checks again in any case.
     std::vector<std::string> identities(events.size());
-    Identities asked;
     for (size_t i = 0; i < events.size(); ++i) {
-      if (events[i].type == EventType::kHeartbeat) continue;
-      identities[i] = IdentityHash(events[i]);
-      if (!identities[i].empty()) {
-        asked[events[i].app_id][identities[i]] = {events[i].device_id,
-                                                  EventTombstoneHashes(events[i])};
-      }
+      if (events[i].type != EventType::kHeartbeat) identities[i] = IdentityHash(events[i]);
     }
-    std::set<std::pair<std::string, std::string>> known;
+    Copies known;  // any copy: the identity is stored (or being stored) already
     // Only while the forwarder keeps up: under load it decides alone, and
     // the ack does not wait for ClickHouse.
     const uint64_t appended = spool_.appended(), forwarded = spool_.forwarded();
-    if (!asked.empty() && schema_ready_.load() && healthy_.load() &&
+    if (schema_ready_.load() && healthy_.load() &&
         appended - std::min(appended, forwarded) < kQuietBacklogBytes) {
-      auto found = KnownIdentities(*append_client_, asked);
+      std::vector<IdentityKey> asked;
+      bool ok = true;
+      for (size_t i = 0; i < events.size() && ok; ++i) {
+        if (identities[i].empty()) continue;
+        IdentityKey& k = asked.emplace_back();
+        k.app = events[i].app_id;
+        k.ident = identities[i];
+        k.t = IdentityTime(events[i].client_date);
+        auto tombstones = HasTombstones(*append_client_, k.app);
+        ok = tombstones.ok();
+        if (ok && *tombstones) k.tombstones = EventTombstoneHashes(events[i]);
+      }
+      auto found = ok ? LookupIdentities(*append_client_, asked, 1) : Result<Copies>(Copies{});
       if (found.ok()) known = std::move(*found);
     }
     const int64_t now = NowMs();
+    const Event* hashed = nullptr;  // the event session_hash and user_hash are of
+    uint64_t session_hash = 0, user_hash = 0;
     for (size_t i = 0; i < events.size(); ++i) {
       const Event& e = events[i];
       const uint64_t ord = clock_.Next(now);
@@ -224,12 +292,20 @@ class ClickHouseEventStore final : public EventStore {
       const std::string& ident = identities[i];
       if (!ident.empty()) {
         const uint64_t key = std::strtoull(ident.substr(0, 16).c_str(), nullptr, 16);
-        if (SeenRecently(key) || known.count({e.app_id, ident}) || !idents.insert(key).second) {
+        if (SeenRecently(key) || known.count(ident) || !idents.insert(key).second) {
           continue;
         }
       }
       rows += "E\t";
-      AppendEventRow(e, node_, ord, &rows);
+      // A batch's events mostly come a session at a time: its hashes once.
+      const Event* h = hashed;
+      if (!h || e.app_id != h->app_id || e.device_id != h->device_id ||
+          e.session_id != h->session_id || e.user_key != h->user_key) {
+        hashed = &e;
+        session_hash = SessionHash(e.app_id, e.device_id, e.session_id);
+        user_hash = UserHash(e.app_id, e.user_key);
+      }
+      AppendEventRow(e, node_, ord, {ident, session_hash, user_hash}, &rows);
       (*inserted)[i] = 1;
     }
     if (rows.empty()) return Status::Ok();
@@ -436,7 +512,7 @@ class ClickHouseEventStore final : public EventStore {
     if (!st.ok()) return st.status();
     // The rows themselves go in the background (mutations, on their own
     // thread: on a cluster they wait for every server); until then the
-    // deletion row hides them. The identities stay in `idents`: late resends
+    // deletion row hides them. The identities stay in `identities`: late resends
     // of the removed events are recognised there and dropped.
     const std::string on_cluster =
         tables.cluster().empty() ? "" : " ON CLUSTER " + SqlIdentifier(tables.cluster());
@@ -469,71 +545,195 @@ class ClickHouseEventStore final : public EventStore {
     recent_[0].insert(key);
   }
 
-  // app -> identity -> its device and its tombstone hashes (the forms a
-  // migrated deletion has).
-  struct Asked {
-    std::string device;
-    std::array<int64_t, 2> tombstones{};
+  // An identity a round or a batch asks about: its app, hash, device, date
+  // key (IdentityTime) and its tombstone hashes (the forms a migrated
+  // deletion has).
+  struct IdentityKey {
+    std::string app, ident;
+    int64_t t = 0;
+    std::array<int64_t, 2> tombstones{};  // asked only for an app with tombstones
   };
-  using Identities = std::map<std::string, std::map<std::string, Asked>>;
+  // A copy of an identity in ClickHouse: (order, node). {0, 0} stands for
+  // one stored long ago whose order is not known (an older database's
+  // `idents`) or deleted in a migrated embedded store (`tombstones`): it
+  // comes before every other.
+  using Copy = std::pair<uint64_t, uint64_t>;
+  using Copies = std::unordered_map<std::string, std::set<Copy>>;
 
-  // Which of these identities ClickHouse knows: stored before (in `events`,
-  // found through the device, or in `idents`: an event's row goes in before
-  // its identity's, and after a delete only the identity stays), or deleted
-  // in an embedded store this deployment was migrated from (`tombstones`).
-  Result<std::set<std::pair<std::string, std::string>>> KnownIdentities(ClickHouseClient& client,
-                                                                        const Identities& asked) {
-    size_t total = 0;
-    for (const auto& [app, list] : asked) total += list.size();
-    if (total > kIdentsPerStatement) {
-      std::set<std::pair<std::string, std::string>> known;
-      Status st = ForEachPart(asked, [&](const Identities& part) -> Status {
-        auto found = KnownIdentities(client, part);
-        if (!found.ok()) return found.status();
-        known.insert(found->begin(), found->end());
-        return Status::Ok();
-      });
-      if (!st.ok()) return st;
-      return known;
-    }
+  // The identities with at least `min_copies` copies in `identities` (a
+  // round that wrote its own asks for 2: a lone copy is its own) or any in
+  // an older database or the tombstones, by identity (its hash covers its
+  // app); with `min_copies` > 1, with every copy.
+  Result<Copies> LookupIdentities(ClickHouseClient& client, const std::vector<IdentityKey>& keys,
+                                  size_t min_copies) {
+    Copies copies;
+    if (keys.empty()) return copies;
     const ClickHouseTables tables(options_);
-    std::string by_ident, by_device, by_tombstone;
-    std::map<std::pair<std::string, std::string>, std::string> of_tombstone;
-    for (const auto& [app, list] : asked) {
-      std::string idents, hashes;
-      std::set<std::string> devices;
-      for (const auto& [ident, a] : list) {
-        idents += (idents.empty() ? "" : ", ") + SqlQuote(ident);
-        devices.insert(a.device);
-        for (int64_t tombstone : a.tombstones) {
-          hashes += (hashes.empty() ? "" : ", ") + std::to_string(tombstone);
-          of_tombstone[{app, std::to_string(tombstone)}] = ident;
+    std::map<std::string, std::vector<const IdentityKey*>> by_app;
+    for (const IdentityKey& k : keys) by_app[k.app].push_back(&k);
+    // 1. `identities`, through the granules around the dates asked about:
+    // per app a few ranges of dates, the identities themselves sent as a
+    // table (cheap for ClickHouse to read; the statement, in the URL, stays
+    // short).
+    std::string where, rows;
+    auto run = [&]() -> Status {
+      if (where.empty()) return Status::Ok();
+      // Which identities have enough copies: usually none, so this answer is
+      // short; their copies come in a second statement.
+      auto body = client.ExecuteWithTable(
+          "SELECT ident FROM " + tables("identities") + " WHERE (" + where +
+              ") AND (app, ident) IN keys GROUP BY ident HAVING uniqExact(ord, node) >= " +
+              std::to_string(min_copies) + " FORMAT TabSeparated",
+          ClickHouseClient::Table{"keys", "app String, ident String", rows});
+      if (!body.ok()) return body.status();
+      auto found = ParseTsv(*body);
+      if (!found.ok()) return found.status();
+      std::string listed;
+      for (const auto& r : *found) {
+        if (r.size() != 1) return Status::Internal("an identities row has the wrong columns");
+        copies[r[0]];
+        listed += (listed.empty() ? "" : ", ") + SqlQuote(r[0]);
+      }
+      if (min_copies > 1 && !listed.empty()) {
+        auto all = client.Execute("SELECT DISTINCT ident, ord, node FROM " + tables("identities") +
+                                  " WHERE (" + where + ") AND ident IN (" + listed +
+                                  ") FORMAT TabSeparated");
+        if (!all.ok()) return all.status();
+        auto rows_found = ParseTsv(*all);
+        if (!rows_found.ok()) return rows_found.status();
+        for (const auto& r : *rows_found) {
+          if (r.size() != 3) return Status::Internal("an identities row has the wrong columns");
+          copies[r[0]].emplace(ParseU64(r[1]), ParseU64(r[2]));
         }
       }
-      const std::string app_is = std::string("(app = ") + SqlQuote(app);
-      by_ident += (by_ident.empty() ? "" : " OR ") + app_is + " AND ident IN (" + idents + "))";
-      by_device += (by_device.empty() ? "" : " OR ") + app_is + " AND device IN " +
-                   QuoteList(devices) + " AND ident IN (" + idents + "))";
-      by_tombstone +=
-          (by_tombstone.empty() ? "" : " OR ") + app_is + " AND hash IN (" + hashes + "))";
-    }
-    auto body =
-        client.Execute("SELECT app, ident, 0 FROM " + tables("idents") + " WHERE " + by_ident +
-                       " UNION ALL SELECT app, ident, 0 FROM " + tables("events") + " WHERE " +
-                       by_device + " UNION ALL SELECT app, toString(hash), 1 FROM " +
-                       tables("tombstones") + " WHERE " + by_tombstone + " FORMAT TabSeparated");
-    if (!body.ok()) return body.status();
-    auto rows = ParseTsv(*body);
-    if (!rows.ok()) return rows.status();
-    std::set<std::pair<std::string, std::string>> known;
-    for (const auto& r : *rows) {
-      if (r[2] == "0") {
-        known.emplace(r[0], r[1]);
-      } else if (auto it = of_tombstone.find({r[0], r[1]}); it != of_tombstone.end()) {
-        known.emplace(r[0], it->second);
+      where.clear();
+      rows.clear();
+      return Status::Ok();
+    };
+    for (const auto& [app, list] : by_app) {
+      std::vector<int64_t> times;
+      times.reserve(list.size());
+      for (const IdentityKey* k : list) times.push_back(k->t);
+      std::sort(times.begin(), times.end());
+      times.erase(std::unique(times.begin(), times.end()), times.end());
+      // Dates closer than `gap` share a range; fewer ranges the wider it is.
+      std::vector<std::pair<int64_t, int64_t>> ranges;
+      for (int64_t gap = kRangeGapMs;; gap *= 4) {
+        ranges.clear();
+        for (int64_t t : times) {
+          if (!ranges.empty() && t - ranges.back().second <= gap) {
+            ranges.back().second = t;
+          } else {
+            ranges.emplace_back(t, t);
+          }
+        }
+        if (ranges.size() <= kMaxRangesPerApp) break;
+      }
+      std::string in_ranges;
+      for (const auto& [lo, hi] : ranges) {
+        in_ranges += (in_ranges.empty() ? "" : " OR ") + std::string("t ") +
+                     (lo == hi ? "= " + std::to_string(lo)
+                               : "BETWEEN " + std::to_string(lo) + " AND " + std::to_string(hi));
+      }
+      const std::string clause = "(app = " + SqlQuote(app) + " AND (" + in_ranges + "))";
+      if (!where.empty() && where.size() + clause.size() > kMaxWhereChars) {
+        NUCLEON_RETURN_IF_ERROR(run());
+      }
+      where += (where.empty() ? "" : " OR ") + clause;
+      for (const IdentityKey* k : list) {
+        AppendTsv(&rows, k->app);
+        rows.push_back('\t');
+        AppendTsv(&rows, k->ident);
+        rows.push_back('\n');
       }
     }
-    return known;
+    NUCLEON_RETURN_IF_ERROR(run());
+    // 2. What only an older database knows (its `idents`), and the deleted
+    // events of migrated apps (`tombstones`): listed in the statement, a few
+    // thousand at a time. Neither is written any more; most deployments have
+    // neither.
+    std::vector<const IdentityKey*> listed;
+    for (const auto& [app, list] : by_app) {
+      auto tombstones = HasTombstones(client, app);
+      if (!tombstones.ok()) return tombstones.status();
+      if (*tombstones || legacy_idents_.load())
+        listed.insert(listed.end(), list.begin(), list.end());
+    }
+    for (size_t from = 0; from < listed.size(); from += kIdentsPerStatement) {
+      const size_t to = std::min(listed.size(), from + kIdentsPerStatement);
+      std::map<std::string, std::string> idents, hashes;  // app -> list
+      std::map<std::pair<std::string, std::string>, std::string> of_tombstone;
+      for (size_t i = from; i < to; ++i) {
+        const IdentityKey& k = *listed[i];
+        std::string& list = idents[k.app];
+        list += (list.empty() ? "" : ", ") + SqlQuote(k.ident);
+        auto tombstones = HasTombstones(client, k.app);
+        if (!tombstones.ok() || !*tombstones) continue;
+        for (int64_t hash : k.tombstones) {
+          std::string& h = hashes[k.app];
+          h += (h.empty() ? "" : ", ") + std::to_string(hash);
+          of_tombstone[{k.app, std::to_string(hash)}] = k.ident;
+        }
+      }
+      std::string sql;
+      if (legacy_idents_.load()) {
+        std::string which;
+        for (const auto& [app, list] : idents) {
+          which += (which.empty() ? "" : " OR ") + std::string("(app = ") + SqlQuote(app) +
+                   " AND ident IN (" + list + "))";
+        }
+        sql = "SELECT app, ident FROM " + tables("idents") + " WHERE " + which;
+      }
+      for (const auto& [app, list] : hashes) {
+        sql += (sql.empty() ? "" : " UNION ALL ") +
+               std::string("SELECT app, toString(hash) FROM ") + tables("tombstones") +
+               " WHERE app = " + SqlQuote(app) + " AND hash IN (" + list + ")";
+      }
+      if (sql.empty()) continue;
+      auto body = client.Execute(sql + " FORMAT TabSeparated");
+      if (!body.ok()) return body.status();
+      auto found = ParseTsv(*body);
+      if (!found.ok()) return found.status();
+      for (const auto& r : *found) {
+        if (r.size() != 2) return Status::Internal("an identity lookup row has the wrong columns");
+        auto it = of_tombstone.find({r[0], r[1]});
+        copies[it != of_tombstone.end() ? it->second : r[1]].emplace(0, 0);
+      }
+    }
+    return copies;
+  }
+
+  // Whether ClickHouse holds tombstones of the app (a migrated app's deleted
+  // events). Asked once per app: `nucleon migrate` writes them before the
+  // catalog, so before any node accepts the app's events.
+  Result<bool> HasTombstones(ClickHouseClient& client, const std::string& app) {
+    {
+      std::lock_guard lock(tombstones_mu_);
+      if (auto it = tombstone_apps_.find(app); it != tombstone_apps_.end()) return it->second;
+    }
+    auto body = client.Execute("SELECT count() FROM " + ClickHouseTables(options_)("tombstones") +
+                               " WHERE app = " + SqlQuote(app));
+    if (!body.ok()) return body.status();
+    const bool any = std::strtoull(body->c_str(), nullptr, 10) > 0;
+    std::lock_guard lock(tombstones_mu_);
+    tombstone_apps_[app] = any;
+    return any;
+  }
+
+  // Whether this database keeps identities in the table of schema 3 (its
+  // rows are asked about too, listed).
+  Status LoadIdentitySources() {
+    const ClickHouseTables tables(options_);
+    auto exists = client_->Execute("EXISTS TABLE " + tables("idents"));
+    if (!exists.ok()) return exists.status();
+    bool legacy = false;
+    if (std::atoi(exists->c_str()) == 1) {
+      auto count = client_->Execute("SELECT count() FROM " + tables("idents"));
+      if (!count.ok()) return count.status();
+      legacy = std::strtoull(count->c_str(), nullptr, 10) > 0;
+    }
+    legacy_idents_.store(legacy);
+    return Status::Ok();
   }
 
   // What an API answer may say of a failed statement: ClickHouse's own text
@@ -636,13 +836,15 @@ class ClickHouseEventStore final : public EventStore {
       }
       if (!schema_ready_.load()) {
         Status st = EnsureClickHouseSchema(*client_, ClickHouseTables(options_));
+        if (st.ok()) st = LoadIdentitySources();
         if (!st.ok()) {
           fail(st);
           continue;
         }
         schema_ready_.store(true);
       }
-      std::string payload;
+      std::string& payload = round_payload_;
+      payload.clear();
       uint64_t bytes = 0;
       Spool::Position next = pos;
       auto records = spool_.Read(&next, kForwardBytes, &payload, &bytes);
@@ -685,19 +887,14 @@ class ClickHouseEventStore final : public EventStore {
   // One round: the rows of some spool records into ClickHouse. `uncertain`:
   // some of them may be there already (checked by their order).
   Status ForwardBatch(const std::string& payload, bool uncertain) {
-    auto parsed = ParseTsv(payload);
-    if (!parsed.ok()) return parsed.status();
-    std::vector<std::vector<std::string>>& rows = *parsed;
+    std::vector<SpoolRow>& rows = round_rows_;
+    NUCLEON_RETURN_IF_ERROR(SplitSpool(payload, &rows, &round_fields_));
     const ClickHouseTables tables(options_);
     std::set<std::string> apps;
     uint64_t lo = UINT64_MAX, hi = 0;
-    for (auto& r : rows) {
-      if (r.empty() || (r[0] == "E" && r.size() != kEventFields + 1) ||
-          (r[0] == "H" && r.size() != 7) || (r[0] != "E" && r[0] != "H")) {
-        return Status::Internal("a damaged row in the spool");
-      }
-      apps.insert(r[1]);
-      const uint64_t ord = ParseU64(r[0] == "E" ? r[1 + kOrd] : r[5]);
+    for (const SpoolRow& r : rows) {
+      if (apps.empty() || *apps.rbegin() != r.f[0]) apps.insert(Plain(r.f[0]));
+      const uint64_t ord = ParseU64(r.event ? r.f[kOrd] : r.f[4]);
       lo = std::min(lo, ord);
       hi = std::max(hi, ord);
     }
@@ -714,54 +911,101 @@ class ClickHouseEventStore final : public EventStore {
         for (const auto& f : *found) into.insert(ParseU64(f[0]));
       }
     }
-    // 2. Resends (and late resends of deleted users' events): their identity
-    // is known already.
+    // 2. Identities. This node's copies go in first, under their orders;
+    // then every copy ClickHouse holds is read back. The first copy by order
+    // is the one stored: a later one is a resend (to any node, at any time,
+    // or one of a deleted user's events), dropped. Two nodes that store one
+    // identity at the same moment both see the other's copy in at least one
+    // of their reads (each writes before it reads): the node holding the
+    // first copy records the others in `duplicates`, hidden from every
+    // answer, before its events go in.
+    std::string& identity_rows = round_identities_;
+    identity_rows.clear();
+    std::vector<IdentityKey> keys;
+    {
+      std::unordered_set<std::string_view> asked;  // identities hash their app
+      for (const SpoolRow& r : rows) {
+        if (!r.event || r.f[kIdent].empty()) continue;
+        const std::string client_date = Plain(r.f[kClientDate]);
+        const int64_t t = IdentityTime(client_date);
+        identity_rows.append(r.f[kApp]);
+        identity_rows += "\t" + std::to_string(t) + "\t";
+        identity_rows.append(r.f[kIdent]);
+        identity_rows.push_back('\t');
+        identity_rows.append(r.f[kNode]);
+        identity_rows.push_back('\t');
+        identity_rows.append(r.f[kOrd]);
+        identity_rows.push_back('\n');
+        if (!asked.insert(r.f[kIdent]).second) continue;
+        IdentityKey& k = keys.emplace_back();
+        k.app = Plain(r.f[kApp]);
+        k.ident = std::string(r.f[kIdent]);
+        k.t = t;
+        auto tombstones = HasTombstones(*client_, k.app);
+        if (!tombstones.ok()) return tombstones.status();
+        if (*tombstones) {
+          Event e;
+          e.type = static_cast<EventType>(ParseI64(r.f[kType]));
+          e.name = Plain(r.f[kName]);
+          e.device_id = Plain(r.f[kDevice]);
+          e.session_id = Plain(r.f[kSession]);
+          e.client_id = Plain(r.f[kClientId]);
+          e.client_date = client_date;
+          k.tombstones = EventTombstoneHashes(e);
+        }
+      }
+    }
+    if (!identity_rows.empty()) {
+      auto st = client_->Execute("INSERT INTO " + tables("identities") + " FORMAT TabSeparated",
+                                 identity_rows, InsertSettings(options_));
+      if (!st.ok()) return st.status();
+    }
+    // Only identities with another copy than this node's own come back.
+    auto copies = LookupIdentities(*client_, keys, 2);
+    if (!copies.ok()) return copies.status();
     std::vector<uint8_t> keep(rows.size(), 0);
-    Identities idents;
+    std::string hidden;  // `duplicates` rows
+    std::string ident;
     for (size_t i = 0; i < rows.size(); ++i) {
-      const auto& r = rows[i];
-      if (r[0] != "E") continue;
-      if (present_events.count(ParseU64(r[1 + kOrd]))) continue;
-      keep[i] = 1;
-      if (!r[1 + kIdent].empty()) {
-        Event e;
-        e.type = static_cast<EventType>(ParseI64(r[1 + kType]));
-        e.name = r[1 + kName];
-        e.device_id = r[1 + kDevice];
-        e.session_id = r[1 + kSession];
-        e.client_id = r[1 + kClientId];
-        e.client_date = r[1 + kClientDate];
-        idents[r[1 + kApp]][r[1 + kIdent]] = {e.device_id, EventTombstoneHashes(e)};
+      const SpoolRow& r = rows[i];
+      if (!r.event) continue;
+      const uint64_t ord = ParseU64(r.f[kOrd]);
+      const bool present = present_events.count(ord) > 0;
+      if (r.f[kIdent].empty()) {
+        keep[i] = !present;
+        continue;
+      }
+      const Copy own{ord, node_};
+      ident.assign(r.f[kIdent]);
+      auto it = copies->find(ident);
+      if (it != copies->end() && !it->second.empty() && *it->second.begin() < own) {
+        continue;  // a later copy
+      }
+      keep[i] = !present;
+      if (it == copies->end()) continue;
+      // The first copy: another node's later copies are hidden (this node's
+      // own are in this round, and dropped here).
+      for (const Copy& other : it->second) {
+        if (other.second == node_) continue;
+        hidden.append(r.f[kApp]);
+        hidden += "\t" + std::to_string(other.first) + "\n";
       }
     }
-    std::set<std::pair<std::string, std::string>> known;
-    if (!idents.empty()) {
-      auto found = KnownIdentities(*client_, idents);
-      if (!found.ok()) return found.status();
-      known = std::move(*found);
-    }
-    // Rows an earlier attempt stored count as seen: a resend of one of them
-    // in the same round is a resend.
-    std::set<std::pair<std::string, std::string>> seen;
-    for (const auto& r : rows) {
-      if (r[0] == "E" && !r[1 + kIdent].empty() && present_events.count(ParseU64(r[1 + kOrd]))) {
-        seen.emplace(r[1 + kApp], r[1 + kIdent]);
-      }
-    }
-    for (size_t i = 0; i < rows.size(); ++i) {
-      if (!keep[i]) continue;
-      const auto& r = rows[i];
-      const std::string& ident = r[1 + kIdent];
-      if (ident.empty()) continue;
-      if (known.count({r[1 + kApp], ident}) || !seen.emplace(r[1 + kApp], ident).second)
-        keep[i] = 0;
+    if (!hidden.empty()) {
+      LogInfo("ClickHouse: an event stored by two nodes at once is counted once");
+      auto done = client_->Execute("INSERT INTO " + tables("duplicates") + " FORMAT TabSeparated",
+                                   hidden, InsertSettings(options_));
+      if (!done.ok()) return done.status();
+      reader_->ForgetDuplicates();
     }
     // 3. Heartbeats: credited to the session they name, or the device's most
     // recent one, as things stood when each arrived (§1.8).
     std::string heartbeat_rows;
     std::map<std::string, std::set<std::string>> hb_devices;  // app -> devices
-    for (const auto& r : rows) {
-      if (r[0] == "H" && !present_heartbeats.count(ParseU64(r[5]))) hb_devices[r[1]].insert(r[2]);
+    for (const SpoolRow& r : rows) {
+      if (!r.event && !present_heartbeats.count(ParseU64(r.f[4]))) {
+        hb_devices[Plain(r.f[0])].insert(Plain(r.f[1]));
+      }
     }
     if (!hb_devices.empty()) {
       // app -> device -> session hash -> state
@@ -788,32 +1032,36 @@ class ClickHouseEventStore final : public EventStore {
         }
       }
       for (size_t i = 0; i < rows.size(); ++i) {
-        const auto& r = rows[i];
-        if (r[0] == "E") {
-          if (!keep[i] && !present_events.count(ParseU64(r[1 + kOrd]))) continue;
-          auto app_it = state.find(r[1 + kApp]);
+        const SpoolRow& row = rows[i];
+        if (row.event) {
+          if (!keep[i] && !present_events.count(ParseU64(row.f[kOrd]))) continue;
+          auto app_it = state.find(Plain(row.f[kApp]));
           if (app_it == state.end()) continue;
-          auto dev_it = app_it->second.find(r[1 + kDevice]);
+          auto dev_it = app_it->second.find(Plain(row.f[kDevice]));
           if (dev_it == app_it->second.end()) continue;
-          SessionState& s = dev_it->second[ParseU64(r[1 + kSessH])];
-          s.device = r[1 + kDevice];
-          s.session = r[1 + kSession];
-          s.created = std::min(s.created, ParseU64(r[1 + kOrd]));
-          const int64_t t = ParseI64(r[1 + kTime]);
-          if (r[1 + kType] == "1") {
+          SessionState& s = dev_it->second[ParseU64(row.f[kSessH])];
+          s.device = Plain(row.f[kDevice]);
+          s.session = Plain(row.f[kSession]);
+          s.created = std::min(s.created, ParseU64(row.f[kOrd]));
+          const int64_t t = ParseI64(row.f[kTime]);
+          if (row.f[kType] == "1") {
             ++s.inits;
             s.init_min = std::min(s.init_min, t);
           }
           s.any_min = std::min(s.any_min, t);
           continue;
         }
-        const uint64_t ord = ParseU64(r[5]);
+        // app, device, session, node, ord, received
+        const std::array<std::string, 6> r = {Plain(row.f[0]),       Plain(row.f[1]),
+                                              Plain(row.f[2]),       std::string(row.f[3]),
+                                              std::string(row.f[4]), std::string(row.f[5])};
+        const uint64_t ord = ParseU64(r[4]);
         if (present_heartbeats.count(ord)) continue;
-        const auto& sessions = state[r[1]][r[2]];
+        const auto& sessions = state[r[0]][r[1]];
         const SessionState* credited = nullptr;
         uint64_t credited_hash = 0;
-        if (!r[3].empty()) {
-          const uint64_t h = SessionHash(r[1], r[2], r[3]);
+        if (!r[2].empty()) {
+          const uint64_t h = SessionHash(r[0], r[1], r[2]);
           auto it = sessions.find(h);
           if (it != sessions.end() && it->second.created < ord) {
             credited = &it->second;
@@ -830,119 +1078,41 @@ class ClickHouseEventStore final : public EventStore {
           }
         }
         if (!credited) continue;
-        AppendTsv(&heartbeat_rows, r[1]);
-        heartbeat_rows += "\t" + r[4] + "\t" + r[5] + "\t" + std::to_string(credited_hash) + "\t";
+        AppendTsv(&heartbeat_rows, r[0]);
+        heartbeat_rows += "\t" + r[3] + "\t" + r[4] + "\t" + std::to_string(credited_hash) + "\t";
         AppendTsv(&heartbeat_rows, credited->device);
         heartbeat_rows.push_back('\t');
         AppendTsv(&heartbeat_rows, credited->session);
-        heartbeat_rows += "\t" + r[6] + "\n";
+        heartbeat_rows += "\t" + r[5] + "\n";
       }
     }
-    // 4. The rows: events first, then their identities (an identity without
-    // its event would drop the event's resend), then heartbeats.
-    std::string event_rows, ident_rows;
-    Identities written;
+    // 4. The rows: events, then heartbeats.
+    std::string& event_rows = round_events_;
+    event_rows.clear();
     size_t forwarded = 0;
     for (size_t i = 0; i < rows.size(); ++i) {
-      const auto& r = rows[i];
-      if (r[0] != "E") continue;
-      const bool present = present_events.count(ParseU64(r[1 + kOrd])) > 0;
-      if (keep[i]) {
-        event_rows += JoinTsv(r, 1, kEventFields);
-        ++forwarded;
-      }
-      if ((keep[i] || present) && !r[1 + kIdent].empty()) {
-        written[r[1 + kApp]][r[1 + kIdent]].device = r[1 + kDevice];
-        AppendTsv(&ident_rows, r[1 + kApp]);
-        ident_rows.push_back('\t');
-        AppendTsv(&ident_rows, r[1 + kIdent]);
-        ident_rows.push_back('\n');
-      }
+      if (!keep[i]) continue;
+      event_rows.append(rows[i].text);
+      event_rows.push_back('\n');
+      ++forwarded;
     }
     for (const auto& [table, data] :
          {std::pair<const char*, const std::string*>{"events", &event_rows},
-          {"idents", &ident_rows},
           {"heartbeats", &heartbeat_rows}}) {
       if (data->empty()) continue;
       auto st = client_->Execute("INSERT INTO " + tables(table) + " FORMAT TabSeparated", *data,
                                  InsertSettings(options_));
       if (!st.ok()) return st.status();
     }
-    // 5. Another node may have stored one of these identities while this
-    // round was under way (a resend sent to it while this node's insert was
-    // in flight). Whichever node's insert lands last sees both copies here;
-    // the later order is hidden from every answer.
-    if (!written.empty()) NUCLEON_RETURN_IF_ERROR(HideDuplicates(written));
     forwarded_events_.fetch_add(forwarded);
     return Status::Ok();
   }
 
-  // Records, in `duplicates`, every copy but the first (by order) of an
-  // identity stored more than once among `written`.
-  Status HideDuplicates(const Identities& written) {
-    const ClickHouseTables tables(options_);
-    std::string hidden;
-    Status st = ForEachPart(written, [&](const Identities& part) -> Status {
-      std::string which;
-      for (const auto& [app, list] : part) {
-        std::string idents;
-        std::set<std::string> devices;
-        for (const auto& [ident, a] : list) {
-          idents += (idents.empty() ? "" : ", ") + SqlQuote(ident);
-          devices.insert(a.device);
-        }
-        which += (which.empty() ? "" : " OR ") + std::string("(app = ") + SqlQuote(app) +
-                 " AND device IN " + QuoteList(devices) + " AND ident IN (" + idents + "))";
-      }
-      auto found = reader_->Query("SELECT app, arraySort(groupUniqArray(ord)) AS ords FROM " +
-                                  tables("events") + " WHERE " + which +
-                                  " GROUP BY app, ident HAVING length(ords) > 1");
-      if (!found.ok()) return found.status();
-      for (const auto& r : *found) {
-        // [first,second,...]: all but the first are copies.
-        std::string list = r[1].size() > 2 ? r[1].substr(1, r[1].size() - 2) : "";
-        size_t at = list.find(',');
-        while (at != std::string::npos) {
-          const size_t next = list.find(',', at + 1);
-          AppendTsv(&hidden, r[0]);
-          hidden +=
-              "\t" +
-              list.substr(at + 1, next == std::string::npos ? std::string::npos : next - at - 1) +
-              "\n";
-          at = next;
-        }
-      }
-      return Status::Ok();
-    });
-    NUCLEON_RETURN_IF_ERROR(st);
-    if (hidden.empty()) return Status::Ok();
-    LogInfo("ClickHouse: an event stored by two nodes at once is counted once");
-    auto done = client_->Execute("INSERT INTO " + tables("duplicates") + " FORMAT TabSeparated",
-                                 hidden, InsertSettings(options_));
-    if (!done.ok()) return done.status();
-    reader_->ForgetDuplicates();
-    return Status::Ok();
-  }
-
-  // Calls `fn` with parts of `all` of at most kIdentsPerStatement identities.
-  static Status ForEachPart(const Identities& all,
-                            const std::function<Status(const Identities&)>& fn) {
-    Identities part;
-    size_t in_part = 0;
-    for (const auto& [app, list] : all) {
-      for (const auto& [ident, a] : list) {
-        part[app][ident] = a;
-        if (++in_part == kIdentsPerStatement) {
-          NUCLEON_RETURN_IF_ERROR(fn(part));
-          part.clear();
-          in_part = 0;
-        }
-      }
-    }
-    return in_part > 0 ? fn(part) : Status::Ok();
-  }
-
   ClickHouseStoreOptions options_;
+  // The forwarder's buffers, kept from round to round.
+  std::string round_payload_, round_identities_, round_events_;
+  std::vector<SpoolRow> round_rows_;
+  std::vector<std::string_view> round_fields_;
   std::unique_ptr<ClickHouseClient> client_;
   std::unique_ptr<ClickHouseClient> append_client_;  // writer thread
   std::unique_ptr<ClickHouseReader> reader_;
@@ -954,6 +1124,7 @@ class ClickHouseEventStore final : public EventStore {
   OrderClock clock_{0};  // writer thread
   uint64_t open_ord_ = 0;
   std::unordered_set<uint64_t> recent_[2];  // writer thread
+  std::string append_rows_;                 // writer thread
 
   std::thread forwarder_;
   std::thread mutator_;
@@ -963,6 +1134,11 @@ class ClickHouseEventStore final : public EventStore {
   bool stopping_ = false;     // under mu_
   bool failed_once_ = false;  // under mu_
   std::atomic<bool> schema_ready_{false};
+  // This database keeps identities of schema 3 too (LoadIdentitySources,
+  // before schema_ready_).
+  std::atomic<bool> legacy_idents_{false};
+  std::mutex tombstones_mu_;
+  std::unordered_map<std::string, bool> tombstone_apps_;  // under tombstones_mu_
   std::atomic<bool> healthy_{true};
   std::atomic<uint64_t> forward_failures_{0};
   std::atomic<uint64_t> forwarded_events_{0};

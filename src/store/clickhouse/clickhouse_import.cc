@@ -85,13 +85,7 @@ Status ClickHouseImport::AddEvent(const Event& e, uint64_t position) {
   } else {
     AppendEventRow(e, /*node=*/0, ord, &events_rows_);
   }
-  const std::string ident = IdentityHash(e);
-  if (!ident.empty()) {
-    AppendTsv(&idents_, e.app_id);
-    idents_.push_back('\t');
-    AppendTsv(&idents_, ident);
-    idents_.push_back('\n');
-  }
+  AppendIdentityRow(e, /*node=*/0, ord, &idents_);
   ++events_;
   ++pending_rows_;
   return Flush(false);
@@ -119,9 +113,9 @@ Status ClickHouseImport::AddTombstone(const std::string& app, int64_t hash) {
 
 Status ClickHouseImport::Flush(bool all) {
   if (!all && pending_rows_ < kRowsPerInsert) return Status::Ok();
-  // Events before their identities, as the forwarder writes them.
-  for (auto [table, rows] : {std::pair<const char*, std::string*>{"events", &events_rows_},
-                             {"idents", &idents_},
+  // Identities before their events, as the forwarder writes them.
+  for (auto [table, rows] : {std::pair<const char*, std::string*>{"identities", &idents_},
+                             {"events", &events_rows_},
                              {"heartbeats", &heartbeats_},
                              {"tombstones", &tombstones_}}) {
     if (rows->empty()) continue;

@@ -35,7 +35,12 @@ const TableSpec kTables[] = {
      " prop_keys Array(String), prop_kinds Array(UInt8), prop_texts Array(String),"
      " error_hash String, platform_n String, language String, ram_n String",
      "(app, device, session, ord)", "sess_h"},
-    {"idents", "app String, ident String", "(app, ident)", "cityHash64(app, ident)"},
+    // Every copy of an identity stored or being stored (by which node, under
+    // which order), kept by the client's date so that a round's lookups read
+    // only the granules around the dates it holds (IdentityTime). Replaces
+    // `idents` (schema 3), which a database created before still keeps.
+    {"identities", "app String, t Int64, ident String, node UInt64, ord UInt64", "(app, t, ident)",
+     "cityHash64(app, ident)"},
     {"tombstones", "app String, hash Int64", "(app, hash)", "cityHash64(app, hash)"},
     {"heartbeats",
      "app String, node UInt64, ord UInt64, sess_h UInt64, device String, session String,"

@@ -3,8 +3,12 @@
 // Every table is insert-only; nothing is ever updated in place:
 //   events          one row per stored event (every field as sent, plus the
 //                   normalised breakdown values and hashes used for deletes)
-//   idents          the identity hash of every event ever stored: resends and
-//                   the late resends of a deleted user's events are found here
+//   identities      (app, the client's date, identity hash, node, order) of
+//                   every event with an id that reached ClickHouse, resends
+//                   included: resends and the late resends of a deleted
+//                   user's events are found here; the first copy by order is
+//                   the one stored (a database of schema 3 also keeps its
+//                   older `idents`: the identities stored before)
 //   tombstones      the deleted events of an embedded store migrated here
 //                   (the embedded store's tombstone hashes)
 //   heartbeats      heartbeats already credited to a session (§1.8)

@@ -1,10 +1,12 @@
 #include "store/clickhouse/event_rows.h"
 
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 
 #include "core/crypto.h"
 #include "core/normalize.h"
+#include "core/time_util.h"
 #include "store/clickhouse/clickhouse_client.h"
 #include "store/payload_props.h"
 
@@ -73,7 +75,41 @@ std::string IdentityHash(const Event& e) {
   return HexEncode(d.data(), 16);
 }
 
+int64_t IdentityTime(std::string_view client_date) {
+  if (client_date.size() >= 2 && client_date.front() == '"' && client_date.back() == '"') {
+    const std::string_view text = client_date.substr(1, client_date.size() - 2);
+    if (text.find('\\') != std::string_view::npos) return 0;  // escaped: not a date an SDK sends
+    return ParseIsoTime(text).value_or(0);
+  }
+  double ms = 0;
+  auto r = std::from_chars(client_date.data(), client_date.data() + client_date.size(), ms);
+  if (r.ec != std::errc() || r.ptr != client_date.data() + client_date.size()) return 0;
+  // Within +-10,000 years of 1970: anything else is no date.
+  if (!(ms > -3.2e14 && ms < 3.2e14)) return 0;
+  return static_cast<int64_t>(std::floor(ms));
+}
+
+void AppendIdentityRow(const Event& e, uint64_t node, uint64_t ord, std::string* out) {
+  const std::string ident = IdentityHash(e);
+  if (ident.empty()) return;
+  Field(out, e.app_id);
+  Signed(out, IdentityTime(e.client_date));
+  Field(out, ident);
+  Number(out, node);
+  out->append(std::to_string(ord));
+  out->push_back('\n');
+}
+
 void AppendEventRow(const Event& e, uint64_t node, uint64_t ord, std::string* out) {
+  const std::string ident = IdentityHash(e);
+  AppendEventRow(
+      e, node, ord,
+      {ident, SessionHash(e.app_id, e.device_id, e.session_id), UserHash(e.app_id, e.user_key)},
+      out);
+}
+
+void AppendEventRow(const Event& e, uint64_t node, uint64_t ord, const RowHashes& hashes,
+                    std::string* out) {
   Field(out, e.app_id);
   Number(out, node);
   Number(out, ord);
@@ -82,14 +118,14 @@ void AppendEventRow(const Event& e, uint64_t node, uint64_t ord, std::string* ou
   Field(out, e.name);
   Field(out, e.device_id);
   Field(out, e.session_id);
-  Number(out, SessionHash(e.app_id, e.device_id, e.session_id));
+  Number(out, hashes.session);
   Field(out, e.user_key);
-  Number(out, UserHash(e.app_id, e.user_key));
+  Number(out, hashes.user);
   Field(out, e.user_id);
   Field(out, e.anon_id);
   Field(out, e.client_id);
   Field(out, e.client_date);
-  Field(out, IdentityHash(e));
+  Field(out, hashes.ident);
   for (const std::string* s : {&e.platform, &e.os_version, &e.locale, &e.version, &e.module_version,
                                &e.arch, &e.client, &e.country}) {
     Field(out, *s);

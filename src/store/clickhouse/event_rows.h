@@ -26,9 +26,28 @@ uint64_t SessionHash(std::string_view app, std::string_view device, std::string_
 uint64_t UserHash(std::string_view app, std::string_view user_key);
 // The identity of an event that has one (§1.9), 32 hex digits; "" without.
 std::string IdentityHash(const Event& e);
+// Where an identity is kept in `identities`: the client's date as sent
+// (`client_date`, JSON text) in ms, 0 when absent or unreadable. A function
+// of that text alone, so every copy of one identity (a resend, late or not,
+// to any node) has the same one, and a round's lookups read only the few
+// granules around the dates it holds. Never change it: stored rows keep it.
+int64_t IdentityTime(std::string_view client_date);
+
+// Appends the `identities` row of an event that has an identity (nothing
+// for one without).
+void AppendIdentityRow(const Event& e, uint64_t node, uint64_t ord, std::string* out);
 
 // Appends one `events` row (with its trailing newline).
 void AppendEventRow(const Event& e, uint64_t node, uint64_t ord, std::string* out);
+// The same with the row's hashes given (IdentityHash, SessionHash, UserHash
+// of `e`): a writer computes them once, and once per session of a batch.
+struct RowHashes {
+  std::string_view ident;
+  uint64_t session = 0;
+  uint64_t user = 0;
+};
+void AppendEventRow(const Event& e, uint64_t node, uint64_t ord, const RowHashes& hashes,
+                    std::string* out);
 
 // Rebuilds an event from one result row of `ord, app, kEventSelectColumns`;
 // `*ord` receives its order.

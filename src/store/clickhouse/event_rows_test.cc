@@ -112,6 +112,38 @@ TEST(EventRowsTest, IdentityFollowsTheFieldsThatMakeIt) {
   EXPECT_EQ(IdentityHash(b), "") << "no id, no identity";
 }
 
+TEST(EventRowsTest, AnIdentityIsKeptUnderTheClientDateAsSent) {
+  EXPECT_EQ(IdentityTime("1795685879840"), 1795685879840);
+  EXPECT_EQ(IdentityTime("1795685879840.7"), 1795685879840);
+  EXPECT_EQ(IdentityTime("\"2026-11-26T09:38:04.549Z\""), 1795685884549);
+  EXPECT_EQ(IdentityTime("\"2026-11-26T10:38:04.549+01:00\""), 1795685884549);
+  // No date, or none that reads as one: all under 0.
+  for (const char* none :
+       {"", "null", "true", "\"soon\"", "\"2026-11-26\\u0054\"", "1e300", "12abc", "{}"}) {
+    EXPECT_EQ(IdentityTime(none), 0) << none;
+  }
+  // The key follows the text alone, never the receive time: every copy of
+  // an event (same identity, so same date text) has the same one.
+  Event e;
+  e.app_id = "a";
+  e.device_id = "d";
+  e.session_id = "s";
+  e.client_id = "1";
+  e.type = EventType::kEvent;
+  e.name = "N";
+  e.client_date = "1795685879840";
+  std::string first, second;
+  AppendIdentityRow(e, 7, 100, &first);
+  e.time_ms = 5;  // another receive time
+  AppendIdentityRow(e, 9, 200, &second);
+  EXPECT_EQ(first, "a\t1795685879840\t" + IdentityHash(e) + "\t7\t100\n");
+  EXPECT_EQ(second, "a\t1795685879840\t" + IdentityHash(e) + "\t9\t200\n");
+  e.client_id.clear();
+  std::string none;
+  AppendIdentityRow(e, 7, 100, &none);
+  EXPECT_EQ(none, "") << "an event without an id has no identity";
+}
+
 TEST(EventRowsTest, OrdersIncreaseOnANodeEvenWhenTheClockStandsStillOrGoesBack) {
   OrderClock clock(3);
   uint64_t last = 0;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -153,12 +154,16 @@ Result<uint64_t> Spool::Append(std::string_view payload) {
   std::memcpy(head, &magic, 4);
   std::memcpy(head + 4, &length, 4);
   std::memcpy(head + 8, &sum, 8);
-  std::string record(head, kHeader);
-  record.append(payload);
+  // Header and payload in one write, without copying the payload.
+  const size_t size = kHeader + payload.size();
   size_t done = 0;
-  while (done < record.size()) {
-    ssize_t w = ::pwrite(fd_, record.data() + done, record.size() - done,
-                         static_cast<off_t>(offset_ + done));
+  while (done < size) {
+    iovec parts[2];
+    int n = 0;
+    if (done < kHeader) parts[n++] = {head + done, kHeader - done};
+    const size_t in_payload = done > kHeader ? done - kHeader : 0;
+    parts[n++] = {const_cast<char*>(payload.data()) + in_payload, payload.size() - in_payload};
+    ssize_t w = ::pwritev(fd_, parts, n, static_cast<off_t>(offset_ + done));
     if (w < 0) {
       const Status st = Errno("spool write");
       // Leave no partial record behind: the next open would cut it anyway,
@@ -170,9 +175,9 @@ Result<uint64_t> Spool::Append(std::string_view payload) {
   }
   {
     std::lock_guard lock(segment_mu_);
-    offset_ += record.size();
+    offset_ += size;
   }
-  appended_bytes_ += record.size();
+  appended_bytes_ += size;
   return ++seq_;
 }
 
