@@ -1,6 +1,7 @@
 #include "server/dashboard.h"
 
 #include <boost/json.hpp>
+#include <boost/url/parse.hpp>
 
 #include "core/gzip.h"
 #include "core/log.h"
@@ -49,40 +50,6 @@ std::string PrincipalJson(const Principal& p, const std::vector<AppInfo>& apps) 
     out += "{\"appId\":" + JsonQuote(a.app_id) + ",\"name\":" + JsonQuote(a.name) + '}';
   }
   return out + "]}";
-}
-
-// %XX escapes decoded (an email in a path: `%40` for `@`); "" when malformed.
-std::string PercentDecode(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '%') {
-      out.push_back(s[i]);
-      continue;
-    }
-    auto hex = [](char c) {
-      if (c >= '0' && c <= '9') return c - '0';
-      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-      if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-      return -1;
-    };
-    if (i + 2 >= s.size() || hex(s[i + 1]) < 0 || hex(s[i + 2]) < 0) return "";
-    out.push_back(static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2])));
-    i += 2;
-  }
-  return out;
-}
-
-// The non-empty segments of a path, percent-decoded ("" for a malformed one).
-std::vector<std::string> Segments(std::string_view path) {
-  std::vector<std::string> out;
-  size_t at = 0;
-  while (at <= path.size()) {
-    size_t slash = path.find('/', at);
-    if (slash == std::string_view::npos) slash = path.size();
-    if (slash > at) out.push_back(PercentDecode(path.substr(at, slash - at)));
-    at = slash + 1;
-  }
-  return out;
 }
 
 // A JSON array of `element(item)` for each item.
@@ -322,11 +289,15 @@ HttpResponse Dashboard::Admin(const HttpRequest& request, std::string_view path)
   if (!reads && !CsrfMatches(*me, request.Header(kCsrfHeader))) {
     return ErrorResponse(Status::Forbidden("missing or wrong CSRF token (X-CSRF-Token)"));
   }
-  const std::vector<std::string> seg = Segments(path.substr(std::string_view("/api/admin").size()));
-  for (const std::string& s : seg) {
-    if (s.empty())
-      return ErrorResponse(Status::InvalidArgument("malformed path " + std::string(path)));
+  // The non-empty segments after /api/admin, percent-decoded (an email in a
+  // path: `%40` for `@`).
+  auto url = boost::urls::parse_origin_form(request.target);
+  if (!url) return ErrorResponse(Status::InvalidArgument("malformed path " + std::string(path)));
+  std::vector<std::string> seg;
+  for (std::string s : url->segments()) {
+    if (!s.empty()) seg.push_back(std::move(s));
   }
+  seg.erase(seg.begin(), seg.begin() + std::min<size_t>(seg.size(), 2));  // "api", "admin"
   std::lock_guard<std::mutex> lock(admin_mu_);
   if (!seg.empty() && seg[0] == "apps") return AdminApps(request, seg);
   if (!seg.empty() && seg[0] == "accounts") return AdminAccounts(request, seg, *me);
