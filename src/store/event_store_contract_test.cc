@@ -454,6 +454,143 @@ INSTANTIATE_TEST_SUITE_P(Backends, EventStoreContractTest, ::testing::ValuesIn(B
                            return info.param.name;
                          });
 
+// Every backend answers the quick glance and the daily analytics alike for
+// any range, however it computes them (ClickHouse reads rollups of whole
+// 15-minute buckets and the events only at a range's ragged edges and for
+// deleted users): checked against the embedded store on a fixture of
+// sessions across bucket and day edges, shared by two users, with errors,
+// events before their init, a delete, and the deleted user coming back.
+std::string Describe(const DailyAnalytics& d) {
+  std::string out = "users " + std::to_string(d.users) + " installs " + std::to_string(d.installs);
+  const auto days = [&out](const char* name, const std::map<int64_t, int64_t>& m) {
+    out += std::string("\n") + name + ":";
+    for (const auto& [day, n] : m) out += " " + std::to_string(day) + "=" + std::to_string(n);
+  };
+  days("usage", d.usage);
+  days("new", d.new_users);
+  days("active", d.active_users);
+  out += "\nhours:";
+  for (const auto& [day, hours] : d.hours) {
+    out += " " + std::to_string(day) + "=[";
+    for (int64_t n : hours) out += std::to_string(n) + ",";
+    out += "]";
+  }
+  for (const auto* values : {&d.platforms, &d.languages, &d.versions, &d.countries, &d.ram}) {
+    out += "\nvalues:";
+    for (const auto& v : *values) out += " " + v.value + "=" + std::to_string(v.count);
+  }
+  out += "\ndurations:";
+  for (const auto& [day, s] : d.avg_session_duration) {
+    out += " " + std::to_string(day) + "=" + std::to_string(s);
+  }
+  return out;
+}
+
+std::string Describe(const QuickGlanceCounts& g) {
+  return "installs " + std::to_string(g.installs) + " users " + std::to_string(g.users) +
+         " starts " + std::to_string(g.app_starts) + " errors " + std::to_string(g.errors);
+}
+
+TEST(BackendsAgreeTest, QuickGlanceAndDailyAtAnyRangeAndOffset) {
+  const std::vector<Backend> backends = Backends();
+  if (backends.size() < 2) GTEST_SKIP() << "only one backend here";
+  std::vector<TempDir> dirs(backends.size());
+  std::vector<std::unique_ptr<EventStore>> stores;
+  for (size_t i = 0; i < backends.size(); ++i) {
+    auto store = OpenEventStore(backends[i].config(dirs[i].path()));
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    stores.push_back(std::move(store).value());
+    for (int w = 0; w < 3000 && !stores.back()->Ready(); ++w) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  uint64_t seed = 12345;
+  const auto next = [&seed](uint64_t bound) {
+    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<int64_t>((seed >> 33) % bound);
+  };
+  const auto append = [&](const std::vector<Event>& events) {
+    for (auto& store : stores) {
+      std::vector<uint8_t> inserted;
+      const Status st = store->Append(events, &inserted);
+      ASSERT_TRUE(st.ok()) << st.ToString();
+    }
+  };
+  const int64_t start = kT0 - kT0 % kDayMs - kDayMs;  // a UTC midnight
+  int id = 0;
+  std::vector<Event> pending;
+  const auto session = [&](const std::string& device, const std::string& sess,
+                           const std::string& user, const std::string& second_user, int64_t t) {
+    std::vector<Event> events;
+    // Now and then an event before the init (a late batch of the session).
+    if (next(5) == 0) {
+      events.push_back(Make(EventType::kEvent, "EARLY", std::to_string(++id), t - 1 - next(600000),
+                            device, sess, user));
+    }
+    Event init = Init(std::to_string(++id), t, device, sess, user);
+    init.platform = next(2) ? "Darwin" : "win32";
+    init.locale = next(3) ? "en-US" : "fr_FR";
+    init.version = "1." + std::to_string(next(3));
+    events.push_back(init);
+    const int n = 1 + static_cast<int>(next(8));
+    for (int k = 0; k < n; ++k) {
+      t += next(900000);  // up to 15 minutes apart: sessions cross buckets
+      const bool other = !second_user.empty() && k >= n / 2;
+      events.push_back(Make(next(6) == 0 ? EventType::kError : EventType::kEvent, "E",
+                            std::to_string(++id), t, device, sess, other ? second_user : user));
+    }
+    pending.insert(pending.end(), events.begin(), events.end());
+  };
+  for (int s = 0; s < 80; ++s) {
+    const std::string user = "user-" + std::to_string(next(25));
+    const std::string device = "device-" + std::to_string(next(35));
+    const std::string second = next(6) == 0 ? "user-" + std::to_string(next(25)) : "";
+    session(device, "s" + std::to_string(s), user, second, start + next(3 * kDayMs));
+  }
+  // user-3 shares a session with user-4 (deleted below).
+  session("device-90", "shared", "user-4", "user-3", start + kDayMs + 123456);
+  append(pending);
+
+  std::vector<std::pair<QueryRange, std::string>> ranges;
+  for (int r = 0; r < 24; ++r) {
+    const int64_t from = start - 3600000 + next(3 * kDayMs);
+    const int64_t length = r % 4 == 0 ? 60000 + next(1800000) : next(2 * kDayMs);
+    static constexpr int kOffsets[] = {0, 330, -300, 345, 7, -720, 60};
+    ranges.push_back({{from, from + length, kOffsets[r % std::size(kOffsets)]}, ""});
+  }
+  ranges.push_back({{start, start + 3 * kDayMs - 1, 0}, "whole days"});
+  const auto compare = [&](const std::string& when) {
+    for (const auto& [range, note] : ranges) {
+      const std::string what = when + " range [" + std::to_string(range.from_ms - start) + ", " +
+                               std::to_string(range.to_ms - start) + "] offset " +
+                               std::to_string(range.utc_offset_min) + " " + note;
+      auto first = stores[0]->Daily(kApp, range);
+      ASSERT_TRUE(first.ok()) << first.status().ToString();
+      auto glance = stores[0]->QuickGlance(kApp, range.from_ms, range.to_ms);
+      ASSERT_TRUE(glance.ok()) << glance.status().ToString();
+      for (size_t i = 1; i < stores.size(); ++i) {
+        auto other = stores[i]->Daily(kApp, range);
+        ASSERT_TRUE(other.ok()) << backends[i].name << ": " << other.status().ToString();
+        EXPECT_EQ(Describe(*other), Describe(*first)) << backends[i].name << " daily, " << what;
+        auto other_glance = stores[i]->QuickGlance(kApp, range.from_ms, range.to_ms);
+        ASSERT_TRUE(other_glance.ok()) << other_glance.status().ToString();
+        EXPECT_EQ(Describe(*other_glance), Describe(*glance))
+            << backends[i].name << " quick glance, " << what;
+      }
+    }
+  };
+  compare("as stored:");
+  for (auto& store : stores) ASSERT_TRUE(store->DeleteUser(kApp, "user-3").ok());
+  compare("after deleting user-3:");
+  // user-3 comes back: a new session, and an event in the shared one.
+  pending.clear();
+  session("device-91", "again", "user-3", "", start + 2 * kDayMs + 5000);
+  pending.push_back(Make(EventType::kEvent, "LATE", std::to_string(++id), start + kDayMs + 200000,
+                         "device-90", "shared", "user-3"));
+  append(pending);
+  compare("after user-3 came back:");
+}
+
 // The catalog's promises, against every backend's catalog: tokens listed by
 // prefix and revoked, and the dashboard's accounts kept, changed and removed.
 class CatalogContractTest : public ::testing::TestWithParam<Backend> {
@@ -585,6 +722,73 @@ TEST(ClickHouseSchemaTest, AVersion3DatabaseGainsTheAccountsTable) {
   ASSERT_TRUE(versions.ok());
   EXPECT_EQ(*versions, "2\t" + std::to_string(kClickHouseSchemaVersion) + "\n")
       << "one row for the new version, however often it is opened";
+}
+
+// A database of schema 4 (events, no rollups) gets its rollups from the rows
+// it holds when a node of this release opens it, and answers from them.
+TEST(ClickHouseSchemaTest, AVersion4DatabaseGetsRollupsOfTheRowsItHolds) {
+  if (!ClickHouseServer::Available()) GTEST_SKIP() << "clickhouse-server is not installed";
+  TempDir dir;
+  StoreConfig config;
+  config.backend = "clickhouse";
+  config.data_dir = dir.path();
+  config.clickhouse.urls = {SharedClickHouse()->url()};
+  config.clickhouse.database = "rollup_upgrade";
+  config.clickhouse.fsync_full = false;
+  const int64_t day_start = kT0 - kT0 % kDayMs;
+  const QueryRange day{day_start, day_start + kDayMs - 1, 0};
+  {
+    auto store = OpenEventStore(config);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    std::vector<uint8_t> inserted;
+    const std::vector<Event> events = {Init("1", kT0),
+                                       Make(EventType::kError, "E", "2", kT0 + 1000),
+                                       Init("3", kT0 + 5000, "device-2", "s2", "user-2")};
+    ASSERT_TRUE((*store)->Append(events, &inserted).ok());
+    auto stats = (*store)->Stats(kApp);
+    ASSERT_TRUE(stats.ok());
+    ASSERT_EQ(stats->events, 3);
+  }
+  auto client = ClickHouseClient::Create(ClientOptionsFor(config.clickhouse));
+  ASSERT_TRUE(client.ok());
+  const ClickHouseTables tables(config.clickhouse);
+  // Back to version 4: no views, no rollups, version rows up to 4.
+  std::vector<std::string> back;
+  for (const char* view : {"event_times_mv", "user_buckets_mv", "init_values_mv",
+                           "session_parts_mv", "session_beats_mv"}) {
+    back.push_back("DROP TABLE " + tables(view));
+  }
+  for (const char* table : {"event_times", "user_buckets", "init_values", "session_parts"}) {
+    back.push_back("DROP TABLE " + tables(table));
+  }
+  back.push_back("DROP TABLE " + tables("schema_versions"));
+  back.push_back("CREATE TABLE " + tables("schema_versions") +
+                 " (version UInt32, applied_ms Int64) ENGINE = MergeTree ORDER BY version");
+  back.push_back("INSERT INTO " + tables("schema_versions") + " VALUES (4, 1)");
+  for (const std::string& sql : back) ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
+  auto store = OpenEventStore(config);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  for (int i = 0; i < 3000 && !(*store)->Ready(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto glance = (*store)->QuickGlance(kApp, day.from_ms, day.to_ms);
+  ASSERT_TRUE(glance.ok()) << glance.status().ToString();
+  EXPECT_EQ(Describe(*glance), "installs 2 users 2 starts 2 errors 1");
+  auto daily = (*store)->Daily(kApp, day);
+  ASSERT_TRUE(daily.ok()) << daily.status().ToString();
+  EXPECT_EQ(daily->users, 2);
+  EXPECT_EQ(daily->new_users, (std::map<int64_t, int64_t>{{kT0 / kDayMs, 2}}));
+  auto rollup_rows =
+      (*client)->Execute("SELECT count() FROM " + tables("user_buckets") + " FORMAT TabSeparated");
+  ASSERT_TRUE(rollup_rows.ok());
+  EXPECT_EQ(*rollup_rows, "2\n") << "user-1's and user-2's bucket";
+  // New rows reach the rollups through the views again.
+  std::vector<uint8_t> inserted;
+  const std::vector<Event> more = {Init("4", kT0 + 9000, "device-3", "s3", "user-3")};
+  ASSERT_TRUE((*store)->Append(more, &inserted).ok());
+  glance = (*store)->QuickGlance(kApp, day.from_ms, day.to_ms);
+  ASSERT_TRUE(glance.ok());
+  EXPECT_EQ(Describe(*glance), "installs 3 users 3 starts 3 errors 1");
 }
 
 }  // namespace

@@ -387,8 +387,16 @@ class ClickHouseEventStore final : public EventStore {
     const std::string suffix = tables.cluster().empty() ? "" : "_local";
     // A heartbeat older than the cut can only extend a session that is gone:
     // a session that keeps an event ends after it anyway.
-    for (const auto& [table, column] : {std::pair<const char*, const char*>{"events", "time"},
-                                        std::pair<const char*, const char*>{"heartbeats", "r"}}) {
+    // The rollups lose the same buckets; a session's part goes once its
+    // latest event or heartbeat is older than the cut.
+    for (const auto& [table, column] :
+         {std::pair<const char*, const char*>{"events", "time"},
+          {"event_times", "time"},
+          {"heartbeats", "r"},
+          {"user_buckets", "bucket * 900000"},
+          {"init_values", "bucket * 900000"},
+          {"session_parts",
+           "greatest(finalizeAggregation(ev_end), finalizeAggregation(hb_end))"}}) {
       const std::string keep = reader_->RetentionKeep("", column, now);
       if (keep.empty()) return Status::Ok();
       RunLater("ALTER TABLE " + tables(table + suffix) + on_cluster + " DELETE WHERE NOT (" + keep +
@@ -517,10 +525,19 @@ class ClickHouseEventStore final : public EventStore {
     const std::string on_cluster =
         tables.cluster().empty() ? "" : " ON CLUSTER " + SqlIdentifier(tables.cluster());
     const std::string suffix = tables.cluster().empty() ? "" : "_local";
-    std::vector<std::string> mutations = {"ALTER TABLE " + tables("events" + suffix) + on_cluster +
-                                          " DELETE WHERE app = " + SqlQuote(app) +
-                                          " AND user_h = " + std::to_string(user_h) +
-                                          " AND ord < " + std::to_string(ord)};
+    std::vector<std::string> mutations;
+    for (const char* table : {"events", "event_times"}) {
+      mutations.push_back("ALTER TABLE " + tables(table + suffix) + on_cluster +
+                          " DELETE WHERE app = " + SqlQuote(app) + " AND user_h = " +
+                          std::to_string(user_h) + " AND ord < " + std::to_string(ord));
+    }
+    // Its rollups go whole: a deleted user's numbers are read from the
+    // events from now on, and so are the sessions it was in.
+    for (const char* rollup : {"user_buckets", "init_values"}) {
+      mutations.push_back("ALTER TABLE " + tables(rollup + suffix) + on_cluster +
+                          " DELETE WHERE app = " + SqlQuote(app) +
+                          " AND user_h = " + std::to_string(user_h));
+    }
     mutations.push_back(shared_live_->DeleteUserStatement(app_id, user_h, OrderClock::TimeOf(ord)));
     if (!sessions->empty()) {
       std::string list;
@@ -528,6 +545,8 @@ class ClickHouseEventStore final : public EventStore {
       mutations.push_back("ALTER TABLE " + tables("heartbeats" + suffix) + on_cluster +
                           " DELETE WHERE app = " + SqlQuote(app) + " AND sess_h IN (" + list +
                           ") AND ord < " + std::to_string(ord));
+      mutations.push_back("ALTER TABLE " + tables("session_parts" + suffix) + on_cluster +
+                          " DELETE WHERE app = " + SqlQuote(app) + " AND sess_h IN (" + list + ")");
     }
     for (std::string& m : mutations) RunLater(std::move(m));
     // The spool's copy of the user's events goes with its segment.

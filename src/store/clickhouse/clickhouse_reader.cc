@@ -1,6 +1,7 @@
 #include "store/clickhouse/clickhouse_reader.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <map>
 #include <set>
@@ -149,29 +150,33 @@ void ClickHouseReader::ForgetDuplicates() {
   duplicates_loaded_ms_ = 0;
 }
 
-std::string ClickHouseReader::DuplicatesClause(std::string_view app) const {
+std::vector<std::pair<std::string, uint64_t>> ClickHouseReader::DuplicateCopies(
+    std::string_view app) const {
   std::vector<std::pair<std::string, uint64_t>> copies;
-  {
-    std::lock_guard lock(duplicates_mu_);
-    const int64_t now = NowMs();
-    if (now - duplicates_loaded_ms_ >= kDuplicatesRefreshMs) {
-      auto body = client_->Execute("SELECT DISTINCT app, ord FROM " + tables_("duplicates") +
-                                   " FORMAT TabSeparated");
-      auto rows = body.ok() ? ParseTsv(*body) : Result<Rows>(body.status());
-      // A failure here leaves the last list; the statement it is for will
-      // most likely fail the same way.
-      if (rows.ok()) {
-        duplicates_.clear();
-        for (const auto& r : *rows) {
-          if (r.size() == 2) duplicates_.emplace_back(r[0], UInt(r[1]));
-        }
-        duplicates_loaded_ms_ = now;
+  std::lock_guard lock(duplicates_mu_);
+  const int64_t now = NowMs();
+  if (now - duplicates_loaded_ms_ >= kDuplicatesRefreshMs) {
+    auto body = client_->Execute("SELECT DISTINCT app, ord FROM " + tables_("duplicates") +
+                                 " FORMAT TabSeparated");
+    auto rows = body.ok() ? ParseTsv(*body) : Result<Rows>(body.status());
+    // A failure here leaves the last list; the statement it is for will
+    // most likely fail the same way.
+    if (rows.ok()) {
+      duplicates_.clear();
+      for (const auto& r : *rows) {
+        if (r.size() == 2) duplicates_.emplace_back(r[0], UInt(r[1]));
       }
-    }
-    for (const auto& d : duplicates_) {
-      if (app.empty() || d.first == app) copies.push_back(d);
+      duplicates_loaded_ms_ = now;
     }
   }
+  for (const auto& d : duplicates_) {
+    if (app.empty() || d.first == app) copies.push_back(d);
+  }
+  return copies;
+}
+
+std::string ClickHouseReader::DuplicatesClause(std::string_view app) const {
+  const auto copies = DuplicateCopies(app);
   if (copies.empty()) return "";
   std::string list;
   for (const auto& [copy_app, ord] : copies) {
@@ -207,7 +212,7 @@ std::string ClickHouseReader::RetentionKeep(std::string_view app, const std::str
 }
 
 std::string ClickHouseReader::Live(std::string_view app, const std::string& where,
-                                   const std::string& columns) const {
+                                   const std::string& columns, std::string_view table) const {
   std::string conditions;
   if (!app.empty()) conditions = "app = " + SqlQuote(app);
   // Not older than the app's retention (until a mutation removes those rows).
@@ -216,7 +221,7 @@ std::string ClickHouseReader::Live(std::string_view app, const std::string& wher
   if (!where.empty()) conditions += (conditions.empty() ? "(" : " AND (") + where + ")";
   std::string sql = "(SELECT * FROM (SELECT app, user_h, ord";
   if (!columns.empty()) sql += ", " + columns;
-  sql += " FROM " + tables_("events");
+  sql += " FROM " + tables_(table);
   // Not the second copy of an event two nodes stored at once (rare: listed
   // as literals, since a subquery would cost every row a lookup).
   const std::string copies = DuplicatesClause(app);
@@ -296,24 +301,8 @@ Result<int64_t> ClickHouseReader::InstallsIn(std::string_view app, int64_t from_
   return rows->empty() ? 0 : Int((*rows)[0][0]);
 }
 
-Result<QuickGlanceCounts> ClickHouseReader::QuickGlance(std::string_view app, int64_t from_ms,
-                                                        int64_t to_ms) {
-  QuickGlanceCounts out;
-  auto rows = Query("SELECT uniqExact(user_key), countIf(type = 1), countIf(type = 3) FROM " +
-                    Live(app, Range(from_ms, to_ms), "user_key, type"));
-  if (!rows.ok()) return rows.status();
-  if (!rows->empty()) {
-    out.users = Int((*rows)[0][0]);
-    out.app_starts = Int((*rows)[0][1]);
-    out.errors = Int((*rows)[0][2]);
-  }
-  auto installs = InstallsIn(app, from_ms, to_ms);
-  if (!installs.ok()) return installs.status();
-  out.installs = *installs;
-  return out;
-}
-
-Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const QueryRange& range) {
+Result<DailyAnalytics> ClickHouseReader::DailyFromRows(std::string_view app,
+                                                       const QueryRange& range) {
   DailyAnalytics out;
   const std::string in_range = Range(range.from_ms, range.to_ms);
   const int off = range.utc_offset_min;
@@ -368,6 +357,322 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
   auto durations = Query(
       "SELECT " + Day("sstart", off) + " AS d, sum(intDiv(send - sstart, 1000)), count() FROM (" +
       Sessions(app, "", false) + ") WHERE sstart >= " + std::to_string(range.from_ms) +
+      " AND sstart <= " + std::to_string(range.to_ms) + " GROUP BY d");
+  if (!durations.ok()) return durations.status();
+  for (const auto& r : *durations) {
+    out.avg_session_duration[Int(r[0])] =
+        static_cast<double>(Int(r[1])) / static_cast<double>(std::max<int64_t>(1, Int(r[2])));
+  }
+  return out;
+}
+
+// ---- Answers from the rollups --------------------------------------------
+//
+// Quick glance and daily analytics read the rollups (user_buckets,
+// init_values, session_parts: schema v5) instead of every
+// event, and stay exact:
+// - only whole 15-minute buckets inside the range come from user_buckets and
+//   init_values; the range's ragged edges are read from the events;
+// - users who were deleted (or hold a hidden second copy of an event) are
+//   read from the events, the rollups of everyone else are used as they are:
+//   numbers per user add up across the two parts;
+// - sessions that lost events to a delete, that contain a deleted user's or
+//   a hidden copy's event, or that straddle the retention cut are rebuilt
+//   from their events (Sessions), every other one from session_parts.
+
+namespace {
+
+constexpr int64_t kBucketMs = 900000;
+// Up to this many excluded users and sessions are listed in the statements.
+constexpr size_t kListedExclusions = 20000;
+
+std::string UnionAll(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : " UNION ALL ") + p;
+  return out;
+}
+
+}  // namespace
+
+struct ClickHouseReader::RollupPlan {
+  std::string app_id;
+  std::string app;     // quoted
+  int64_t cut_ms = 0;  // the app's retention cut; 0: none
+  // The user_h read from the events and the sess_h rebuilt from them, as
+  // what goes inside IN (...): a list of numbers or a subquery; "": none.
+  std::string users_out;
+  std::string sessions_out;
+  // The range: buckets [b_lo, b_hi] whole inside it (none when b_lo > b_hi).
+  int64_t b_lo = 0, b_hi = -1;
+  std::string in_range;  // over events: time in the range
+
+  std::string RollupWhere() const {
+    std::string w = "app = " + app + " AND bucket >= " + std::to_string(b_lo) +
+                    " AND bucket <= " + std::to_string(b_hi);
+    if (!users_out.empty()) w += " AND user_h NOT IN (" + users_out + ")";
+    return w;
+  }
+  // Events of the range read as they are: the edges, and the excluded users'.
+  std::vector<std::string> RawWheres() const {
+    if (b_lo > b_hi) return {in_range};
+    const std::string inside = "time >= " + std::to_string(b_lo * kBucketMs) + " AND time < " +
+                               std::to_string((b_hi + 1) * kBucketMs);
+    std::vector<std::string> out = {in_range + " AND NOT (" + inside + ")"};
+    if (!users_out.empty()) out.push_back(inside + " AND user_h IN (" + users_out + ")");
+    return out;
+  }
+};
+
+Result<ClickHouseReader::RollupPlan> ClickHouseReader::PlanRollups(std::string_view app,
+                                                                   int64_t from_ms, int64_t to_ms) {
+  RollupPlan plan;
+  plan.app_id = std::string(app);
+  plan.app = SqlQuote(app);
+  plan.in_range = Range(from_ms, to_ms);
+  {
+    std::lock_guard lock(retention_mu_);
+    const int days = retention_.DaysFor(app);
+    if (days > 0) plan.cut_ms = RetentionCutMs(NowMs(), days);
+  }
+  auto counts = Query("SELECT (SELECT count() FROM " + tables_("deletions") +
+                      " WHERE app = " + plan.app + "), (SELECT count() FROM " +
+                      tables_("session_resets") + " WHERE app = " + plan.app + ")");
+  if (!counts.ok()) return counts.status();
+  const bool deletions = !counts->empty() && Int((*counts)[0][0]) > 0;
+  const bool resets = !counts->empty() && (*counts)[0].size() > 1 && Int((*counts)[0][1]) > 0;
+  std::vector<uint64_t> copies;
+  for (const auto& c : DuplicateCopies(app)) copies.push_back(c.second);
+
+  std::vector<std::string> users, sessions;
+  const std::string deleted =
+      "SELECT user_h FROM " + tables_("deletions") + " WHERE app = " + plan.app;
+  if (deletions) {
+    users.push_back(deleted);
+    sessions.push_back("SELECT sess_h FROM (SELECT sess_h, finalizeAggregation(users) AS us FROM " +
+                       tables_("session_parts") + " WHERE app = " + plan.app +
+                       ") ARRAY JOIN us AS u WHERE u IN (" + deleted + ")");
+  }
+  if (resets) {
+    sessions.push_back("SELECT sess_h FROM " + tables_("session_resets") +
+                       " WHERE app = " + plan.app);
+  }
+  if (!copies.empty()) {
+    const std::string of_copies = " FROM " + tables_("events") + " WHERE app = " + plan.app +
+                                  " AND ord IN " + NumberList(copies);
+    users.push_back("SELECT user_h" + of_copies);
+    sessions.push_back("SELECT sess_h" + of_copies);
+  }
+  if (plan.cut_ms > 0) {
+    sessions.push_back("SELECT sess_h FROM " + tables_("session_parts") +
+                       " WHERE app = " + plan.app + " GROUP BY sess_h HAVING minMerge(first) < " +
+                       std::to_string(plan.cut_ms) +
+                       " AND maxMerge(ev_end) >= " + std::to_string(plan.cut_ms));
+  }
+  plan.users_out = UnionAll(users);
+  plan.sessions_out = UnionAll(sessions);
+  // Usually a short list (the sessions of a few deleted users): read once
+  // and written into the statements as numbers, rather than subqueries that
+  // ClickHouse would run again for every IN that names them.
+  if (!plan.users_out.empty() || !plan.sessions_out.empty()) {
+    std::vector<std::string> lists;
+    if (!plan.users_out.empty()) lists.push_back("SELECT 0, user_h FROM (" + plan.users_out + ")");
+    if (!plan.sessions_out.empty()) {
+      lists.push_back("SELECT 1, sess_h FROM (" + plan.sessions_out + ")");
+    }
+    auto rows = Query("SELECT DISTINCT * FROM (" + UnionAll(lists) + ") LIMIT " +
+                      std::to_string(kListedExclusions + 1));
+    if (!rows.ok()) return rows.status();
+    if (rows->size() <= kListedExclusions) {
+      std::vector<uint64_t> listed[2];
+      for (const auto& r : *rows) {
+        if (r.size() == 2) listed[r[0] == "1"].push_back(UInt(r[1]));
+      }
+      const auto numbers = [](const std::vector<uint64_t>& v) {
+        const std::string list = NumberList(v);  // "(1, 2)"
+        return v.empty() ? std::string() : list.substr(1, list.size() - 2);
+      };
+      plan.users_out = numbers(listed[0]);
+      plan.sessions_out = numbers(listed[1]);
+    }
+  }
+
+  plan.b_lo = FloorDiv(from_ms + kBucketMs - 1, kBucketMs);
+  plan.b_hi = FloorDiv(to_ms + 1, kBucketMs) - 1;
+  if (plan.cut_ms > 0) plan.b_lo = std::max(plan.b_lo, plan.cut_ms / kBucketMs);
+  return plan;
+}
+
+std::string ClickHouseReader::RollupSessions(const RollupPlan& plan) const {
+  std::string rolled =
+      "SELECT sess_h, any(device) AS device, sumMerge(actions) AS n, sumMerge(inits) AS i,"
+      " if(i > 0, minIfMerge(first_init), minMerge(first)) AS sstart, maxMerge(ev_end) AS ee,"
+      " maxMerge(hb_end) AS he, sumMerge(hbs) AS hn, if(hn > 0 AND he > ee, he, ee) AS send"
+      " FROM " +
+      tables_("session_parts") + " WHERE app = " + plan.app;
+  if (!plan.sessions_out.empty()) rolled += " AND sess_h NOT IN (" + plan.sessions_out + ")";
+  rolled += " GROUP BY sess_h HAVING n > 0";
+  if (plan.cut_ms > 0) rolled += " AND minMerge(first) >= " + std::to_string(plan.cut_ms);
+  std::string out = "SELECT device, sstart, send FROM (" + rolled + ")";
+  if (!plan.sessions_out.empty()) {
+    out += " UNION ALL SELECT device, sstart, send FROM (" +
+           Sessions(plan.app_id, "sess_h IN (" + plan.sessions_out + ")", false) + ")";
+  }
+  return out;
+}
+
+Result<int64_t> ClickHouseReader::RollupInstalls(const RollupPlan& plan, int64_t from_ms,
+                                                 int64_t to_ms) {
+  auto rows =
+      Query("SELECT count() FROM (SELECT device, min(sstart) AS t FROM (" + RollupSessions(plan) +
+            ") GROUP BY device) WHERE t >= " + std::to_string(from_ms) +
+            " AND t <= " + std::to_string(to_ms));
+  if (!rows.ok()) return rows.status();
+  return rows->empty() ? 0 : Int((*rows)[0][0]);
+}
+
+Result<QuickGlanceCounts> ClickHouseReader::QuickGlance(std::string_view app, int64_t from_ms,
+                                                        int64_t to_ms) {
+  auto plan = PlanRollups(app, from_ms, to_ms);
+  if (!plan.ok()) return plan.status();
+  std::vector<std::string> parts;
+  if (plan->b_lo <= plan->b_hi) {
+    parts.push_back(
+        "SELECT user_h, finalizeAggregation(inits) AS i, finalizeAggregation(errors) AS e FROM " +
+        tables_("user_buckets") + " WHERE " + plan->RollupWhere());
+  }
+  for (const std::string& where : plan->RawWheres()) {
+    parts.push_back("SELECT user_h, toUInt64(type = 1) AS i, toUInt64(type = 3) AS e FROM " +
+                    Live(app, where, "type", "event_times"));
+  }
+  auto rows = Query("SELECT uniqExact(user_h), sum(i), sum(e) FROM (" + UnionAll(parts) + ")");
+  if (!rows.ok()) return rows.status();
+  QuickGlanceCounts out;
+  if (!rows->empty() && (*rows)[0].size() == 3) {
+    out.users = Int((*rows)[0][0]);
+    out.app_starts = Int((*rows)[0][1]);
+    out.errors = Int((*rows)[0][2]);
+  }
+  auto installs = RollupInstalls(*plan, from_ms, to_ms);
+  if (!installs.ok()) return installs.status();
+  out.installs = *installs;
+  return out;
+}
+
+Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const QueryRange& range) {
+  const int off = range.utc_offset_min;
+  // Local days and hours follow bucket edges only for offsets in whole
+  // quarter hours (every time zone in use).
+  if (off % 15 != 0) return DailyFromRows(app, range);
+  auto plan = PlanRollups(app, range.from_ms, range.to_ms);
+  if (!plan.ok()) return plan.status();
+  const bool inside = plan->b_lo <= plan->b_hi;
+  const std::vector<std::string> raw = plan->RawWheres();
+  DailyAnalytics out;
+
+  // Users in range, active users per day, app starts per day and hour.
+  std::vector<std::string> parts;
+  const auto hours = [&](const std::string& t, const std::string& n) {
+    // [0, .., n, .., 0] with n at the local hour (ClickHouse 18 lambdas
+    // cannot read the row's columns).
+    const std::string h = Hour(t, off);
+    return "arrayConcat(arrayResize(emptyArrayUInt64(), " + h + "), [" + n +
+           "], arrayResize(emptyArrayUInt64(), 23 - " + h + "))";
+  };
+  if (inside) {
+    parts.push_back("SELECT " + Day("b", off) + " AS d, user_h, " + hours("b", "n") +
+                    " AS hs FROM (SELECT bucket * 900000 AS b, user_h, finalizeAggregation(inits)"
+                    " AS n FROM " +
+                    tables_("user_buckets") + " WHERE " + plan->RollupWhere() + ")");
+  }
+  for (const std::string& where : raw) {
+    parts.push_back("SELECT " + Day("time", off) + " AS d, user_h, " +
+                    hours("time", "toUInt64(type = 1)") + " AS hs FROM " +
+                    Live(app, where, "time, type", "event_times"));
+  }
+  auto days = Query("SELECT d, uniqExact(user_h), sumForEach(hs) FROM (" + UnionAll(parts) +
+                    ") GROUP BY d WITH TOTALS");
+  if (!days.ok()) return days.status();
+  bool totals = false;
+  for (const auto& r : *days) {
+    if (r.size() == 1 && r[0].empty()) {
+      totals = true;  // the blank line before the totals row
+      continue;
+    }
+    if (r.size() != 3) return Status::Internal("daily: unexpected row");
+    if (totals) {
+      out.users = Int(r[1]);
+      continue;
+    }
+    const int64_t day = Int(r[0]);
+    out.active_users[day] = Int(r[1]);
+    std::array<int64_t, 24> by_hour{};
+    std::string_view list = r[2];  // [a,b,...]
+    if (list.size() >= 2) list = list.substr(1, list.size() - 2);
+    int64_t usage = 0;
+    for (size_t h = 0; h < 24 && !list.empty(); ++h) {
+      const size_t comma = list.find(',');
+      by_hour[h] = Int(std::string(list.substr(0, comma)));
+      usage += by_hour[h];
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    }
+    if (usage > 0) {
+      out.usage[day] = usage;
+      out.hours[day] = by_hour;
+    }
+  }
+
+  // New users: whose first event (after the retention cut) is in range.
+  std::string firsts = "SELECT user_h, minMerge(first) AS f FROM " + tables_("user_buckets") +
+                       " WHERE app = " + plan->app;
+  if (plan->cut_ms > 0) firsts += " AND bucket >= " + std::to_string(plan->cut_ms / kBucketMs);
+  if (!plan->users_out.empty()) firsts += " AND user_h NOT IN (" + plan->users_out + ")";
+  firsts += " GROUP BY user_h";
+  if (!plan->users_out.empty()) {
+    firsts += " UNION ALL SELECT user_h, min(time) AS f FROM " +
+              Live(app, "user_h IN (" + plan->users_out + ")", "time", "event_times") +
+              " GROUP BY user_h";
+  }
+  auto fresh = Query("SELECT " + Day("f", off) + " AS d, count() FROM (" + firsts +
+                     ") WHERE f >= " + std::to_string(range.from_ms) +
+                     " AND f <= " + std::to_string(range.to_ms) + " GROUP BY d");
+  if (!fresh.ok()) return fresh.status();
+  for (const auto& r : *fresh) out.new_users[Int(r[0])] = Int(r[1]);
+
+  // Breakdowns: distinct users per value their app starts carried.
+  constexpr const char* kValues = "user_h, platform_n, language, version, country, ram_n";
+  parts.clear();
+  if (inside) {
+    parts.push_back(std::string("SELECT ") + kValues + " FROM " + tables_("init_values") +
+                    " WHERE " + plan->RollupWhere());
+  }
+  for (const std::string& where : raw) {
+    parts.push_back(std::string("SELECT ") + kValues + " FROM " +
+                    Live(app, where + " AND type = 1",
+                         "platform_n, language, version, country, ram_n", "event_times"));
+  }
+  auto breakdowns = Query("SELECT dim, val, uniqExact(user_h) FROM (" + UnionAll(parts) +
+                          ") ARRAY JOIN ['p', 'l', 'v', 'c', 'r'] AS dim, [platform_n, language,"
+                          " version, country, ram_n] AS val WHERE val != '' GROUP BY dim, val");
+  if (!breakdowns.ok()) return breakdowns.status();
+  for (const auto& r : *breakdowns) {
+    std::vector<ValueCount>* to = r[0] == "p"   ? &out.platforms
+                                  : r[0] == "l" ? &out.languages
+                                  : r[0] == "v" ? &out.versions
+                                  : r[0] == "c" ? &out.countries
+                                                : &out.ram;
+    to->push_back({r[1], Int(r[2])});
+  }
+  for (auto* v : {&out.platforms, &out.languages, &out.versions, &out.countries, &out.ram}) {
+    SortCounts(v);
+  }
+
+  // Installs and session durations, from the sessions.
+  auto installs = RollupInstalls(*plan, range.from_ms, range.to_ms);
+  if (!installs.ok()) return installs.status();
+  out.installs = *installs;
+  auto durations = Query(
+      "SELECT " + Day("sstart", off) + " AS d, sum(intDiv(send - sstart, 1000)), count() FROM (" +
+      RollupSessions(*plan) + ") WHERE sstart >= " + std::to_string(range.from_ms) +
       " AND sstart <= " + std::to_string(range.to_ms) + " GROUP BY d");
   if (!durations.ok()) return durations.status();
   for (const auto& r : *durations) {

@@ -1,9 +1,13 @@
 // ClickHouseReader: the API's questions asked of the ClickHouse tables. Every
-// answer is computed in ClickHouse from the stored rows as docs/semantics.md
-// defines it; deletes are applied as the rows are read (a deleted user's rows
-// and the heartbeats a delete dropped are left out until a mutation removes
-// them), so a delete shows at once. Sessions (start, end, context) are
-// derived from their events and credited heartbeats in the same query.
+// answer is computed in ClickHouse as docs/semantics.md defines it; deletes
+// are applied as the rows are read (a deleted user's rows and the heartbeats a
+// delete dropped are left out until a mutation removes them), so a delete
+// shows at once. Sessions (start, end, context) are derived from their events
+// and credited heartbeats in the same query. The quick glance and the daily
+// analytics read the rollups that materialized views keep (per user and
+// 15-minute bucket, per session), and the events only where a rollup cannot
+// answer exactly (a range's partial buckets, deleted users, the sessions they
+// were in, sessions cut by retention).
 //
 // Thread-safe: holds the client (thread-safe), table names and, under a
 // mutex, the short list of duplicate copies every read leaves out.
@@ -85,8 +89,9 @@ class ClickHouseReader {
   class SessionIndex;
   // The stored, not deleted events of `app` (every app when empty) matching
   // `where`, as a subquery with the columns app, user_h, ord, then `columns`.
-  std::string Live(std::string_view app, const std::string& where,
-                   const std::string& columns) const;
+  // `table`: events, or event_times (fewer columns, in time order).
+  std::string Live(std::string_view app, const std::string& where, const std::string& columns,
+                   std::string_view table = "events") const;
   // One row per session of `app` whose events match `where`: sess_h,
   // device, session, created, inits, start, end, actions, errors, and with
   // `context` the init context (i_*) and the latest carrying event's (c_*).
@@ -100,6 +105,19 @@ class ClickHouseReader {
   // "ord NOT IN (...)" (or "(app, ord) NOT IN (...)" over every app) for the
   // hidden copies of `app`'s events; "" without any.
   std::string DuplicatesClause(std::string_view app) const;
+  // The hidden copies (app, ord) of `app`'s events (every app's when empty).
+  std::vector<std::pair<std::string, uint64_t>> DuplicateCopies(std::string_view app) const;
+
+  // Reading the rollups (see clickhouse_reader.cc): which buckets, users and
+  // sessions come from them for a range, and which from the events.
+  struct RollupPlan;
+  Result<RollupPlan> PlanRollups(std::string_view app, int64_t from_ms, int64_t to_ms);
+  // Every session of the plan's app as (device, sstart, send).
+  std::string RollupSessions(const RollupPlan& plan) const;
+  Result<int64_t> RollupInstalls(const RollupPlan& plan, int64_t from_ms, int64_t to_ms);
+  // The daily answer computed from the events alone (for offsets that are
+  // not whole quarter hours).
+  Result<DailyAnalytics> DailyFromRows(std::string_view app, const QueryRange& range);
 
   ClickHouseClient* client_;
   ClickHouseTables tables_;

@@ -18,6 +18,18 @@ struct TableSpec {
   const char* sharding_key;
   // Tables of passing state are partitioned by day, so old days go whole.
   const char* partition_by = nullptr;
+  // The MergeTree family member ("Aggregating" for rollups, "" for plain).
+  const char* engine = "";
+};
+
+// A rollup is kept current by materialized views over the tables it sums
+// (on a cluster, over each server's local tables, so a replica's views see
+// exactly the rows inserted into it; replicas copy the rollup's own parts).
+struct ViewSpec {
+  const char* name;
+  const char* target;
+  const char* source;
+  const char* select;  // "... FROM {source} ..." with {source} replaced
 };
 
 // The UTC day (YYYYMMDD) of a time in ms: the partition of a row of passing state.
@@ -69,7 +81,79 @@ const TableSpec kTables[] = {
      " published Int64",
      "(app, published)", "cityHash64(app, device)", kDayOfPublished},
     {"nodes", "node UInt64, alive Int64", "alive", "node", kDayOfAlive},
+    // The columns the quick glance and daily analytics read from events, in
+    // time order (v5): a range's partial buckets are a few granules here.
+    {"event_times",
+     "app String, time Int64, ord UInt64, type UInt8, user_h UInt64, sess_h UInt64,"
+     " platform_n String, language String, version String, country String, ram_n String",
+     "(app, time)", "sess_h"},
+    // Rollups (v5, see ClickHouseReader): every column but the key is an
+    // aggregate state, so rows of the same key merge in the background. Each
+    // carries the largest order of the rows it sums: two inserts never give
+    // identical blocks, which a replicated table would take for a resend.
+    //
+    // Per user and 15-minute bucket: app starts, errors, the first event's time.
+    {"user_buckets",
+     "app String, bucket Int64, user_h UInt64, inits AggregateFunction(sum, UInt64),"
+     " errors AggregateFunction(sum, UInt64), first AggregateFunction(min, Int64), last_ord "
+     "AggregateFunction(max, UInt64)",
+     "(app, bucket, user_h)", "user_h", nullptr, "Aggregating"},
+    // The values app starts carried, per user and bucket (breakdowns).
+    {"init_values",
+     "app String, bucket Int64, user_h UInt64, platform_n String, language String,"
+     " version String, country String, ram_n String, last_ord AggregateFunction(max, UInt64)",
+     "(app, bucket, user_h, platform_n, language, version, country, ram_n)", "user_h", nullptr,
+     "Aggregating"},
+    // Per session: its events' and heartbeats' part of its start and end.
+    {"session_parts",
+     "app String, sess_h UInt64, device String, actions AggregateFunction(sum, UInt64),"
+     " inits AggregateFunction(sum, UInt64), first_init AggregateFunction(minIf, Int64, UInt8),"
+     " first AggregateFunction(min, Int64), ev_end AggregateFunction(max, Int64),"
+     " hb_end AggregateFunction(max, Int64), hbs AggregateFunction(sum, UInt64),"
+     " users AggregateFunction(groupUniqArrayIf, UInt64, UInt8), last_ord AggregateFunction(max, "
+     "UInt64)",
+     "(app, sess_h)", "sess_h", nullptr, "Aggregating"},
 };
+
+const ViewSpec kViews[] = {
+    {"event_times_mv", "event_times", "events",
+     "SELECT app, time, ord, type, user_h, sess_h, platform_n, language, version, country, ram_n"
+     " FROM {source}"},
+    {"user_buckets_mv", "user_buckets", "events",
+     "SELECT app, intDiv(time, 900000) - (time % 900000 < 0) AS bucket, user_h,"
+     " sumState(toUInt64(type = 1)) AS inits, sumState(toUInt64(type = 3)) AS errors,"
+     " minState(time) AS first, maxState(ord) AS last_ord FROM {source}"
+     " GROUP BY app, bucket, user_h"},
+    {"init_values_mv", "init_values", "events",
+     "SELECT app, intDiv(time, 900000) - (time % 900000 < 0) AS bucket, user_h, platform_n,"
+     " language, version, country, ram_n, maxState(ord) AS last_ord FROM {source}"
+     " WHERE type = 1 GROUP BY app, bucket, user_h, platform_n, language, version, country,"
+     " ram_n"},
+    // A view gives every column of its target: the columns the other view
+    // fills get a neutral state (0 for sums, the extreme for min and max,
+    // nothing for the -If forms).
+    {"session_parts_mv", "session_parts", "events",
+     "SELECT app, sess_h, any(device) AS device, sumState(toUInt64(1)) AS actions,"
+     " sumState(toUInt64(type = 1)) AS inits, minIfState(time, type = 1) AS first_init,"
+     " minState(time) AS first, maxState(time) AS ev_end,"
+     " maxState(toInt64(-9223372036854775807)) AS hb_end, sumState(toUInt64(0)) AS hbs,"
+     " groupUniqArrayIfState(user_h, 1) AS users, maxState(ord) AS last_ord FROM {source}"
+     " GROUP BY app, sess_h"},
+    {"session_beats_mv", "session_parts", "heartbeats",
+     "SELECT app, sess_h, any(device) AS device, sumState(toUInt64(0)) AS actions,"
+     " sumState(toUInt64(0)) AS inits, minIfState(toInt64(0), toUInt8(0)) AS first_init,"
+     " minState(toInt64(9223372036854775807)) AS first,"
+     " maxState(toInt64(-9223372036854775807)) AS ev_end, maxState(r) AS hb_end,"
+     " sumState(toUInt64(1)) AS hbs, groupUniqArrayIfState(toUInt64(0), toUInt8(0)) AS users,"
+     " maxState(ord) AS last_ord FROM {source} GROUP BY app, sess_h"},
+};
+
+std::string Replace(std::string text, std::string_view from, const std::string& to) {
+  for (size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+    text.replace(at, from.size(), to);
+  }
+  return text;
+}
 
 }  // namespace
 
@@ -103,6 +187,87 @@ ClickHouseClientOptions ClientOptionsFor(const ClickHouseStoreOptions& options) 
   return client;
 }
 
+namespace {
+
+// The tables materialized views fill (rebuilt from the rows on an upgrade).
+bool IsDerived(const TableSpec& t) {
+  return std::string_view(t.engine) == "Aggregating" || std::string_view(t.name) == "event_times";
+}
+
+Status CreateTable(ClickHouseClient& client, const ClickHouseTables& tables, const TableSpec& t,
+                   const std::string& on_cluster) {
+  const std::string partition =
+      t.partition_by ? std::string(" PARTITION BY ") + t.partition_by : "";
+  if (tables.cluster().empty()) {
+    return client
+        .Execute("CREATE TABLE IF NOT EXISTS " + tables(t.name) + " (" + t.columns +
+                 ") ENGINE = " + t.engine + "MergeTree" + partition + " ORDER BY " + t.order_by)
+        .status();
+  }
+  // On a cluster: a replicated local table per server ({shard} and
+  // {replica} come from each server's macros), and the Distributed table
+  // the backend reads and writes.
+  const std::string local = std::string(t.name) + "_local";
+  auto st = client.Execute("CREATE TABLE IF NOT EXISTS " + tables(local) + on_cluster + " (" +
+                           t.columns + ") ENGINE = Replicated" + t.engine +
+                           "MergeTree('/clickhouse/tables/{shard}/" + tables.database() + "/" +
+                           local + "', '{replica}')" + partition + " ORDER BY " + t.order_by);
+  if (!st.ok()) return st.status();
+  return client
+      .Execute("CREATE TABLE IF NOT EXISTS " + tables(t.name) + on_cluster + " AS " +
+               tables(local) + " ENGINE = Distributed(" + SqlIdentifier(tables.cluster()) + ", " +
+               SqlIdentifier(tables.database()) + ", " + SqlIdentifier(local) + ", " +
+               t.sharding_key + ")")
+      .status();
+}
+
+std::string Local(const ClickHouseTables& tables, std::string_view name) {
+  return tables.cluster().empty() ? tables(name) : tables(std::string(name) + "_local");
+}
+
+Status CreateView(ClickHouseClient& client, const ClickHouseTables& tables, const ViewSpec& v,
+                  const std::string& on_cluster) {
+  return client
+      .Execute("CREATE MATERIALIZED VIEW IF NOT EXISTS " + tables(v.name) + on_cluster + " TO " +
+               Local(tables, v.target) + " AS " +
+               Replace(v.select, "{source}", Local(tables, v.source)))
+      .status();
+}
+
+// A database made before the rollups (or whose rollups a failed upgrade left
+// half filled) gets them afresh from the rows it holds. The nodes writing to
+// it are expected to be stopped meanwhile (docs/scale-out.md, Upgrading):
+// rows inserted during the rebuild could be counted twice or not at all.
+Status RebuildRollups(ClickHouseClient& client, const ClickHouseTables& tables,
+                      const std::string& on_cluster) {
+  for (const ViewSpec& v : kViews) {
+    auto st = client.Execute("DROP TABLE IF EXISTS " + tables(v.name) + on_cluster);
+    if (!st.ok()) return st.status();
+  }
+  for (const TableSpec& t : kTables) {
+    if (!IsDerived(t)) continue;
+    for (const std::string& name :
+         {std::string(t.name), tables.cluster().empty() ? "" : std::string(t.name) + "_local"}) {
+      if (name.empty()) continue;
+      auto st = client.Execute("DROP TABLE IF EXISTS " + tables(name) + on_cluster);
+      if (!st.ok()) return st.status();
+    }
+    NUCLEON_RETURN_IF_ERROR(CreateTable(client, tables, t, on_cluster));
+  }
+  for (const ViewSpec& v : kViews) {
+    NUCLEON_RETURN_IF_ERROR(CreateView(client, tables, v, on_cluster));
+    // Through the Distributed tables on a cluster: every shard's rows, and
+    // each rollup row sent to a shard of its own.
+    auto st = client.Execute(
+        "INSERT INTO " + tables(v.target) + " " + Replace(v.select, "{source}", tables(v.source)),
+        "", {{"insert_distributed_sync", "1"}});
+    if (!st.ok()) return st.status();
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status EnsureClickHouseSchema(ClickHouseClient& client, const ClickHouseTables& tables) {
   // Already there (the usual case): no DDL, which on a cluster would wait for
   // every server, also those that are down.
@@ -116,31 +281,7 @@ Status EnsureClickHouseSchema(ClickHouseClient& client, const ClickHouseTables& 
                                 SqlIdentifier(tables.database()) + on_cluster);
   if (!created.ok()) return created.status();
   for (const TableSpec& t : kTables) {
-    std::string ddl;
-    const std::string partition =
-        t.partition_by ? std::string(" PARTITION BY ") + t.partition_by : "";
-    if (tables.cluster().empty()) {
-      ddl = "CREATE TABLE IF NOT EXISTS " + tables(t.name) + " (" + t.columns +
-            ") ENGINE = MergeTree" + partition + " ORDER BY " + t.order_by;
-      auto st = client.Execute(ddl);
-      if (!st.ok()) return st.status();
-      continue;
-    }
-    // On a cluster: a replicated local table per server ({shard} and
-    // {replica} come from each server's macros), and the Distributed table
-    // the backend reads and writes.
-    const std::string local = std::string(t.name) + "_local";
-    ddl = "CREATE TABLE IF NOT EXISTS " + tables(local) + on_cluster + " (" + t.columns +
-          ") ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/" + tables.database() + "/" +
-          local + "', '{replica}')" + partition + " ORDER BY " + t.order_by;
-    auto st = client.Execute(ddl);
-    if (!st.ok()) return st.status();
-    ddl = "CREATE TABLE IF NOT EXISTS " + tables(t.name) + on_cluster + " AS " + tables(local) +
-          " ENGINE = Distributed(" + SqlIdentifier(tables.cluster()) + ", " +
-          SqlIdentifier(tables.database()) + ", " + SqlIdentifier(local) + ", " + t.sharding_key +
-          ")";
-    st = client.Execute(ddl);
-    if (!st.ok()) return st.status();
+    NUCLEON_RETURN_IF_ERROR(CreateTable(client, tables, t, on_cluster));
   }
   auto versions = client.Execute("SELECT max(version) FROM " + tables("schema_versions"));
   if (!versions.ok()) return versions.status();
@@ -149,6 +290,13 @@ Status EnsureClickHouseSchema(ClickHouseClient& client, const ClickHouseTables& 
     return Status::Internal("the ClickHouse schema is version " + std::to_string(applied) +
                             ", newer than this build knows (" +
                             std::to_string(kClickHouseSchemaVersion) + "): upgrade Nucleon");
+  }
+  if (applied > 0 && applied < kRollupsSchemaVersion) {
+    NUCLEON_RETURN_IF_ERROR(RebuildRollups(client, tables, on_cluster));
+  } else {
+    for (const ViewSpec& v : kViews) {
+      NUCLEON_RETURN_IF_ERROR(CreateView(client, tables, v, on_cluster));
+    }
   }
   if (applied < kClickHouseSchemaVersion) {
     auto st = client.Execute("INSERT INTO " + tables("schema_versions") + " VALUES (" +

@@ -79,6 +79,8 @@ ClickHouseClientOptions ClientOptionsFor(const ClickHouseStoreOptions& options);
 Status EnsureClickHouseSchema(ClickHouseClient& client, const ClickHouseTables& tables);
 
 // The newest schema this build knows.
-inline constexpr int kClickHouseSchemaVersion = 4;
+inline constexpr int kClickHouseSchemaVersion = 5;
+// The version that added the rollups (ClickHouseReader).
+inline constexpr int kRollupsSchemaVersion = 5;
 
 }  // namespace nucleon
