@@ -369,6 +369,8 @@ struct ClickHouseClient::Impl {
 ClickHouseClient::ClickHouseClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ClickHouseClient::~ClickHouseClient() = default;
 
+const ClickHouseClientOptions& ClickHouseClient::options() const { return impl_->options; }
+
 Result<std::unique_ptr<ClickHouseClient>> ClickHouseClient::Create(
     ClickHouseClientOptions options) {
   try {

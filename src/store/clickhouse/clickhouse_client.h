@@ -72,6 +72,9 @@ class ClickHouseClient {
   // The endpoint the last successful statement went to ("host:port"); for logs.
   std::string CurrentEndpoint() const;
 
+  // What the client was created with (to make another like it).
+  const ClickHouseClientOptions& options() const;
+
  private:
   struct Impl;
   Result<std::string> Send(std::string_view sql, std::string_view data, const Table* table,

@@ -389,14 +389,12 @@ class ClickHouseEventStore final : public EventStore {
     // a session that keeps an event ends after it anyway.
     // The rollups lose the same buckets; a session's part goes once its
     // latest event or heartbeat is older than the cut.
-    for (const auto& [table, column] :
-         {std::pair<const char*, const char*>{"events", "time"},
-          {"event_times", "time"},
-          {"heartbeats", "r"},
-          {"user_buckets", "bucket * 900000"},
-          {"init_values", "bucket * 900000"},
-          {"session_parts",
-           "greatest(finalizeAggregation(ev_end), finalizeAggregation(hb_end))"}}) {
+    for (const auto& [table, column] : {std::pair<const char*, const char*>{"events", "time"},
+                                        {"event_times", "time"},
+                                        {"heartbeats", "r"},
+                                        {"user_buckets", "bucket * 900000"},
+                                        {"init_values", "bucket * 900000"},
+                                        {"session_parts", "finalizeAggregation(last)"}}) {
       const std::string keep = reader_->RetentionKeep("", column, now);
       if (keep.empty()) return Status::Ok();
       RunLater("ALTER TABLE " + tables(table + suffix) + on_cluster + " DELETE WHERE NOT (" + keep +

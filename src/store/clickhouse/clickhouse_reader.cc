@@ -466,7 +466,7 @@ Result<ClickHouseReader::RollupPlan> ClickHouseReader::PlanRollups(std::string_v
     sessions.push_back("SELECT sess_h FROM " + tables_("session_parts") +
                        " WHERE app = " + plan.app + " GROUP BY sess_h HAVING minMerge(first) < " +
                        std::to_string(plan.cut_ms) +
-                       " AND maxMerge(ev_end) >= " + std::to_string(plan.cut_ms));
+                       " AND maxMerge(last) >= " + std::to_string(plan.cut_ms));
   }
   plan.users_out = UnionAll(users);
   plan.sessions_out = UnionAll(sessions);
@@ -503,18 +503,19 @@ Result<ClickHouseReader::RollupPlan> ClickHouseReader::PlanRollups(std::string_v
 }
 
 std::string ClickHouseReader::RollupSessions(const RollupPlan& plan) const {
+  // start_key decoded (schema: session_parts); a session only heartbeats
+  // reached (no event) is none.
   std::string rolled =
-      "SELECT sess_h, any(device) AS device, sumMerge(actions) AS n, sumMerge(inits) AS i,"
-      " if(i > 0, minIfMerge(first_init), minMerge(first)) AS sstart, maxMerge(ev_end) AS ee,"
-      " maxMerge(hb_end) AS he, sumMerge(hbs) AS hn, if(hn > 0 AND he > ee, he, ee) AS send"
-      " FROM " +
+      "SELECT sess_h, dev_h, minMerge(start_key) AS k,"
+      " toInt64(k % 4611686018427387904) - 2305843009213693952 AS sstart,"
+      " maxMerge(last) AS send FROM " +
       tables_("session_parts") + " WHERE app = " + plan.app;
   if (!plan.sessions_out.empty()) rolled += " AND sess_h NOT IN (" + plan.sessions_out + ")";
-  rolled += " GROUP BY sess_h HAVING n > 0";
+  rolled += " GROUP BY sess_h, dev_h HAVING k < 18446744073709551615";
   if (plan.cut_ms > 0) rolled += " AND minMerge(first) >= " + std::to_string(plan.cut_ms);
-  std::string out = "SELECT device, sstart, send FROM (" + rolled + ")";
+  std::string out = "SELECT dev_h, sstart, send FROM (" + rolled + ")";
   if (!plan.sessions_out.empty()) {
-    out += " UNION ALL SELECT device, sstart, send FROM (" +
+    out += " UNION ALL SELECT cityHash64(device), sstart, send FROM (" +
            Sessions(plan.app_id, "sess_h IN (" + plan.sessions_out + ")", false) + ")";
   }
   return out;
@@ -523,8 +524,8 @@ std::string ClickHouseReader::RollupSessions(const RollupPlan& plan) const {
 Result<int64_t> ClickHouseReader::RollupInstalls(const RollupPlan& plan, int64_t from_ms,
                                                  int64_t to_ms) {
   auto rows =
-      Query("SELECT count() FROM (SELECT device, min(sstart) AS t FROM (" + RollupSessions(plan) +
-            ") GROUP BY device) WHERE t >= " + std::to_string(from_ms) +
+      Query("SELECT count() FROM (SELECT dev_h, min(sstart) AS t FROM (" + RollupSessions(plan) +
+            ") GROUP BY dev_h) WHERE t >= " + std::to_string(from_ms) +
             " AND t <= " + std::to_string(to_ms));
   if (!rows.ok()) return rows.status();
   return rows->empty() ? 0 : Int((*rows)[0][0]);

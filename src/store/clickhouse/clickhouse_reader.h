@@ -112,7 +112,7 @@ class ClickHouseReader {
   // sessions come from them for a range, and which from the events.
   struct RollupPlan;
   Result<RollupPlan> PlanRollups(std::string_view app, int64_t from_ms, int64_t to_ms);
-  // Every session of the plan's app as (device, sstart, send).
+  // Every session of the plan's app as (dev_h: its device's hash, sstart, send).
   std::string RollupSessions(const RollupPlan& plan) const;
   Result<int64_t> RollupInstalls(const RollupPlan& plan, int64_t from_ms, int64_t to_ms);
   // The daily answer computed from the events alone (for offsets that are

@@ -1,5 +1,6 @@
 #include "store/clickhouse/clickhouse_schema.h"
 
+#include <mutex>
 #include <vector>
 
 #include "core/time_util.h"
@@ -104,15 +105,19 @@ const TableSpec kTables[] = {
      " version String, country String, ram_n String, last_ord AggregateFunction(max, UInt64)",
      "(app, bucket, user_h, platform_n, language, version, country, ram_n)", "user_h", nullptr,
      "Aggregating"},
-    // Per session: its events' and heartbeats' part of its start and end.
+    // Per session (and its device's hash): its start and its end, each one
+    // numeric state, which ClickHouse merges several times faster than
+    // strings, tuples or -If forms. `start_key` orders an app start before
+    // any other event: (not an app start) * 2^62 + time + 2^61, so its
+    // minimum is the earliest app start, or the earliest event of a session
+    // without one (semantics §3.2); 2^64 - 1 (a heartbeat's) means no event.
+    // `last`: the latest event or heartbeat; `first`: the earliest event.
     {"session_parts",
-     "app String, sess_h UInt64, device String, actions AggregateFunction(sum, UInt64),"
-     " inits AggregateFunction(sum, UInt64), first_init AggregateFunction(minIf, Int64, UInt8),"
-     " first AggregateFunction(min, Int64), ev_end AggregateFunction(max, Int64),"
-     " hb_end AggregateFunction(max, Int64), hbs AggregateFunction(sum, UInt64),"
-     " users AggregateFunction(groupUniqArrayIf, UInt64, UInt8), last_ord AggregateFunction(max, "
-     "UInt64)",
-     "(app, sess_h)", "sess_h", nullptr, "Aggregating"},
+     "app String, sess_h UInt64, dev_h UInt64, start_key AggregateFunction(min, UInt64),"
+     " first AggregateFunction(min, Int64), last AggregateFunction(max, Int64),"
+     " users AggregateFunction(groupUniqArrayIf, UInt64, UInt8),"
+     " last_ord AggregateFunction(max, UInt64)",
+     "(app, sess_h, dev_h)", "sess_h", nullptr, "Aggregating"},
 };
 
 const ViewSpec kViews[] = {
@@ -130,22 +135,20 @@ const ViewSpec kViews[] = {
      " WHERE type = 1 GROUP BY app, bucket, user_h, platform_n, language, version, country,"
      " ram_n"},
     // A view gives every column of its target: the columns the other view
-    // fills get a neutral state (0 for sums, the extreme for min and max,
-    // nothing for the -If forms).
+    // fills get a neutral state (the extreme for min and max, nothing for
+    // the -If form).
     {"session_parts_mv", "session_parts", "events",
-     "SELECT app, sess_h, any(device) AS device, sumState(toUInt64(1)) AS actions,"
-     " sumState(toUInt64(type = 1)) AS inits, minIfState(time, type = 1) AS first_init,"
-     " minState(time) AS first, maxState(time) AS ev_end,"
-     " maxState(toInt64(-9223372036854775807)) AS hb_end, sumState(toUInt64(0)) AS hbs,"
+     "SELECT app, sess_h, cityHash64(device) AS dev_h,"
+     " minState(toUInt64(time + 2305843009213693952) + (type != 1) * 4611686018427387904)"
+     " AS start_key, minState(time) AS first, maxState(time) AS last,"
      " groupUniqArrayIfState(user_h, 1) AS users, maxState(ord) AS last_ord FROM {source}"
-     " GROUP BY app, sess_h"},
+     " GROUP BY app, sess_h, dev_h"},
     {"session_beats_mv", "session_parts", "heartbeats",
-     "SELECT app, sess_h, any(device) AS device, sumState(toUInt64(0)) AS actions,"
-     " sumState(toUInt64(0)) AS inits, minIfState(toInt64(0), toUInt8(0)) AS first_init,"
-     " minState(toInt64(9223372036854775807)) AS first,"
-     " maxState(toInt64(-9223372036854775807)) AS ev_end, maxState(r) AS hb_end,"
-     " sumState(toUInt64(1)) AS hbs, groupUniqArrayIfState(toUInt64(0), toUInt8(0)) AS users,"
-     " maxState(ord) AS last_ord FROM {source} GROUP BY app, sess_h"},
+     "SELECT app, sess_h, cityHash64(device) AS dev_h,"
+     " minState(toUInt64(18446744073709551615)) AS start_key,"
+     " minState(toInt64(9223372036854775807)) AS first, maxState(r) AS last,"
+     " groupUniqArrayIfState(toUInt64(0), toUInt8(0)) AS users, maxState(ord) AS last_ord"
+     " FROM {source} GROUP BY app, sess_h, dev_h"},
 };
 
 std::string Replace(std::string text, std::string_view from, const std::string& to) {
@@ -240,6 +243,13 @@ Status CreateView(ClickHouseClient& client, const ClickHouseTables& tables, cons
 // rows inserted during the rebuild could be counted twice or not at all.
 Status RebuildRollups(ClickHouseClient& client, const ClickHouseTables& tables,
                       const std::string& on_cluster) {
+  // Filling a rollup from a large table takes minutes: with a client that
+  // waits for it (a timeout would leave it running while a retry starts
+  // another).
+  ClickHouseClientOptions patient = client.options();
+  patient.request_timeout_ms = 3 * 3600 * 1000;
+  auto filler = ClickHouseClient::Create(patient);
+  if (!filler.ok()) return filler.status();
   for (const ViewSpec& v : kViews) {
     auto st = client.Execute("DROP TABLE IF EXISTS " + tables(v.name) + on_cluster);
     if (!st.ok()) return st.status();
@@ -258,7 +268,7 @@ Status RebuildRollups(ClickHouseClient& client, const ClickHouseTables& tables,
     NUCLEON_RETURN_IF_ERROR(CreateView(client, tables, v, on_cluster));
     // Through the Distributed tables on a cluster: every shard's rows, and
     // each rollup row sent to a shard of its own.
-    auto st = client.Execute(
+    auto st = (*filler)->Execute(
         "INSERT INTO " + tables(v.target) + " " + Replace(v.select, "{source}", tables(v.source)),
         "", {{"insert_distributed_sync", "1"}});
     if (!st.ok()) return st.status();
@@ -269,6 +279,10 @@ Status RebuildRollups(ClickHouseClient& client, const ClickHouseTables& tables,
 }  // namespace
 
 Status EnsureClickHouseSchema(ClickHouseClient& client, const ClickHouseTables& tables) {
+  // One at a time in a process (the catalog and the event store both ask):
+  // the second finds the work done.
+  static std::mutex mu;
+  std::lock_guard lock(mu);
   // Already there (the usual case): no DDL, which on a cluster would wait for
   // every server, also those that are down.
   auto current = client.Execute("SELECT max(version) FROM " + tables("schema_versions"));
