@@ -365,14 +365,23 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
   for (auto* v : {&out.platforms, &out.languages, &out.versions, &out.countries, &out.ram}) {
     SortCounts(v);
   }
-  auto durations = Query(
-      "SELECT " + Day("sstart", off) + " AS d, sum(intDiv(send - sstart, 1000)), count() FROM (" +
-      Sessions(app, "", false) + ") WHERE sstart >= " + std::to_string(range.from_ms) +
-      " AND sstart <= " + std::to_string(range.to_ms) + " GROUP BY d");
-  if (!durations.ok()) return durations.status();
-  for (const auto& r : *durations) {
-    out.avg_session_duration[Int(r[0])] =
-        static_cast<double>(Int(r[1])) / static_cast<double>(std::max<int64_t>(1, Int(r[2])));
+  auto sessions = SessionsByDay(app, range);
+  if (!sessions.ok()) return sessions.status();
+  for (const auto& [d, s] : *sessions) out.avg_session_duration[d] = MeanSessionSeconds(s);
+  return out;
+}
+
+Result<SessionDays> ClickHouseReader::SessionsByDay(std::string_view app, const QueryRange& range) {
+  auto rows =
+      Query("SELECT " + Day("sstart", range.utc_offset_min) +
+            " AS d, count(), sum(intDiv(send - sstart, 1000)) FROM (" + Sessions(app, "", false) +
+            ") WHERE sstart >= " + std::to_string(range.from_ms) +
+            " AND sstart <= " + std::to_string(range.to_ms) + " GROUP BY d");
+  if (!rows.ok()) return rows.status();
+  SessionDays out;
+  for (const auto& r : *rows) {
+    if (r.size() < 3) return Status::Internal("short session day row");
+    out[Int(r[0])] = {Int(r[1]), Int(r[2])};
   }
   return out;
 }

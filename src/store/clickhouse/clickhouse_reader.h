@@ -38,6 +38,8 @@ class ClickHouseReader {
   Result<std::vector<ValueCount>> EventAttribute(std::string_view app, const QueryRange& range,
                                                  std::string_view event, std::string_view attr);
   Result<std::vector<ErrorGroup>> ErrorGroups(std::string_view app, const QueryRange& range);
+  // The sessions starting in range by local day of their start (EventStore::Sessions).
+  Result<SessionDays> SessionsByDay(std::string_view app, const QueryRange& range);
   Result<UserList> Users(std::string_view app, int64_t page, int64_t limit,
                          std::string_view search);
   Result<UserDetails> User(std::string_view app, std::string_view user_key);
