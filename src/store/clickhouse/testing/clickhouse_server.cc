@@ -159,7 +159,9 @@ bool ClickHouseServer::Start(std::string* error) {
     if (!restart) {
       port_ = PickPorts();
       if (port_ == 0) {
-        *error = "no three free consecutive loopback ports";
+        *error =
+            "no three free consecutive loopback ports (within NUCLEON_TEST_PORTS when set: "
+            "LO-HI, 1024..65535, at least 65 ports)";
         return false;
       }
     }
