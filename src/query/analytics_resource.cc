@@ -61,7 +61,13 @@ HttpResponse DailyResource(const ApiDeps& deps, std::string_view app, const ApiR
   if (!d.ok()) return ErrorResponse(d.status());
   JsonWriter w;
   w.BeginObject().Key("data").BeginObject();
-  w.Key("totalNumbers").BeginObject().Key("users").Int(d->users).Key("installs").Int(d->installs).EndObject();
+  w.Key("totalNumbers")
+      .BeginObject()
+      .Key("users")
+      .Int(d->users)
+      .Key("installs")
+      .Int(d->installs)
+      .EndObject();
   w.Key("usage");
   WriteDayMap(w, d->usage);
   w.Key("newUsers");
@@ -136,6 +142,23 @@ HttpResponse ErrorGroupsResource(const ApiDeps& deps, std::string_view app, cons
     w.EndObject();
   }
   w.EndArray().EndObject();
+  return JsonOk(w.Take());
+}
+
+HttpResponse SessionsResource(const ApiDeps& deps, std::string_view app, const ApiRequest& req) {
+  auto range = RangeParams(req);
+  if (!range.ok()) return ErrorResponse(range.status());
+  auto days = deps.store->Sessions(app, *range);
+  if (!days.ok()) return ErrorResponse(days.status());
+  JsonWriter w;
+  w.BeginObject().Key("data").BeginObject();
+  w.Key("sessions").BeginObject();
+  for (const auto& [day, s] : *days) w.Key(DayKey(day)).Int(s.sessions);
+  w.EndObject();
+  w.Key("avgSessionDuration").BeginObject();
+  for (const auto& [day, s] : *days) w.Key(DayKey(day)).Double(MeanSessionSeconds(s));
+  w.EndObject();
+  w.EndObject().EndObject();
   return JsonOk(w.Take());
 }
 

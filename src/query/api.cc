@@ -16,6 +16,7 @@ enum class Endpoint {
   kEventAttribute,
   kErrors,
   kErrorGroups,
+  kSessions,
   kUsers,
   kUser,
   kSessionEvents,
@@ -38,12 +39,14 @@ Endpoint Match(const std::vector<std::string>& s) {
     if (n == 2 && s[1] == "events") return Endpoint::kEvents;
     if (n == 2 && s[1] == "eventsprops") return Endpoint::kEventProps;
     if (n == 2 && s[1] == "errors") return Endpoint::kErrors;
+    if (n == 2 && s[1] == "sessions") return Endpoint::kSessions;
     if (n == 4 && s[1] == "events") return Endpoint::kEventAttribute;
     if (n == 3 && s[1] == "errors" && s[2] == "groups") return Endpoint::kErrorGroups;
   }
   if (n == 2 && s[0] == "live" && s[1] == "events") return Endpoint::kLiveEvents;
   if (n == 2 && s[0] == "live" && s[1] == "users") return Endpoint::kLiveUsers;
-  if (n == 3 && s[0] == "live" && s[1] == "users" && s[2] == "count") return Endpoint::kLiveUsersCount;
+  if (n == 3 && s[0] == "live" && s[1] == "users" && s[2] == "count")
+    return Endpoint::kLiveUsersCount;
   return Endpoint::kNone;
 }
 
@@ -100,11 +103,12 @@ void Api::Handle(const HttpRequest& request, std::string_view path, Respond inne
       if (session && !session->ok()) return respond(ErrorResponse(*session));
     }
     if (token.empty() && !session) {
-      return respond(ErrorResponse(Status::Unauthenticated(
-          "missing API token: send it in the Authorization header")));
+      return respond(ErrorResponse(
+          Status::Unauthenticated("missing API token: send it in the Authorization header")));
     }
     const std::string granted = session ? app : deps_.app_for_token(token);
-    if (granted.empty()) return respond(ErrorResponse(Status::Unauthenticated("unknown API token")));
+    if (granted.empty())
+      return respond(ErrorResponse(Status::Unauthenticated("unknown API token")));
     // An app the token does not grant looks exactly like an app that does not exist.
     if (granted != app) return respond(ErrorResponse(Status::NotFound("unknown app " + app)));
     if (!session && deps_.throttle) {
@@ -117,27 +121,39 @@ void Api::Handle(const HttpRequest& request, std::string_view path, Respond inne
     }
 
     switch (endpoint) {
-      case Endpoint::kQuickGlance: return respond(QuickGlanceResource(deps_, app));
-      case Endpoint::kDaily: return respond(DailyResource(deps_, app, req));
-      case Endpoint::kEvents: return respond(EventsResource(deps_, app, req, false));
-      case Endpoint::kErrors: return respond(EventsResource(deps_, app, req, true));
+      case Endpoint::kQuickGlance:
+        return respond(QuickGlanceResource(deps_, app));
+      case Endpoint::kDaily:
+        return respond(DailyResource(deps_, app, req));
+      case Endpoint::kEvents:
+        return respond(EventsResource(deps_, app, req, false));
+      case Endpoint::kErrors:
+        return respond(EventsResource(deps_, app, req, true));
       case Endpoint::kErrorGroups:
         return respond(ErrorGroupsResource(deps_, app, req));
-      case Endpoint::kEventProps: return respond(EventPropsResource(deps_, app, req));
+      case Endpoint::kSessions:
+        return respond(SessionsResource(deps_, app, req));
+      case Endpoint::kEventProps:
+        return respond(EventPropsResource(deps_, app, req));
       case Endpoint::kEventAttribute:
         return respond(EventAttributeResource(deps_, app, req, rest[2], rest[3]));
-      case Endpoint::kUsers: return respond(UsersResource(deps_, app, req));
+      case Endpoint::kUsers:
+        return respond(UsersResource(deps_, app, req));
       case Endpoint::kUser:
         if (is_delete) return DeleteUserResource(deps_, app, rest[1], std::move(respond));
         return respond(UserResource(deps_, app, rest[1]));
       case Endpoint::kSessionEvents:
         return respond(SessionEventsResource(deps_, app, req, rest[1], rest[3]));
-      case Endpoint::kLiveEvents: return respond(LiveEventsResource(deps_, app, req));
-      case Endpoint::kLiveUsersCount: return respond(LiveUsersCountResource(deps_, app));
-      case Endpoint::kLiveUsers: return respond(LiveUsersResource(deps_, app));
+      case Endpoint::kLiveEvents:
+        return respond(LiveEventsResource(deps_, app, req));
+      case Endpoint::kLiveUsersCount:
+        return respond(LiveUsersCountResource(deps_, app));
+      case Endpoint::kLiveUsers:
+        return respond(LiveUsersResource(deps_, app));
       case Endpoint::kExport:
         return respond(ExportResource(deps_, app, req, request));
-      case Endpoint::kNone: break;
+      case Endpoint::kNone:
+        break;
     }
     respond(ErrorResponse(Status::NotFound("no such endpoint: " + std::string(path))));
   } catch (const std::exception& ex) {

@@ -19,6 +19,9 @@ HttpResponse EventsResource(const ApiDeps& deps, std::string_view app, const Api
 // Nucleon's extension /analytics/errors/groups: per error name, its count,
 // users, first and last time and its latest error.
 HttpResponse ErrorGroupsResource(const ApiDeps& deps, std::string_view app, const ApiRequest& req);
+// Nucleon's extension /analytics/sessions: per local day, the sessions that
+// started on it and their mean duration.
+HttpResponse SessionsResource(const ApiDeps& deps, std::string_view app, const ApiRequest& req);
 HttpResponse EventPropsResource(const ApiDeps& deps, std::string_view app, const ApiRequest& req);
 HttpResponse EventAttributeResource(const ApiDeps& deps, std::string_view app,
                                     const ApiRequest& req, std::string_view event,
@@ -27,9 +30,8 @@ HttpResponse EventAttributeResource(const ApiDeps& deps, std::string_view app,
 // users_resource.cc
 HttpResponse UsersResource(const ApiDeps& deps, std::string_view app, const ApiRequest& req);
 HttpResponse UserResource(const ApiDeps& deps, std::string_view app, std::string_view user);
-HttpResponse SessionEventsResource(const ApiDeps& deps, std::string_view app,
-                                   const ApiRequest& req, std::string_view user,
-                                   std::string_view session);
+HttpResponse SessionEventsResource(const ApiDeps& deps, std::string_view app, const ApiRequest& req,
+                                   std::string_view user, std::string_view session);
 void DeleteUserResource(const ApiDeps& deps, std::string_view app, std::string_view user,
                         Respond respond);
 // One event in the session-events shape.

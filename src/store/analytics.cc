@@ -25,6 +25,10 @@ void SortErrorGroups(std::vector<ErrorGroup>* groups) {
   });
 }
 
+double MeanSessionSeconds(const SessionDay& day) {
+  return static_cast<double>(day.seconds) / static_cast<double>(std::max<int64_t>(1, day.sessions));
+}
+
 std::string UserDbId(std::string_view app_id, std::string_view user_key) {
   std::string material(app_id);
   material.push_back('/');

@@ -43,6 +43,18 @@ struct DailyAnalytics {
 
 using DailyCounts = std::map<std::string, std::map<int64_t, int64_t>>;  // name -> day -> count
 
+// The sessions that started on one local day (semantics.md §5.8): how many,
+// and the sum of their durations in whole seconds (§3.3), whose mean is that
+// day's avgSessionDuration (§5.2).
+struct SessionDay {
+  int64_t sessions = 0;
+  int64_t seconds = 0;
+};
+using SessionDays = std::map<int64_t, SessionDay>;  // local day -> its sessions
+
+// A day's mean session duration: the quotient DailyAnalytics keeps.
+double MeanSessionSeconds(const SessionDay& day);
+
 // One error group of the errors details (semantics.md §5.7): the `error`
 // events in range with one name.
 struct ErrorGroup {

@@ -116,8 +116,7 @@ class EventStore {
   virtual SharedLive* shared_live() { return nullptr; }
 
   // Calls `sink` for every stored event of `app_id`, oldest first.
-  virtual Status Export(std::string_view app_id,
-                        const std::function<void(const Event&)>& sink) = 0;
+  virtual Status Export(std::string_view app_id, const std::function<void(const Event&)>& sink) = 0;
 
   // Export, only the events with a time in [from_ms, to_ms]; `sink` returns
   // false to stop early (its reader went away). The default filters the
@@ -178,6 +177,9 @@ class EventStore {
   // counts: name in byte order).
   virtual Result<std::vector<ErrorGroup>> ErrorGroups(std::string_view app_id,
                                                       const QueryRange& range) = 0;
+  // The sessions whose start is in range, by the local day of their start:
+  // exactly those avgSessionDuration (Daily) averages. Only days with sessions.
+  virtual Result<SessionDays> Sessions(std::string_view app_id, const QueryRange& range) = 0;
   virtual Result<std::vector<EventPropKeys>> EventProps(std::string_view app_id,
                                                         const QueryRange& range) = 0;
   virtual Result<std::vector<ValueCount>> EventAttribute(std::string_view app_id,

@@ -8,9 +8,11 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/crypto.h"
@@ -314,6 +316,48 @@ TEST_P(EventStoreContractTest, ErrorGroupsCountUsersAndKeepTheLatestSample) {
   EXPECT_EQ((*after)[0].count, 2);
   EXPECT_EQ((*after)[0].users, 1);
   EXPECT_EQ((*after)[0].message, "b");
+}
+
+TEST_P(EventStoreContractTest, SessionsPerDayAreTheOnesTheMeanDurationAverages) {
+  const int64_t day0 = kT0 - kT0 % kDayMs, d0 = day0 / kDayMs;
+  Append({// Day 0: 30 s and 10 s.
+          Init("1", kT0, "dev-a", "s-a", "ann"),
+          Make(EventType::kEvent, "SAVED", "2", kT0 + 30000, "dev-a", "s-a", "ann"),
+          Init("3", kT0 + 60000, "dev-b", "s-b", "bo"),
+          Make(EventType::kEvent, "SAVED", "4", kT0 + 70500, "dev-b", "s-b", "bo"),
+          // Day 1 at 01:00 UTC (day 0 at UTC-2): 5 s.
+          Init("5", day0 + kDayMs + 3600000, "dev-a", "s-c", "ann"),
+          Make(EventType::kEvent, "SAVED", "6", day0 + kDayMs + 3605000, "dev-a", "s-c", "ann"),
+          // Day 1 at 02:00 UTC, no init: it starts with its first event; 2 s.
+          Make(EventType::kEvent, "SAVED", "7", day0 + kDayMs + 7200000, "dev-c", "s-d", "cy"),
+          Make(EventType::kEvent, "SAVED", "8", day0 + kDayMs + 7202000, "dev-c", "s-d", "cy"),
+          // Started the evening before the range: left out though it runs into it.
+          Init("9", day0 - 3600000, "dev-b", "s-e", "bo"),
+          Make(EventType::kEvent, "SAVED", "10", kT0 + 1000, "dev-b", "s-e", "bo")});
+  auto sessions = [&](int64_t from, int64_t to, int offset) {
+    auto days = store_->Sessions(kApp, QueryRange{from, to, offset});
+    EXPECT_TRUE(days.ok()) << days.status().ToString();
+    std::map<int64_t, std::pair<int64_t, int64_t>> out;
+    if (days.ok()) {
+      for (const auto& [d, s] : *days) out[d - d0] = {s.sessions, s.seconds};
+    }
+    return out;
+  };
+  using Days = std::map<int64_t, std::pair<int64_t, int64_t>>;
+  const int64_t end = day0 + 2 * kDayMs - 1;
+  EXPECT_EQ(sessions(day0, end, 0), (Days{{0, {2, 40}}, {1, {2, 7}}}));
+  EXPECT_EQ(sessions(day0, end, -120), (Days{{0, {3, 45}}, {1, {1, 2}}}));
+  EXPECT_EQ(sessions(kT0 + 1, end, 0), (Days{{0, {1, 10}}, {1, {2, 7}}})) << "a cut first day";
+  EXPECT_EQ(sessions(day0, day0 + 3600000, 0), (Days{})) << "no session starts then";
+  auto daily = store_->Daily(kApp, QueryRange{day0, end, 0});
+  ASSERT_TRUE(daily.ok()) << daily.status().ToString();
+  EXPECT_EQ(daily->avg_session_duration, (std::map<int64_t, double>{{d0, 20.0}, {d0 + 1, 3.5}}));
+  auto other = store_->Sessions("another-app", QueryRange{day0, end, 0});
+  ASSERT_TRUE(other.ok());
+  EXPECT_TRUE(other->empty());
+  // A deleted user's sessions are gone.
+  ASSERT_TRUE(store_->DeleteUser(kApp, "bo").ok());
+  EXPECT_EQ(sessions(day0, end, 0), (Days{{0, {1, 30}}, {1, {2, 7}}}));
 }
 
 TEST_P(EventStoreContractTest, ContextsComeBatchedInTheOrderAsked) {

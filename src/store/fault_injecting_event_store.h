@@ -75,6 +75,9 @@ class EventStoreWrapper : public EventStore {
                                               const QueryRange& range) override {
     return target_->ErrorGroups(app_id, range);
   }
+  Result<SessionDays> Sessions(std::string_view app_id, const QueryRange& range) override {
+    return target_->Sessions(app_id, range);
+  }
   Result<std::vector<EventPropKeys>> EventProps(std::string_view app_id,
                                                 const QueryRange& range) override {
     return target_->EventProps(app_id, range);

@@ -1,7 +1,7 @@
 // The dashboard in a real browser: Debian's chromium (headless) driven by
 // playwright-core, against the real server with a fixture sent through the
 // real tracking endpoint. Checks that every number the Overview (cards,
-// charts, the hour × day and hour × weekday heatmaps), Events (counts,
+// charts, sessions per day, the hour × day and hour × weekday heatmaps), Events (counts,
 // property keys, value distributions) and Errors (counts, users, first and
 // last seen, the latest stack) pages show equals the API's answer for the
 // same range, in two time zones and at two widths; that the Users page lists
@@ -158,6 +158,8 @@ test('the dashboard shows the API numbers, live updates, and enforces accounts',
       await page.goto(`${base}/?app=${app.appId}`);
       await page.getByTestId('card-users-value').waitFor();
       t.diagnostic(`${tag}: overview shown ${Date.now() - opened} ms after navigation started`);
+      // Each part is drawn when its own answer is in: wait for the last one.
+      await page.waitForFunction(() => document.querySelectorAll('[aria-busy="true"]').length === 0);
       const main = page.locator('main');
       const range = { start: await main.getAttribute('data-start'), end: await main.getAttribute('data-end'),
         utcOffset: await main.getAttribute('data-utc-offset') };
@@ -187,6 +189,20 @@ test('the dashboard shows the API numbers, live updates, and enforces accounts',
       const tableStarts = await page.getByTestId('table-daily').locator('tbody tr td:nth-child(4)').allTextContents();
       assert.equal(tableStarts.map(num).reduce((a, b) => a + b, 0), sum(cur.usage), tag);
       await page.getByTestId('toggle-daily').click();
+      // Sessions per day (a Nucleon extension): the chart's table and title
+      // against the API, day by day; their mean durations are the daily answer's.
+      const perDay = await api(server, app.token, app.appId, 'analytics/sessions', range);
+      assert.ok(sum(perDay.sessions) >= 5, `${tag}: the fixture's sessions are in range`);
+      assert.deepEqual(perDay.avgSessionDuration, cur.avgSessionDuration, tag);
+      assert.match(await page.getByTestId('panel-sessions').locator('h2').textContent(), new RegExp(`\\(${sum(perDay.sessions)} in the range\\)`), tag);
+      await page.getByTestId('toggle-sessions').click();
+      const sessionRows = await page.getByTestId('table-sessions').locator('tbody tr')
+        .evaluateAll((trs) => trs.map((tr) => [tr.querySelector('th').textContent, tr.querySelector('td').textContent]));
+      assert.equal(sessionRows.length, 7, tag);
+      const shownSessions = Object.fromEntries(sessionRows.map(([d, n]) => [d, num(n)]).filter(([, n]) => n > 0));
+      assert.deepEqual(shownSessions, perDay.sessions, `${tag} sessions per day`);
+      await page.getByTestId('toggle-sessions').click();
+      await page.getByTestId('panel-sessions').locator('canvas').first().waitFor();
       // App starts by hour: per day, and summed per weekday; both add up to the range's app starts.
       const cells = async (id) => (await page.getByTestId(id).locator('tbody td').allTextContents()).map((c) => num(c || '0'));
       const byDay = await cells('heatmap-day');

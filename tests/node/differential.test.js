@@ -499,6 +499,7 @@ async function runSeed(seed, t) {
         await compare(app, ['analytics', 'events'], params);
         await compare(app, ['analytics', 'errors'], params);
         await compare(app, ['analytics', 'errors', 'groups'], params);
+        await compare(app, ['analytics', 'sessions'], params);
       }
     }
     // Properties: the offset does not matter to them, the range does.

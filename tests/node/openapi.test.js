@@ -511,6 +511,14 @@ test('analytics endpoints answer as documented (GET and POST)', { timeout: STEP_
   }
   await call('POST', `${A}/analytics/errors/groups`, { auth: 'none', json: { token: app.token, start, end }, expectStatus: 200 });
   await call('GET', `${A}/analytics/errors/groups${q({ start: 5, end: 1 })}`, { expectStatus: 400 });
+
+  const sessions = await call('GET', `${A}/analytics/sessions${q(range)}`, { expectStatus: 200 });
+  assert.ok(Object.keys(sessions.json.data.sessions).length > 0, 'the fixture has sessions');
+  assert.deepEqual(Object.keys(sessions.json.data.sessions), Object.keys(sessions.json.data.avgSessionDuration), 'the same days');
+  assert.deepEqual(sessions.json.data.avgSessionDuration, daily.json.data.avgSessionDuration, 'the daily answer\'s mean durations');
+  await call('POST', `${A}/analytics/sessions`, { auth: 'none', json: { token: app.token, start, end, utcOffset: 60 }, expectStatus: 200 });
+  await call('GET', `${A}/analytics/sessions${q({ start: 5, end: 1 })}`, { expectStatus: 400 });
+  await call('GET', `${A}/analytics/sessions${q({ start, end, utcOffset: 900 })}`, { expectStatus: 400 });
 });
 
 test('users endpoints answer as documented (GET and POST)', { timeout: STEP_TIMEOUT }, async () => {

@@ -24,6 +24,11 @@ export class ApiError extends Error {
 
 let csrfToken = '';
 
+// Answers asked for before the page that reads them is drawn (prefetch), each
+// handed to the first apiGet of the same URL, once, within a few seconds.
+const early = new Map<string, { answer: Promise<unknown>; at: number }>();
+const kEarlyMs = 10000;
+
 async function call<T>(method: string, url: string, body?: unknown): Promise<T> {
   return (await callWhole<{ data: T }>(method, url, body)).data;
 }
@@ -57,6 +62,7 @@ export async function getSession(): Promise<SessionInfo> {
 
 export async function signIn(email: string, password: string): Promise<SessionInfo> {
   const s = await call<SessionInfo>('POST', '/api/session', { email, password });
+  early.clear(); // asked without a session: refused
   csrfToken = s.csrfToken;
   return s;
 }
@@ -64,16 +70,37 @@ export async function signIn(email: string, password: string): Promise<SessionIn
 export async function signOut(): Promise<void> {
   await call('DELETE', '/api/session');
   csrfToken = '';
+  early.clear();
 }
 
 export type Params = Record<string, string | number | undefined>;
 
-// GET /api/v1/apps/:appId/PATH?params
-export function apiGet<T>(appId: string, path: string, params: Params = {}): Promise<T> {
+function apiUrl(appId: string, path: string, params: Params): string {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) if (v !== undefined) q.set(k, String(v));
   const qs = q.toString();
-  const url = `/api/v1/apps/${encodeURIComponent(appId)}/${path}${qs ? '?' + qs : ''}`;
+  return `/api/v1/apps/${encodeURIComponent(appId)}/${path}${qs ? '?' + qs : ''}`;
+}
+
+// Starts GET requests now, so that they travel beside /api/session and the
+// page's first render instead of after them. A failure waits for the page's
+// own call to report it.
+export function prefetch(appId: string, path: string, params: Params = {}): void {
+  const url = apiUrl(appId, path, params);
+  if (early.has(url)) return;
+  const answer = call<unknown>('GET', url);
+  answer.catch(() => undefined);
+  early.set(url, { answer, at: Date.now() });
+}
+
+// GET /api/v1/apps/:appId/PATH?params
+export function apiGet<T>(appId: string, path: string, params: Params = {}): Promise<T> {
+  const url = apiUrl(appId, path, params);
+  const got = early.get(url);
+  if (got) {
+    early.delete(url);
+    if (Date.now() - got.at < kEarlyMs) return got.answer as Promise<T>;
+  }
   return call<T>('GET', url);
 }
 
@@ -105,6 +132,12 @@ export interface DailyAnalytics {
   languages: ValueCount[];
   versions: ValueCount[];
   countries: ValueCount[];
+  avgSessionDuration: Record<string, number>;
+}
+
+// analytics/sessions (a Nucleon extension): sessions started per local day.
+export interface SessionsPerDay {
+  sessions: Record<string, number>;
   avgSessionDuration: Record<string, number>;
 }
 

@@ -3,7 +3,6 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { ComponentChildren } from 'preact';
 import uPlot from 'uplot';
-import 'uplot/dist/uPlot.min.css';
 import { dayMs } from './time';
 
 export function formatNumber(n: number): string {
@@ -18,7 +17,9 @@ export function change(now: number, before: number): { text: string; dir: 'up' |
   return { text: `${pct > 0 ? '+' : '−'}${Math.abs(pct)}%`, dir: pct > 0 ? 'up' : 'down' };
 }
 
-export function Card(props: { id: string; label: string; value: number; previous?: number; hint?: string }) {
+// `pending`: the previous period's number is still on its way (its line is
+// kept, so the card does not grow when it comes).
+export function Card(props: { id: string; label: string; value: number; previous?: number; pending?: boolean; hint?: string }) {
   const c = props.previous === undefined ? null : change(props.value, props.previous);
   return (
     <div class="card" data-testid={`card-${props.id}`}>
@@ -29,6 +30,11 @@ export function Card(props: { id: string; label: string; value: number; previous
       {c && (
         <div class={`card-change ${c.dir}`} title={`previous period: ${formatNumber(props.previous ?? 0)}`}>
           {c.text} <span class="muted">vs previous {formatNumber(props.previous ?? 0)}</span>
+        </div>
+      )}
+      {!c && props.pending && (
+        <div class="card-change muted" aria-busy="true">
+          vs previous …
         </div>
       )}
       {props.hint && <div class="muted small">{props.hint}</div>}
@@ -115,11 +121,26 @@ export function Panel(props: { id: string; title: string; table: Table; children
   );
 }
 
+// The theme's colours, read once per colour scheme: each read of computed
+// style after a chart was added to the page would lay the page out again.
+const themes = new Map<string, Record<string, string>>();
 function cssVar(name: string): string {
-  return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || '#888';
+  const scheme = matchMedia('(prefers-color-scheme: dark)').matches ? 'dark' : 'light';
+  let theme = themes.get(scheme);
+  if (!theme) {
+    const style = getComputedStyle(document.documentElement);
+    theme = {};
+    for (const v of ['--series-1', '--series-2', '--series-3', '--series-4', '--muted', '--grid']) {
+      theme[v] = style.getPropertyValue(v).trim() || '#888';
+    }
+    themes.set(scheme, theme);
+  }
+  return theme[name] ?? '#888';
 }
 
 // Days on the x axis (keys "YYYY-MM-DD"), one line per series.
+// Drawn after the page's numbers are painted (an effect: drawing takes a
+// while, the numbers need not wait for it).
 export function TimeSeries(props: { days: string[]; series: { label: string; values: number[] }[] }) {
   const box = useRef<HTMLDivElement>(null);
   useEffect(() => {

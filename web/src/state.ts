@@ -1,8 +1,8 @@
 // The page state lives in the URL (path = page; query = app, range, zone,
 // and what is picked on the page: a search, a user, a session, an event),
-// so a link opens the same view.
-import { useEffect, useState } from 'preact/hooks';
-import { PRESETS, browserZone, isDay, makeRange, presetRange, zoneOffset, type Range } from './time';
+// so a link opens the same view. No view library here: the page's first
+// script (main.ts) reads it too.
+import { PRESETS, browserOffset, browserZone, isDay, makeRange, presetRange, zoneOffset, type Range } from './time';
 
 export const PAGES = ['overview', 'events', 'errors', 'users', 'live', 'settings'] as const;
 export type Page = (typeof PAGES)[number];
@@ -59,22 +59,26 @@ export function zoneOf(s: ViewState): string {
 }
 
 export function rangeOf(s: ViewState): Range {
-  const offset = zoneOffset(zoneOf(s));
+  const offset = s.tz ? zoneOffset(s.tz) : browserOffset();
   return s.preset === 'custom' ? makeRange(s.from, s.to, offset) : presetRange(s.preset, offset);
 }
 
-// The state, and a setter that pushes a history entry.
-export function useViewState(): [ViewState, (change: Partial<ViewState>) => void] {
-  const [state, setState] = useState(readState);
-  useEffect(() => {
-    const onPop = () => setState(readState());
-    addEventListener('popstate', onPop);
-    return () => removeEventListener('popstate', onPop);
-  }, []);
-  const update = (change: Partial<ViewState>) => {
-    const next = { ...state, ...change };
-    history.pushState(null, '', urlOf(next));
-    setState(next);
-  };
-  return [state, update];
+// The app shown last in this browser: what the first page's questions are
+// asked about before the session's list of apps is in.
+const kLastApp = 'nucleon.app';
+
+export function lastApp(): string {
+  try {
+    return localStorage.getItem(kLastApp) ?? '';
+  } catch {
+    return '';
+  }
+}
+
+export function rememberApp(appId: string): void {
+  try {
+    localStorage.setItem(kLastApp, appId);
+  } catch {
+    // storage refused: the next first page waits for the session instead
+  }
 }

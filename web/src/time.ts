@@ -8,22 +8,41 @@ export const PRESETS: Record<string, { label: string; days: number }> = {
   '90d': { label: 'Last 90 days', days: 90 },
 };
 
+// Read once: each Intl.DateTimeFormat costs a few milliseconds (the first of
+// a page, tens), and the controls ask for every zone's offset on each render.
+let ownZone = '';
 export function browserZone(): string {
-  return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  if (!ownZone) ownZone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  return ownZone;
+}
+
+const formats = new Map<string, Intl.DateTimeFormat>();
+
+// Minutes east of UTC of the browser's own zone now. Date's offset, not Intl:
+// the first Intl.DateTimeFormat of a page costs tens of milliseconds (its
+// locale data), which the page's first requests need not wait for.
+export function browserOffset(): number {
+  const minutes = -new Date().getTimezoneOffset();
+  return minutes === 0 ? 0 : minutes; // never -0
 }
 
 // Minutes east of UTC of `zone` at `at`.
 export function zoneOffset(zone: string, at: Date = new Date()): number {
-  const parts = new Intl.DateTimeFormat('en-US', {
-    timeZone: zone,
-    hourCycle: 'h23',
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-    hour: '2-digit',
-    minute: '2-digit',
-    second: '2-digit',
-  }).formatToParts(at);
+  let format = formats.get(zone);
+  if (!format) {
+    format = new Intl.DateTimeFormat('en-US', {
+      timeZone: zone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      second: '2-digit',
+    });
+    formats.set(zone, format);
+  }
+  const parts = format.formatToParts(at);
   const get = (t: string) => Number(parts.find((p) => p.type === t)?.value ?? 0);
   const asUtc = Date.UTC(get('year'), get('month') - 1, get('day'), get('hour'), get('minute'), get('second'));
   return Math.round((asUtc - Math.floor(at.getTime() / 1000) * 1000) / 60000);

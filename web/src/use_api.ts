@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useLayoutEffect, useState } from 'preact/hooks';
 
 export interface Loaded<T> {
   data?: T;
@@ -7,10 +7,11 @@ export interface Loaded<T> {
 }
 
 // Runs `load` whenever `key` changes (and every `refreshMs` when given);
-// an answer that arrives after a newer request started is dropped.
+// an answer that arrives after a newer request started is dropped. The
+// request leaves as the page is drawn (a layout effect), not a frame later.
 export function useApi<T>(key: string, load: () => Promise<T>, refreshMs = 0): Loaded<T> {
   const [state, setState] = useState<Loaded<T>>({ loading: true });
-  useEffect(() => {
+  useLayoutEffect(() => {
     let live = true;
     let timer: number | undefined;
     const run = () => {

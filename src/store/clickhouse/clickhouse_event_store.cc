@@ -439,6 +439,10 @@ class ClickHouseEventStore final : public EventStore {
     NUCLEON_RETURN_IF_ERROR(ReadyToRead());
     return Answer(reader_->ErrorGroups(app_id, range));
   }
+  Result<SessionDays> Sessions(std::string_view app_id, const QueryRange& range) override {
+    NUCLEON_RETURN_IF_ERROR(ReadyToRead());
+    return Answer(reader_->SessionsByDay(app_id, range));
+  }
   Result<std::vector<EventPropKeys>> EventProps(std::string_view app_id,
                                                 const QueryRange& range) override {
     NUCLEON_RETURN_IF_ERROR(ReadyToRead());

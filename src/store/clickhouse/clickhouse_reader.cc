@@ -292,80 +292,6 @@ Result<std::vector<ClickHouseReader::SessionRow>> ClickHouseReader::LoadSessions
   return out;
 }
 
-Result<int64_t> ClickHouseReader::InstallsIn(std::string_view app, int64_t from_ms, int64_t to_ms) {
-  auto rows =
-      Query("SELECT count() FROM (SELECT device, min(sstart) AS t FROM (" +
-            Sessions(app, "", false) + ") GROUP BY device) WHERE t >= " + std::to_string(from_ms) +
-            " AND t <= " + std::to_string(to_ms));
-  if (!rows.ok()) return rows.status();
-  return rows->empty() ? 0 : Int((*rows)[0][0]);
-}
-
-Result<DailyAnalytics> ClickHouseReader::DailyFromRows(std::string_view app,
-                                                       const QueryRange& range) {
-  DailyAnalytics out;
-  const std::string in_range = Range(range.from_ms, range.to_ms);
-  const int off = range.utc_offset_min;
-  auto users = Query("SELECT uniqExact(user_key) FROM " + Live(app, in_range, "user_key"));
-  if (!users.ok()) return users.status();
-  if (!users->empty()) out.users = Int((*users)[0][0]);
-  auto installs = InstallsIn(app, range.from_ms, range.to_ms);
-  if (!installs.ok()) return installs.status();
-  out.installs = *installs;
-
-  auto starts =
-      Query("SELECT " + Day("time", off) + " AS d, " + Hour("time", off) + " AS h, count() FROM " +
-            Live(app, in_range + " AND type = 1", "time") + " GROUP BY d, h");
-  if (!starts.ok()) return starts.status();
-  for (const auto& r : *starts) {
-    const int64_t day = Int(r[0]), hour = Int(r[1]), n = Int(r[2]);
-    out.usage[day] += n;
-    auto [it, added] = out.hours.try_emplace(day);
-    if (added) it->second.fill(0);
-    if (hour >= 0 && hour < 24) it->second[static_cast<size_t>(hour)] += n;
-  }
-  auto active = Query("SELECT " + Day("time", off) + " AS d, uniqExact(user_key) FROM " +
-                      Live(app, in_range, "time, user_key") + " GROUP BY d");
-  if (!active.ok()) return active.status();
-  for (const auto& r : *active) out.active_users[Int(r[0])] = Int(r[1]);
-  auto fresh = Query("SELECT " + Day("c", off) +
-                     " AS d, count() FROM (SELECT user_key, min(time) AS c FROM " +
-                     Live(app, "", "user_key, time") +
-                     " GROUP BY user_key) WHERE c >= " + std::to_string(range.from_ms) +
-                     " AND c <= " + std::to_string(range.to_ms) + " GROUP BY d");
-  if (!fresh.ok()) return fresh.status();
-  for (const auto& r : *fresh) out.new_users[Int(r[0])] = Int(r[1]);
-
-  auto breakdowns = Query("SELECT dim, val, uniqExact(user_key) FROM " +
-                          Live(app, in_range + " AND type = 1",
-                               "user_key, platform_n, language, version, country, ram_n") +
-                          " ARRAY JOIN ['p', 'l', 'v', 'c', 'r'] AS dim, [platform_n, language, "
-                          "version, country, ram_n]"
-                          " AS val WHERE val != '' GROUP BY dim, val");
-  if (!breakdowns.ok()) return breakdowns.status();
-  for (const auto& r : *breakdowns) {
-    std::vector<ValueCount>* to = r[0] == "p"   ? &out.platforms
-                                  : r[0] == "l" ? &out.languages
-                                  : r[0] == "v" ? &out.versions
-                                  : r[0] == "c" ? &out.countries
-                                                : &out.ram;
-    to->push_back({r[1], Int(r[2])});
-  }
-  for (auto* v : {&out.platforms, &out.languages, &out.versions, &out.countries, &out.ram}) {
-    SortCounts(v);
-  }
-  auto durations = Query(
-      "SELECT " + Day("sstart", off) + " AS d, sum(intDiv(send - sstart, 1000)), count() FROM (" +
-      Sessions(app, "", false) + ") WHERE sstart >= " + std::to_string(range.from_ms) +
-      " AND sstart <= " + std::to_string(range.to_ms) + " GROUP BY d");
-  if (!durations.ok()) return durations.status();
-  for (const auto& r : *durations) {
-    out.avg_session_duration[Int(r[0])] =
-        static_cast<double>(Int(r[1])) / static_cast<double>(std::max<int64_t>(1, Int(r[2])));
-  }
-  return out;
-}
-
 // ---- Answers from the rollups --------------------------------------------
 //
 // Quick glance and daily analytics read the rollups (user_buckets,
@@ -667,19 +593,96 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
     SortCounts(v);
   }
 
-  // Installs and session durations, from the sessions.
-  auto installs = RollupInstalls(*plan, range.from_ms, range.to_ms);
+  NUCLEON_RETURN_IF_ERROR(AddSessions(*plan, range, &out));
+  return out;
+}
+
+Status ClickHouseReader::AddSessions(const RollupPlan& plan, const QueryRange& range,
+                                     DailyAnalytics* out) {
+  auto installs = RollupInstalls(plan, range.from_ms, range.to_ms);
   if (!installs.ok()) return installs.status();
-  out.installs = *installs;
-  auto durations = Query(
-      "SELECT " + Day("sstart", off) + " AS d, sum(intDiv(send - sstart, 1000)), count() FROM (" +
-      RollupSessions(*plan) + ") WHERE sstart >= " + std::to_string(range.from_ms) +
-      " AND sstart <= " + std::to_string(range.to_ms) + " GROUP BY d");
-  if (!durations.ok()) return durations.status();
-  for (const auto& r : *durations) {
-    out.avg_session_duration[Int(r[0])] =
-        static_cast<double>(Int(r[1])) / static_cast<double>(std::max<int64_t>(1, Int(r[2])));
+  out->installs = *installs;
+  auto days = SessionDaysOf(plan, range);
+  if (!days.ok()) return days.status();
+  for (const auto& [d, s] : *days) out->avg_session_duration[d] = MeanSessionSeconds(s);
+  return Status::Ok();
+}
+
+Result<SessionDays> ClickHouseReader::SessionDaysOf(const RollupPlan& plan,
+                                                    const QueryRange& range) {
+  auto rows = Query("SELECT " + Day("sstart", range.utc_offset_min) +
+                    " AS d, count(), sum(intDiv(send - sstart, 1000)) FROM (" +
+                    RollupSessions(plan) + ") WHERE sstart >= " + std::to_string(range.from_ms) +
+                    " AND sstart <= " + std::to_string(range.to_ms) + " GROUP BY d");
+  if (!rows.ok()) return rows.status();
+  SessionDays out;
+  for (const auto& r : *rows) {
+    if (r.size() < 3) return Status::Internal("short session day row");
+    out[Int(r[0])] = {Int(r[1]), Int(r[2])};
   }
+  return out;
+}
+
+Result<SessionDays> ClickHouseReader::SessionsByDay(std::string_view app, const QueryRange& range) {
+  auto plan = PlanRollups(app, range.from_ms, range.to_ms);
+  if (!plan.ok()) return plan.status();
+  return SessionDaysOf(*plan, range);
+}
+
+Result<DailyAnalytics> ClickHouseReader::DailyFromRows(std::string_view app,
+                                                       const QueryRange& range) {
+  DailyAnalytics out;
+  const std::string in_range = Range(range.from_ms, range.to_ms);
+  const int off = range.utc_offset_min;
+  auto users = Query("SELECT uniqExact(user_key) FROM " + Live(app, in_range, "user_key"));
+  if (!users.ok()) return users.status();
+  if (!users->empty()) out.users = Int((*users)[0][0]);
+
+  auto starts =
+      Query("SELECT " + Day("time", off) + " AS d, " + Hour("time", off) + " AS h, count() FROM " +
+            Live(app, in_range + " AND type = 1", "time") + " GROUP BY d, h");
+  if (!starts.ok()) return starts.status();
+  for (const auto& r : *starts) {
+    const int64_t day = Int(r[0]), hour = Int(r[1]), n = Int(r[2]);
+    out.usage[day] += n;
+    auto [it, added] = out.hours.try_emplace(day);
+    if (added) it->second.fill(0);
+    if (hour >= 0 && hour < 24) it->second[static_cast<size_t>(hour)] += n;
+  }
+  auto active = Query("SELECT " + Day("time", off) + " AS d, uniqExact(user_key) FROM " +
+                      Live(app, in_range, "time, user_key") + " GROUP BY d");
+  if (!active.ok()) return active.status();
+  for (const auto& r : *active) out.active_users[Int(r[0])] = Int(r[1]);
+  auto fresh = Query("SELECT " + Day("c", off) +
+                     " AS d, count() FROM (SELECT user_key, min(time) AS c FROM " +
+                     Live(app, "", "user_key, time") +
+                     " GROUP BY user_key) WHERE c >= " + std::to_string(range.from_ms) +
+                     " AND c <= " + std::to_string(range.to_ms) + " GROUP BY d");
+  if (!fresh.ok()) return fresh.status();
+  for (const auto& r : *fresh) out.new_users[Int(r[0])] = Int(r[1]);
+
+  auto breakdowns = Query("SELECT dim, val, uniqExact(user_key) FROM " +
+                          Live(app, in_range + " AND type = 1",
+                               "user_key, platform_n, language, version, country, ram_n") +
+                          " ARRAY JOIN ['p', 'l', 'v', 'c', 'r'] AS dim, [platform_n, language, "
+                          "version, country, ram_n]"
+                          " AS val WHERE val != '' GROUP BY dim, val");
+  if (!breakdowns.ok()) return breakdowns.status();
+  for (const auto& r : *breakdowns) {
+    std::vector<ValueCount>* to = r[0] == "p"   ? &out.platforms
+                                  : r[0] == "l" ? &out.languages
+                                  : r[0] == "v" ? &out.versions
+                                  : r[0] == "c" ? &out.countries
+                                                : &out.ram;
+    to->push_back({r[1], Int(r[2])});
+  }
+  for (auto* v : {&out.platforms, &out.languages, &out.versions, &out.countries, &out.ram}) {
+    SortCounts(v);
+  }
+  // Sessions do not depend on buckets: from the session rollup.
+  auto plan = PlanRollups(app, range.from_ms, range.to_ms);
+  if (!plan.ok()) return plan.status();
+  NUCLEON_RETURN_IF_ERROR(AddSessions(*plan, range, &out));
   return out;
 }
 

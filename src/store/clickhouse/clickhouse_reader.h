@@ -42,6 +42,8 @@ class ClickHouseReader {
   Result<std::vector<ValueCount>> EventAttribute(std::string_view app, const QueryRange& range,
                                                  std::string_view event, std::string_view attr);
   Result<std::vector<ErrorGroup>> ErrorGroups(std::string_view app, const QueryRange& range);
+  // The sessions starting in range by local day of their start (EventStore::Sessions).
+  Result<SessionDays> SessionsByDay(std::string_view app, const QueryRange& range);
   Result<UserList> Users(std::string_view app, int64_t page, int64_t limit,
                          std::string_view search);
   Result<UserDetails> User(std::string_view app, std::string_view user_key);
@@ -96,7 +98,6 @@ class ClickHouseReader {
   // device, session, created, inits, start, end, actions, errors, and with
   // `context` the init context (i_*) and the latest carrying event's (c_*).
   std::string Sessions(std::string_view app, const std::string& where, bool context) const;
-  Result<int64_t> InstallsIn(std::string_view app, int64_t from_ms, int64_t to_ms);
   Result<std::vector<SessionRow>> LoadSessions(std::string_view app, const std::string& where);
   Result<std::vector<UserSummary>> Summaries(std::string_view app,
                                              const std::vector<std::string>& keys,
@@ -115,8 +116,11 @@ class ClickHouseReader {
   // Every session of the plan's app as (dev_h: its device's hash, sstart, send).
   std::string RollupSessions(const RollupPlan& plan) const;
   Result<int64_t> RollupInstalls(const RollupPlan& plan, int64_t from_ms, int64_t to_ms);
-  // The daily answer computed from the events alone (for offsets that are
-  // not whole quarter hours).
+  // Sessions starting in range by local day; with the installs, into `out`.
+  Result<SessionDays> SessionDaysOf(const RollupPlan& plan, const QueryRange& range);
+  Status AddSessions(const RollupPlan& plan, const QueryRange& range, DailyAnalytics* out);
+  // The daily answer computed from the events (for offsets that are not
+  // whole quarter hours), but for its sessions.
   Result<DailyAnalytics> DailyFromRows(std::string_view app, const QueryRange& range);
 
   ClickHouseClient* client_;

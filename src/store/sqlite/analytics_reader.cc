@@ -84,6 +84,40 @@ Result<int64_t> InstallsIn(int64_t app, int64_t lo, int64_t hi, SqliteDb& db) {
   return n;
 }
 
+// The sessions of a range split by SplitCounts, by the local day of their
+// start: the buckets' counted sessions, and the cut windows' sessions read one
+// by one.
+Status AddSessionDays(int64_t app, const CountsWindows& w, int offset_min, SqliteDb& db,
+                      SessionDays* out) {
+  const int64_t offset_ms = static_cast<int64_t>(offset_min) * 60000;
+  auto local_day = [offset_ms](int64_t t) { return FloorDiv(t + offset_ms, kDayMs); };
+  for (const auto& row : w.rows) {
+    if (row.sessions == 0) continue;
+    SessionDay& d = (*out)[local_day(row.bucket * kBucketMs)];
+    d.sessions += row.sessions;
+    d.seconds += row.seconds;
+  }
+  for (const auto& [lo, hi] : w.parts) {
+    auto q = db.Cached(
+        "SELECT start_ms, end_ms FROM sessions WHERE app = ? AND start_ms BETWEEN ? AND ?");
+    if (!q.ok()) return q.status();
+    (*q)->Bind(1, app);
+    (*q)->Bind(2, lo);
+    (*q)->Bind(3, hi);
+    Status st;
+    while ((*q)->Step(&st)) {
+      SessionDay& d = (*out)[local_day((*q)->Int(0))];
+      ++d.sessions;
+      d.seconds += ((*q)->Int(1) - (*q)->Int(0)) / 1000;
+    }
+    NUCLEON_RETURN_IF_ERROR(st);
+  }
+  for (auto it = out->begin(); it != out->end();) {
+    it = it->second.sessions == 0 ? out->erase(it) : std::next(it);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status AnalyticsReader::CollectPieces(int64_t app, int64_t from_ms, int64_t to_ms, int offset_min,
@@ -269,8 +303,7 @@ Result<std::shared_ptr<const DayAgg>> AnalyticsReader::BuildDay(int64_t app, int
                                                                 std::vector<CoreRef>* refs,
                                                                 bool keep) {
   Pieces pieces;
-  NUCLEON_RETURN_IF_ERROR(
-      CollectPieces(app, from_ms, to_ms, offset_min, false, tx, &pieces, keep));
+  NUCLEON_RETURN_IF_ERROR(CollectPieces(app, from_ms, to_ms, offset_min, false, tx, &pieces, keep));
   auto day = std::make_shared<DayAgg>();
   std::vector<const Roaring*> parts;
   std::array<std::map<uint32_t, std::vector<const Roaring*>>, kDims> dims;
@@ -356,15 +389,9 @@ Result<DailyAnalytics> AnalyticsReader::Daily(int64_t app, const QueryRange& r, 
   // Installs, new users and session durations, by the bucket of their start.
   CountsWindows w;
   NUCLEON_RETURN_IF_ERROR(SplitCounts(app, from, to, r.utc_offset_min, db, &w));
-  std::map<int64_t, std::pair<int64_t, int64_t>> sessions;  // day -> (count, seconds)
   for (const auto& row : w.rows) {
-    const int64_t d = local_day(row.bucket * kBucketMs);
     out.installs += row.installs;
-    if (row.new_users) out.new_users[d] += row.new_users;
-    if (row.sessions) {
-      sessions[d].first += row.sessions;
-      sessions[d].second += row.seconds;
-    }
+    if (row.new_users) out.new_users[local_day(row.bucket * kBucketMs)] += row.new_users;
   }
   for (const auto& [lo, hi] : w.parts) {
     auto n = InstallsIn(app, lo, hi, db);
@@ -380,27 +407,26 @@ Result<DailyAnalytics> AnalyticsReader::Daily(int64_t app, const QueryRange& r, 
       while ((*q)->Step(&st)) ++out.new_users[local_day((*q)->Int(0))];
       NUCLEON_RETURN_IF_ERROR(st);
     }
-    auto q = db.Cached(
-        "SELECT start_ms, end_ms FROM sessions WHERE app = ? AND start_ms BETWEEN ? AND ?");
-    if (!q.ok()) return q.status();
-    (*q)->Bind(1, app);
-    (*q)->Bind(2, lo);
-    (*q)->Bind(3, hi);
-    Status st;
-    while ((*q)->Step(&st)) {
-      auto& s = sessions[local_day((*q)->Int(0))];
-      ++s.first;
-      s.second += ((*q)->Int(1) - (*q)->Int(0)) / 1000;
-    }
-    NUCLEON_RETURN_IF_ERROR(st);
   }
   for (auto it = out.new_users.begin(); it != out.new_users.end();) {
     it = it->second == 0 ? out.new_users.erase(it) : std::next(it);
   }
-  for (const auto& [d, s] : sessions) {
-    if (s.first > 0)
-      out.avg_session_duration[d] = static_cast<double>(s.second) / static_cast<double>(s.first);
-  }
+  SessionDays sessions;
+  NUCLEON_RETURN_IF_ERROR(AddSessionDays(app, w, r.utc_offset_min, db, &sessions));
+  for (const auto& [d, s] : sessions) out.avg_session_duration[d] = MeanSessionSeconds(s);
+  return out;
+}
+
+Result<SessionDays> AnalyticsReader::Sessions(int64_t app, const QueryRange& r, const ReadTx& tx) {
+  SessionDays out;
+  int64_t first_b = 0, last_b = 0;
+  if (r.from_ms > r.to_ms || !rollups_->Span(app, &first_b, &last_b)) return out;
+  // Nothing exists outside the buckets' span (as Daily clamps).
+  const int64_t from = std::max(r.from_ms, first_b * kBucketMs);
+  const int64_t to = std::min(r.to_ms, (last_b + 1) * kBucketMs - 1);
+  CountsWindows w;
+  NUCLEON_RETURN_IF_ERROR(SplitCounts(app, from, to, r.utc_offset_min, tx.db, &w));
+  NUCLEON_RETURN_IF_ERROR(AddSessionDays(app, w, r.utc_offset_min, tx.db, &out));
   return out;
 }
 

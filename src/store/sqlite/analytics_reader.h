@@ -39,6 +39,8 @@ class AnalyticsReader {
   // rollups count errors (the other buckets are not read).
   Result<std::vector<ErrorGroup>> ErrorGroups(int64_t app, std::string_view app_id,
                                               const QueryRange& range, const ReadTx& tx);
+  // From the buckets' session counts, and the sessions table at the range's cut edges.
+  Result<SessionDays> Sessions(int64_t app, const QueryRange& range, const ReadTx& tx);
   Result<std::vector<EventPropKeys>> EventProps(int64_t app, const QueryRange& range,
                                                 const ReadTx& tx);
   Result<std::vector<ValueCount>> EventAttribute(int64_t app, const QueryRange& range,

@@ -653,6 +653,12 @@ class SqliteEventStore final : public EventStore {
     });
   }
 
+  Result<SessionDays> Sessions(std::string_view app_id, const QueryRange& range) override {
+    return Read<SessionDays>(app_id, true, [&](int64_t app, const ReadTx& tx) {
+      return analytics_->Sessions(app, range, tx);
+    });
+  }
+
   Result<std::vector<EventPropKeys>> EventProps(std::string_view app_id,
                                                 const QueryRange& range) override {
     return Read<std::vector<EventPropKeys>>(app_id, true, [&](int64_t app, const ReadTx& tx) {

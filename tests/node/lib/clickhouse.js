@@ -18,6 +18,7 @@ const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
+const { testPortRange } = require('./ports');
 
 const script = path.resolve(__dirname, '..', '..', 'clickhouse', 'server.sh');
 const clusterScript = path.resolve(__dirname, '..', '..', 'clickhouse', 'cluster.sh');
@@ -39,9 +40,16 @@ function portFree(port) {
 // and uses the next two for its native and interserver ports). Ports are drawn
 // at random below the usual ephemeral range, where outgoing connections do not
 // take them; the number of tries is bounded.
+// NUCLEON_TEST_PORTS=LO-HI (lib/ports.js) narrows the draw to that block.
+function drawPort(span) {
+  const range = testPortRange();
+  const lo = range ? range.lo : 20000, hi = range ? range.hi - span : 31999;
+  return lo + Math.floor(Math.random() * (hi - lo + 1));
+}
+
 async function freePortTriple() {
   for (let i = 0; i < 200; i++) {
-    const p = 20000 + Math.floor(Math.random() * 12000);
+    const p = drawPort(2);
     if (await portFree(p) && await portFree(p + 1) && await portFree(p + 2)) return p;
   }
   throw new Error('no three consecutive free loopback ports found');
@@ -53,7 +61,7 @@ async function freePortTriple() {
 // Drawn at random below the ephemeral range; the number of tries is bounded.
 async function freePortBlock() {
   for (let i = 0; i < 100; i++) {
-    const base = 20000 + Math.floor(Math.random() * 12000);
+    const base = drawPort(42);
     let free = true;
     for (let p = base; p <= base + 42 && free; p++) free = await portFree(p);
     if (free) return base;

@@ -590,6 +590,33 @@ function quickGlance(app, nowMs) {
 }
 
 // §5.2
+// §5.2.9 and §5.8: the sessions whose start is in range, by the local day of
+// their start: how many, and the mean of their durations.
+function sessionDays(v, r) {
+  const durations = new Map(); // day -> [sum, n]
+  for (const s of v.sessions.values()) {
+    if (!inRange(s.start, r)) continue;
+    const day = localDay(s.start, r.utcOffset);
+    const acc = durations.get(day) || [0, 0];
+    acc[0] += s.duration;
+    acc[1] += 1;
+    durations.set(day, acc);
+  }
+  const count = {}, avg = {};
+  for (const day of [...durations.keys()].sort()) {
+    const [sum, n] = durations.get(day);
+    count[day] = n;
+    avg[day] = sum / n;
+  }
+  return { count, avg };
+}
+
+// §5.8 (a Nucleon extension)
+function sessionsPerDay(app, r) {
+  const { count, avg } = sessionDays(derive(app), r);
+  return { data: { sessions: count, avgSessionDuration: avg } };
+}
+
 function daily(app, r) {
   const v = derive(app);
   const off = r.utcOffset;
@@ -635,18 +662,7 @@ function daily(app, r) {
     add('ram', ram === null ? null : String(ram), e.userKey);
   }
   const breakdown = (dim) => sortValueCounts([...dims[dim]].map(([value, s]) => ({ value, count: s.size })));
-  // 5.2.9: sessions by the local day of their start, start in range.
-  const durations = new Map(); // day -> [sum, n]
-  for (const s of v.sessions.values()) {
-    if (!inRange(s.start, r)) continue;
-    const day = localDay(s.start, off);
-    const acc = durations.get(day) || [0, 0];
-    acc[0] += s.duration;
-    acc[1] += 1;
-    durations.set(day, acc);
-  }
-  const avg = {};
-  for (const day of [...durations.keys()].sort()) avg[day] = durations.get(day)[0] / durations.get(day)[1];
+  const { avg } = sessionDays(v, r); // 5.2.9
   const hoursOut = {};
   for (const day of [...hours.keys()].sort()) hoursOut[day] = hours.get(day);
   return {
@@ -929,6 +945,7 @@ function route(app, seg, params, nowMs) {
   if (n === 2 && seg[0] === 'analytics' && seg[1] === 'events') return ranged((r) => countsByName(app, r, 'event'));
   if (n === 2 && seg[0] === 'analytics' && seg[1] === 'errors') return ranged((r) => countsByName(app, r, 'error'));
   if (n === 3 && seg[0] === 'analytics' && seg[1] === 'errors' && seg[2] === 'groups') return ranged((r) => errorGroups(app, r));
+  if (n === 2 && seg[0] === 'analytics' && seg[1] === 'sessions') return ranged((r) => sessionsPerDay(app, r));
   if (n === 2 && seg[0] === 'analytics' && seg[1] === 'eventsprops') return ranged((r) => eventsProps(app, r));
   if (n === 4 && seg[0] === 'analytics' && seg[1] === 'events') return ranged((r) => eventAttribute(app, r, seg[2], seg[3]));
   if (n === 1 && seg[0] === 'users') {

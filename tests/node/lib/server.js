@@ -25,6 +25,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const http = require('node:http');
+const { testPortRange } = require('./ports');
 
 const repoRoot = path.resolve(__dirname, '..', '..', '..');
 
@@ -92,16 +93,26 @@ function tempDir(prefix) {
   return fs.mkdtempSync(path.join(os.tmpdir(), `nucleon-${prefix}-`));
 }
 
-function freePort() {
+function bindFree(port) {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
+    srv.on('error', (e) => (port === 0 ? reject(e) : resolve(0)));
+    srv.listen(port, '127.0.0.1', () => {
+      const bound = srv.address().port;
+      srv.close(() => resolve(bound));
     });
   });
+}
+
+async function freePort() {
+  const range = testPortRange();
+  if (!range) return bindFree(0);
+  for (let i = 0; i < 200; i++) {
+    const port = await bindFree(range.lo + Math.floor(Math.random() * (range.hi - range.lo + 1)));
+    if (port) return port;
+  }
+  throw new Error(`no free port in NUCLEON_TEST_PORTS ${process.env.NUCLEON_TEST_PORTS}`);
 }
 
 // Runs a CLI subcommand against `dataDir` and returns its stdout; throws (with
@@ -176,7 +187,9 @@ function logTail(t, server, chars = 4000) {
 }
 
 class Server {
-  constructor({ dataDir, port, env = {}, args = [] } = {}) {
+  // `bin`: another build of nucleon than NUCLEON_BIN's (a benchmark comparing two).
+  constructor({ dataDir, port, env = {}, args = [], bin = binary } = {}) {
+    this.bin = bin;
     this.dataDir = dataDir || tempDir('data');
     this.port = port;
     this.env = env;
@@ -194,7 +207,7 @@ class Server {
     if (!this.port) this.port = await freePort();
     // A test that chooses its own store (in `args`) keeps it.
     const store = this.args.some((a) => a === '--store' || a.startsWith('--store=')) ? [] : storeArgs(this.dataDir);
-    this.proc = spawn(binary, ['serve', '--data', this.dataDir, '--listen', `127.0.0.1:${this.port}`, ...this.args, ...store], {
+    this.proc = spawn(this.bin, ['serve', '--data', this.dataDir, '--listen', `127.0.0.1:${this.port}`, ...this.args, ...store], {
       env: { ...process.env, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

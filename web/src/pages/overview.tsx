@@ -1,15 +1,12 @@
-import { useState } from 'preact/hooks';
-import { apiGet, type DailyAnalytics } from '../api';
+import { useEffect, useState } from 'preact/hooks';
+import { apiGet, type DailyAnalytics, type SessionsPerDay } from '../api';
+import { questions } from './overview_questions';
 import { Bars, Card, Panel, SdkSnippet, TimeSeries, formatNumber } from '../components';
-import { daysOf, previousRange, type Range } from '../time';
+import { daysOf, type Range } from '../time';
 import { useApi } from '../use_api';
 
 function sum(m: Record<string, number>): number {
   return Object.values(m).reduce((a, b) => a + b, 0);
-}
-
-function params(r: Range) {
-  return { start: r.start, end: r.end, utcOffset: r.utcOffset };
 }
 
 const WEEKDAYS = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'];
@@ -29,20 +26,28 @@ export function byWeekday(hours: Record<string, number[]>): Record<string, numbe
 export function Overview(props: { app: string; range: Range }) {
   const { app, range } = props;
   const [byWeek, setByWeek] = useState(false);
-  const prev = previousRange(range);
+  const q = questions(range);
   const key = `${app}|${range.start}|${range.end}|${range.utcOffset}`;
-  const res = useApi(key, () =>
-    Promise.all([
-      apiGet<DailyAnalytics>(app, 'analytics', params(range)),
-      apiGet<DailyAnalytics>(app, 'analytics', params(prev)),
-    ]),
-  );
-  if (res.error) return <p class="error" role="alert">{res.error}</p>;
-  if (!res.data) return <p class="muted" aria-busy="true">Loading…</p>;
-  const [cur, before] = res.data;
+  const curRes = useApi(key, () => apiGet<DailyAnalytics>(app, ...q.current));
+  const beforeRes = useApi(key, () => apiGet<DailyAnalytics>(app, ...q.previous));
+  const sessionsRes = useApi(key, () => apiGet<SessionsPerDay>(app, ...q.sessions));
+  // The cards are painted first, the charts, heatmap and breakdowns just
+  // after (an effect runs once the cards are on screen): drawing them all
+  // would hold the cards back.
+  const [painted, setPainted] = useState('');
+  useEffect(() => {
+    if (curRes.data) setPainted(key);
+  }, [curRes.data, key]);
+  if (curRes.error) return <p class="error" role="alert">{curRes.error}</p>;
+  if (!curRes.data) return <p class="muted" aria-busy="true">Loading…</p>;
+  const cur = curRes.data;
+  const before = beforeRes.data;
   const days = daysOf(range);
   const empty = cur.totalNumbers.users === 0 && cur.totalNumbers.installs === 0 && sum(cur.usage) === 0;
-  if (empty && before.totalNumbers.users === 0) {
+  // Nothing in range: the previous range tells an app without data (teach)
+  // from a quiet period (show the zeros).
+  if (empty && !before && !beforeRes.error) return <p class="muted" aria-busy="true">Loading…</p>;
+  if (empty && before && before.totalNumbers.users === 0) {
     return (
       <section class="panel empty" data-testid="empty-state">
         <h2>No data in this range yet</h2>
@@ -57,6 +62,9 @@ export function Overview(props: { app: string; range: Range }) {
     { label: 'New users', values: days.map((d) => cur.newUsers[d] ?? 0) },
     { label: 'App starts', values: days.map((d) => cur.usage[d] ?? 0) },
   ];
+  const perDay = sessionsRes.data;
+  const sessionCounts = days.map((d) => perDay?.sessions[d] ?? 0);
+  const pending = !before && !beforeRes.error;
   const durations = days.map((d) => cur.avgSessionDuration[d] ?? 0);
   const sessionDays = Object.keys(cur.avgSessionDuration).length;
   const meanDuration = sessionDays ? Object.values(cur.avgSessionDuration).reduce((a, b) => a + b, 0) / sessionDays : 0;
@@ -65,14 +73,22 @@ export function Overview(props: { app: string; range: Range }) {
   return (
     <div class="page">
       <div class="cards">
-        <Card id="users" label="Users" value={cur.totalNumbers.users} previous={before.totalNumbers.users} />
-        <Card id="new-users" label="New users" value={sum(cur.newUsers)} previous={sum(before.newUsers)} />
-        <Card id="installs" label="Installs" value={cur.totalNumbers.installs} previous={before.totalNumbers.installs} />
-        <Card id="app-starts" label="App starts" value={sum(cur.usage)} previous={sum(before.usage)} />
+        <Card id="users" label="Users" value={cur.totalNumbers.users} previous={before?.totalNumbers.users} pending={pending} />
+        <Card id="new-users" label="New users" value={sum(cur.newUsers)} previous={before && sum(before.newUsers)} pending={pending} />
+        <Card id="installs" label="Installs" value={cur.totalNumbers.installs} previous={before?.totalNumbers.installs} pending={pending} />
+        <Card id="app-starts" label="App starts" value={sum(cur.usage)} previous={before && sum(before.usage)} pending={pending} />
       </div>
+      {beforeRes.error && <p class="error" role="alert">The previous range: {beforeRes.error}</p>}
+      {painted !== key ? <p class="muted" aria-busy="true">Loading the charts…</p> : <>
       <Panel id="daily" title="Users, new users and app starts per day"
         table={{ columns: ['day', ...series.map((s) => s.label)], rows: days.map((d, i) => [d, ...series.map((s) => s.values[i])]) }}>
         <TimeSeries days={days} series={series} />
+      </Panel>
+      <Panel id="sessions" title={perDay ? `Sessions per day (${formatNumber(sum(perDay.sessions))} in the range)` : 'Sessions per day'}
+        table={{ columns: ['day', 'sessions'], rows: perDay ? days.map((d, i) => [d, sessionCounts[i]]) : [] }}>
+        {sessionsRes.error ? <p class="error" role="alert">{sessionsRes.error}</p>
+          : perDay ? <TimeSeries days={days} series={[{ label: 'Sessions', values: sessionCounts }]} />
+          : <p class="muted" aria-busy="true">Loading…</p>}
       </Panel>
       <Panel id="duration" title={`Average session duration (mean of days: ${formatNumber(Math.round(meanDuration))} s)`}
         table={{ columns: ['day', 'seconds'], rows: days.map((d, i) => [d, durations[i]]) }}>
@@ -93,6 +109,7 @@ export function Overview(props: { app: string; range: Range }) {
           </Panel>
         ))}
       </div>
+      </>}
     </div>
   );
 }

@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <random>
 #include <vector>
 
@@ -45,10 +46,22 @@ bool PortFree(int port) {
 
 // A port P with P, P+1 and P+2 free: the server takes all three (HTTP,
 // native TCP, interserver HTTP). Random, so that test binaries running side by
-// side rarely reach for the same one; 0 when none was found.
+// side rarely reach for the same one; within NUCLEON_TEST_PORTS=LO-HI when set
+// (as the end-to-end suites' harness, tests/node/lib/ports.js); 0 when none
+// was found.
 uint16_t PickPorts() {
+  int lo = 20000, hi = 39997;
+  if (const char* env = getenv("NUCLEON_TEST_PORTS"); env && *env) {
+    int a = 0, b = 0;
+    char tail = 0;
+    if (sscanf(env, "%d-%d%c", &a, &b, &tail) != 2 || a < 1024 || b > 65535 || b - a < 64) {
+      return 0;
+    }
+    lo = a;
+    hi = b - 2;
+  }
   std::mt19937 rng(std::random_device{}());
-  std::uniform_int_distribution<int> dist(20000, 39997);
+  std::uniform_int_distribution<int> dist(lo, hi);
   for (int attempt = 0; attempt < 200; ++attempt) {
     const int p = dist(rng);
     if (PortFree(p) && PortFree(p + 1) && PortFree(p + 2)) return static_cast<uint16_t>(p);
@@ -146,7 +159,9 @@ bool ClickHouseServer::Start(std::string* error) {
     if (!restart) {
       port_ = PickPorts();
       if (port_ == 0) {
-        *error = "no three free consecutive loopback ports";
+        *error =
+            "no three free consecutive loopback ports (within NUCLEON_TEST_PORTS when set: "
+            "LO-HI, 1024..65535, at least 65 ports)";
         return false;
       }
     }

@@ -1,14 +1,15 @@
+// The dashboard itself: sign-in, the shell (navigation, controls) and the
+// pages. Loaded by main.ts, which has already asked the first questions.
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, getSession, signIn, signOut, type SessionInfo } from './api';
 import { PRESETS, ZONES, browserZone, formatOffset, isDay, zoneOffset } from './time';
-import { NO_PICKS, rangeOf, urlOf, useViewState, zoneOf, type Page, type ViewState } from './state';
+import { NO_PICKS, rangeOf, readState, rememberApp, urlOf, zoneOf, type Page, type ViewState } from './state';
 import { Overview } from './pages/overview';
 import { Live } from './pages/live';
 import { Events } from './pages/events';
 import { Settings } from './pages/settings';
 import { Users } from './pages/users';
-import './style.css';
 
 function SignIn(props: { onDone: (s: SessionInfo) => void }) {
   const [error, setError] = useState('');
@@ -118,10 +119,29 @@ function Controls(props: { state: ViewState; update: (c: Partial<ViewState>) => 
   );
 }
 
+// The state, and a setter that pushes a history entry.
+function useViewState(): [ViewState, (change: Partial<ViewState>) => void] {
+  const [state, setState] = useState(readState);
+  useEffect(() => {
+    const onPop = () => setState(readState());
+    addEventListener('popstate', onPop);
+    return () => removeEventListener('popstate', onPop);
+  }, []);
+  const update = (change: Partial<ViewState>) => {
+    const next = { ...state, ...change };
+    history.pushState(null, '', urlOf(next));
+    setState(next);
+  };
+  return [state, update];
+}
+
 function Shell(props: { session: SessionInfo; onSignOut: () => void; onSessionChanged: () => void }) {
   const { session } = props;
   const [state, update] = useViewState();
   const app = session.apps.find((a) => a.appId === state.app) ?? session.apps[0];
+  useEffect(() => {
+    if (app) rememberApp(app.appId);
+  }, [app?.appId]);
   const go = (e: MouseEvent, change: Partial<ViewState>) => {
     if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey) return;
     e.preventDefault();
@@ -193,11 +213,11 @@ function Shell(props: { session: SessionInfo; onSignOut: () => void; onSessionCh
   );
 }
 
-function App() {
+function App(props: { firstSession: Promise<SessionInfo> }) {
   const [session, setSession] = useState<SessionInfo | null | undefined>(undefined);
   const [error, setError] = useState('');
   useEffect(() => {
-    getSession()
+    props.firstSession
       .then(setSession)
       .catch((e) => {
         if (e instanceof ApiError && e.status === 401) setSession(null);
@@ -213,4 +233,7 @@ function App() {
   );
 }
 
-render(<App />, document.getElementById('root') as HTMLElement);
+// Draws the dashboard; `firstSession` is the /api/session call main.ts made.
+export function start(firstSession: Promise<SessionInfo>) {
+  render(<App firstSession={firstSession} />, document.getElementById('root') as HTMLElement);
+}
