@@ -596,7 +596,7 @@ TEST(BackendsAgreeTest, QuickGlanceAndDailyAtAnyRangeAndOffset) {
   append(pending);
 
   std::vector<std::pair<QueryRange, std::string>> ranges;
-  for (int r = 0; r < 24; ++r) {
+  for (int r = 0; r < 16; ++r) {
     const int64_t from = start - 3600000 + next(3 * kDayMs);
     const int64_t length = r % 4 == 0 ? 60000 + next(1800000) : next(2 * kDayMs);
     static constexpr int kOffsets[] = {0, 330, -300, 345, 7, -720, 60};

@@ -72,6 +72,29 @@ void SortCounts(std::vector<ValueCount>* v) {
   });
 }
 
+// (dimension, value, distinct users) of `source`, app starts with the user
+// column `user` and the five breakdown values.
+std::string BreakdownsOf(const std::string& source, const char* user) {
+  return std::string("SELECT dim, val, uniqExact(") + user + ") FROM " + source +
+         " ARRAY JOIN ['p', 'l', 'v', 'c', 'r'] AS dim, [platform_n, language, version, country,"
+         " ram_n] AS val WHERE val != '' GROUP BY dim, val";
+}
+
+void AddBreakdowns(const std::vector<std::vector<std::string>>& rows, DailyAnalytics* out) {
+  for (const auto& r : rows) {
+    if (r.size() < 3) continue;
+    std::vector<ValueCount>* to = r[0] == "p"   ? &out->platforms
+                                  : r[0] == "l" ? &out->languages
+                                  : r[0] == "v" ? &out->versions
+                                  : r[0] == "c" ? &out->countries
+                                                : &out->ram;
+    to->push_back({r[1], Int(r[2])});
+  }
+  for (auto* v : {&out->platforms, &out->languages, &out->versions, &out->countries, &out->ram}) {
+    SortCounts(v);
+  }
+}
+
 // The context columns a session row carries, in this order, for the init
 // context (i_) and the latest carrying event (c_).
 constexpr const char* kContextColumns[] = {"platform",       "os_version", "locale", "version",
@@ -577,21 +600,9 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
                     Live(app, where + " AND type = 1",
                          "platform_n, language, version, country, ram_n", "event_times"));
   }
-  auto breakdowns = Query("SELECT dim, val, uniqExact(user_h) FROM (" + UnionAll(parts) +
-                          ") ARRAY JOIN ['p', 'l', 'v', 'c', 'r'] AS dim, [platform_n, language,"
-                          " version, country, ram_n] AS val WHERE val != '' GROUP BY dim, val");
+  auto breakdowns = Query(BreakdownsOf("(" + UnionAll(parts) + ")", "user_h"));
   if (!breakdowns.ok()) return breakdowns.status();
-  for (const auto& r : *breakdowns) {
-    std::vector<ValueCount>* to = r[0] == "p"   ? &out.platforms
-                                  : r[0] == "l" ? &out.languages
-                                  : r[0] == "v" ? &out.versions
-                                  : r[0] == "c" ? &out.countries
-                                                : &out.ram;
-    to->push_back({r[1], Int(r[2])});
-  }
-  for (auto* v : {&out.platforms, &out.languages, &out.versions, &out.countries, &out.ram}) {
-    SortCounts(v);
-  }
+  AddBreakdowns(*breakdowns, &out);
 
   NUCLEON_RETURN_IF_ERROR(AddSessions(*plan, range, &out));
   return out;
@@ -661,24 +672,12 @@ Result<DailyAnalytics> ClickHouseReader::DailyFromRows(std::string_view app,
   if (!fresh.ok()) return fresh.status();
   for (const auto& r : *fresh) out.new_users[Int(r[0])] = Int(r[1]);
 
-  auto breakdowns = Query("SELECT dim, val, uniqExact(user_key) FROM " +
-                          Live(app, in_range + " AND type = 1",
-                               "user_key, platform_n, language, version, country, ram_n") +
-                          " ARRAY JOIN ['p', 'l', 'v', 'c', 'r'] AS dim, [platform_n, language, "
-                          "version, country, ram_n]"
-                          " AS val WHERE val != '' GROUP BY dim, val");
+  auto breakdowns =
+      Query(BreakdownsOf(Live(app, in_range + " AND type = 1",
+                              "user_key, platform_n, language, version, country, ram_n"),
+                         "user_key"));
   if (!breakdowns.ok()) return breakdowns.status();
-  for (const auto& r : *breakdowns) {
-    std::vector<ValueCount>* to = r[0] == "p"   ? &out.platforms
-                                  : r[0] == "l" ? &out.languages
-                                  : r[0] == "v" ? &out.versions
-                                  : r[0] == "c" ? &out.countries
-                                                : &out.ram;
-    to->push_back({r[1], Int(r[2])});
-  }
-  for (auto* v : {&out.platforms, &out.languages, &out.versions, &out.countries, &out.ram}) {
-    SortCounts(v);
-  }
+  AddBreakdowns(*breakdowns, &out);
   // Sessions do not depend on buckets: from the session rollup.
   auto plan = PlanRollups(app, range.from_ms, range.to_ms);
   if (!plan.ok()) return plan.status();
