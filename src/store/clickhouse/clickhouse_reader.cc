@@ -332,6 +332,8 @@ Result<std::vector<ClickHouseReader::SessionRow>> ClickHouseReader::LoadSessions
 namespace {
 
 constexpr int64_t kBucketMs = 900000;
+// Ranges up to this long merge only the sessions that can start in them.
+constexpr int64_t kShortRangeMs = 2 * 86400000;
 // Up to this many excluded users and sessions are listed in the statements.
 constexpr size_t kListedExclusions = 20000;
 
@@ -451,15 +453,34 @@ Result<ClickHouseReader::RollupPlan> ClickHouseReader::PlanRollups(std::string_v
   return plan;
 }
 
-std::string ClickHouseReader::RollupSessions(const RollupPlan& plan) const {
+std::string ClickHouseReader::RollupSessions(const RollupPlan& plan, Starting starting,
+                                             int64_t from_ms, int64_t to_ms) const {
   // start_key decoded (schema: session_parts); a session only heartbeats
   // reached (no event) is none.
-  std::string rolled =
-      "SELECT sess_h, dev_h, minMerge(start_key) AS k,"
-      " toInt64(k % 4611686018427387904) - 2305843009213693952 AS sstart,"
-      " maxMerge(last) AS send FROM " +
-      tables_("session_parts") + " WHERE app = " + plan.app;
+  const auto decoded = [](const std::string& key) {
+    return "(toInt64(" + key + " % 4611686018427387904) - 2305843009213693952)";
+  };
+  std::string rolled = "SELECT sess_h, dev_h, minMerge(start_key) AS k, " + decoded("k") +
+                       " AS sstart, maxMerge(last) AS send FROM " + tables_("session_parts") +
+                       " WHERE app = " + plan.app;
   if (!plan.sessions_out.empty()) rolled += " AND sess_h NOT IN (" + plan.sessions_out + ")";
+  // A session starts in range only if one of its parts has its start key
+  // there (the smallest key is one part's): for a short range (the quick
+  // glance's day) merging only those sessions, or only those devices'
+  // sessions, reads every part once but merges few (941 -> 728 ms at 10M
+  // events); over weeks most devices have one, and the filter costs more
+  // than it saves. Not by device when sessions are rebuilt from the rows: a
+  // device's session among those could be the one in range.
+  const bool short_range = to_ms - from_ms <= kShortRangeMs;
+  if (short_range &&
+      (starting == Starting::kSessionsInRange ||
+       (starting == Starting::kDevicesWithOneInRange && plan.sessions_out.empty()))) {
+    const char* key = starting == Starting::kSessionsInRange ? "sess_h" : "dev_h";
+    rolled += std::string(" AND ") + key + " IN (SELECT " + key + " FROM " +
+              tables_("session_parts") + " WHERE app = " + plan.app + " AND " +
+              decoded("finalizeAggregation(start_key)") + " BETWEEN " + std::to_string(from_ms) +
+              " AND " + std::to_string(to_ms) + ")";
+  }
   rolled += " GROUP BY sess_h, dev_h HAVING k < 18446744073709551615";
   if (plan.cut_ms > 0) rolled += " AND minMerge(first) >= " + std::to_string(plan.cut_ms);
   std::string out = "SELECT dev_h, sstart, send FROM (" + rolled + ")";
@@ -472,10 +493,10 @@ std::string ClickHouseReader::RollupSessions(const RollupPlan& plan) const {
 
 Result<int64_t> ClickHouseReader::RollupInstalls(const RollupPlan& plan, int64_t from_ms,
                                                  int64_t to_ms) {
-  auto rows =
-      Query("SELECT count() FROM (SELECT dev_h, min(sstart) AS t FROM (" + RollupSessions(plan) +
-            ") GROUP BY dev_h) WHERE t >= " + std::to_string(from_ms) +
-            " AND t <= " + std::to_string(to_ms));
+  auto rows = Query("SELECT count() FROM (SELECT dev_h, min(sstart) AS t FROM (" +
+                    RollupSessions(plan, Starting::kDevicesWithOneInRange, from_ms, to_ms) +
+                    ") GROUP BY dev_h) WHERE t >= " + std::to_string(from_ms) +
+                    " AND t <= " + std::to_string(to_ms));
   if (!rows.ok()) return rows.status();
   return rows->empty() ? 0 : Int((*rows)[0][0]);
 }
@@ -623,7 +644,8 @@ Result<SessionDays> ClickHouseReader::SessionDaysOf(const RollupPlan& plan,
                                                     const QueryRange& range) {
   auto rows = Query("SELECT " + Day("sstart", range.utc_offset_min) +
                     " AS d, count(), sum(intDiv(send - sstart, 1000)) FROM (" +
-                    RollupSessions(plan) + ") WHERE sstart >= " + std::to_string(range.from_ms) +
+                    RollupSessions(plan, Starting::kSessionsInRange, range.from_ms, range.to_ms) +
+                    ") WHERE sstart >= " + std::to_string(range.from_ms) +
                     " AND sstart <= " + std::to_string(range.to_ms) + " GROUP BY d");
   if (!rows.ok()) return rows.status();
   SessionDays out;

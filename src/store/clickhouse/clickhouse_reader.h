@@ -114,7 +114,11 @@ class ClickHouseReader {
   struct RollupPlan;
   Result<RollupPlan> PlanRollups(std::string_view app, int64_t from_ms, int64_t to_ms);
   // Every session of the plan's app as (dev_h: its device's hash, sstart, send).
-  std::string RollupSessions(const RollupPlan& plan) const;
+  // Only those that can matter for [from_ms, to_ms]: the sessions starting
+  // in it (and others), or every session of the devices that have one there.
+  enum class Starting { kSessionsInRange, kDevicesWithOneInRange };
+  std::string RollupSessions(const RollupPlan& plan, Starting starting, int64_t from_ms,
+                             int64_t to_ms) const;
   Result<int64_t> RollupInstalls(const RollupPlan& plan, int64_t from_ms, int64_t to_ms);
   // Sessions starting in range by local day; with the installs, into `out`.
   Result<SessionDays> SessionDaysOf(const RollupPlan& plan, const QueryRange& range);
