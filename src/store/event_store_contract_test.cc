@@ -603,6 +603,7 @@ TEST(BackendsAgreeTest, QuickGlanceAndDailyAtAnyRangeAndOffset) {
     ranges.push_back({{from, from + length, kOffsets[r % std::size(kOffsets)]}, ""});
   }
   ranges.push_back({{start, start + 3 * kDayMs - 1, 0}, "whole days"});
+  ranges.push_back({{start, start + 3 * kDayMs - 1, 7}, "whole days, an offset off the buckets"});
   const auto compare = [&](const std::string& when) {
     for (const auto& [range, note] : ranges) {
       const std::string what = when + " range [" + std::to_string(range.from_ms - start) + ", " +

@@ -72,14 +72,7 @@ void SortCounts(std::vector<ValueCount>* v) {
   });
 }
 
-// (dimension, value, distinct users) of `source`, app starts with the user
-// column `user` and the five breakdown values.
-std::string BreakdownsOf(const std::string& source, const char* user) {
-  return std::string("SELECT dim, val, uniqExact(") + user + ") FROM " + source +
-         " ARRAY JOIN ['p', 'l', 'v', 'c', 'r'] AS dim, [platform_n, language, version, country,"
-         " ram_n] AS val WHERE val != '' GROUP BY dim, val";
-}
-
+// The rows (dimension, value, distinct users) of the breakdowns, sorted.
 void AddBreakdowns(const std::vector<std::vector<std::string>>& rows, DailyAnalytics* out) {
   for (const auto& r : rows) {
     if (r.size() < 3) continue;
@@ -531,11 +524,12 @@ Result<QuickGlanceCounts> ClickHouseReader::QuickGlance(std::string_view app, in
 
 Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const QueryRange& range) {
   const int off = range.utc_offset_min;
-  // Local days and hours follow bucket edges only for offsets in whole
-  // quarter hours (every time zone in use).
-  if (off % 15 != 0) return DailyFromRows(app, range);
   auto plan = PlanRollups(app, range.from_ms, range.to_ms);
   if (!plan.ok()) return plan.status();
+  // Local days and hours follow bucket edges only for offsets in whole
+  // quarter hours (every time zone in use); for any other, no bucket is
+  // whole inside a local hour and the range is read from event_times.
+  if (off % 15 != 0) plan->b_hi = plan->b_lo - 1;
   const bool inside = plan->b_lo <= plan->b_hi;
   const std::vector<std::string> raw = plan->RawWheres();
   DailyAnalytics out;
@@ -621,23 +615,19 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
                     Live(app, where + " AND type = 1",
                          "platform_n, language, version, country, ram_n", "event_times"));
   }
-  auto breakdowns = Query(BreakdownsOf("(" + UnionAll(parts) + ")", "user_h"));
+  auto breakdowns = Query("SELECT dim, val, uniqExact(user_h) FROM (" + UnionAll(parts) +
+                          ") ARRAY JOIN ['p', 'l', 'v', 'c', 'r'] AS dim, [platform_n, language,"
+                          " version, country, ram_n] AS val WHERE val != '' GROUP BY dim, val");
   if (!breakdowns.ok()) return breakdowns.status();
   AddBreakdowns(*breakdowns, &out);
 
-  NUCLEON_RETURN_IF_ERROR(AddSessions(*plan, range, &out));
-  return out;
-}
-
-Status ClickHouseReader::AddSessions(const RollupPlan& plan, const QueryRange& range,
-                                     DailyAnalytics* out) {
-  auto installs = RollupInstalls(plan, range.from_ms, range.to_ms);
+  auto installs = RollupInstalls(*plan, range.from_ms, range.to_ms);
   if (!installs.ok()) return installs.status();
-  out->installs = *installs;
-  auto days = SessionDaysOf(plan, range);
-  if (!days.ok()) return days.status();
-  for (const auto& [d, s] : *days) out->avg_session_duration[d] = MeanSessionSeconds(s);
-  return Status::Ok();
+  out.installs = *installs;
+  auto sessions = SessionDaysOf(*plan, range);
+  if (!sessions.ok()) return sessions.status();
+  for (const auto& [d, s] : *sessions) out.avg_session_duration[d] = MeanSessionSeconds(s);
+  return out;
 }
 
 Result<SessionDays> ClickHouseReader::SessionDaysOf(const RollupPlan& plan,
@@ -660,51 +650,6 @@ Result<SessionDays> ClickHouseReader::SessionsByDay(std::string_view app, const 
   auto plan = PlanRollups(app, range.from_ms, range.to_ms);
   if (!plan.ok()) return plan.status();
   return SessionDaysOf(*plan, range);
-}
-
-Result<DailyAnalytics> ClickHouseReader::DailyFromRows(std::string_view app,
-                                                       const QueryRange& range) {
-  DailyAnalytics out;
-  const std::string in_range = Range(range.from_ms, range.to_ms);
-  const int off = range.utc_offset_min;
-  auto users = Query("SELECT uniqExact(user_key) FROM " + Live(app, in_range, "user_key"));
-  if (!users.ok()) return users.status();
-  if (!users->empty()) out.users = Int((*users)[0][0]);
-
-  auto starts =
-      Query("SELECT " + Day("time", off) + " AS d, " + Hour("time", off) + " AS h, count() FROM " +
-            Live(app, in_range + " AND type = 1", "time") + " GROUP BY d, h");
-  if (!starts.ok()) return starts.status();
-  for (const auto& r : *starts) {
-    const int64_t day = Int(r[0]), hour = Int(r[1]), n = Int(r[2]);
-    out.usage[day] += n;
-    auto [it, added] = out.hours.try_emplace(day);
-    if (added) it->second.fill(0);
-    if (hour >= 0 && hour < 24) it->second[static_cast<size_t>(hour)] += n;
-  }
-  auto active = Query("SELECT " + Day("time", off) + " AS d, uniqExact(user_key) FROM " +
-                      Live(app, in_range, "time, user_key") + " GROUP BY d");
-  if (!active.ok()) return active.status();
-  for (const auto& r : *active) out.active_users[Int(r[0])] = Int(r[1]);
-  auto fresh = Query("SELECT " + Day("c", off) +
-                     " AS d, count() FROM (SELECT user_key, min(time) AS c FROM " +
-                     Live(app, "", "user_key, time") +
-                     " GROUP BY user_key) WHERE c >= " + std::to_string(range.from_ms) +
-                     " AND c <= " + std::to_string(range.to_ms) + " GROUP BY d");
-  if (!fresh.ok()) return fresh.status();
-  for (const auto& r : *fresh) out.new_users[Int(r[0])] = Int(r[1]);
-
-  auto breakdowns =
-      Query(BreakdownsOf(Live(app, in_range + " AND type = 1",
-                              "user_key, platform_n, language, version, country, ram_n"),
-                         "user_key"));
-  if (!breakdowns.ok()) return breakdowns.status();
-  AddBreakdowns(*breakdowns, &out);
-  // Sessions do not depend on buckets: from the session rollup.
-  auto plan = PlanRollups(app, range.from_ms, range.to_ms);
-  if (!plan.ok()) return plan.status();
-  NUCLEON_RETURN_IF_ERROR(AddSessions(*plan, range, &out));
-  return out;
 }
 
 Result<DailyCounts> ClickHouseReader::EventCounts(std::string_view app, const QueryRange& range,

@@ -120,13 +120,8 @@ class ClickHouseReader {
   std::string RollupSessions(const RollupPlan& plan, Starting starting, int64_t from_ms,
                              int64_t to_ms) const;
   Result<int64_t> RollupInstalls(const RollupPlan& plan, int64_t from_ms, int64_t to_ms);
-  // Sessions starting in range by local day; with the installs, into `out`.
+  // Sessions starting in range by local day.
   Result<SessionDays> SessionDaysOf(const RollupPlan& plan, const QueryRange& range);
-  Status AddSessions(const RollupPlan& plan, const QueryRange& range, DailyAnalytics* out);
-  // The daily answer computed from the events (for offsets that are not
-  // whole quarter hours), but for its sessions.
-  Result<DailyAnalytics> DailyFromRows(std::string_view app, const QueryRange& range);
-
   ClickHouseClient* client_;
   ClickHouseTables tables_;
   mutable std::mutex duplicates_mu_;
