@@ -621,12 +621,40 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
   if (!breakdowns.ok()) return breakdowns.status();
   AddBreakdowns(*breakdowns, &out);
 
-  auto installs = RollupInstalls(*plan, range.from_ms, range.to_ms);
-  if (!installs.ok()) return installs.status();
-  out.installs = *installs;
-  auto sessions = SessionDaysOf(*plan, range);
+  auto sessions = SessionStats(*plan, range);
   if (!sessions.ok()) return sessions.status();
-  for (const auto& [d, s] : *sessions) out.avg_session_duration[d] = MeanSessionSeconds(s);
+  out.installs = sessions->installs;
+  for (const auto& [d, s] : sessions->days) out.avg_session_duration[d] = MeanSessionSeconds(s);
+  return out;
+}
+
+Result<ClickHouseReader::SessionStatsOf> ClickHouseReader::SessionStats(const RollupPlan& plan,
+                                                                       const QueryRange& range) {
+  // One merge of the sessions for both: per device its first session's
+  // start and the sessions it started in range, then one element per such
+  // session (day, 1, seconds, 0) and one for the device's first session
+  // (day, 0, 0, whether it is in range: an install).
+  const std::string from = std::to_string(range.from_ms), to = std::to_string(range.to_ms);
+  const int off = range.utc_offset_min;
+  const std::string per_device =
+      "SELECT dev_h, min(sstart) AS first, groupArrayIf((sstart, send), sstart >= " + from +
+      " AND sstart <= " + to + ") AS ins FROM (" +
+      RollupSessions(plan, Starting::kDevicesWithOneInRange, range.from_ms, range.to_ms) +
+      ") GROUP BY dev_h HAVING first <= " + to + " AND (first >= " + from + " OR notEmpty(ins))";
+  auto rows = Query(
+      "SELECT e.1 AS d, sum(e.2), sum(e.3), sum(e.4) FROM (" + per_device +
+      ") ARRAY JOIN arrayPushBack(arrayMap(s -> (" + Day("s.1", off) +
+      ", toUInt64(1), intDiv(s.2 - s.1, 1000), toUInt64(0)), ins), (" + Day("first", off) +
+      ", toUInt64(0), toInt64(0), toUInt64(first >= " + from + " AND first <= " + to +
+      "))) AS e GROUP BY d");
+  if (!rows.ok()) return rows.status();
+  SessionStatsOf out;
+  for (const auto& r : *rows) {
+    if (r.size() < 4) return Status::Internal("short session day row");
+    const int64_t n = Int(r[1]);
+    if (n > 0) out.days[Int(r[0])] = {n, Int(r[2])};
+    out.installs += Int(r[3]);
+  }
   return out;
 }
 

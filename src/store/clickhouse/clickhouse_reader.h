@@ -122,6 +122,13 @@ class ClickHouseReader {
   Result<int64_t> RollupInstalls(const RollupPlan& plan, int64_t from_ms, int64_t to_ms);
   // Sessions starting in range by local day.
   Result<SessionDays> SessionDaysOf(const RollupPlan& plan, const QueryRange& range);
+  // Both from one merge of the sessions: the devices whose first session
+  // starts in range, and the sessions starting in range by local day.
+  struct SessionStatsOf {
+    int64_t installs = 0;
+    SessionDays days;
+  };
+  Result<SessionStatsOf> SessionStats(const RollupPlan& plan, const QueryRange& range);
   ClickHouseClient* client_;
   ClickHouseTables tables_;
   mutable std::mutex duplicates_mu_;
