@@ -535,7 +535,7 @@ std::string Describe(const QuickGlanceCounts& g) {
          " starts " + std::to_string(g.app_starts) + " errors " + std::to_string(g.errors);
 }
 
-TEST(BackendsAgreeTest, QuickGlanceAndDailyAtAnyRangeAndOffset) {
+TEST(BackendsAgreeTest, QuickGlanceDailyAndUsersAtAnyRangeAndOffset) {
   const std::vector<Backend> backends = Backends();
   if (backends.size() < 2) GTEST_SKIP() << "only one backend here";
   std::vector<TempDir> dirs(backends.size());
@@ -624,9 +624,52 @@ TEST(BackendsAgreeTest, QuickGlanceAndDailyAtAnyRangeAndOffset) {
       }
     }
   };
+  // Users list pages (last seen, then creation): users last seen at the
+  // same moment, and one last seen long before the others.
+  pending.clear();
+  for (int u = 40; u < 46; ++u) {
+    pending.push_back(Make(EventType::kEvent, "TIED", std::to_string(++id),
+                           start + 2 * kDayMs + (u < 43 ? 777 : 888),
+                           "device-t" + std::to_string(u), "t" + std::to_string(u),
+                           "user-" + std::to_string(u)));
+  }
+  pending.push_back(Init(std::to_string(++id), start - 100 * kDayMs, "device-old", "old",
+                         "user-old"));
+  append(pending);
+  const auto describe_users = [](const UserList& list) {
+    std::string out = "total " + std::to_string(list.total) + "\n";
+    for (const UserSummary& u : list.users) {
+      out += u.user_key + " " + u.id + " created " + std::to_string(u.created_ms) + " seen " +
+             std::to_string(u.last_seen_ms) + " devices";
+      for (const DeviceSummary& d : u.devices) {
+        out += " " + d.device_id + "@" + std::to_string(d.last_seen_ms) + "/" +
+               d.platform.value_or("-") + "/" + d.version.value_or("-");
+      }
+      for (const auto& [k, v] : u.props) out += " " + k + "=" + v;
+      out += "\n";
+    }
+    return out;
+  };
+  const auto compare_users = [&](const std::string& when) {
+    for (const int64_t limit : {int64_t{1}, int64_t{4}, int64_t{100}}) {
+      for (int64_t page = 1; page <= 60; ++page) {
+        auto first = stores[0]->Users(kApp, page, limit, "");
+        ASSERT_TRUE(first.ok()) << first.status().ToString();
+        for (size_t i = 1; i < stores.size(); ++i) {
+          auto other = stores[i]->Users(kApp, page, limit, "");
+          ASSERT_TRUE(other.ok()) << backends[i].name << ": " << other.status().ToString();
+          EXPECT_EQ(describe_users(*other), describe_users(*first))
+              << backends[i].name << " users, " << when << " page " << page << " limit " << limit;
+        }
+        if (first->users.empty()) break;
+      }
+    }
+  };
   compare("as stored:");
+  compare_users("as stored:");
   for (auto& store : stores) ASSERT_TRUE(store->DeleteUser(kApp, "user-3").ok());
   compare("after deleting user-3:");
+  compare_users("after deleting user-3:");
   // user-3 comes back: a new session, and an event in the shared one.
   pending.clear();
   session("device-91", "again", "user-3", "", start + 2 * kDayMs + 5000);
@@ -634,6 +677,7 @@ TEST(BackendsAgreeTest, QuickGlanceAndDailyAtAnyRangeAndOffset) {
                          "device-90", "shared", "user-3"));
   append(pending);
   compare("after user-3 came back:");
+  compare_users("after user-3 came back:");
 }
 
 // The catalog's promises, against every backend's catalog: tokens listed by
@@ -800,10 +844,11 @@ TEST(ClickHouseSchemaTest, AVersion4DatabaseGetsRollupsOfTheRowsItHolds) {
   // Back to version 4: no views, no rollups, version rows up to 4.
   std::vector<std::string> back;
   for (const char* view : {"event_times_mv", "user_buckets_mv", "init_values_mv",
-                           "session_parts_mv", "session_beats_mv"}) {
+                           "session_parts_mv", "session_beats_mv", "user_events_mv"}) {
     back.push_back("DROP TABLE " + tables(view));
   }
-  for (const char* table : {"event_times", "user_buckets", "init_values", "session_parts"}) {
+  for (const char* table :
+       {"event_times", "user_buckets", "init_values", "session_parts", "user_events"}) {
     back.push_back("DROP TABLE " + tables(table));
   }
   back.push_back("DROP TABLE " + tables("schema_versions"));
@@ -834,6 +879,69 @@ TEST(ClickHouseSchemaTest, AVersion4DatabaseGetsRollupsOfTheRowsItHolds) {
   glance = (*store)->QuickGlance(kApp, day.from_ms, day.to_ms);
   ASSERT_TRUE(glance.ok());
   EXPECT_EQ(Describe(*glance), "installs 3 users 3 starts 3 errors 1");
+}
+
+TEST(ClickHouseSchemaTest, AVersion5DatabaseGetsUserEventsAndKeepsItsRollups) {
+  if (!ClickHouseServer::Available()) GTEST_SKIP() << "clickhouse-server is not installed";
+  TempDir dir;
+  StoreConfig config;
+  config.backend = "clickhouse";
+  config.data_dir = dir.path();
+  config.clickhouse.urls = {SharedClickHouse()->url()};
+  config.clickhouse.database = "user_events_upgrade";
+  config.clickhouse.fsync_full = false;
+  {
+    auto store = OpenEventStore(config);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    std::vector<uint8_t> inserted;
+    const std::vector<Event> events = {Init("1", kT0), Make(EventType::kEvent, "E", "2", kT0 + 1000),
+                                       Init("3", kT0 + 5000, "device-2", "s2", "user-2")};
+    ASSERT_TRUE((*store)->Append(events, &inserted).ok());
+  }
+  auto client = ClickHouseClient::Create(ClientOptionsFor(config.clickhouse));
+  ASSERT_TRUE(client.ok());
+  const ClickHouseTables tables(config.clickhouse);
+  // Back to version 5: no user_events; a marker row in a rollup shows
+  // whether the upgrade rebuilt it.
+  for (const std::string& sql :
+       {"DROP TABLE " + tables("user_events_mv"), "DROP TABLE " + tables("user_events"),
+        "DROP TABLE " + tables("schema_versions"),
+        "CREATE TABLE " + tables("schema_versions") +
+            " (version UInt32, applied_ms Int64) ENGINE = MergeTree ORDER BY version",
+        "INSERT INTO " + tables("schema_versions") + " VALUES (5, 1)",
+        "INSERT INTO " + tables("user_buckets") +
+            " SELECT 'marker', 0, 0, sumState(toUInt64(0)), sumState(toUInt64(0)),"
+            " minState(toInt64(0)), maxState(toUInt64(0))"}) {
+    ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
+  }
+  auto store = OpenEventStore(config);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  for (int i = 0; i < 3000 && !(*store)->Ready(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const auto count = [&](const std::string& table, const std::string& where) {
+    auto rows = (*client)->Execute("SELECT count() FROM " + tables(table) + " WHERE " + where +
+                                   " FORMAT TabSeparated");
+    return rows.ok() ? *rows : rows.status().ToString();
+  };
+  EXPECT_EQ(count("user_events", "1"), "3\n");
+  EXPECT_EQ(count("user_buckets", "app = 'marker'"), "1\n") << "the rollups were rebuilt";
+  auto users = (*store)->Users(kApp, 1, 10, "");
+  ASSERT_TRUE(users.ok()) << users.status().ToString();
+  ASSERT_EQ(users->total, 2);
+  ASSERT_EQ(users->users.size(), 2u);
+  EXPECT_EQ(users->users[0].user_key, "user-2");
+  EXPECT_EQ(users->users[1].user_key, "user-1");
+  EXPECT_EQ(users->users[1].created_ms, kT0);
+  ASSERT_EQ(users->users[1].devices.size(), 1u);
+  // New rows reach user_events through its view.
+  std::vector<uint8_t> inserted;
+  const std::vector<Event> more = {Init("4", kT0 + 9000, "device-3", "s3", "user-3")};
+  ASSERT_TRUE((*store)->Append(more, &inserted).ok());
+  auto details = (*store)->User(kApp, "user-3");  // a read waits for the rows to be forwarded
+  ASSERT_TRUE(details.ok()) << details.status().ToString();
+  EXPECT_EQ(details->user.devices.size(), 1u);
+  EXPECT_EQ(count("user_events", "1"), "4\n");
 }
 
 }  // namespace

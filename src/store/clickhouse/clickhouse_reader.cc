@@ -737,10 +737,17 @@ Result<std::vector<UserSummary>> ClickHouseReader::Summaries(
   std::vector<UserSummary> out(keys.size());
   if (keys.empty()) return out;
   std::unordered_map<std::string, size_t> index;
-  for (size_t i = 0; i < keys.size(); ++i) index[keys[i]] = i;
+  std::vector<uint64_t> user_hashes;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    index[keys[i]] = i;
+    user_hashes.push_back(UserHash(app, keys[i]));
+  }
+  // The users' rows of user_events (a few granules each).
+  const std::string theirs =
+      "user_h IN " + NumberList(user_hashes) + " AND user_key IN " + QuoteList(keys);
   // Which sessions each user is in, and when each user was created.
   auto links = Query("SELECT user_key, sess_h, device, min(time) FROM " +
-                     Live(app, "user_key IN " + QuoteList(keys), "user_key, sess_h, device, time") +
+                     Live(app, theirs, "user_key, sess_h, device, time", "user_events") +
                      " GROUP BY user_key, sess_h, device");
   if (!links.ok()) return links.status();
   std::vector<std::vector<uint64_t>> user_sessions(keys.size());
@@ -764,8 +771,8 @@ Result<std::vector<UserSummary>> ClickHouseReader::Summaries(
   // The props of each user's own init, props and userid events, later wins.
   std::vector<std::map<std::string, std::string>> props(keys.size());
   auto payloads = Query("SELECT user_key, payload FROM " +
-                        Live(app, "user_key IN " + QuoteList(keys) + " AND type IN (1, 4, 5)",
-                             "user_key, payload, time") +
+                        Live(app, theirs + " AND type IN (1, 4, 5)", "user_key, payload, time",
+                             "user_events") +
                         " ORDER BY time, ord");
   if (!payloads.ok()) return payloads.status();
 
@@ -875,11 +882,115 @@ Result<std::vector<ErrorGroup>> ClickHouseReader::ErrorGroups(std::string_view a
 
 Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int64_t limit,
                                          std::string_view search) {
+  if (!search.empty()) return UsersMatching(app, page, limit, search);
+  // Without a search the rollups answer: the users from user_buckets, their
+  // last seen from session_parts, and only for the sessions that ended
+  // lately, as a page of the most recently seen users needs.
+  auto plan = PlanRollups(app, 0, -1);
+  if (!plan.ok()) return plan.status();
+  UserList out;
+  std::string known = "SELECT user_h FROM " + tables_("user_buckets") + " WHERE app = " + plan->app;
+  if (plan->cut_ms > 0) known += " AND bucket >= " + std::to_string(plan->cut_ms / kBucketMs);
+  if (!plan->users_out.empty()) {
+    known += " AND user_h NOT IN (" + plan->users_out + ") UNION ALL SELECT user_h FROM " +
+             Live(app, "user_h IN (" + plan->users_out + ")", "", "user_events");
+  }
+  auto head = Query("SELECT (SELECT uniqExact(user_h) FROM (" + known +
+                    ")), (SELECT max(finalizeAggregation(last)) FROM " + tables_("session_parts") +
+                    " WHERE app = " + plan->app + ")");
+  if (!head.ok()) return head.status();
+  if (head->empty() || (*head)[0].size() != 2) return Status::Internal("users: unexpected row");
+  out.total = Int((*head)[0][0]);
+  const int64_t latest = Int((*head)[0][1]);
+  const int64_t offset = (page - 1) * limit;
+  if (offset >= out.total) return out;
+  const size_t need = static_cast<size_t>(offset + limit);
+
+  // Users last seen since a moment, with their last seen (exact: a user
+  // seen since then was seen last in a session that ended since then). The
+  // moment moves back until the page is among them.
+  struct Seen {
+    uint64_t user_h;
+    int64_t last_seen;
+    int64_t created = 0;
+    std::string key;
+  };
+  std::vector<Seen> ranked;
+  for (const int64_t span : {kDayMs, 8 * kDayMs, 64 * kDayMs, int64_t{0}}) {
+    const bool all = span == 0;
+    const std::string since = std::to_string(latest - span);
+    std::string rolled = "SELECT sess_h, maxMerge(last) AS send, groupUniqArrayIfMerge(users) AS us"
+                         " FROM " +
+                         tables_("session_parts") + " WHERE app = " + plan->app;
+    if (!plan->sessions_out.empty()) rolled += " AND sess_h NOT IN (" + plan->sessions_out + ")";
+    if (!all) {
+      rolled += " AND sess_h IN (SELECT sess_h FROM " + tables_("session_parts") +
+                " WHERE app = " + plan->app + " AND finalizeAggregation(last) >= " + since + ")";
+    }
+    rolled += " GROUP BY sess_h";
+    if (plan->cut_ms > 0) rolled += " HAVING minMerge(first) >= " + std::to_string(plan->cut_ms);
+    std::string seen = "SELECT u, send FROM (" + rolled + ") ARRAY JOIN us AS u";
+    if (!plan->sessions_out.empty()) {
+      // Sessions rebuilt from their events, with the users in them.
+      const std::string in_out = "sess_h IN (" + plan->sessions_out + ")";
+      seen += " UNION ALL SELECT user_h AS u, send FROM (SELECT DISTINCT user_h, sess_h FROM " +
+              Live(app, in_out, "sess_h", "event_times") + ") ANY INNER JOIN (SELECT sess_h, send FROM (" +
+              Sessions(app, in_out, false) + ")) USING sess_h";
+    }
+    auto rows = Query("SELECT u, max(send) AS ls FROM (" + seen + ") GROUP BY u" +
+                      (all ? "" : " HAVING ls >= " + since));
+    if (!rows.ok()) return rows.status();
+    ranked.clear();
+    for (const auto& r : *rows) {
+      if (r.size() == 2) ranked.push_back({UInt(r[0]), Int(r[1]), 0, {}});
+    }
+    if (all || ranked.size() >= need) break;
+  }
+  std::sort(ranked.begin(), ranked.end(),
+            [](const Seen& a, const Seen& b) { return a.last_seen > b.last_seen; });
+  if (static_cast<size_t>(offset) >= ranked.size()) return out;
+  const size_t first = static_cast<size_t>(offset), end = std::min(need, ranked.size());
+  // Equal last seen: the user created later first. The page's users and
+  // those tied with its first or last, with their creation and key.
+  size_t lo = first, hi = end;
+  while (lo > 0 && ranked[lo - 1].last_seen == ranked[first].last_seen) --lo;
+  while (hi < ranked.size() && ranked[hi].last_seen == ranked[end - 1].last_seen) ++hi;
+  std::vector<uint64_t> block;
+  for (size_t i = lo; i < hi; ++i) block.push_back(ranked[i].user_h);
+  auto made = Query("SELECT user_h, min(ord), any(user_key) FROM " +
+                    Live(app, "user_h IN " + NumberList(block), "user_key", "user_events") +
+                    " GROUP BY user_h");
+  if (!made.ok()) return made.status();
+  std::unordered_map<uint64_t, std::pair<int64_t, std::string>> by_hash;
+  for (const auto& r : *made) {
+    if (r.size() == 3) by_hash[UInt(r[0])] = {Int(r[1]), r[2]};
+  }
+  std::vector<Seen> tied(ranked.begin() + static_cast<std::ptrdiff_t>(lo),
+                         ranked.begin() + static_cast<std::ptrdiff_t>(hi));
+  for (Seen& s : tied) {
+    auto it = by_hash.find(s.user_h);
+    if (it == by_hash.end()) return Status::Internal("users: a user's events are missing");
+    s.created = it->second.first;
+    s.key = it->second.second;
+  }
+  std::sort(tied.begin(), tied.end(), [](const Seen& a, const Seen& b) {
+    return a.last_seen != b.last_seen ? a.last_seen > b.last_seen : a.created > b.created;
+  });
+  std::vector<std::string> keys;
+  for (size_t i = first - lo; i < end - lo; ++i) keys.push_back(tied[i].key);
+  auto summaries = Summaries(app, keys, nullptr);
+  if (!summaries.ok()) return summaries.status();
+  out.users = std::move(*summaries);
+  return out;
+}
+
+Result<UserList> ClickHouseReader::UsersMatching(std::string_view app, int64_t page,
+                                                 int64_t limit, std::string_view search) {
+  // A search reads the user keys of every event.
   UserList out;
   // lower() folds ASCII letters only, as the search promises (and as SQLite's).
   const std::string needle = AsciiLower(search);
-  const std::string match =
-      needle.empty() ? "" : "position(lower(user_key), " + SqlQuote(needle) + ") > 0";
+  const std::string match = "position(lower(user_key), " + SqlQuote(needle) + ") > 0";
   auto total = Query("SELECT uniqExact(user_key) FROM " + Live(app, match, "user_key"));
   if (!total.ok()) return total.status();
   if (!total->empty()) out.total = Int((*total)[0][0]);
@@ -910,7 +1021,7 @@ Result<bool> ClickHouseReader::UserExists(std::string_view app, std::string_view
       Query("SELECT count() FROM " + Live(app,
                                           "user_h = " + std::to_string(UserHash(app, user_key)) +
                                               " AND user_key = " + SqlQuote(user_key),
-                                          ""));
+                                          "", "user_events"));
   if (!rows.ok()) return rows.status();
   return !rows->empty() && Int((*rows)[0][0]) > 0;
 }
@@ -921,7 +1032,7 @@ Result<std::vector<uint64_t>> ClickHouseReader::UserSessions(std::string_view ap
                     Live(app,
                          "user_h = " + std::to_string(UserHash(app, user_key)) +
                              " AND user_key = " + SqlQuote(user_key),
-                         "sess_h"));
+                         "sess_h", "user_events"));
   if (!rows.ok()) return rows.status();
   std::vector<uint64_t> out;
   for (const auto& r : *rows) out.push_back(UInt(r[0]));

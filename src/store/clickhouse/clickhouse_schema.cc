@@ -21,6 +21,10 @@ struct TableSpec {
   const char* partition_by = nullptr;
   // The MergeTree family member ("Aggregating" for rollups, "" for plain).
   const char* engine = "";
+  // For a table materialized views fill: the schema version that added it
+  // (a database made before gets it filled from the rows it holds); 0 for
+  // the others.
+  int derived_since = 0;
 };
 
 // A rollup is kept current by materialized views over the tables it sums
@@ -87,7 +91,15 @@ const TableSpec kTables[] = {
     {"event_times",
      "app String, time Int64, ord UInt64, type UInt8, user_h UInt64, sess_h UInt64,"
      " platform_n String, language String, version String, country String, ram_n String",
-     "(app, time)", "sess_h"},
+     "(app, time)", "sess_h", nullptr, "", 5},
+    // The columns a user's summary reads, by user (v6): a page of users or
+    // one user is a few granules here rather than a scan of `events`. The
+    // payload only of the events whose props a user keeps (app starts,
+    // props and user id events).
+    {"user_events",
+     "app String, user_h UInt64, time Int64, ord UInt64, type UInt8, user_key String,"
+     " sess_h UInt64, device String, payload String",
+     "(app, user_h, time)", "sess_h", nullptr, "", 6},
     // Rollups (v5, see ClickHouseReader): every column but the key is an
     // aggregate state, so rows of the same key merge in the background. Each
     // carries the largest order of the rows it sums: two inserts never give
@@ -98,13 +110,13 @@ const TableSpec kTables[] = {
      "app String, bucket Int64, user_h UInt64, inits AggregateFunction(sum, UInt64),"
      " errors AggregateFunction(sum, UInt64), first AggregateFunction(min, Int64), last_ord "
      "AggregateFunction(max, UInt64)",
-     "(app, bucket, user_h)", "user_h", nullptr, "Aggregating"},
+     "(app, bucket, user_h)", "user_h", nullptr, "Aggregating", 5},
     // The values app starts carried, per user and bucket (breakdowns).
     {"init_values",
      "app String, bucket Int64, user_h UInt64, platform_n String, language String,"
      " version String, country String, ram_n String, last_ord AggregateFunction(max, UInt64)",
      "(app, bucket, user_h, platform_n, language, version, country, ram_n)", "user_h", nullptr,
-     "Aggregating"},
+     "Aggregating", 5},
     // Per session (and its device's hash): its start and its end, each one
     // numeric state, which ClickHouse merges several times faster than
     // strings, tuples or -If forms. `start_key` orders an app start before
@@ -117,13 +129,16 @@ const TableSpec kTables[] = {
      " first AggregateFunction(min, Int64), last AggregateFunction(max, Int64),"
      " users AggregateFunction(groupUniqArrayIf, UInt64, UInt8),"
      " last_ord AggregateFunction(max, UInt64)",
-     "(app, sess_h, dev_h)", "sess_h", nullptr, "Aggregating"},
+     "(app, sess_h, dev_h)", "sess_h", nullptr, "Aggregating", 5},
 };
 
 const ViewSpec kViews[] = {
     {"event_times_mv", "event_times", "events",
      "SELECT app, time, ord, type, user_h, sess_h, platform_n, language, version, country, ram_n"
      " FROM {source}"},
+    {"user_events_mv", "user_events", "events",
+     "SELECT app, user_h, time, ord, type, user_key, sess_h, device,"
+     " if(type IN (1, 4, 5), payload, '') AS payload FROM {source}"},
     {"user_buckets_mv", "user_buckets", "events",
      "SELECT app, intDiv(time, 900000) - (time % 900000 < 0) AS bucket, user_h,"
      " sumState(toUInt64(type = 1)) AS inits, sumState(toUInt64(type = 3)) AS errors,"
@@ -192,9 +207,15 @@ ClickHouseClientOptions ClientOptionsFor(const ClickHouseStoreOptions& options) 
 
 namespace {
 
-// The tables materialized views fill (rebuilt from the rows on an upgrade).
-bool IsDerived(const TableSpec& t) {
-  return std::string_view(t.engine) == "Aggregating" || std::string_view(t.name) == "event_times";
+// The tables materialized views fill that a database at schema `applied`
+// lacks (filled from the rows on an upgrade).
+bool DerivedAfter(const TableSpec& t, int applied) { return t.derived_since > applied; }
+
+bool TargetDerivedAfter(const ViewSpec& v, int applied) {
+  for (const TableSpec& t : kTables) {
+    if (std::string_view(t.name) == v.target) return DerivedAfter(t, applied);
+  }
+  return false;
 }
 
 Status CreateTable(ClickHouseClient& client, const ClickHouseTables& tables, const TableSpec& t,
@@ -237,12 +258,13 @@ Status CreateView(ClickHouseClient& client, const ClickHouseTables& tables, cons
       .status();
 }
 
-// A database made before the rollups (or whose rollups a failed upgrade left
-// half filled) gets them afresh from the rows it holds. The nodes writing to
-// it are expected to be stopped meanwhile (docs/scale-out.md, Upgrading):
-// rows inserted during the rebuild could be counted twice or not at all.
-Status RebuildRollups(ClickHouseClient& client, const ClickHouseTables& tables,
-                      const std::string& on_cluster) {
+// A database made before some derived tables (or whose derived tables a
+// failed upgrade left half filled) gets them afresh from the rows it holds;
+// the others stay as they are. The nodes writing to it are expected to be
+// stopped meanwhile (docs/scale-out.md, Upgrading): rows inserted during the
+// rebuild could be counted twice or not at all.
+Status RebuildDerived(ClickHouseClient& client, const ClickHouseTables& tables,
+                      const std::string& on_cluster, int applied) {
   // Filling a rollup from a large table takes minutes: with a client that
   // waits for it (a timeout would leave it running while a retry starts
   // another).
@@ -251,11 +273,12 @@ Status RebuildRollups(ClickHouseClient& client, const ClickHouseTables& tables,
   auto filler = ClickHouseClient::Create(patient);
   if (!filler.ok()) return filler.status();
   for (const ViewSpec& v : kViews) {
+    if (!TargetDerivedAfter(v, applied)) continue;
     auto st = client.Execute("DROP TABLE IF EXISTS " + tables(v.name) + on_cluster);
     if (!st.ok()) return st.status();
   }
   for (const TableSpec& t : kTables) {
-    if (!IsDerived(t)) continue;
+    if (!DerivedAfter(t, applied)) continue;
     for (const std::string& name :
          {std::string(t.name), tables.cluster().empty() ? "" : std::string(t.name) + "_local"}) {
       if (name.empty()) continue;
@@ -266,8 +289,9 @@ Status RebuildRollups(ClickHouseClient& client, const ClickHouseTables& tables,
   }
   for (const ViewSpec& v : kViews) {
     NUCLEON_RETURN_IF_ERROR(CreateView(client, tables, v, on_cluster));
+    if (!TargetDerivedAfter(v, applied)) continue;
     // Through the Distributed tables on a cluster: every shard's rows, and
-    // each rollup row sent to a shard of its own.
+    // each derived row sent to a shard of its own.
     auto st = (*filler)->Execute(
         "INSERT INTO " + tables(v.target) + " " + Replace(v.select, "{source}", tables(v.source)),
         "", {{"insert_distributed_sync", "1"}});
@@ -305,8 +329,8 @@ Status EnsureClickHouseSchema(ClickHouseClient& client, const ClickHouseTables& 
                             ", newer than this build knows (" +
                             std::to_string(kClickHouseSchemaVersion) + "): upgrade Nucleon");
   }
-  if (applied > 0 && applied < kRollupsSchemaVersion) {
-    NUCLEON_RETURN_IF_ERROR(RebuildRollups(client, tables, on_cluster));
+  if (applied > 0) {
+    NUCLEON_RETURN_IF_ERROR(RebuildDerived(client, tables, on_cluster, applied));
   } else {
     for (const ViewSpec& v : kViews) {
       NUCLEON_RETURN_IF_ERROR(CreateView(client, tables, v, on_cluster));

@@ -78,9 +78,8 @@ ClickHouseClientOptions ClientOptionsFor(const ClickHouseStoreOptions& options);
 // migrations not yet recorded. Safe to run from several nodes at once.
 Status EnsureClickHouseSchema(ClickHouseClient& client, const ClickHouseTables& tables);
 
-// The newest schema this build knows.
-inline constexpr int kClickHouseSchemaVersion = 5;
-// The version that added the rollups (ClickHouseReader).
-inline constexpr int kRollupsSchemaVersion = 5;
+// The newest schema this build knows: 5 added the rollups, 6 `user_events`
+// (ClickHouseReader).
+inline constexpr int kClickHouseSchemaVersion = 6;
 
 }  // namespace nucleon
