@@ -881,7 +881,7 @@ TEST(ClickHouseSchemaTest, AVersion4DatabaseGetsRollupsOfTheRowsItHolds) {
   EXPECT_EQ(Describe(*glance), "installs 3 users 3 starts 3 errors 1");
 }
 
-TEST(ClickHouseSchemaTest, AVersion5DatabaseGetsUserEventsAndKeepsItsRollups) {
+TEST(ClickHouseSchemaTest, AVersion5DatabaseGetsItsNewTablesAndKeepsItsRollups) {
   if (!ClickHouseServer::Available()) GTEST_SKIP() << "clickhouse-server is not installed";
   TempDir dir;
   StoreConfig config;
@@ -901,10 +901,11 @@ TEST(ClickHouseSchemaTest, AVersion5DatabaseGetsUserEventsAndKeepsItsRollups) {
   auto client = ClickHouseClient::Create(ClientOptionsFor(config.clickhouse));
   ASSERT_TRUE(client.ok());
   const ClickHouseTables tables(config.clickhouse);
-  // Back to version 5: no user_events; a marker row in a rollup shows
-  // whether the upgrade rebuilt it.
+  // Back to version 5: no user_events, event_times without names; a marker
+  // row in a rollup shows whether the upgrade rebuilt it.
   for (const std::string& sql :
        {"DROP TABLE " + tables("user_events_mv"), "DROP TABLE " + tables("user_events"),
+        "ALTER TABLE " + tables("event_times") + " DROP COLUMN name",
         "DROP TABLE " + tables("schema_versions"),
         "CREATE TABLE " + tables("schema_versions") +
             " (version UInt32, applied_ms Int64) ENGINE = MergeTree ORDER BY version",
@@ -925,6 +926,7 @@ TEST(ClickHouseSchemaTest, AVersion5DatabaseGetsUserEventsAndKeepsItsRollups) {
     return rows.ok() ? *rows : rows.status().ToString();
   };
   EXPECT_EQ(count("user_events", "1"), "3\n");
+  EXPECT_EQ(count("event_times", "name = 'E'"), "1\n");
   EXPECT_EQ(count("user_buckets", "app = 'marker'"), "1\n") << "the rollups were rebuilt";
   auto users = (*store)->Users(kApp, 1, 10, "");
   ASSERT_TRUE(users.ok()) << users.status().ToString();

@@ -685,7 +685,7 @@ Result<DailyCounts> ClickHouseReader::EventCounts(std::string_view app, const Qu
   auto rows = Query(
       "SELECT name, " + Day("time", range.utc_offset_min) + " AS d, count() FROM " +
       Live(app, Range(range.from_ms, range.to_ms) + (errors ? " AND type = 3" : " AND type = 2"),
-           "name, time") +
+           "name, time", "event_times") +
       " GROUP BY name, d");
   if (!rows.ok()) return rows.status();
   DailyCounts out;

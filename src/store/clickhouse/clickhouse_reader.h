@@ -91,7 +91,8 @@ class ClickHouseReader {
   class SessionIndex;
   // The stored, not deleted events of `app` (every app when empty) matching
   // `where`, as a subquery with the columns app, user_h, ord, then `columns`.
-  // `table`: events, or event_times (fewer columns, in time order).
+  // `table`: events, or a table views fill with some of its columns
+  // (event_times, user_events).
   std::string Live(std::string_view app, const std::string& where, const std::string& columns,
                    std::string_view table = "events") const;
   // One row per session of `app` whose events match `where`: sess_h,

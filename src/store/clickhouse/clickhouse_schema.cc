@@ -86,12 +86,15 @@ const TableSpec kTables[] = {
      " published Int64",
      "(app, published)", "cityHash64(app, device)", kDayOfPublished},
     {"nodes", "node UInt64, alive Int64", "alive", "node", kDayOfAlive},
-    // The columns the quick glance and daily analytics read from events, in
-    // time order (v5): a range's partial buckets are a few granules here.
+    // The columns the quick glance, the daily analytics and the event and
+    // error counts read from events, in time order (v5; the name since v6): a
+    // range is only its own granules here. (Props are not copied: they are
+    // most of an event's size.)
     {"event_times",
      "app String, time Int64, ord UInt64, type UInt8, user_h UInt64, sess_h UInt64,"
-     " platform_n String, language String, version String, country String, ram_n String",
-     "(app, time)", "sess_h", nullptr, "", 5},
+     " platform_n String, language String, version String, country String, ram_n String,"
+     " name String",
+     "(app, time)", "sess_h", nullptr, "", 6},
     // The columns a user's summary reads, by user (v6): a page of users or
     // one user is a few granules here rather than a scan of `events`. The
     // payload only of the events whose props a user keeps (app starts,
@@ -134,8 +137,8 @@ const TableSpec kTables[] = {
 
 const ViewSpec kViews[] = {
     {"event_times_mv", "event_times", "events",
-     "SELECT app, time, ord, type, user_h, sess_h, platform_n, language, version, country, ram_n"
-     " FROM {source}"},
+     "SELECT app, time, ord, type, user_h, sess_h, platform_n, language, version, country, ram_n,"
+     " name FROM {source}"},
     {"user_events_mv", "user_events", "events",
      "SELECT app, user_h, time, ord, type, user_key, sess_h, device,"
      " if(type IN (1, 4, 5), payload, '') AS payload FROM {source}"},

@@ -78,7 +78,8 @@ ClickHouseClientOptions ClientOptionsFor(const ClickHouseStoreOptions& options);
 // migrations not yet recorded. Safe to run from several nodes at once.
 Status EnsureClickHouseSchema(ClickHouseClient& client, const ClickHouseTables& tables);
 
-// The newest schema this build knows: 5 added the rollups, 6 `user_events`
+// The newest schema this build knows: 5 added the rollups and
+// `event_times`, 6 `user_events` and the name in `event_times`
 // (ClickHouseReader).
 inline constexpr int kClickHouseSchemaVersion = 6;
 
