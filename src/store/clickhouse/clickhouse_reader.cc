@@ -853,31 +853,70 @@ Result<std::vector<UserSummary>> ClickHouseReader::Summaries(
 
 Result<std::vector<ErrorGroup>> ClickHouseReader::ErrorGroups(std::string_view app,
                                                               const QueryRange& range) {
-  // The sample: the latest error (equal times: stored last).
-  auto rows = Query(
-      "SELECT name, count(), uniqExact(user_key), min(time), max(time),"
-      " argMax(user_key, (time, ord)), argMax(session, (time, ord)),"
-      " argMax(device, (time, ord)), argMax(payload, (time, ord)) FROM " +
-      Live(app, Range(range.from_ms, range.to_ms) + " AND type = 3",
-           "name, time, user_key, session, device, payload") +
-      " GROUP BY name");
-  if (!rows.ok()) return rows.status();
-  std::vector<ErrorGroup> out;
-  for (const auto& r : *rows) {
-    ErrorGroup g;
-    g.name = r[0];
-    g.count = Int(r[1]);
-    g.users = Int(r[2]);
-    g.first_ms = Int(r[3]);
-    g.last_ms = g.sample_ms = Int(r[4]);
-    g.sample_user = r[5];
-    g.sample_session = r[6];
-    g.sample_device = r[7];
-    std::tie(g.message, g.stack) = ErrorTexts(r[8]);
-    out.push_back(std::move(g));
+  // The groups from event_times (the range's granules only), then each
+  // group's sample, the latest error (equal times: stored last), by its
+  // order: its device from user_events (by its user), then its row from
+  // events (by its device), each a few granules. A sample gone in between
+  // (its user deleted meanwhile): again.
+  for (int attempt = 0;; ++attempt) {
+    auto rows = Query("SELECT name, count(), uniqExact(user_h), min(time), max(time),"
+                      " argMax(ord, (time, ord)), argMax(user_h, (time, ord)) FROM " +
+                      Live(app, Range(range.from_ms, range.to_ms) + " AND type = 3", "name, time",
+                           "event_times") +
+                      " GROUP BY name");
+    if (!rows.ok()) return rows.status();
+    std::vector<ErrorGroup> out;
+    std::vector<uint64_t> samples, users;
+    for (const auto& r : *rows) {
+      if (r.size() != 7) return Status::Internal("error groups: unexpected row");
+      ErrorGroup g;
+      g.name = r[0];
+      g.count = Int(r[1]);
+      g.users = Int(r[2]);
+      g.first_ms = Int(r[3]);
+      g.last_ms = g.sample_ms = Int(r[4]);
+      samples.push_back(UInt(r[5]));
+      users.push_back(UInt(r[6]));
+      out.push_back(std::move(g));
+    }
+    if (samples.empty()) return out;
+    const std::string app_q = SqlQuote(app), ords = NumberList(samples);
+    auto devices = Query("SELECT DISTINCT device FROM " + tables_("user_events") + " WHERE app = " +
+                         app_q + " AND user_h IN " + NumberList(users) + " AND ord IN " + ords);
+    if (!devices.ok()) return devices.status();
+    std::vector<std::string> device_list;
+    for (const auto& r : *devices) {
+      if (!r.empty()) device_list.push_back(r[0]);
+    }
+    if (device_list.empty()) device_list.push_back("");
+    auto details = Query("SELECT ord, any(user_key), any(session), any(device), any(payload) FROM " +
+                         tables_("events") + " WHERE app = " + app_q + " AND device IN " +
+                         QuoteList(device_list) + " AND ord IN " + ords + " GROUP BY ord");
+    if (!details.ok()) return details.status();
+    std::unordered_map<uint64_t, const std::vector<std::string>*> by_ord;
+    for (const auto& r : *details) {
+      if (r.size() == 5) by_ord[UInt(r[0])] = &r;
+    }
+    bool complete = true;
+    for (size_t i = 0; i < out.size() && complete; ++i) {
+      auto it = by_ord.find(samples[i]);
+      if (it == by_ord.end()) {
+        complete = false;
+        break;
+      }
+      const auto& r = *it->second;
+      out[i].sample_user = r[1];
+      out[i].sample_session = r[2];
+      out[i].sample_device = r[3];
+      std::tie(out[i].message, out[i].stack) = ErrorTexts(r[4]);
+    }
+    if (!complete) {
+      if (attempt < 2) continue;
+      return Status::Internal("error groups: a sample is missing");
+    }
+    SortErrorGroups(&out);
+    return out;
   }
-  SortErrorGroups(&out);
-  return out;
 }
 
 Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int64_t limit,
