@@ -282,6 +282,8 @@ TEST_P(EventStoreContractTest, ErrorGroupsCountUsersAndKeepTheLatestSample) {
           Init("4", kT0 + 3000, "dev-bo", "s-bo", "bo"),
           error("TypeError", "5", kT0 + 4000, "bo", "c"),
           error("RangeError", "6", kT0 + 5000, "bo", "d"),
+          // The same time: the one stored later is the sample.
+          error("RangeError", "8", kT0 + 5000, "ann", "e"),
           // Outside the range asked below.
           error("TypeError", "7", kT0 + 2 * kDayMs, "ann", "later")});
   const QueryRange range{kT0 - 1000, kT0 + kDayMs, 0};
@@ -302,9 +304,10 @@ TEST_P(EventStoreContractTest, ErrorGroupsCountUsersAndKeepTheLatestSample) {
   EXPECT_EQ(t.stack, "at f (a.js:1)");
   const ErrorGroup& r = (*groups)[1];
   EXPECT_EQ(r.name, "RangeError");
-  EXPECT_EQ(r.count, 1);
-  EXPECT_EQ(r.users, 1);
-  EXPECT_EQ(r.message, "d");
+  EXPECT_EQ(r.count, 2);
+  EXPECT_EQ(r.users, 2);
+  EXPECT_EQ(r.sample_user, "ann");
+  EXPECT_EQ(r.message, "e");
   auto empty = store_->ErrorGroups("another-app", range);
   ASSERT_TRUE(empty.ok());
   EXPECT_TRUE(empty->empty());
@@ -312,10 +315,12 @@ TEST_P(EventStoreContractTest, ErrorGroupsCountUsersAndKeepTheLatestSample) {
   ASSERT_TRUE(store_->DeleteUser(kApp, "bo").ok());
   auto after = store_->ErrorGroups(kApp, range);
   ASSERT_TRUE(after.ok());
-  ASSERT_EQ(after->size(), 1u);
+  ASSERT_EQ(after->size(), 2u);
   EXPECT_EQ((*after)[0].count, 2);
   EXPECT_EQ((*after)[0].users, 1);
   EXPECT_EQ((*after)[0].message, "b");
+  EXPECT_EQ((*after)[1].count, 1);
+  EXPECT_EQ((*after)[1].message, "e");
 }
 
 TEST_P(EventStoreContractTest, SessionsPerDayAreTheOnesTheMeanDurationAverages) {

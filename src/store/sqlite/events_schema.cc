@@ -109,6 +109,10 @@ const Migration kMigrations[] = {
     // install) is found at once however many it has: after a retention step
     // or a user delete took the one it had.
     {"CREATE INDEX sessions_device_start ON sessions(device, start_ms);", nullptr},
+    // v6: errors by time, with what their groups count (a partial index:
+    // errors are a small share of the events), so that a range's error
+    // groups read its errors' index entries only.
+    {"CREATE INDEX events_errors ON events(app, time_ms, name, user) WHERE type = 3;", nullptr},
 };
 
 }  // namespace
