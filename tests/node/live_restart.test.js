@@ -10,7 +10,7 @@ const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
 
-const { Server, tempDir, createApp, sleep } = require('./lib/server.js');
+const { Server, tempDir, createApp, sleep, scaled } = require('./lib/server.js');
 
 test('live events are the same after a graceful restart and after kill -9', { timeout: 120000 }, async (t) => {
   const dataDir = tempDir('live-restart');
@@ -43,20 +43,31 @@ test('live events are the same after a graceful restart and after kill -9', { ti
     assert.equal(r.status, 200, r.text);
     return r.json.data.map((e) => [e.type, e.name, e.time, e.platform, e.version]);
   };
+  // After a start the live window is filled from the store once the store
+  // answers (in the background): wait for it, up to a bound.
+  const liveOnceSeeded = async (expectLength) => {
+    const deadline = Date.now() + scaled(15000);
+    let got = await live();
+    while (got.length < expectLength && Date.now() < deadline) {
+      await sleep(50);
+      got = await live();
+    }
+    return got;
+  };
   const before = await live();
   assert.deepEqual(before.map((e) => e[1]), ['SEEN_TOO', 'SEEN', null], 'newest first; not the old one, not the one ahead');
   assert.equal(before[0][3], 'linux', 'context from the session init');
 
   await server.stop();
   await server.start();
-  assert.deepEqual(await live(), before, 'after a graceful restart');
+  assert.deepEqual(await liveOnceSeeded(before.length), before, 'after a graceful restart');
 
   // Killed before its next checkpoint (every 5 s by default): the restart
   // replays what was written since the last one.
   await send([event(7, -15000, 'BEFORE_KILL')]);
   await server.kill9();
   await server.start();
-  const after = await live();
+  const after = await liveOnceSeeded(before.length + 1);
   assert.deepEqual(after.filter((e) => e[1] !== 'BEFORE_KILL'), before, 'after kill -9');
   assert.equal(after[0][1], 'BEFORE_KILL');
   const metrics = (await server.request('GET', '/metrics')).text;
