@@ -407,10 +407,11 @@ Result<ClickHouseReader::RollupPlan> ClickHouseReader::PlanRollups(std::string_v
     sessions.push_back("SELECT sess_h" + of_copies);
   }
   if (plan.cut_ms > 0) {
-    sessions.push_back("SELECT sess_h FROM " + tables_("session_parts") +
-                       " WHERE app = " + plan.app + " GROUP BY sess_h HAVING minMerge(first) < " +
-                       std::to_string(plan.cut_ms) +
-                       " AND maxMerge(last) >= " + std::to_string(plan.cut_ms));
+    sessions.push_back("SELECT sess_h FROM (" +
+                       MergedSessions(plan.app, "sess_h, finalizeAggregation(first) AS f,"
+                                                " finalizeAggregation(last) AS l") +
+                       ") WHERE f < " + std::to_string(plan.cut_ms) +
+                       " AND l >= " + std::to_string(plan.cut_ms));
   }
   plan.users_out = UnionAll(users);
   plan.sessions_out = UnionAll(sessions);
@@ -446,6 +447,16 @@ Result<ClickHouseReader::RollupPlan> ClickHouseReader::PlanRollups(std::string_v
   return plan;
 }
 
+std::string ClickHouseReader::MergedSessions(const std::string& app, const std::string& columns,
+                                             const std::string& where) const {
+  // FINAL merges each session's parts as they are read, in key order: three
+  // times faster here than GROUP BY over the states, which hashes every key.
+  // `where` may name only key columns (sess_h, dev_h): a condition on a
+  // state would filter parts before they are merged.
+  return "SELECT sess_h, " + columns + " FROM " + tables_("session_parts") +
+         " FINAL WHERE app = " + app + (where.empty() ? "" : " AND " + where);
+}
+
 std::string ClickHouseReader::RollupSessions(const RollupPlan& plan, Starting starting,
                                              int64_t from_ms, int64_t to_ms) const {
   // start_key decoded (schema: session_parts); a session only heartbeats
@@ -453,10 +464,8 @@ std::string ClickHouseReader::RollupSessions(const RollupPlan& plan, Starting st
   const auto decoded = [](const std::string& key) {
     return "(toInt64(" + key + " % 4611686018427387904) - 2305843009213693952)";
   };
-  std::string rolled = "SELECT sess_h, dev_h, minMerge(start_key) AS k, " + decoded("k") +
-                       " AS sstart, maxMerge(last) AS send FROM " + tables_("session_parts") +
-                       " WHERE app = " + plan.app;
-  if (!plan.sessions_out.empty()) rolled += " AND sess_h NOT IN (" + plan.sessions_out + ")";
+  std::string where;
+  if (!plan.sessions_out.empty()) where = "sess_h NOT IN (" + plan.sessions_out + ")";
   // A session starts in range only if one of its parts has its start key
   // there (the smallest key is one part's): for a short range (the quick
   // glance's day) merging only those sessions, or only those devices'
@@ -469,14 +478,18 @@ std::string ClickHouseReader::RollupSessions(const RollupPlan& plan, Starting st
       (starting == Starting::kSessionsInRange ||
        (starting == Starting::kDevicesWithOneInRange && plan.sessions_out.empty()))) {
     const char* key = starting == Starting::kSessionsInRange ? "sess_h" : "dev_h";
-    rolled += std::string(" AND ") + key + " IN (SELECT " + key + " FROM " +
-              tables_("session_parts") + " WHERE app = " + plan.app + " AND " +
-              decoded("finalizeAggregation(start_key)") + " BETWEEN " + std::to_string(from_ms) +
-              " AND " + std::to_string(to_ms) + ")";
+    where += std::string(where.empty() ? "" : " AND ") + key + " IN (SELECT " + key + " FROM " +
+             tables_("session_parts") + " WHERE app = " + plan.app + " AND " +
+             decoded("finalizeAggregation(start_key)") + " BETWEEN " + std::to_string(from_ms) +
+             " AND " + std::to_string(to_ms) + ")";
   }
-  rolled += " GROUP BY sess_h, dev_h HAVING k < 18446744073709551615";
-  if (plan.cut_ms > 0) rolled += " AND minMerge(first) >= " + std::to_string(plan.cut_ms);
-  std::string out = "SELECT dev_h, sstart, send FROM (" + rolled + ")";
+  std::string out = "SELECT dev_h, " + decoded("k") + " AS sstart, send FROM (" +
+                    MergedSessions(plan.app,
+                                   "dev_h, finalizeAggregation(start_key) AS k,"
+                                   " finalizeAggregation(first) AS f, finalizeAggregation(last) AS send",
+                                   where) +
+                    ") WHERE k < 18446744073709551615";
+  if (plan.cut_ms > 0) out += " AND f >= " + std::to_string(plan.cut_ms);
   if (!plan.sessions_out.empty()) {
     out += " UNION ALL SELECT cityHash64(device), sstart, send FROM (" +
            Sessions(plan.app_id, "sess_h IN (" + plan.sessions_out + ")", false) + ")";
@@ -958,17 +971,22 @@ Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int
   for (const int64_t span : {kDayMs, 8 * kDayMs, 64 * kDayMs, int64_t{0}}) {
     const bool all = span == 0;
     const std::string since = std::to_string(latest - span);
-    std::string rolled = "SELECT sess_h, maxMerge(last) AS send, groupUniqArrayIfMerge(users) AS us"
-                         " FROM " +
-                         tables_("session_parts") + " WHERE app = " + plan->app;
-    if (!plan->sessions_out.empty()) rolled += " AND sess_h NOT IN (" + plan->sessions_out + ")";
+    std::string where;
+    if (!plan->sessions_out.empty()) where = "sess_h NOT IN (" + plan->sessions_out + ")";
     if (!all) {
-      rolled += " AND sess_h IN (SELECT sess_h FROM " + tables_("session_parts") +
-                " WHERE app = " + plan->app + " AND finalizeAggregation(last) >= " + since + ")";
+      where += std::string(where.empty() ? "" : " AND ") + "sess_h IN (SELECT sess_h FROM " +
+               tables_("session_parts") + " WHERE app = " + plan->app +
+               " AND finalizeAggregation(last) >= " + since + ")";
     }
-    rolled += " GROUP BY sess_h";
-    if (plan->cut_ms > 0) rolled += " HAVING minMerge(first) >= " + std::to_string(plan->cut_ms);
-    std::string seen = "SELECT u, send FROM (" + rolled + ") ARRAY JOIN us AS u";
+    std::string seen = "SELECT u, send FROM (" +
+                       MergedSessions(plan->app,
+                                      "finalizeAggregation(first) AS f,"
+                                      " finalizeAggregation(last) AS send,"
+                                      " finalizeAggregation(users) AS us",
+                                      where) +
+                       ")" +
+                       (plan->cut_ms > 0 ? " WHERE f >= " + std::to_string(plan->cut_ms) : "") +
+                       " ARRAY JOIN us AS u";
     if (!plan->sessions_out.empty()) {
       // Sessions rebuilt from their events, with the users in them.
       const std::string in_out = "sess_h IN (" + plan->sessions_out + ")";

@@ -121,6 +121,11 @@ class ClickHouseReader {
   // Only those that can matter for [from_ms, to_ms]: the sessions starting
   // in it (and others), or every session of the devices that have one there.
   enum class Starting { kSessionsInRange, kDevicesWithOneInRange };
+  // One row per session of `app` (quoted) in session_parts, its parts
+  // merged: sess_h, then `columns` (over the merged states), for the
+  // sessions matching `where` (key columns only).
+  std::string MergedSessions(const std::string& app, const std::string& columns,
+                             const std::string& where = "") const;
   std::string RollupSessions(const RollupPlan& plan, Starting starting, int64_t from_ms,
                              int64_t to_ms) const;
   Result<int64_t> RollupInstalls(const RollupPlan& plan, int64_t from_ms, int64_t to_ms);
