@@ -633,13 +633,12 @@ TEST(BackendsAgreeTest, QuickGlanceDailyAndUsersAtAnyRangeAndOffset) {
   // same moment, and one last seen long before the others.
   pending.clear();
   for (int u = 40; u < 46; ++u) {
-    pending.push_back(Make(EventType::kEvent, "TIED", std::to_string(++id),
-                           start + 2 * kDayMs + (u < 43 ? 777 : 888),
-                           "device-t" + std::to_string(u), "t" + std::to_string(u),
-                           "user-" + std::to_string(u)));
+    pending.push_back(Make(
+        EventType::kEvent, "TIED", std::to_string(++id), start + 2 * kDayMs + (u < 43 ? 777 : 888),
+        "device-t" + std::to_string(u), "t" + std::to_string(u), "user-" + std::to_string(u)));
   }
-  pending.push_back(Init(std::to_string(++id), start - 100 * kDayMs, "device-old", "old",
-                         "user-old"));
+  pending.push_back(
+      Init(std::to_string(++id), start - 100 * kDayMs, "device-old", "old", "user-old"));
   append(pending);
   const auto describe_users = [](const UserList& list) {
     std::string out = "total " + std::to_string(list.total) + "\n";
@@ -899,7 +898,8 @@ TEST(ClickHouseSchemaTest, AVersion5DatabaseGetsItsNewTablesAndKeepsItsRollups) 
     auto store = OpenEventStore(config);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     std::vector<uint8_t> inserted;
-    const std::vector<Event> events = {Init("1", kT0), Make(EventType::kEvent, "E", "2", kT0 + 1000),
+    const std::vector<Event> events = {Init("1", kT0),
+                                       Make(EventType::kEvent, "E", "2", kT0 + 1000),
                                        Init("3", kT0 + 5000, "device-2", "s2", "user-2")};
     ASSERT_TRUE((*store)->Append(events, &inserted).ok());
   }

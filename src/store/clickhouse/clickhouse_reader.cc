@@ -408,8 +408,9 @@ Result<ClickHouseReader::RollupPlan> ClickHouseReader::PlanRollups(std::string_v
   }
   if (plan.cut_ms > 0) {
     sessions.push_back("SELECT sess_h FROM (" +
-                       MergedSessions(plan.app, "sess_h, finalizeAggregation(first) AS f,"
-                                                " finalizeAggregation(last) AS l") +
+                       MergedSessions(plan.app,
+                                      "sess_h, finalizeAggregation(first) AS f,"
+                                      " finalizeAggregation(last) AS l") +
                        ") WHERE f < " + std::to_string(plan.cut_ms) +
                        " AND l >= " + std::to_string(plan.cut_ms));
   }
@@ -483,12 +484,13 @@ std::string ClickHouseReader::RollupSessions(const RollupPlan& plan, Starting st
              decoded("finalizeAggregation(start_key)") + " BETWEEN " + std::to_string(from_ms) +
              " AND " + std::to_string(to_ms) + ")";
   }
-  std::string out = "SELECT dev_h, " + decoded("k") + " AS sstart, send FROM (" +
-                    MergedSessions(plan.app,
-                                   "dev_h, finalizeAggregation(start_key) AS k,"
-                                   " finalizeAggregation(first) AS f, finalizeAggregation(last) AS send",
-                                   where) +
-                    ") WHERE k < 18446744073709551615";
+  std::string out =
+      "SELECT dev_h, " + decoded("k") + " AS sstart, send FROM (" +
+      MergedSessions(plan.app,
+                     "dev_h, finalizeAggregation(start_key) AS k,"
+                     " finalizeAggregation(first) AS f, finalizeAggregation(last) AS send",
+                     where) +
+      ") WHERE k < 18446744073709551615";
   if (plan.cut_ms > 0) out += " AND f >= " + std::to_string(plan.cut_ms);
   if (!plan.sessions_out.empty()) {
     out += " UNION ALL SELECT cityHash64(device), sstart, send FROM (" +
@@ -642,7 +644,7 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
 }
 
 Result<ClickHouseReader::SessionStatsOf> ClickHouseReader::SessionStats(const RollupPlan& plan,
-                                                                       const QueryRange& range) {
+                                                                        const QueryRange& range) {
   // One merge of the sessions for both: per device its first session's
   // start and the sessions it started in range, then one element per such
   // session (day, 1, seconds, 0) and one for the device's first session
@@ -654,12 +656,11 @@ Result<ClickHouseReader::SessionStatsOf> ClickHouseReader::SessionStats(const Ro
       " AND sstart <= " + to + ") AS ins FROM (" +
       RollupSessions(plan, Starting::kDevicesWithOneInRange, range.from_ms, range.to_ms) +
       ") GROUP BY dev_h HAVING first <= " + to + " AND (first >= " + from + " OR notEmpty(ins))";
-  auto rows = Query(
-      "SELECT e.1 AS d, sum(e.2), sum(e.3), sum(e.4) FROM (" + per_device +
-      ") ARRAY JOIN arrayPushBack(arrayMap(s -> (" + Day("s.1", off) +
-      ", toUInt64(1), intDiv(s.2 - s.1, 1000), toUInt64(0)), ins), (" + Day("first", off) +
-      ", toUInt64(0), toInt64(0), toUInt64(first >= " + from + " AND first <= " + to +
-      "))) AS e GROUP BY d");
+  auto rows = Query("SELECT e.1 AS d, sum(e.2), sum(e.3), sum(e.4) FROM (" + per_device +
+                    ") ARRAY JOIN arrayPushBack(arrayMap(s -> (" + Day("s.1", off) +
+                    ", toUInt64(1), intDiv(s.2 - s.1, 1000), toUInt64(0)), ins), (" +
+                    Day("first", off) + ", toUInt64(0), toInt64(0), toUInt64(first >= " + from +
+                    " AND first <= " + to + "))) AS e GROUP BY d");
   if (!rows.ok()) return rows.status();
   SessionStatsOf out;
   for (const auto& r : *rows) {
@@ -783,10 +784,10 @@ Result<std::vector<UserSummary>> ClickHouseReader::Summaries(
   }
   // The props of each user's own init, props and userid events, later wins.
   std::vector<std::map<std::string, std::string>> props(keys.size());
-  auto payloads = Query("SELECT user_key, payload FROM " +
-                        Live(app, theirs + " AND type IN (1, 4, 5)", "user_key, payload, time",
-                             "user_events") +
-                        " ORDER BY time, ord");
+  auto payloads =
+      Query("SELECT user_key, payload FROM " +
+            Live(app, theirs + " AND type IN (1, 4, 5)", "user_key, payload, time", "user_events") +
+            " ORDER BY time, ord");
   if (!payloads.ok()) return payloads.status();
 
   for (size_t i = 0; i < keys.size(); ++i) {
@@ -872,11 +873,12 @@ Result<std::vector<ErrorGroup>> ClickHouseReader::ErrorGroups(std::string_view a
   // events (by its device), each a few granules. A sample gone in between
   // (its user deleted meanwhile): again.
   for (int attempt = 0;; ++attempt) {
-    auto rows = Query("SELECT name, count(), uniqExact(user_h), min(time), max(time),"
-                      " argMax(ord, (time, ord)), argMax(user_h, (time, ord)) FROM " +
-                      Live(app, Range(range.from_ms, range.to_ms) + " AND type = 3", "name, time",
-                           "event_times") +
-                      " GROUP BY name");
+    auto rows = Query(
+        "SELECT name, count(), uniqExact(user_h), min(time), max(time),"
+        " argMax(ord, (time, ord)), argMax(user_h, (time, ord)) FROM " +
+        Live(app, Range(range.from_ms, range.to_ms) + " AND type = 3", "name, time",
+             "event_times") +
+        " GROUP BY name");
     if (!rows.ok()) return rows.status();
     std::vector<ErrorGroup> out;
     std::vector<uint64_t> samples, users;
@@ -894,17 +896,19 @@ Result<std::vector<ErrorGroup>> ClickHouseReader::ErrorGroups(std::string_view a
     }
     if (samples.empty()) return out;
     const std::string app_q = SqlQuote(app), ords = NumberList(samples);
-    auto devices = Query("SELECT DISTINCT device FROM " + tables_("user_events") + " WHERE app = " +
-                         app_q + " AND user_h IN " + NumberList(users) + " AND ord IN " + ords);
+    auto devices =
+        Query("SELECT DISTINCT device FROM " + tables_("user_events") + " WHERE app = " + app_q +
+              " AND user_h IN " + NumberList(users) + " AND ord IN " + ords);
     if (!devices.ok()) return devices.status();
     std::vector<std::string> device_list;
     for (const auto& r : *devices) {
       if (!r.empty()) device_list.push_back(r[0]);
     }
     if (device_list.empty()) device_list.push_back("");
-    auto details = Query("SELECT ord, any(user_key), any(session), any(device), any(payload) FROM " +
-                         tables_("events") + " WHERE app = " + app_q + " AND device IN " +
-                         QuoteList(device_list) + " AND ord IN " + ords + " GROUP BY ord");
+    auto details =
+        Query("SELECT ord, any(user_key), any(session), any(device), any(payload) FROM " +
+              tables_("events") + " WHERE app = " + app_q + " AND device IN " +
+              QuoteList(device_list) + " AND ord IN " + ords + " GROUP BY ord");
     if (!details.ok()) return details.status();
     std::unordered_map<uint64_t, const std::vector<std::string>*> by_ord;
     for (const auto& r : *details) {
@@ -991,8 +995,9 @@ Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int
       // Sessions rebuilt from their events, with the users in them.
       const std::string in_out = "sess_h IN (" + plan->sessions_out + ")";
       seen += " UNION ALL SELECT user_h AS u, send FROM (SELECT DISTINCT user_h, sess_h FROM " +
-              Live(app, in_out, "sess_h", "event_times") + ") ANY INNER JOIN (SELECT sess_h, send FROM (" +
-              Sessions(app, in_out, false) + ")) USING sess_h";
+              Live(app, in_out, "sess_h", "event_times") +
+              ") ANY INNER JOIN (SELECT sess_h, send FROM (" + Sessions(app, in_out, false) +
+              ")) USING sess_h";
     }
     auto rows = Query("SELECT u, max(send) AS ls FROM (" + seen + ") GROUP BY u" +
                       (all ? "" : " HAVING ls >= " + since));
@@ -1041,8 +1046,8 @@ Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int
   return out;
 }
 
-Result<UserList> ClickHouseReader::UsersMatching(std::string_view app, int64_t page,
-                                                 int64_t limit, std::string_view search) {
+Result<UserList> ClickHouseReader::UsersMatching(std::string_view app, int64_t page, int64_t limit,
+                                                 std::string_view search) {
   // A search reads the user keys of every event.
   UserList out;
   // lower() folds ASCII letters only, as the search promises (and as SQLite's).
