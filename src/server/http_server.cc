@@ -152,7 +152,9 @@ std::string CountryOf(const Context& ctx, const IpAddress& client) {
   return std::string(ctx.options.geo->Country(client));
 }
 
+// The WebSocket write buffer: for a compressed message, and for any other.
 constexpr size_t kWsWriteBufferBytes = 512;
+constexpr size_t kWsSmallWriteBufferBytes = 8;
 
 uint64_t NextConnectionId() {
   static std::atomic<uint64_t> next{1};
@@ -168,8 +170,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
         app_(std::move(app)),
         country_(std::move(country)),
         id_(NextConnectionId()),
-        lease_(std::move(lease)),
-        resume_(ws_.get_executor()) {}
+        lease_(std::move(lease)) {}
 
   ~WsSession() {
     ctx_->sessions.Remove(id_);
@@ -179,7 +180,6 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   void Start(http::request<http::string_body> req) {
     ctx_->sessions.Add(id_, weak_from_this());
     going_away_ = ctx_->stopping.load();
-    beast::get_lowest_layer(ws_).expires_never();
     // Without keep-alive pings the idle timer restarts only when a read starts,
     // that is after each message: a socket that sends nothing (not even the
     // SDK's heartbeat) is closed, whatever pongs its library would answer.
@@ -197,10 +197,8 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     pmd.memLevel = o.ws_deflate_mem_level;
     pmd.msg_size_threshold = o.ws_deflate_min_size;
     ws_.set_option(pmd);
-    // The write buffer holds compressed output only (acks over the threshold,
-    // rare), a frame at a time: a small one saves 4 KiB per socket. A message
-    // sent uncompressed goes as one frame.
-    ws_.write_buffer_bytes(kWsWriteBufferBytes);
+    // A message sent uncompressed goes as one frame; the write buffer holds
+    // compressed output only, and is sized per message (DoWrite).
     ws_.auto_fragment(false);
     // The size limit is enforced in OnRead so that an oversized message ends
     // with a proper close handshake (1009) the client can see, instead of
@@ -234,7 +232,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       return;
     }
     closed_ = true;
-    resume_.cancel();
+    if (resume_) resume_->cancel();
     ws_.async_close(websocket::close_reason(websocket::close_code::going_away, "server stopping"),
                     [self = shared_from_this()](beast::error_code) {});
   }
@@ -243,8 +241,23 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     // Going away: what was read is acked, nothing more is read.
     if (reading_ || closed_ || backing_off_ || going_away_) return;
     reading_ = true;
+    if (buffer_.size() == 0) {
+      // Between messages no buffer waits: the first byte of the next one is
+      // read into the session itself (Beast keeps the frame in its own read
+      // buffer meanwhile), so an idle socket holds no message buffer.
+      ws_.async_read_some(net::buffer(&first_byte_, 1),
+                          beast::bind_front_handler(&WsSession::OnFirstByte, shared_from_this()));
+      return;
+    }
     ws_.async_read_some(buffer_, 64 * 1024,
                         beast::bind_front_handler(&WsSession::OnRead, shared_from_this()));
+  }
+
+  void OnFirstByte(beast::error_code ec, std::size_t n) {
+    if (!ec && n > 0) {
+      buffer_.commit(net::buffer_copy(buffer_.prepare(n), net::buffer(&first_byte_, n)));
+    }
+    OnRead(ec, n);
   }
 
   void OnRead(beast::error_code ec, std::size_t) {
@@ -252,20 +265,22 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     if (ec) {
       if (ec == beast::error::timeout) ctx_->Count(&ServerCounters::websockets_idle_closed);
       closed_ = true;
-      resume_.cancel();
+      if (resume_) resume_->cancel();
       return;
     }
     if (closed_) {
       // A message that was on its way when this side began to close (going
       // away, or a refusal): it could not be acked any more, so it is not
       // stored either; the SDK sends it again to the next connection.
-      buffer_.consume(buffer_.size());
+      buffer_.clear();
+      buffer_.shrink_to_fit();
       return;
     }
     if (buffer_.size() > ctx_->options.max_body_bytes) {
       LogWarn("app " + app_ + ": WebSocket message over the size limit; closing (1009)");
       closed_ = true;
       buffer_.clear();
+      buffer_.shrink_to_fit();
       // async_close sends the close frame, then drains the rest of the
       // message until the client's close frame arrives.
       ws_.async_close(websocket::close_reason(websocket::close_code::too_big, "message too big"),
@@ -277,7 +292,8 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       return;
     }
     std::string message = beast::buffers_to_string(buffer_.data());
-    buffer_.consume(buffer_.size());
+    buffer_.clear();
+    buffer_.shrink_to_fit();
     ++inflight_;
     g_inflight.fetch_add(1);
     auto self = shared_from_this();
@@ -300,8 +316,9 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       if (!backing_off_) {
         LogWarn("app " + app_ + ": message not acked: " + st.message());
         backing_off_ = true;
-        resume_.expires_after(std::chrono::seconds(1));
-        resume_.async_wait([self = shared_from_this()](beast::error_code wait_ec) {
+        if (!resume_) resume_ = std::make_unique<net::steady_timer>(ws_.get_executor());
+        resume_->expires_after(std::chrono::seconds(1));
+        resume_->async_wait([self = shared_from_this()](beast::error_code wait_ec) {
           self->backing_off_ = false;
           if (!wait_ec) self->DoRead();
         });
@@ -332,6 +349,14 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     sending_ = std::move(outbox_.front());
     outbox_.erase(outbox_.begin());
     ws_.text(true);
+    // With deflate negotiated Beast keeps a write buffer of the configured
+    // size from the first message on. Only a compressed message (an ack over
+    // the threshold, rare) uses it, a frame at a time: 512 bytes then, and the
+    // smallest size allowed otherwise, so a socket whose acks are small holds
+    // 8 bytes instead of 512.
+    ws_.write_buffer_bytes(sending_.size() >= ctx_->options.ws_deflate_min_size
+                               ? kWsWriteBufferBytes
+                               : kWsSmallWriteBufferBytes);
     ws_.async_write(net::buffer(sending_),
                     beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
   }
@@ -348,14 +373,16 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     MaybeCloseGoingAway();
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<tcp::socket> ws_;
   const Context* ctx_;
   std::string app_;
   std::string country_;
   const uint64_t id_;
   ConnectionLimiter::Lease lease_;  // this connection's place under the connection caps
-  net::steady_timer resume_;        // ends a back-off while storage is behind
-  beast::flat_buffer buffer_;
+  // Ends a back-off while storage is behind; made at a socket's first.
+  std::unique_ptr<net::steady_timer> resume_;
+  beast::flat_buffer buffer_;  // the message being read; released once it is whole
+  char first_byte_ = 0;        // the first byte of the next message
   // Acks waiting to be written, oldest first (a vector: an empty deque
   // already holds half a KiB, and a socket rarely has more than one ack due),
   // and the one being written.

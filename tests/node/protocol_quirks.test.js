@@ -199,9 +199,14 @@ test('permessage-deflate is negotiated and compressed messages are decoded', asy
   assertSameIds((await c.request({ data: [small] })).reportedIds, [small.id]);
   const bin = ev({ name: 'SMALL_BIN' });
   assertSameIds((await c.request({ data: [bin] }, { binary: true })).reportedIds, [bin.id]);
+  // acks over 512 bytes (sent compressed) and small ones (sent plain), in turn
+  for (const n of [150, 1, 150, 1]) {
+    const b = Array.from({ length: n }, () => ev({ name: 'ACK_SIZES' }));
+    assertSameIds((await c.request({ data: b })).reportedIds, b.map((e) => e.id), `a batch of ${n}`);
+  }
   c.close();
   const rows = exported(appId);
-  assert.equal(rows.length, 42);
+  assert.equal(rows.length, 42 + 302);
   const x = rows.find((r) => r.name === 'BIG_7');
   assert.deepEqual(x.payload, { text: 'la '.repeat(300), i: 7 });
 });
@@ -253,18 +258,25 @@ test('both WebSocket paths work: /app/:appId/track and /:appId/', async () => {
 
 test('a message split into continuation frames (fragmented) is reassembled: text, binary, and compressed', async () => {
   const { appId } = takeApp();
-  for (const [label, opts] of [['text', { perMessageDeflate: false, binary: false }], ['binary', { perMessageDeflate: false, binary: true }], ['deflate', { perMessageDeflate: { threshold: 0 }, binary: false }]]) {
+  const variants = [
+    ['text', { perMessageDeflate: false, binary: false }],
+    ['binary', { perMessageDeflate: false, binary: true }],
+    ['deflate', { perMessageDeflate: { threshold: 0 }, binary: false }],
+    ['empty_first', { perMessageDeflate: false, binary: false, split: [0, 1] }],
+  ];
+  for (const [label, opts] of variants) {
     const c = await RawClient.forApp(appId, { perMessageDeflate: opts.perMessageDeflate });
     const batch = [ev({ name: `FRAG_${label}_1`, payload: { pad: 'p'.repeat(500) } }), ev({ name: `FRAG_${label}_2` })];
     const text = JSON.stringify({ data: batch });
-    const parts = [text.slice(0, 7), text.slice(7, 300), text.slice(300)];
+    const [a, b] = opts.split || [7, 300]; // an empty first fragment, then a single byte, with split [0, 1]
+    const parts = [text.slice(0, a), text.slice(a, b), text.slice(b)];
     parts.forEach((part, i) => c.ws.send(Buffer.from(part), { binary: opts.binary, fin: i === parts.length - 1 }));
     const m = await c.next();
     assert.equal(m.isBinary, false);
     assertSameIds(parseAck(m.text).reportedIds, batch.map((e) => e.id), `${label} fragmented message`);
     c.close();
   }
-  assert.equal(exported(appId).length, 6);
+  assert.equal(exported(appId).length, 8);
 });
 
 test('WebSocket ping is answered with a pong', async () => {
