@@ -117,17 +117,13 @@ class ClickHouseReader {
   // sessions come from them for a range, and which from the events.
   struct RollupPlan;
   Result<RollupPlan> PlanRollups(std::string_view app, int64_t from_ms, int64_t to_ms);
-  // Every session of the plan's app as (dev_h: its device's hash, sstart, send).
-  // Only those that can matter for [from_ms, to_ms]: the sessions starting
-  // in it (and others), or every session of the devices that have one there.
-  enum class Starting { kSessionsInRange, kDevicesWithOneInRange };
   // One row per session of `app` (quoted) in session_parts, its parts
   // merged: sess_h, then `columns` (over the merged states), for the
   // sessions matching `where` (key columns only).
   std::string MergedSessions(const std::string& app, const std::string& columns,
                              const std::string& where = "") const;
-  std::string RollupSessions(const RollupPlan& plan, Starting starting, int64_t from_ms,
-                             int64_t to_ms) const;
+  // Every session of the plan's app as (dev_h: its device's hash, sstart, send).
+  std::string RollupSessions(const RollupPlan& plan) const;
   Result<int64_t> RollupInstalls(const RollupPlan& plan, int64_t from_ms, int64_t to_ms);
   // Sessions starting in range by local day.
   Result<SessionDays> SessionDaysOf(const RollupPlan& plan, const QueryRange& range);
