@@ -957,18 +957,24 @@ Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int
     const std::string since = std::to_string(latest - span);
     std::string where;
     if (!plan->sessions_out.empty()) where = "sess_h NOT IN (" + plan->sessions_out + ")";
-    if (!all) {
-      where += std::string(where.empty() ? "" : " AND ") + "sess_h IN (SELECT sess_h FROM " +
-               tables_("session_parts") + " WHERE app = " + plan->app +
-               " AND finalizeAggregation(last) >= " + since + ")";
+    std::string merged;
+    if (all) {
+      merged = MergedSessions(plan->app,
+                              "finalizeAggregation(first) AS f, finalizeAggregation(last) AS send,"
+                              " finalizeAggregation(users) AS us",
+                              where);
+    } else {
+      // The few sessions that ended lately: picked first, then merged by
+      // GROUP BY (FINAL would merge every session before the filter).
+      merged =
+          "SELECT sess_h, minMerge(first) AS f, maxMerge(last) AS send,"
+          " groupUniqArrayIfMerge(users) AS us FROM " +
+          tables_("session_parts") + " WHERE app = " + plan->app +
+          (where.empty() ? "" : " AND " + where) + " AND sess_h IN (SELECT sess_h FROM " +
+          tables_("session_parts") + " WHERE app = " + plan->app +
+          " AND finalizeAggregation(last) >= " + since + ") GROUP BY sess_h";
     }
-    std::string seen = "SELECT u, send FROM (" +
-                       MergedSessions(plan->app,
-                                      "finalizeAggregation(first) AS f,"
-                                      " finalizeAggregation(last) AS send,"
-                                      " finalizeAggregation(users) AS us",
-                                      where) +
-                       ")" +
+    std::string seen = "SELECT u, send FROM (" + merged + ")" +
                        (plan->cut_ms > 0 ? " WHERE f >= " + std::to_string(plan->cut_ms) : "") +
                        " ARRAY JOIN us AS u";
     if (!plan->sessions_out.empty()) {
