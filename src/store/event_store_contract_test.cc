@@ -655,17 +655,20 @@ TEST(BackendsAgreeTest, QuickGlanceDailyAndUsersAtAnyRangeAndOffset) {
     return out;
   };
   const auto compare_users = [&](const std::string& when) {
-    for (const int64_t limit : {int64_t{1}, int64_t{4}, int64_t{100}}) {
-      for (int64_t page = 1; page <= 60; ++page) {
-        auto first = stores[0]->Users(kApp, page, limit, "");
-        ASSERT_TRUE(first.ok()) << first.status().ToString();
-        for (size_t i = 1; i < stores.size(); ++i) {
-          auto other = stores[i]->Users(kApp, page, limit, "");
-          ASSERT_TRUE(other.ok()) << backends[i].name << ": " << other.status().ToString();
-          EXPECT_EQ(describe_users(*other), describe_users(*first))
-              << backends[i].name << " users, " << when << " page " << page << " limit " << limit;
+    for (const std::string search : {"", "user-4", "SER-1", "-3", "nobody"}) {
+      for (const int64_t limit : {int64_t{1}, int64_t{4}, int64_t{100}}) {
+        for (int64_t page = 1; page <= 60; ++page) {
+          auto first = stores[0]->Users(kApp, page, limit, search);
+          ASSERT_TRUE(first.ok()) << first.status().ToString();
+          for (size_t i = 1; i < stores.size(); ++i) {
+            auto other = stores[i]->Users(kApp, page, limit, search);
+            ASSERT_TRUE(other.ok()) << backends[i].name << ": " << other.status().ToString();
+            EXPECT_EQ(describe_users(*other), describe_users(*first))
+                << backends[i].name << " users, " << when << " search '" << search << "' page "
+                << page << " limit " << limit;
+          }
+          if (first->users.empty()) break;
         }
-        if (first->users.empty()) break;
       }
     }
   };

@@ -918,10 +918,10 @@ Result<std::vector<ErrorGroup>> ClickHouseReader::ErrorGroups(std::string_view a
 
 Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int64_t limit,
                                          std::string_view search) {
-  if (!search.empty()) return UsersMatching(app, page, limit, search);
-  // Without a search the rollups answer: the users from user_buckets, their
-  // last seen from session_parts, and only for the sessions that ended
-  // lately, as a page of the most recently seen users needs.
+  // The rollups answer: the users from user_buckets (or, for a search, the
+  // matching keys in user_events), their last seen from session_parts, and
+  // only for the sessions that ended lately, as a page of the most recently
+  // seen users needs (or, for a few matching users, for their sessions).
   auto plan = PlanRollups(app, 0, -1);
   if (!plan.ok()) return plan.status();
   UserList out;
@@ -930,6 +930,31 @@ Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int
   if (!plan->users_out.empty()) {
     known += " AND user_h NOT IN (" + plan->users_out + ") UNION ALL SELECT user_h FROM " +
              Live(app, "user_h IN (" + plan->users_out + ")", "", "user_events");
+  }
+  // A search: the matching users, as a list when they are few (their
+  // sessions are then all that is merged), else as a subquery.
+  std::string matching;
+  bool few = false;
+  if (!search.empty()) {
+    // lower() folds ASCII letters only, as the search promises (and as SQLite's).
+    known = "SELECT user_h FROM " +
+            Live(app, "position(lower(user_key), " + SqlQuote(AsciiLower(search)) + ") > 0", "",
+                 "user_events");
+    auto found = Query("SELECT DISTINCT user_h FROM (" + known + ") LIMIT " +
+                       std::to_string(kListedExclusions + 1));
+    if (!found.ok()) return found.status();
+    if (found->size() <= kListedExclusions) {
+      std::vector<uint64_t> hashes;
+      for (const auto& r : *found) {
+        if (!r.empty()) hashes.push_back(UInt(r[0]));
+      }
+      if (hashes.empty()) return out;
+      few = true;
+      const std::string list = NumberList(hashes);
+      matching = list.substr(1, list.size() - 2);
+    } else {
+      matching = known;
+    }
   }
   auto head = Query("SELECT (SELECT uniqExact(user_h) FROM (" + known +
                     ")), (SELECT max(finalizeAggregation(last)) FROM " + tables_("session_parts") +
@@ -942,9 +967,10 @@ Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int
   if (offset >= out.total) return out;
   const size_t need = static_cast<size_t>(offset + limit);
 
-  // Users last seen since a moment, with their last seen (exact: a user
-  // seen since then was seen last in a session that ended since then). The
-  // moment moves back until the page is among them.
+  // The users (matching) of the sessions that meet `restrict` (a condition
+  // on sess_h; every session when empty), with their last seen, if it is
+  // at least `since` (when not empty). Exact for every user seen since
+  // then: such a user was seen last in a session that ended since then.
   struct Seen {
     uint64_t user_h;
     int64_t last_seen;
@@ -952,27 +978,23 @@ Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int
     std::string key;
   };
   std::vector<Seen> ranked;
-  for (const int64_t span : {kDayMs, 8 * kDayMs, 64 * kDayMs, int64_t{0}}) {
-    const bool all = span == 0;
-    const std::string since = std::to_string(latest - span);
+  const auto rank = [&](const std::string& restrict, const std::string& since) -> Status {
     std::string where;
     if (!plan->sessions_out.empty()) where = "sess_h NOT IN (" + plan->sessions_out + ")";
     std::string merged;
-    if (all) {
+    if (restrict.empty()) {
       merged = MergedSessions(plan->app,
                               "finalizeAggregation(first) AS f, finalizeAggregation(last) AS send,"
                               " finalizeAggregation(users) AS us",
                               where);
     } else {
-      // The few sessions that ended lately: picked first, then merged by
-      // GROUP BY (FINAL would merge every session before the filter).
+      // A few sessions: picked first, then merged by GROUP BY (FINAL would
+      // merge every session before the filter).
       merged =
           "SELECT sess_h, minMerge(first) AS f, maxMerge(last) AS send,"
           " groupUniqArrayIfMerge(users) AS us FROM " +
           tables_("session_parts") + " WHERE app = " + plan->app +
-          (where.empty() ? "" : " AND " + where) + " AND sess_h IN (SELECT sess_h FROM " +
-          tables_("session_parts") + " WHERE app = " + plan->app +
-          " AND finalizeAggregation(last) >= " + since + ") GROUP BY sess_h";
+          (where.empty() ? "" : " AND " + where) + " AND " + restrict + " GROUP BY sess_h";
     }
     std::string seen = "SELECT u, send FROM (" + merged + ")" +
                        (plan->cut_ms > 0 ? " WHERE f >= " + std::to_string(plan->cut_ms) : "") +
@@ -985,14 +1007,35 @@ Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int
               ") ANY INNER JOIN (SELECT sess_h, send FROM (" + Sessions(app, in_out, false) +
               ")) USING sess_h";
     }
-    auto rows = Query("SELECT u, max(send) AS ls FROM (" + seen + ") GROUP BY u" +
-                      (all ? "" : " HAVING ls >= " + since));
+    auto rows = Query("SELECT u, max(send) AS ls FROM (" + seen + ")" +
+                      (matching.empty() ? "" : " WHERE u IN (" + matching + ")") + " GROUP BY u" +
+                      (since.empty() ? "" : " HAVING ls >= " + since));
     if (!rows.ok()) return rows.status();
     ranked.clear();
     for (const auto& r : *rows) {
       if (r.size() == 2) ranked.push_back({UInt(r[0]), Int(r[1]), 0, {}});
     }
-    if (all || ranked.size() >= need) break;
+    return Status::Ok();
+  };
+  if (few) {
+    NUCLEON_RETURN_IF_ERROR(rank("sess_h IN (SELECT sess_h FROM " + tables_("user_events") +
+                                     " WHERE app = " + plan->app + " AND user_h IN (" + matching +
+                                     "))",
+                                 ""));
+  } else {
+    // The moment moves back until the page is among the users found.
+    for (const int64_t span : {kDayMs, 8 * kDayMs, 64 * kDayMs, int64_t{0}}) {
+      if (span == 0) {
+        NUCLEON_RETURN_IF_ERROR(rank("", ""));
+        break;
+      }
+      const std::string since = std::to_string(latest - span);
+      NUCLEON_RETURN_IF_ERROR(rank("sess_h IN (SELECT sess_h FROM " + tables_("session_parts") +
+                                       " WHERE app = " + plan->app +
+                                       " AND finalizeAggregation(last) >= " + since + ")",
+                                   since));
+      if (ranked.size() >= need) break;
+    }
   }
   std::sort(ranked.begin(), ranked.end(),
             [](const Seen& a, const Seen& b) { return a.last_seen > b.last_seen; });
@@ -1026,38 +1069,6 @@ Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int
   });
   std::vector<std::string> keys;
   for (size_t i = first - lo; i < end - lo; ++i) keys.push_back(tied[i].key);
-  auto summaries = Summaries(app, keys, nullptr);
-  if (!summaries.ok()) return summaries.status();
-  out.users = std::move(*summaries);
-  return out;
-}
-
-Result<UserList> ClickHouseReader::UsersMatching(std::string_view app, int64_t page, int64_t limit,
-                                                 std::string_view search) {
-  // A search reads the user keys of every event.
-  UserList out;
-  // lower() folds ASCII letters only, as the search promises (and as SQLite's).
-  const std::string needle = AsciiLower(search);
-  const std::string match = "position(lower(user_key), " + SqlQuote(needle) + ") > 0";
-  auto total = Query("SELECT uniqExact(user_key) FROM " + Live(app, match, "user_key"));
-  if (!total.ok()) return total.status();
-  if (!total->empty()) out.total = Int((*total)[0][0]);
-  const int64_t offset = (page - 1) * limit;
-  if (offset >= out.total) return out;
-  auto rows = Query(
-      "SELECT user_key FROM (SELECT user_key, max(send) AS last_seen FROM (SELECT DISTINCT "
-      "user_key, sess_h FROM " +
-      Live(app, match, "user_key, sess_h") + ") ANY INNER JOIN (SELECT sess_h, send FROM (" +
-      Sessions(app, "", false) +
-      ")) USING sess_h GROUP BY user_key) ANY INNER JOIN (SELECT user_key, min(ord) AS created "
-      "FROM " +
-      Live(app, "", "user_key") +
-      " GROUP BY user_key) USING user_key"
-      " ORDER BY last_seen DESC, created DESC LIMIT " +
-      std::to_string(offset) + ", " + std::to_string(limit));
-  if (!rows.ok()) return rows.status();
-  std::vector<std::string> keys;
-  for (const auto& r : *rows) keys.push_back(r[0]);
   auto summaries = Summaries(app, keys, nullptr);
   if (!summaries.ok()) return summaries.status();
   out.users = std::move(*summaries);

@@ -100,9 +100,6 @@ class ClickHouseReader {
   // `context` the init context (i_*) and the latest carrying event's (c_*).
   std::string Sessions(std::string_view app, const std::string& where, bool context) const;
   Result<std::vector<SessionRow>> LoadSessions(std::string_view app, const std::string& where);
-  // A page of the users whose key contains `search` (not empty).
-  Result<UserList> UsersMatching(std::string_view app, int64_t page, int64_t limit,
-                                 std::string_view search);
   Result<std::vector<UserSummary>> Summaries(std::string_view app,
                                              const std::vector<std::string>& keys,
                                              std::vector<std::vector<SessionSummary>>* sessions);
