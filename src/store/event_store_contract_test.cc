@@ -49,6 +49,35 @@ ClickHouseServer* SharedClickHouse() {
   return &server;
 }
 
+// A store on the shared test ClickHouse, in its own database.
+StoreConfig ClickHouseConfig(const std::string& dir, const std::string& database) {
+  StoreConfig config;
+  config.backend = "clickhouse";
+  config.data_dir = dir;
+  config.clickhouse.urls = {SharedClickHouse()->url()};
+  config.clickhouse.database = database;
+  config.clickhouse.fsync_full = false;
+  return config;
+}
+
+// Reads may answer Unavailable until the read side is loaded: waits for it
+// (up to 30 s).
+void WaitUntilReady(EventStore& store) {
+  for (int i = 0; i < 3000 && !store.Ready(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+// The statements that leave `version` the only schema version recorded, as
+// a database of that release has it.
+std::vector<std::string> RecordOnlyVersion(const ClickHouseTables& tables, int version) {
+  return {
+      "DROP TABLE " + tables("schema_versions"),
+      "CREATE TABLE " + tables("schema_versions") +
+          " (version UInt32, applied_ms Int64) ENGINE = MergeTree ORDER BY version",
+      "INSERT INTO " + tables("schema_versions") + " VALUES (" + std::to_string(version) + ", 1)"};
+}
+
 std::vector<Backend> Backends() {
   std::vector<Backend> backends = {{"sqlite", [](const std::string& dir) {
                                       StoreConfig config;
@@ -58,14 +87,8 @@ std::vector<Backend> Backends() {
                                     }}};
   if (ClickHouseServer::Available()) {
     backends.push_back({"clickhouse", [](const std::string& dir) {
-                          StoreConfig config;
-                          config.backend = "clickhouse";
-                          config.data_dir = dir;
-                          config.clickhouse.urls = {SharedClickHouse()->url()};
                           const Sha256Digest d = Sha256(dir);
-                          config.clickhouse.database = "contract_" + HexEncode(d.data(), 6);
-                          config.clickhouse.fsync_full = false;
-                          return config;
+                          return ClickHouseConfig(dir, "contract_" + HexEncode(d.data(), 6));
                         }});
   }
   return backends;
@@ -107,10 +130,7 @@ class EventStoreContractTest : public ::testing::TestWithParam<Backend> {
     auto store = OpenEventStore(GetParam().config(dir_.path()));
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
-    // Reads may answer Unavailable until the read side is loaded.
-    for (int i = 0; i < 3000 && !store_->Ready(); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    WaitUntilReady(*store_);
     ASSERT_TRUE(store_->Ready());
   }
 
@@ -549,9 +569,7 @@ TEST(BackendsAgreeTest, QuickGlanceDailyAndUsersAtAnyRangeAndOffset) {
     auto store = OpenEventStore(backends[i].config(dirs[i].path()));
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     stores.push_back(std::move(store).value());
-    for (int w = 0; w < 3000 && !stores.back()->Ready(); ++w) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    WaitUntilReady(*stores.back());
   }
   uint64_t seed = 12345;
   const auto next = [&seed](uint64_t bound) {
@@ -795,13 +813,9 @@ TEST(ClickHouseSchemaTest, AVersion3DatabaseGainsTheAccountsTable) {
   const ClickHouseTables tables(options);
   ASSERT_TRUE(EnsureClickHouseSchema(**client, tables).ok());
   // Back to version 3: without the accounts table, version rows up to 3.
-  for (const std::string& sql : std::vector<std::string>{
-           "DROP TABLE " + tables("accounts"), "DROP TABLE " + tables("schema_versions"),
-           "CREATE TABLE " + tables("schema_versions") +
-               " (version UInt32, applied_ms Int64) ENGINE = MergeTree ORDER BY version",
-           "INSERT INTO " + tables("schema_versions") + " VALUES (3, 1)"}) {
-    ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
-  }
+  std::vector<std::string> back = {"DROP TABLE " + tables("accounts")};
+  for (std::string& sql : RecordOnlyVersion(tables, 3)) back.push_back(std::move(sql));
+  for (const std::string& sql : back) ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
   StoreConfig config;
   config.backend = "clickhouse";
   config.clickhouse = options;
@@ -825,12 +839,7 @@ TEST(ClickHouseSchemaTest, AVersion3DatabaseGainsTheAccountsTable) {
 TEST(ClickHouseSchemaTest, AVersion4DatabaseGetsRollupsOfTheRowsItHolds) {
   if (!ClickHouseServer::Available()) GTEST_SKIP() << "clickhouse-server is not installed";
   TempDir dir;
-  StoreConfig config;
-  config.backend = "clickhouse";
-  config.data_dir = dir.path();
-  config.clickhouse.urls = {SharedClickHouse()->url()};
-  config.clickhouse.database = "rollup_upgrade";
-  config.clickhouse.fsync_full = false;
+  const StoreConfig config = ClickHouseConfig(dir.path(), "rollup_upgrade");
   const int64_t day_start = kT0 - kT0 % kDayMs;
   const QueryRange day{day_start, day_start + kDayMs - 1, 0};
   {
@@ -858,16 +867,11 @@ TEST(ClickHouseSchemaTest, AVersion4DatabaseGetsRollupsOfTheRowsItHolds) {
        {"event_times", "user_buckets", "init_values", "session_parts", "user_events"}) {
     back.push_back("DROP TABLE " + tables(table));
   }
-  back.push_back("DROP TABLE " + tables("schema_versions"));
-  back.push_back("CREATE TABLE " + tables("schema_versions") +
-                 " (version UInt32, applied_ms Int64) ENGINE = MergeTree ORDER BY version");
-  back.push_back("INSERT INTO " + tables("schema_versions") + " VALUES (4, 1)");
+  for (std::string& sql : RecordOnlyVersion(tables, 4)) back.push_back(std::move(sql));
   for (const std::string& sql : back) ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
   auto store = OpenEventStore(config);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
-  for (int i = 0; i < 3000 && !(*store)->Ready(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  WaitUntilReady(**store);
   auto glance = (*store)->QuickGlance(kApp, day.from_ms, day.to_ms);
   ASSERT_TRUE(glance.ok()) << glance.status().ToString();
   EXPECT_EQ(Describe(*glance), "installs 2 users 2 starts 2 errors 1");
@@ -891,12 +895,7 @@ TEST(ClickHouseSchemaTest, AVersion4DatabaseGetsRollupsOfTheRowsItHolds) {
 TEST(ClickHouseSchemaTest, AVersion5DatabaseGetsItsNewTablesAndKeepsItsRollups) {
   if (!ClickHouseServer::Available()) GTEST_SKIP() << "clickhouse-server is not installed";
   TempDir dir;
-  StoreConfig config;
-  config.backend = "clickhouse";
-  config.data_dir = dir.path();
-  config.clickhouse.urls = {SharedClickHouse()->url()};
-  config.clickhouse.database = "user_events_upgrade";
-  config.clickhouse.fsync_full = false;
+  const StoreConfig config = ClickHouseConfig(dir.path(), "user_events_upgrade");
   {
     auto store = OpenEventStore(config);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
@@ -911,23 +910,17 @@ TEST(ClickHouseSchemaTest, AVersion5DatabaseGetsItsNewTablesAndKeepsItsRollups) 
   const ClickHouseTables tables(config.clickhouse);
   // Back to version 5: no user_events, event_times without names; a marker
   // row in a rollup shows whether the upgrade rebuilt it.
-  for (const std::string& sql :
-       {"DROP TABLE " + tables("user_events_mv"), "DROP TABLE " + tables("user_events"),
-        "ALTER TABLE " + tables("event_times") + " DROP COLUMN name",
-        "DROP TABLE " + tables("schema_versions"),
-        "CREATE TABLE " + tables("schema_versions") +
-            " (version UInt32, applied_ms Int64) ENGINE = MergeTree ORDER BY version",
-        "INSERT INTO " + tables("schema_versions") + " VALUES (5, 1)",
-        "INSERT INTO " + tables("user_buckets") +
-            " SELECT 'marker', 0, 0, sumState(toUInt64(0)), sumState(toUInt64(0)),"
-            " minState(toInt64(0)), maxState(toUInt64(0))"}) {
-    ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
-  }
+  std::vector<std::string> back = {
+      "DROP TABLE " + tables("user_events_mv"), "DROP TABLE " + tables("user_events"),
+      "ALTER TABLE " + tables("event_times") + " DROP COLUMN name",
+      "INSERT INTO " + tables("user_buckets") +
+          " SELECT 'marker', 0, 0, sumState(toUInt64(0)), sumState(toUInt64(0)),"
+          " minState(toInt64(0)), maxState(toUInt64(0))"};
+  for (std::string& sql : RecordOnlyVersion(tables, 5)) back.push_back(std::move(sql));
+  for (const std::string& sql : back) ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
   auto store = OpenEventStore(config);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
-  for (int i = 0; i < 3000 && !(*store)->Ready(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  WaitUntilReady(**store);
   const auto count = [&](const std::string& table, const std::string& where) {
     auto rows = (*client)->Execute("SELECT count() FROM " + tables(table) + " WHERE " + where +
                                    " FORMAT TabSeparated");
