@@ -60,8 +60,10 @@ constexpr size_t kMaxWhereChars = 6000;
 // twice; ClickHouse's `identities` table is what decides.
 constexpr size_t kRecentIdents = 250000;
 
-// The spool's rows: "E\t" + an events row, or a heartbeat
-// "H\tapp\tdevice\tsession\tnode\tord\treceived\n".
+// The spool's rows: "F\t" + an events row, or a heartbeat
+// "H\tapp\tdevice\tsession\tnode\tord\treceived\n". "E\t" + an events row is
+// one an earlier release spooled, whose property arrays were escaped once
+// more than ClickHouse reads them (undone when forwarded: LegacyRowText).
 enum EventField : size_t {
   kApp = 0,
   kNode,
@@ -97,6 +99,7 @@ int64_t ParseI64(std::string_view s) {
 // escapes kept), so that an events row goes to ClickHouse as it is.
 struct SpoolRow {
   bool event = false;
+  bool legacy = false;  // "E": property arrays escaped once more
   std::string_view text;                // the fields after the kind, without the newline
   const std::string_view* f = nullptr;  // kEventFields of them (a heartbeat's: 6)
   size_t first = 0;                     // where they start in the round's fields
@@ -114,11 +117,13 @@ Status SplitSpool(std::string_view payload, std::vector<SpoolRow>* rows,
     if (end == std::string_view::npos) end = payload.size();
     const std::string_view line = payload.substr(pos, end - pos);
     pos = end + 1;
-    if (line.size() < 2 || (line[0] != 'E' && line[0] != 'H') || line[1] != '\t') {
+    if (line.size() < 2 || (line[0] != 'F' && line[0] != 'E' && line[0] != 'H') ||
+        line[1] != '\t') {
       return Status::Internal("a damaged row in the spool");
     }
     SpoolRow& r = rows->emplace_back();
-    r.event = line[0] == 'E';
+    r.event = line[0] != 'H';
+    r.legacy = line[0] == 'E';
     r.text = line.substr(2);
     r.first = fields->size();
     const size_t want = r.event ? size_t{kEventFields} : size_t{6};
@@ -134,6 +139,28 @@ Status SplitSpool(std::string_view payload, std::vector<SpoolRow>* rows,
     if (n != want) return Status::Internal("a damaged row in the spool");
   }
   for (SpoolRow& r : *rows) r.f = fields->data() + r.first;
+  return Status::Ok();
+}
+
+// An events row an earlier release spooled ("E"), as ClickHouse reads it:
+// its property arrays unescaped once (they were written as TabSeparated
+// text; ClickHouse reads an array field as a literal, as it is).
+Status AppendLegacyRow(const SpoolRow& r, std::string* out) {
+  for (size_t i = 0; i < kEventFields; ++i) {
+    if (i) out->push_back('\t');
+    const std::string_view field = r.f[i];
+    const bool array = std::find(std::begin(kPropArrayFields), std::end(kPropArrayFields), i) !=
+                       std::end(kPropArrayFields);
+    if (!array || field.find('\\') == std::string_view::npos) {
+      out->append(field);
+      continue;
+    }
+    auto unescaped = ParseTsv(std::string(field) + "\n");
+    if (!unescaped.ok() || unescaped->size() != 1 || (*unescaped)[0].size() != 1) {
+      return Status::Internal("a damaged row in the spool");
+    }
+    out->append((*unescaped)[0][0]);
+  }
   return Status::Ok();
 }
 
@@ -296,7 +323,7 @@ class ClickHouseEventStore final : public EventStore {
           continue;
         }
       }
-      rows += "E\t";
+      rows += "F\t";
       // A batch's events mostly come a session at a time: its hashes once.
       const Event* h = hashed;
       if (!h || e.app_id != h->app_id || e.device_id != h->device_id ||
@@ -1114,7 +1141,11 @@ class ClickHouseEventStore final : public EventStore {
     size_t forwarded = 0;
     for (size_t i = 0; i < rows.size(); ++i) {
       if (!keep[i]) continue;
-      event_rows.append(rows[i].text);
+      if (rows[i].legacy) {
+        NUCLEON_RETURN_IF_ERROR(AppendLegacyRow(rows[i], &event_rows));
+      } else {
+        event_rows.append(rows[i].text);
+      }
       event_rows.push_back('\n');
       ++forwarded;
     }

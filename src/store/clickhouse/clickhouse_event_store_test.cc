@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -19,6 +20,7 @@
 #include "core/time_util.h"
 #include "store/clickhouse/clickhouse_client.h"
 #include "store/clickhouse/event_rows.h"
+#include "store/clickhouse/spool.h"
 #include "store/clickhouse/testing/clickhouse_server.h"
 
 namespace nucleon {
@@ -204,6 +206,54 @@ TEST_F(ClickHouseEventStoreTest, IdentitiesAnOlderDatabaseKeptAreStillRecognised
   ASSERT_TRUE(b);
   EXPECT_EQ(Append(*b, both), std::vector<uint8_t>(both.size(), 0));
   EXPECT_EQ(Events(*b, 30), 30);
+}
+
+TEST_F(ClickHouseEventStoreTest, RowsAnEarlierReleaseSpooledKeepTheirPropertyValues) {
+  { ASSERT_TRUE(OpenNode(dir_a_.path())); }
+  // An app start whose property key and value hold a quote, a backslash and
+  // a tab, spooled as an earlier release wrote it: the property arrays
+  // escaped once more, as TabSeparated text.
+  Event e = Batch(1, 1, "legacy-")[0];
+  e.client_id.clear();  // no identity: stored as it is
+  e.payload_json = R"({"it's":"C:\\new\ttab"})";
+  e.props = {{"it's", {PropValue::Kind::kString, "C:\\new\ttab"}}};
+  std::string row;
+  AppendEventRow(e, /*node=*/1, OrderClock(1).Next(NowMs()), &row);
+  row.pop_back();  // the newline
+  std::vector<std::string> fields;
+  for (size_t at = 0, tab = 0; tab != std::string::npos; at = tab + 1) {
+    tab = row.find('\t', at);
+    fields.push_back(row.substr(at, tab == std::string::npos ? std::string::npos : tab - at));
+  }
+  ASSERT_EQ(fields.size(), 34u);
+  std::string legacy = "E";
+  for (size_t i = 0; i < fields.size(); ++i) {
+    legacy.push_back('\t');
+    if (std::find(std::begin(kPropArrayFields), std::end(kPropArrayFields), i) !=
+        std::end(kPropArrayFields)) {
+      AppendTsv(&legacy, fields[i]);
+    } else {
+      legacy += fields[i];
+    }
+  }
+  ASSERT_NE(legacy.find("\\\\'"), std::string::npos) << "escaped once more";
+  {
+    Spool spool;
+    ASSERT_TRUE(spool.Open(dir_a_.path() + "/spool", /*fsync=*/false).ok());
+    ASSERT_TRUE(spool.Append(legacy + "\n").ok());
+    ASSERT_TRUE(spool.Sync().ok());
+  }
+  auto a = OpenNode(dir_a_.path());
+  ASSERT_TRUE(a);
+  EXPECT_EQ(Events(*a, 1), 1);
+  auto values = a->EventAttribute(kApp, QueryRange{kT0 - 1000, kT0 + 1000, 0}, "init", "it's");
+  ASSERT_TRUE(values.ok()) << values.status().ToString();
+  ASSERT_EQ(values->size(), 1u);
+  EXPECT_EQ((*values)[0].value, "C:\\new\ttab");
+  auto keys = a->EventProps(kApp, QueryRange{kT0 - 1000, kT0 + 1000, 0});
+  ASSERT_TRUE(keys.ok()) << keys.status().ToString();
+  ASSERT_EQ(keys->size(), 1u);
+  EXPECT_EQ((*keys)[0].keys, std::vector<std::string>{"it's"});
 }
 
 }  // namespace

@@ -144,9 +144,13 @@ void AppendEventRow(const Event& e, uint64_t node, uint64_t ord, const RowHashes
     kinds.append(std::to_string(static_cast<int>(e.props[i].second.kind)));
     texts.append(SqlQuote(e.props[i].second.text));
   }
+  // As they are: ClickHouse reads an array field of TabSeparated input as
+  // an array literal, without unescaping it first (and a quoted element
+  // holds no raw tab or newline).
   for (std::string* array : {&keys, &kinds, &texts}) {
     array->push_back(']');
-    Field(out, *array);
+    out->append(*array);
+    out->push_back('\t');
   }
   Field(out, e.error_hash);
   Field(out, NormalizePlatform(e.platform));

@@ -37,7 +37,8 @@ int64_t IdentityTime(std::string_view client_date);
 // for one without).
 void AppendIdentityRow(const Event& e, uint64_t node, uint64_t ord, std::string* out);
 
-// Appends one `events` row (with its trailing newline).
+// Appends one `events` row (with its trailing newline). The property
+// arrays (kPropArrayFields) are array literals, written as they are.
 void AppendEventRow(const Event& e, uint64_t node, uint64_t ord, std::string* out);
 // The same with the row's hashes given (IdentityHash, SessionHash, UserHash
 // of `e`): a writer computes them once, and once per session of a batch.
@@ -48,6 +49,9 @@ struct RowHashes {
 };
 void AppendEventRow(const Event& e, uint64_t node, uint64_t ord, const RowHashes& hashes,
                     std::string* out);
+
+// Where the property keys, kinds and values are in an `events` row.
+inline constexpr size_t kPropArrayFields[] = {27, 28, 29};
 
 // Rebuilds an event from one result row of `ord, app, kEventSelectColumns`;
 // `*ord` receives its order.

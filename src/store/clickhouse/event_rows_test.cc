@@ -52,9 +52,18 @@ TEST(EventRowsTest, ARowCarriesEveryFieldAndTheNormalisedValues) {
   EXPECT_EQ(f[kType], "3");
   EXPECT_EQ(f[kSession], "s\n1");
   EXPECT_EQ(f[kSessH], std::to_string(SessionHash("app\t1", "dev\\ice", "s\n1")));
-  EXPECT_EQ(f[27], "['message','n','ok','q']");
-  EXPECT_EQ(f[29], "['x','1.5','true','it\\'s']") << "array literals, quoted as SQL";
-  EXPECT_EQ(f[28], "[0,1,2,0]");
+  // The property arrays as ClickHouse reads them: array literals quoted as
+  // SQL, not escaped once more (ClickHouse does not unescape them first).
+  std::vector<std::string_view> raw;
+  for (size_t at = 0, tab = 0; tab != std::string::npos; at = tab + 1) {
+    tab = row.find('\t', at);
+    raw.push_back(std::string_view(row).substr(at, tab == std::string::npos ? row.size() - at - 1
+                                                                            : tab - at));
+  }
+  ASSERT_EQ(raw.size(), 34u) << "no raw tab inside a field";
+  EXPECT_EQ(raw[kPropArrayFields[0]], "['message','n','ok','q']");
+  EXPECT_EQ(raw[kPropArrayFields[1]], "[0,1,2,0]");
+  EXPECT_EQ(raw[kPropArrayFields[2]], "['x','1.5','true','it\\'s']");
   EXPECT_EQ(f[31], "mac") << "platform, normalised for breakdowns";
   EXPECT_EQ(f[32], "fr") << "language of the locale";
   EXPECT_EQ(f[33], "16") << "RAM bucket";
