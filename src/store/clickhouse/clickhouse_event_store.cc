@@ -63,7 +63,7 @@ constexpr size_t kRecentIdents = 250000;
 // The spool's rows: "F\t" + an events row, or a heartbeat
 // "H\tapp\tdevice\tsession\tnode\tord\treceived\n". "E\t" + an events row is
 // one an earlier release spooled, whose property arrays were escaped once
-// more than ClickHouse reads them (undone when forwarded: LegacyRowText).
+// more than ClickHouse reads them (undone when forwarded: AppendLegacyRow).
 enum EventField : size_t {
   kApp = 0,
   kNode,
@@ -142,34 +142,28 @@ Status SplitSpool(std::string_view payload, std::vector<SpoolRow>* rows,
   return Status::Ok();
 }
 
-// An events row an earlier release spooled ("E"), as ClickHouse reads it:
-// its property arrays unescaped once (they were written as TabSeparated
-// text; ClickHouse reads an array field as a literal, as it is).
-Status AppendLegacyRow(const SpoolRow& r, std::string* out) {
-  for (size_t i = 0; i < kEventFields; ++i) {
-    if (i) out->push_back('\t');
-    const std::string_view field = r.f[i];
-    const bool array = std::find(std::begin(kPropArrayFields), std::end(kPropArrayFields), i) !=
-                       std::end(kPropArrayFields);
-    if (!array || field.find('\\') == std::string_view::npos) {
-      out->append(field);
-      continue;
-    }
-    auto unescaped = ParseTsv(std::string(field) + "\n");
-    if (!unescaped.ok() || unescaped->size() != 1 || (*unescaped)[0].size() != 1) {
-      return Status::Internal("a damaged row in the spool");
-    }
-    out->append((*unescaped)[0][0]);
-  }
-  return Status::Ok();
-}
-
 // A spooled field's value (escapes undone; most fields have none).
 std::string Plain(std::string_view field) {
   if (field.find('\\') == std::string_view::npos) return std::string(field);
   auto rows = ParseTsv(field);
   return rows.ok() && rows->size() == 1 && rows->front().size() == 1 ? rows->front().front()
                                                                      : std::string(field);
+}
+
+// An events row an earlier release spooled ("E"), as ClickHouse reads it:
+// its property arrays unescaped once (they were written as TabSeparated
+// text; ClickHouse reads an array field as a literal, as it is).
+void AppendLegacyRow(const SpoolRow& r, std::string* out) {
+  for (size_t i = 0; i < kEventFields; ++i) {
+    if (i) out->push_back('\t');
+    const bool array = std::find(std::begin(kPropArrayFields), std::end(kPropArrayFields), i) !=
+                       std::end(kPropArrayFields);
+    if (array) {
+      out->append(Plain(r.f[i]));
+    } else {
+      out->append(r.f[i]);
+    }
+  }
 }
 
 uint64_t LoadNodeId(const std::string& data_dir) {
@@ -1142,7 +1136,7 @@ class ClickHouseEventStore final : public EventStore {
     for (size_t i = 0; i < rows.size(); ++i) {
       if (!keep[i]) continue;
       if (rows[i].legacy) {
-        NUCLEON_RETURN_IF_ERROR(AppendLegacyRow(rows[i], &event_rows));
+        AppendLegacyRow(rows[i], &event_rows);
       } else {
         event_rows.append(rows[i].text);
       }
