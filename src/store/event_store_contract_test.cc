@@ -434,6 +434,75 @@ TEST_P(EventStoreContractTest, ADeletedUserLeavesNoTraceAndIsNotStoredAgain) {
   EXPECT_EQ(Stats().events, 1);
 }
 
+// "event/kind: key|key ..." per entry of EventProps, in the order given.
+std::string DescribeProps(const std::vector<EventPropKeys>& props) {
+  std::string out;
+  for (const EventPropKeys& p : props) {
+    out += p.event + "/" + p.type + ":";
+    for (const std::string& k : p.keys) out += " [" + k + "]";
+    out += "\n";
+  }
+  return out;
+}
+
+std::string DescribeCounts(const std::vector<ValueCount>& counts) {
+  std::string out;
+  for (const ValueCount& c : counts) out += "[" + c.value + "] " + std::to_string(c.count) + "\n";
+  return out;
+}
+
+TEST_P(EventStoreContractTest, PropertyKeysAreListedPerEventAndKindWhateverTheirCharacters) {
+  using Kind = PropValue::Kind;
+  Event init = Init("1", kT0);
+  init.payload_json = R"({"plan":"pro"})";
+  init.props = {{"plan", {Kind::kString, "pro"}}};
+  Event saved = Make(EventType::kEvent, "SAVED", "2", kT0 + 1000);
+  saved.payload_json =
+      R"({"a,1:b":3,"it's":"O'Brien","C:\\dir":"C:\\dir\\x","tab\there":true,"größe":1.5})";
+  saved.props = {{"a,1:b", {Kind::kNumber, "3"}},
+                 {"it's", {Kind::kString, "O'Brien"}},
+                 {"C:\\dir", {Kind::kString, "C:\\dir\\x"}},
+                 {"tab\there", {Kind::kBool, "true"}},
+                 {"größe", {Kind::kNumber, "1.5"}}};
+  Event again = Make(EventType::kEvent, "SAVED", "3", kT0 + 2000);
+  again.payload_json = R"({"it's":"a\ttab"})";
+  again.props = {{"it's", {Kind::kString, "a\ttab"}}};
+  Event other = Make(EventType::kEvent, "SAVED", "4", kT0 + 3000, "device-2", "s2", "user-2");
+  other.payload_json = R"({"only user-2":"x"})";
+  other.props = {{"only user-2", {Kind::kString, "x"}}};
+  Append({init, saved, again, other});
+  const QueryRange day{kT0 - kT0 % kDayMs, kT0 - kT0 % kDayMs + kDayMs - 1, 0};
+
+  auto props = store_->EventProps(kApp, day);
+  ASSERT_TRUE(props.ok()) << props.status().ToString();
+  EXPECT_EQ(DescribeProps(*props),
+            "SAVED/boolean: [tab\there]\n"
+            "SAVED/number: [a,1:b] [größe]\n"
+            "SAVED/string: [C:\\dir] [it's] [only user-2]\n"
+            "init/string: [plan]\n");
+  auto values = store_->EventAttribute(kApp, day, "SAVED", "it's");
+  ASSERT_TRUE(values.ok()) << values.status().ToString();
+  EXPECT_EQ(DescribeCounts(*values), "[O'Brien] 1\n[a\ttab] 1\n");
+  values = store_->EventAttribute(kApp, day, "SAVED", "C:\\dir");
+  ASSERT_TRUE(values.ok()) << values.status().ToString();
+  EXPECT_EQ(DescribeCounts(*values), "[C:\\dir\\x] 1\n");
+
+  // A deleted user's keys go with its events.
+  store_->PrepareDeleteUser(kApp, "user-2");
+  ASSERT_TRUE(store_->DeleteUser(kApp, "user-2").ok());
+  props = store_->EventProps(kApp, day);
+  ASSERT_TRUE(props.ok()) << props.status().ToString();
+  EXPECT_EQ(DescribeProps(*props),
+            "SAVED/boolean: [tab\there]\n"
+            "SAVED/number: [a,1:b] [größe]\n"
+            "SAVED/string: [C:\\dir] [it's]\n"
+            "init/string: [plan]\n");
+  // Another app sees none of them.
+  props = store_->EventProps("another-app", day);
+  ASSERT_TRUE(props.ok());
+  EXPECT_TRUE(props->empty());
+}
+
 TEST_P(EventStoreContractTest, WhatWasAcknowledgedIsThereAfterAReopen) {
   Append(Session());
   ASSERT_TRUE(store_->DeleteUser(kApp, "user-1").ok());
@@ -945,6 +1014,60 @@ TEST(ClickHouseSchemaTest, AVersion5DatabaseGetsItsNewTablesAndKeepsItsRollups) 
   ASSERT_TRUE(details.ok()) << details.status().ToString();
   EXPECT_EQ(details->user.devices.size(), 1u);
   EXPECT_EQ(count("user_events", "1"), "4\n");
+}
+
+// A database of schema 6 (event_times without the property keys) gets them
+// for the events it holds; the rollups stay as they were.
+TEST(ClickHouseSchemaTest, AVersion6DatabaseGetsThePropertyKeysOfItsEventsAndKeepsItsRollups) {
+  if (!ClickHouseServer::Available()) GTEST_SKIP() << "clickhouse-server is not installed";
+  TempDir dir;
+  const StoreConfig config = ClickHouseConfig(dir.path(), "prop_list_upgrade");
+  const QueryRange day{kT0 - kT0 % kDayMs, kT0 - kT0 % kDayMs + kDayMs - 1, 0};
+  {
+    auto store = OpenEventStore(config);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    Event saved = Make(EventType::kEvent, "SAVED", "2", kT0 + 1000);
+    saved.payload_json = R"({"size":2})";
+    saved.props = {{"size", {PropValue::Kind::kNumber, "2"}}};
+    std::vector<uint8_t> inserted;
+    const std::vector<Event> events = {Init("1", kT0), saved};
+    ASSERT_TRUE((*store)->Append(events, &inserted).ok());
+  }
+  auto client = ClickHouseClient::Create(ClientOptionsFor(config.clickhouse));
+  ASSERT_TRUE(client.ok());
+  const ClickHouseTables tables(config.clickhouse);
+  // Back to version 6; a marker row in a rollup shows whether the upgrade
+  // rebuilt it.
+  std::vector<std::string> back = {
+      "DROP TABLE " + tables("event_times_mv"),
+      "ALTER TABLE " + tables("event_times") + " DROP COLUMN prop_list",
+      "INSERT INTO " + tables("user_buckets") +
+          " SELECT 'marker', 0, 0, sumState(toUInt64(0)), sumState(toUInt64(0)),"
+          " minState(toInt64(0)), maxState(toUInt64(0))"};
+  for (std::string& sql : RecordOnlyVersion(tables, 6)) back.push_back(std::move(sql));
+  for (const std::string& sql : back) ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
+  auto store = OpenEventStore(config);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  WaitUntilReady(**store);
+  const auto count = [&](const std::string& table, const std::string& where) {
+    auto rows = (*client)->Execute("SELECT count() FROM " + tables(table) + " WHERE " + where +
+                                   " FORMAT TabSeparated");
+    return rows.ok() ? *rows : rows.status().ToString();
+  };
+  EXPECT_EQ(count("event_times", "prop_list = '1,4:size'"), "1\n");
+  EXPECT_EQ(count("user_buckets", "app = 'marker'"), "1\n") << "the rollups were kept";
+  auto props = (*store)->EventProps(kApp, day);
+  ASSERT_TRUE(props.ok()) << props.status().ToString();
+  EXPECT_EQ(DescribeProps(*props), "SAVED/number: [size]\n");
+  // New events get their keys through the view again.
+  Event more = Make(EventType::kEvent, "OPENED", "3", kT0 + 2000);
+  more.payload_json = R"({"from":"menu"})";
+  more.props = {{"from", {PropValue::Kind::kString, "menu"}}};
+  std::vector<uint8_t> inserted;
+  ASSERT_TRUE((*store)->Append(std::vector<Event>{more}, &inserted).ok());
+  props = (*store)->EventProps(kApp, day);
+  ASSERT_TRUE(props.ok()) << props.status().ToString();
+  EXPECT_EQ(DescribeProps(*props), "OPENED/string: [from]\nSAVED/number: [size]\n");
 }
 
 }  // namespace

@@ -96,6 +96,26 @@ constexpr const char* kContextColumns[] = {"platform",       "os_version", "loca
 constexpr size_t kContextCount = std::size(kContextColumns);
 constexpr const char* kCarries = "(platform != '' OR locale != '' OR version != '')";
 
+// Calls `f(kind, key)` for each entry of an event_times `prop_list`
+// (`<kind>,<length of key>:<key>` one after the other); stops at anything
+// malformed.
+template <typename F>
+void ForEachListedProp(std::string_view list, F&& f) {
+  while (!list.empty()) {
+    int kind = 0;
+    size_t length = 0;
+    const char* end = list.data() + list.size();
+    auto k = std::from_chars(list.data(), end, kind);
+    if (k.ec != std::errc() || k.ptr == end || *k.ptr != ',') return;
+    auto n = std::from_chars(k.ptr + 1, end, length);
+    if (n.ec != std::errc() || n.ptr == end || *n.ptr != ':') return;
+    const size_t key_at = static_cast<size_t>(n.ptr + 1 - list.data());
+    if (length > list.size() - key_at) return;
+    f(kind, list.substr(key_at, length));
+    list.remove_prefix(key_at + length);
+  }
+}
+
 void ReadContext(const std::vector<std::string>& row, size_t at, Event* out) {
   std::string* fields[] = {&out->platform,       &out->os_version, &out->locale, &out->version,
                            &out->module_version, &out->arch,       &out->client, &out->country};
@@ -242,10 +262,22 @@ std::string ClickHouseReader::Live(std::string_view app, const std::string& wher
   // as literals, since a subquery would cost every row a lookup).
   const std::string copies = DuplicatesClause(app);
   if (!copies.empty()) conditions += (conditions.empty() ? "" : " AND ") + copies;
+  if (!app.empty()) {
+    // Not the rows of a deleted user stored before the delete: the app's
+    // deletions (user hash -> latest order) read once as a constant and
+    // looked up per row, which is much cheaper than a join. (A dummy entry
+    // keeps the arrays typed when the app has no deletions.)
+    const std::string deleted =
+        "(SELECT (arrayPushBack(groupArray(user_h), toUInt64(0)),"
+        " arrayPushBack(groupArray(o), toUInt64(0))) FROM (SELECT user_h, max(ord) AS o FROM " +
+        tables_("deletions") + " WHERE app = " + SqlQuote(app) + " GROUP BY user_h))";
+    conditions += " AND ord > transform(user_h, " + deleted + ".1, " + deleted +
+                  ".2, toUInt64(0))";
+    return sql + " WHERE " + conditions + "))";
+  }
   if (!conditions.empty()) sql += " WHERE " + conditions;
-  sql += ") ANY LEFT JOIN (SELECT app, user_h, max(ord) AS del_ord FROM " + tables_("deletions");
-  if (!app.empty()) sql += " WHERE app = " + SqlQuote(app);
-  sql += " GROUP BY app, user_h) USING app, user_h WHERE ord > del_ord)";
+  sql += ") ANY LEFT JOIN (SELECT app, user_h, max(ord) AS del_ord FROM " + tables_("deletions") +
+         " GROUP BY app, user_h) USING app, user_h WHERE ord > del_ord)";
   return sql;
 }
 
@@ -689,16 +721,19 @@ Result<DailyCounts> ClickHouseReader::EventCounts(std::string_view app, const Qu
 
 Result<std::vector<EventPropKeys>> ClickHouseReader::EventProps(std::string_view app,
                                                                 const QueryRange& range) {
-  auto rows =
-      Query("SELECT ev, kind, k FROM (SELECT if(type = 1, 'init', name) AS ev, k, kind FROM " +
-            Live(app, Range(range.from_ms, range.to_ms) + " AND type IN (1, 2)",
-                 "type, name, prop_keys, prop_kinds") +
-            " ARRAY JOIN prop_keys AS k, prop_kinds AS kind) GROUP BY ev, kind, k");
+  // The distinct lists of keys per event name (events mostly repeat the
+  // same few), from event_times rather than from the events' props.
+  auto rows = Query("SELECT if(type = 1, 'init', name) AS ev, prop_list FROM " +
+                    Live(app, Range(range.from_ms, range.to_ms) + " AND type IN (1, 2)",
+                         "type, name, prop_list", "event_times") +
+                    " GROUP BY ev, prop_list");
   if (!rows.ok()) return rows.status();
   std::map<std::pair<std::string, std::string>, std::set<std::string>> grouped;
   for (const auto& r : *rows) {
-    const auto kind = static_cast<PropValue::Kind>(Int(r[1]));
-    grouped[{r[0], std::string(PropKindName(kind))}].insert(r[2]);
+    if (r.size() < 2) continue;
+    ForEachListedProp(r[1], [&](int kind, std::string_view key) {
+      grouped[{r[0], std::string(PropKindName(static_cast<PropValue::Kind>(kind)))}].emplace(key);
+    });
   }
   std::vector<EventPropKeys> out;
   for (auto& [key, keys] : grouped) {

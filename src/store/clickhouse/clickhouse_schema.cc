@@ -86,15 +86,17 @@ const TableSpec kTables[] = {
      " published Int64",
      "(app, published)", "cityHash64(app, device)", kDayOfPublished},
     {"nodes", "node UInt64, alive Int64", "alive", "node", kDayOfAlive},
-    // The columns the quick glance, the daily analytics and the event and
-    // error counts read from events, in time order (v5; the name since v6): a
-    // range is only its own granules here. (Props are not copied: they are
-    // most of an event's size.)
+    // The columns the quick glance, the daily analytics, the event and
+    // error counts and the list of property keys read from events, in time
+    // order (v5; the name since v6, `prop_list` since v7): a range is only its
+    // own granules here. (Property values are not copied: they are most of an
+    // event's size.) `prop_list`: an app start's or event's property kinds
+    // and keys, each as `<kind>,<length of key>:<key>`, one after the other.
     {"event_times",
      "app String, time Int64, ord UInt64, type UInt8, user_h UInt64, sess_h UInt64,"
      " platform_n String, language String, version String, country String, ram_n String,"
-     " name String",
-     "(app, time)", "sess_h", nullptr, "", 6},
+     " name String, prop_list String",
+     "(app, time)", "sess_h", nullptr, "", 7},
     // The columns a user's summary reads, by user (v6): a page of users or
     // one user is a few granules here rather than a scan of `events`. The
     // payload only of the events whose props a user keeps (app starts,
@@ -138,7 +140,9 @@ const TableSpec kTables[] = {
 const ViewSpec kViews[] = {
     {"event_times_mv", "event_times", "events",
      "SELECT app, time, ord, type, user_h, sess_h, platform_n, language, version, country, ram_n,"
-     " name FROM {source}"},
+     " name, if(type IN (1, 2), arrayStringConcat(arrayMap((k, kind) -> concat(toString(kind),"
+     " ',', toString(length(k)), ':', k), prop_keys, prop_kinds)), '') AS prop_list"
+     " FROM {source}"},
     {"user_events_mv", "user_events", "events",
      "SELECT app, user_h, time, ord, type, user_key, sess_h, device,"
      " if(type IN (1, 4, 5), payload, '') AS payload FROM {source}"},

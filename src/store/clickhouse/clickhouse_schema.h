@@ -79,8 +79,8 @@ ClickHouseClientOptions ClientOptionsFor(const ClickHouseStoreOptions& options);
 Status EnsureClickHouseSchema(ClickHouseClient& client, const ClickHouseTables& tables);
 
 // The newest schema this build knows: 5 added the rollups and
-// `event_times`, 6 `user_events` and the name in `event_times`
-// (ClickHouseReader).
-inline constexpr int kClickHouseSchemaVersion = 6;
+// `event_times`, 6 `user_events` and the name in `event_times`, 7 the
+// property keys in `event_times` (ClickHouseReader).
+inline constexpr int kClickHouseSchemaVersion = 7;
 
 }  // namespace nucleon
