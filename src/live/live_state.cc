@@ -14,9 +14,11 @@ void LiveState::Seen(uint64_t connection, std::string_view app_id, const Event& 
   std::lock_guard<std::mutex> lock(mu_);
   auto [it, created] = connections_[connection].try_emplace(event.device_id);
   Presence& p = it->second;
-  // A presence that appears, comes back from expiry or changes user changes the counts.
+  // A presence that appears, comes back from expiry, changes user or moves to
+  // another app changes the counts.
   if (created || p.row.last_seen_ms < now_ms - kPresenceMs) ++generation_;
   if (p.app_id != app_id) {
+    if (!created) ++generation_;
     p.app_id = std::string(app_id);
     auto apps = app_connections_.find(app_id);
     if (apps == app_connections_.end()) apps = app_connections_.try_emplace(p.app_id).first;

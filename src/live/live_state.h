@@ -86,11 +86,10 @@ class LiveState final : public PresenceSink, public CommitObserver {
       app_connections_;
   std::unordered_map<std::string, std::deque<Event>> recent_;  // by app, in commit order
   // UserCount's last answer per app, reused while no presence appeared,
-  // disappeared, came back or changed user (`generation_`) and none of the
-  // counted ones can have expired: a dashboard polling the count does not walk
-  // every connection each time. (Which of two sockets of one device under two
-  // users was seen last is not tracked: the count may keep the other's user
-  // until the next change.)
+  // disappeared, came back, changed user or moved to another app
+  // (`generation_`) and none of the counted ones can have expired: a dashboard polling the count
+  // does not walk every connection each time. (Which of two sockets of one device under two users
+  // was seen last is not tracked: the count may keep the other's user until the next change.)
   struct UserTally {
     uint64_t generation = 0;
     int64_t counted_ms = 0;

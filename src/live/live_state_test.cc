@@ -101,6 +101,22 @@ TEST(LiveStateTest, UserCountFollowsEveryChangeWhileReusedBetweenThem) {
   EXPECT_EQ(live.UserCount("other", later), 0);
 }
 
+TEST(LiveStateTest, ADeviceMovingToAnotherAppChangesBothCounts) {
+  LiveState live;
+  const int64_t now = 1'800'000'000'000;
+  live.Seen(1, "a", Tracked("a", "d1", "u1", now, 1), now);
+  live.Seen(2, "a", Tracked("a", "d2", "u2", now, 2), now);
+  EXPECT_EQ(live.UserCount("a", now), 2);
+  EXPECT_EQ(live.UserCount("b", now), 0);
+  // Same connection, device and user: only the app changes.
+  live.Seen(1, "b", Tracked("b", "d1", "u1", now, 3), now);
+  EXPECT_EQ(live.UserCount("a", now), 1);
+  EXPECT_EQ(live.UserCount("b", now), 1);
+  std::vector<LiveDeviceRow> b = live.Devices("b", now);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].user_db_id, UserDbId("b", "u1"));
+}
+
 TEST(LiveStateTest, RecentEventsAreTheCommittedOnesNewestFirst) {
   LiveState live;
   const int64_t now = NowMs();
