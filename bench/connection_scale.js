@@ -9,7 +9,7 @@
 //        [--out FILE]
 //
 // Starts build/nucleon on a fresh temporary data folder and a free loopback
-// port, creates an app, then starts --processes client processes
+// port (within NUCLEON_TEST_PORTS=LO-HI when that is set), creates an app, then starts --processes client processes
 // (connection_client.js), each opening its share of the sockets from its own
 // slice of the source addresses 127.0.0.1..127.0.0.<addresses>, every device
 // sending an `init`:
@@ -35,7 +35,9 @@ const fs = require('node:fs');
 const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
+const net = require('node:net');
 const readline = require('node:readline');
+const { testPortRange } = require('../tests/node/lib/ports');
 
 const root = path.resolve(__dirname, '..');
 
@@ -103,6 +105,26 @@ function get(port, pathName, token) {
   });
 }
 
+// The server's port: 0 (the kernel picks one, read back from the log) unless
+// NUCLEON_TEST_PORTS=LO-HI asks for a free port within that range.
+function bindFree(port) {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', () => resolve(0));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(port)));
+  });
+}
+async function listenPort() {
+  const range = testPortRange();
+  if (!range) return 0;
+  for (let i = 0; i < 200; i++) {
+    const port = await bindFree(range.lo + Math.floor(Math.random() * (range.hi - range.lo + 1)));
+    if (port) return port;
+  }
+  throw new Error(`no free port in NUCLEON_TEST_PORTS ${process.env.NUCLEON_TEST_PORTS}`);
+}
+
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nucleon-conn-'));
@@ -111,7 +133,7 @@ async function main() {
   const { appId, token } = JSON.parse(created.stdout);
 
   // The API rate limit is raised: the driver polls the API while it measures.
-  const server = spawn(o.nucleon, ['serve', '--data', dir, '--listen', '127.0.0.1:0',
+  const server = spawn(o.nucleon, ['serve', '--data', dir, '--listen', `127.0.0.1:${await listenPort()}`,
     '--api-rate', '100000', '--api-burst', '100000', ...o.serverArgs],
     { stdio: ['ignore', 'pipe', 'pipe'] });
   let serverLog = '';

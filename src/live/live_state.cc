@@ -1,6 +1,7 @@
 #include "live/live_state.h"
 
 #include <algorithm>
+#include <iterator>
 #include <unordered_set>
 
 #include "core/time_util.h"
@@ -8,70 +9,177 @@
 
 namespace nucleon {
 
+namespace {
+
+size_t VarintSize(size_t n) {
+  size_t bytes = 1;
+  while (n >= 0x80) {
+    n >>= 7;
+    ++bytes;
+  }
+  return bytes;
+}
+
+}  // namespace
+
+std::string_view LiveState::Device::Field(int i) const {
+  if (!text_) return {};
+  const char* p = text_.get();
+  for (int field = 0;; ++field) {
+    size_t size = 0;
+    for (int shift = 0;; shift += 7) {
+      const auto byte = static_cast<unsigned char>(*p++);
+      size |= static_cast<size_t>(byte & 0x7f) << shift;
+      if (byte < 0x80) break;
+    }
+    if (field == i) return {p, size};
+    p += size;
+  }
+}
+
+void LiveState::Device::SetText(std::string_view device_id, std::string_view user_key,
+                                std::string_view platform, std::string_view os_version,
+                                std::string_view country) {
+  const std::string_view fields[kFields] = {device_id, user_key, platform, os_version, country};
+  bool same = true;
+  size_t size = 0;
+  for (int i = 0; i < kFields; ++i) {
+    same = same && fields[i] == Field(i);
+    size += VarintSize(fields[i].size()) + fields[i].size();
+  }
+  if (same) return;
+  // The fields may view the old text: it goes once the new one is written.
+  auto text = std::make_unique_for_overwrite<char[]>(size);
+  char* p = text.get();
+  for (std::string_view f : fields) {
+    size_t n = f.size();
+    while (n >= 0x80) {
+      *p++ = static_cast<char>((n & 0x7f) | 0x80);
+      n >>= 7;
+    }
+    *p++ = static_cast<char>(n);
+    p = std::copy(f.begin(), f.end(), p);
+  }
+  text_ = std::move(text);
+}
+
+uint32_t LiveState::AppIndex(std::string_view app_id) {
+  auto it = app_index_.find(app_id);
+  if (it != app_index_.end()) return it->second;
+  const auto index = static_cast<uint32_t>(apps_.size());
+  apps_.emplace_back(app_id);
+  app_index_.emplace(std::string(app_id), index);
+  return index;
+}
+
+std::optional<uint32_t> LiveState::FindApp(std::string_view app_id) const {
+  auto it = app_index_.find(app_id);
+  if (it == app_index_.end()) return std::nullopt;
+  return it->second;
+}
+
+LiveState::Device& LiveState::DeviceOf(uint64_t connection, std::string_view device_id,
+                                       bool* created) {
+  auto [first, fresh] = connections_.try_emplace(connection);
+  *created = fresh;
+  if (fresh || first->second.device_id() == device_id) return first->second;
+  // A second device on one socket: rare, kept aside.
+  std::vector<Device>& more = extra_[connection];
+  for (Device& d : more) {
+    if (d.device_id() == device_id) return d;
+  }
+  *created = true;
+  return more.emplace_back();
+}
+
+template <typename F>
+void LiveState::ForEachDevice(uint64_t connection, const Device& first, F&& f) const {
+  f(first);
+  if (extra_.empty()) return;
+  auto more = extra_.find(connection);
+  if (more == extra_.end()) return;
+  for (const Device& d : more->second) f(d);
+}
+
 void LiveState::Seen(uint64_t connection, std::string_view app_id, const Event& event,
                      int64_t now_ms) {
   if (event.device_id.empty()) return;
   std::lock_guard<std::mutex> lock(mu_);
-  auto [it, created] = connections_[connection].try_emplace(event.device_id);
-  Presence& p = it->second;
-  // A presence that appears, comes back from expiry or changes user changes the counts.
-  if (created || p.row.last_seen_ms < now_ms - kPresenceMs) ++generation_;
-  if (p.app_id != app_id) {
-    p.app_id = std::string(app_id);
-    auto apps = app_connections_.find(app_id);
-    if (apps == app_connections_.end()) apps = app_connections_.try_emplace(p.app_id).first;
-    apps->second.insert(connection);
-    p.row.user_db_id.clear();
+  const uint32_t app = AppIndex(app_id);
+  bool created = false;
+  Device& d = DeviceOf(connection, event.device_id, &created);
+  // A presence that appears, comes back from expiry, changes user or moves
+  // to another app changes the counts.
+  if (created || d.last_seen_ms < now_ms - kPresenceMs) ++generation_;
+  bool new_user_db_id = created;
+  if (created || d.app != app) {
+    if (!created) ++generation_;
+    d.app = app;
+    app_connections_[app].insert(connection);
+    new_user_db_id = true;
   }
-  p.row.device_id = event.device_id;
+  std::string_view user_key = d.user_key();
   // A heartbeat from 3.x, Python or Swift carries only the device: keep the user we know.
-  if ((!event.user_id.empty() || !event.anon_id.empty() || p.row.user_key.empty()) &&
-      p.row.user_key != event.user_key) {
-    p.row.user_key = event.user_key;
-    p.row.user_db_id.clear();
+  if ((!event.user_id.empty() || !event.anon_id.empty() || user_key.empty()) &&
+      user_key != event.user_key) {
+    user_key = event.user_key;
+    new_user_db_id = true;
     ++generation_;
   }
+  d.SetText(event.device_id, user_key, event.platform.empty() ? d.platform() : event.platform,
+            event.os_version.empty() ? d.os_version() : event.os_version,
+            event.country.empty() ? d.country() : event.country);
   // Computed once per device and user, not on every live/users answer.
-  if (p.row.user_db_id.empty()) p.row.user_db_id = UserDbId(app_id, p.row.user_key);
-  if (!event.platform.empty()) p.row.platform = event.platform;
-  if (!event.os_version.empty()) p.row.os_version = event.os_version;
-  if (!event.country.empty()) p.row.country = event.country;
-  p.row.last_seen_ms = now_ms;
-  if (shared_) MarkChanged(app_id, p.row);
+  if (new_user_db_id) d.user_db_id = UserDbIdOf(app_id, d.user_key());
+  d.last_seen_ms = now_ms;
+  if (shared_) MarkChanged(d);
 }
 
 void LiveState::Closed(uint64_t connection) {
   std::lock_guard<std::mutex> lock(mu_);
+  bool held = false;
   auto it = connections_.find(connection);
-  if (it == connections_.end()) return;
-  // Published as they stand once the connection is gone: still live through
-  // another connection of this node, or closed.
-  if (shared_) {
-    for (const auto& [id, p] : it->second) MarkChanged(p.app_id, p.row);
+  if (it != connections_.end()) {
+    // Published as they stand once the connection is gone: still live through
+    // another connection of this node, or closed.
+    if (shared_) ForEachDevice(connection, it->second, [&](const Device& d) { MarkChanged(d); });
+    connections_.erase(it);
+    held = true;
   }
-  connections_.erase(it);
-  // Every app it was listed under (also one a device of it left since).
+  extra_.erase(connection);
+  // Every app it was listed under (also one a device of it left since, or
+  // whose devices were all forgotten).
   for (auto apps = app_connections_.begin(); apps != app_connections_.end();) {
-    apps->second.erase(connection);
+    held = apps->second.erase(connection) > 0 || held;
     apps = apps->second.empty() ? app_connections_.erase(apps) : std::next(apps);
   }
-  ++generation_;
+  if (held) ++generation_;
 }
 
-PresenceRecord LiveState::ToRecord(std::string_view app_id, const LiveDeviceRow& row) {
+LiveDeviceRow LiveState::ToRow(const Device& d) const {
+  return LiveDeviceRow{std::string(d.user_key()),
+                       UserDbIdText(d.user_db_id),
+                       std::string(d.device_id()),
+                       std::string(d.platform()),
+                       std::string(d.os_version()),
+                       std::string(d.country()),
+                       d.last_seen_ms};
+}
+
+PresenceRecord LiveState::ToRecord(const Device& d) const {
   PresenceRecord r;
-  r.app_id = std::string(app_id);
-  r.user_key = row.user_key;
-  r.device_id = row.device_id;
-  r.platform = row.platform;
-  r.os_version = row.os_version;
-  r.country = row.country;
-  r.last_seen_ms = row.last_seen_ms;
+  r.app_id = apps_[d.app];
+  r.user_key = std::string(d.user_key());
+  r.device_id = std::string(d.device_id());
+  r.platform = std::string(d.platform());
+  r.os_version = std::string(d.os_version());
+  r.country = std::string(d.country());
+  r.last_seen_ms = d.last_seen_ms;
   return r;
 }
 
-void LiveState::MarkChanged(std::string_view app_id, const LiveDeviceRow& row) {
-  PresenceRecord r = ToRecord(app_id, row);
+void LiveState::MarkChanged(const Device& d) {
+  PresenceRecord r = ToRecord(d);
   std::string key = r.app_id + '\0' + r.device_id;
   changed_[std::move(key)] = std::move(r);
 }
@@ -85,14 +193,17 @@ Status LiveState::PublishShared(int64_t now_ms) {
       // Each changed device as this node holds it now: its latest activity
       // over the connections that still have it, else closed.
       for (auto& [key, record] : changed_) record.open = false;
-      for (const auto& [conn, devices] : connections_) {
-        for (const auto& [id, p] : devices) {
-          auto it = changed_.find(p.app_id + '\0' + id);
-          if (it == changed_.end()) continue;
-          if (!it->second.open || p.row.last_seen_ms > it->second.last_seen_ms) {
-            it->second = ToRecord(p.app_id, p.row);  // open
+      std::string key;
+      for (const auto& [conn, first] : connections_) {
+        ForEachDevice(conn, first, [&](const Device& d) {
+          key.assign(apps_[d.app]).push_back('\0');
+          key.append(d.device_id());
+          auto it = changed_.find(key);
+          if (it == changed_.end()) return;
+          if (!it->second.open || d.last_seen_ms > it->second.last_seen_ms) {
+            it->second = ToRecord(d);  // open
           }
-        }
+        });
       }
       changes.reserve(changed_.size());
       for (auto& [key, record] : changed_) changes.push_back(std::move(record));
@@ -152,24 +263,23 @@ void LiveState::Seed(std::vector<Event> events) {
 
 // The newest live presence of each device of the app: views into the state,
 // valid while `mu_` is held.
-std::vector<const LiveDeviceRow*> LiveState::LiveRows(std::string_view app_id,
-                                                      int64_t now_ms) const {
-  std::unordered_map<std::string_view, const LiveDeviceRow*> by_device;
-  auto apps = app_connections_.find(app_id);
+std::vector<const LiveState::Device*> LiveState::LiveRows(uint32_t app, int64_t now_ms) const {
+  auto apps = app_connections_.find(app);
   if (apps == app_connections_.end()) return {};
+  std::unordered_map<std::string_view, const Device*> by_device;
   by_device.reserve(apps->second.size());
   for (uint64_t conn : apps->second) {
-    auto devices = connections_.find(conn);
-    if (devices == connections_.end()) continue;
-    for (const auto& [id, p] : devices->second) {
-      if (p.app_id != app_id || p.row.last_seen_ms < now_ms - kPresenceMs) continue;
-      auto [it, fresh] = by_device.emplace(id, &p.row);
-      if (!fresh && p.row.last_seen_ms > it->second->last_seen_ms) it->second = &p.row;
-    }
+    auto first = connections_.find(conn);
+    if (first == connections_.end()) continue;
+    ForEachDevice(conn, first->second, [&](const Device& d) {
+      if (d.app != app || d.last_seen_ms < now_ms - kPresenceMs) return;
+      auto [it, fresh] = by_device.emplace(d.device_id(), &d);
+      if (!fresh && d.last_seen_ms > it->second->last_seen_ms) it->second = &d;
+    });
   }
-  std::vector<const LiveDeviceRow*> rows;
+  std::vector<const Device*> rows;
   rows.reserve(by_device.size());
-  for (const auto& [id, row] : by_device) rows.push_back(row);
+  for (const auto& [id, d] : by_device) rows.push_back(d);
   return rows;
 }
 
@@ -178,8 +288,8 @@ std::vector<LiveDeviceRow> LiveState::Devices(std::string_view app_id, int64_t n
     std::vector<PresenceRecord> local;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (const LiveDeviceRow* row : LiveRows(app_id, now_ms)) {
-        local.push_back(ToRecord(app_id, *row));
+      if (std::optional<uint32_t> app = FindApp(app_id)) {
+        for (const Device* d : LiveRows(*app, now_ms)) local.push_back(ToRecord(*d));
       }
     }
     auto all = shared_->Present(app_id, local, now_ms);
@@ -199,14 +309,16 @@ std::vector<LiveDeviceRow> LiveState::Devices(std::string_view app_id, int64_t n
     return out;
   }
   std::lock_guard<std::mutex> lock(mu_);
-  std::vector<const LiveDeviceRow*> rows = LiveRows(app_id, now_ms);
-  std::sort(rows.begin(), rows.end(), [](const LiveDeviceRow* a, const LiveDeviceRow* b) {
+  std::optional<uint32_t> app = FindApp(app_id);
+  if (!app) return {};
+  std::vector<const Device*> rows = LiveRows(*app, now_ms);
+  std::sort(rows.begin(), rows.end(), [](const Device* a, const Device* b) {
     return a->last_seen_ms != b->last_seen_ms ? a->last_seen_ms > b->last_seen_ms
-                                              : a->device_id < b->device_id;
+                                              : a->device_id() < b->device_id();
   });
   std::vector<LiveDeviceRow> out;
   out.reserve(rows.size());
-  for (const LiveDeviceRow* row : rows) out.push_back(*row);
+  for (const Device* d : rows) out.push_back(ToRow(*d));
   return out;
 }
 
@@ -218,18 +330,20 @@ int64_t LiveState::UserCount(std::string_view app_id, int64_t now_ms) const {
     return static_cast<int64_t>(users.size());
   }
   std::lock_guard<std::mutex> lock(mu_);
+  std::optional<uint32_t> app = FindApp(app_id);
+  if (!app) return 0;  // never had a live device
   auto cached = counted_.find(app_id);
   if (cached != counted_.end() && cached->second.generation == generation_ &&
       now_ms >= cached->second.counted_ms && now_ms < cached->second.valid_until_ms) {
     return cached->second.users;
   }
-  std::vector<const LiveDeviceRow*> rows = LiveRows(app_id, now_ms);
+  std::vector<const Device*> rows = LiveRows(*app, now_ms);
   std::unordered_set<std::string_view> users;
   users.reserve(rows.size());
   int64_t oldest_seen_ms = now_ms;
-  for (const LiveDeviceRow* row : rows) {
-    users.insert(row->user_key);
-    oldest_seen_ms = std::min(oldest_seen_ms, row->last_seen_ms);
+  for (const Device* d : rows) {
+    users.insert(d->user_key());
+    oldest_seen_ms = std::min(oldest_seen_ms, d->last_seen_ms);
   }
   const auto count = static_cast<int64_t>(users.size());
   if (cached == counted_.end()) cached = counted_.emplace(std::string(app_id), UserTally{}).first;
@@ -274,12 +388,28 @@ std::vector<Event> LiveState::RecentEvents(std::string_view app_id, int64_t now_
 void LiveState::ForgetUser(std::string_view app_id, std::string_view user_key) {
   std::lock_guard<std::mutex> lock(mu_);
   ++generation_;
-  for (auto& [conn, devices] : connections_) {
-    for (auto it = devices.begin(); it != devices.end();) {
-      if (it->second.app_id == app_id && it->second.row.user_key == user_key) {
-        it = devices.erase(it);
+  if (std::optional<uint32_t> app = FindApp(app_id)) {
+    auto forgotten = [&](const Device& d) { return d.app == *app && d.user_key() == user_key; };
+    for (auto conn = connections_.begin(); conn != connections_.end();) {
+      auto more = extra_.empty() ? extra_.end() : extra_.find(conn->first);
+      if (more != extra_.end()) {
+        std::erase_if(more->second, forgotten);
+        if (more->second.empty()) {
+          extra_.erase(more);
+          more = extra_.end();
+        }
+      }
+      if (!forgotten(conn->second)) {
+        ++conn;
+      } else if (more != extra_.end()) {
+        // Another device of the connection takes the first place.
+        conn->second = std::move(more->second.back());
+        more->second.pop_back();
+        if (more->second.empty()) extra_.erase(more);
+        ++conn;
       } else {
-        ++it;
+        // The connection stays listed under its apps until it closes.
+        conn = connections_.erase(conn);
       }
     }
   }

@@ -14,8 +14,11 @@
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -23,6 +26,7 @@
 #include "core/event.h"
 #include "ingest/group_committer.h"
 #include "ingest/ingestor.h"
+#include "store/analytics.h"
 #include "store/shared_live.h"
 
 namespace nucleon {
@@ -65,32 +69,66 @@ class LiveState final : public PresenceSink, public CommitObserver {
   Status PublishShared(int64_t now_ms);
 
  private:
-  struct Presence {
-    std::string app_id;
-    LiveDeviceRow row;
+  // A device as one connection saw it last. One per connection inline (an
+  // SDK's socket carries one device); more are rare and go to `extra_`. Its
+  // text lives in one allocation and its app is an index into `apps_`, so that
+  // tens of thousands of idle sockets cost a few hundred bytes each here.
+  class Device {
+   public:
+    std::string_view device_id() const { return Field(0); }
+    std::string_view user_key() const { return Field(1); }
+    std::string_view platform() const { return Field(2); }
+    std::string_view os_version() const { return Field(3); }
+    std::string_view country() const { return Field(4); }
+    // Replaces the text when any field differs (the usual message changes none).
+    void SetText(std::string_view device_id, std::string_view user_key, std::string_view platform,
+                 std::string_view os_version, std::string_view country);
+
+    int64_t last_seen_ms = 0;
+    UserDbIdBytes user_db_id{};  // of (apps_[app], user_key)
+    uint32_t app = 0;            // index into apps_
+
+   private:
+    static constexpr int kFields = 5;
+    // Each field as a varint length then its bytes; null: every field empty.
+    std::string_view Field(int i) const;
+    std::unique_ptr<char[]> text_;
   };
   struct StringHash {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
-  std::vector<const LiveDeviceRow*> LiveRows(std::string_view app_id, int64_t now_ms) const;
-  static PresenceRecord ToRecord(std::string_view app_id, const LiveDeviceRow& row);
+  // The index of an app in `apps_`, added when new (under mu_).
+  uint32_t AppIndex(std::string_view app_id);
+  // The index of a known app, or nullopt (under mu_).
+  std::optional<uint32_t> FindApp(std::string_view app_id) const;
+  // The device of a connection, made when new (`*created`) (under mu_).
+  Device& DeviceOf(uint64_t connection, std::string_view device_id, bool* created);
+  // Calls f(device) for each device a connection holds (under mu_).
+  template <typename F>
+  void ForEachDevice(uint64_t connection, const Device& first, F&& f) const;
+  std::vector<const Device*> LiveRows(uint32_t app, int64_t now_ms) const;
+  LiveDeviceRow ToRow(const Device& d) const;
+  PresenceRecord ToRecord(const Device& d) const;
   // Marks a device for the next publish (under mu_; only with a shared store).
-  void MarkChanged(std::string_view app_id, const LiveDeviceRow& row);
-  // connection -> device id -> presence
-  std::unordered_map<uint64_t, std::unordered_map<std::string, Presence>> connections_;
+  void MarkChanged(const Device& d);
+  // Interned app ids: the apps that ever had a live device (a handful).
+  std::vector<std::string> apps_;
+  std::unordered_map<std::string, uint32_t, StringHash, std::equal_to<>> app_index_;
+  // connection -> its first device; connection -> its other devices.
+  std::unordered_map<uint64_t, Device> connections_;
+  std::unordered_map<uint64_t, std::vector<Device>> extra_;
   // app -> the connections that hold a presence of it (a superset: kept
   // until the connection closes), so that an app's live views walk its own
   // connections rather than every node's.
-  std::unordered_map<std::string, std::unordered_set<uint64_t>, StringHash, std::equal_to<>>
-      app_connections_;
+  std::unordered_map<uint32_t, std::unordered_set<uint64_t>> app_connections_;
   std::unordered_map<std::string, std::deque<Event>> recent_;  // by app, in commit order
   // UserCount's last answer per app, reused while no presence appeared,
-  // disappeared, came back or changed user (`generation_`) and none of the
-  // counted ones can have expired: a dashboard polling the count does not walk
-  // every connection each time. (Which of two sockets of one device under two
-  // users was seen last is not tracked: the count may keep the other's user
-  // until the next change.)
+  // disappeared, came back, changed user or moved to another app
+  // (`generation_`) and none of the counted ones can have expired: a
+  // dashboard polling the count does not walk every connection each time.
+  // (Which of two sockets of one device under two users was seen last is not
+  // tracked: the count may keep the other's user until the next change.)
   struct UserTally {
     uint64_t generation = 0;
     int64_t counted_ms = 0;

@@ -101,6 +101,84 @@ TEST(LiveStateTest, UserCountFollowsEveryChangeWhileReusedBetweenThem) {
   EXPECT_EQ(live.UserCount("other", later), 0);
 }
 
+TEST(LiveStateTest, ADeviceMovingToAnotherAppChangesBothCounts) {
+  LiveState live;
+  const int64_t now = 1'800'000'000'000;
+  live.Seen(1, "a", Tracked("a", "d1", "u1", now, 1), now);
+  live.Seen(2, "a", Tracked("a", "d2", "u2", now, 2), now);
+  EXPECT_EQ(live.UserCount("a", now), 2);
+  EXPECT_EQ(live.UserCount("b", now), 0);
+  // Same connection, device and user: only the app changes.
+  live.Seen(1, "b", Tracked("b", "d1", "u1", now, 3), now);
+  EXPECT_EQ(live.UserCount("a", now), 1);
+  EXPECT_EQ(live.UserCount("b", now), 1);
+  std::vector<LiveDeviceRow> b = live.Devices("b", now);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].user_db_id, UserDbId("b", "u1"));
+}
+
+TEST(LiveStateTest, UserDbIdAsBytesAndTextIsTheSameId) {
+  EXPECT_EQ(UserDbId("a", "u1"), "5adc225f28feae78b4e4e10c");  // SHA-256("a/u1"), 12 bytes
+  EXPECT_EQ(UserDbIdText(UserDbIdOf("a", "u1")), UserDbId("a", "u1"));
+  EXPECT_NE(UserDbIdOf("a", "u1"), UserDbIdOf("b", "u1"));
+}
+
+TEST(LiveStateTest, ADeviceKeepsWhatItSentAndAConnectionMayCarrySeveral) {
+  LiveState live;
+  const int64_t now = 1'800'000'000'000;
+  const std::string long_device(300, 'x');  // longer than a one-byte length
+  Event first = Tracked("app", long_device, "u1", now, 1);
+  first.platform = std::string(200, 'p');
+  first.os_version = "14";
+  first.country = "FR";
+  live.Seen(1, "app", first, now - 10);
+  // A heartbeat carries only the device: the user, platform, OS and country stay.
+  Event heartbeat;
+  heartbeat.app_id = "app";
+  heartbeat.type = EventType::kHeartbeat;
+  heartbeat.device_id = long_device;
+  heartbeat.user_key = long_device;
+  live.Seen(1, "app", heartbeat, now);
+  // Two more devices on the same socket, one with a user made of many bytes.
+  const std::string long_user(20000, 'u');
+  live.Seen(1, "app", Tracked("app", "d2", long_user, now, 2), now - 20);
+  live.Seen(1, "app", Tracked("app", "d3", "u3", now, 3), now - 30);
+
+  std::vector<LiveDeviceRow> rows = live.Devices("app", now);
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].device_id, long_device);
+  EXPECT_EQ(rows[0].user_key, "u1");
+  EXPECT_EQ(rows[0].user_db_id, UserDbId("app", "u1"));
+  EXPECT_EQ(rows[0].platform, std::string(200, 'p'));
+  EXPECT_EQ(rows[0].os_version, "14");
+  EXPECT_EQ(rows[0].country, "FR");
+  EXPECT_EQ(rows[0].last_seen_ms, now);
+  EXPECT_EQ(rows[1].device_id, "d2");
+  EXPECT_EQ(rows[1].user_key, long_user);
+  EXPECT_EQ(rows[1].user_db_id, UserDbId("app", long_user));
+  EXPECT_EQ(rows[1].platform, "");
+  EXPECT_EQ(rows[2].device_id, "d3");
+  EXPECT_EQ(live.UserCount("app", now), 3);
+
+  // Forgetting the user of the connection's first device leaves the others.
+  live.ForgetUser("app", "u1");
+  rows = live.Devices("app", now);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0].device_id, "d2");
+  EXPECT_EQ(rows[1].device_id, "d3");
+  EXPECT_EQ(live.UserCount("app", now), 2);
+  live.ForgetUser("app", long_user);
+  live.ForgetUser("app", "u3");
+  EXPECT_TRUE(live.Devices("app", now).empty());
+  EXPECT_EQ(live.UserCount("app", now), 0);
+  // The connection is still open: a device it sends again is live again.
+  live.Seen(1, "app", Tracked("app", "d3", "u3", now, 4), now);
+  EXPECT_EQ(live.UserCount("app", now), 1);
+  live.Closed(1);
+  EXPECT_TRUE(live.Devices("app", now).empty());
+  EXPECT_EQ(live.UserCount("app", now), 0);
+}
+
 TEST(LiveStateTest, RecentEventsAreTheCommittedOnesNewestFirst) {
   LiveState live;
   const int64_t now = NowMs();

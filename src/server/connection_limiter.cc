@@ -6,17 +6,17 @@ ConnectionLimiter::Lease& ConnectionLimiter::Lease::operator=(Lease&& other) noe
   if (this != &other) {
     Reset();
     limiter_ = other.limiter_;
-    key_ = std::move(other.key_);
+    entry_ = other.entry_;
     other.limiter_ = nullptr;
-    other.key_.clear();
+    other.entry_ = nullptr;
   }
   return *this;
 }
 
 void ConnectionLimiter::Lease::Reset() {
-  if (limiter_) limiter_->Release(key_);
+  if (limiter_) limiter_->Release(entry_);
   limiter_ = nullptr;
-  key_.clear();
+  entry_ = nullptr;
 }
 
 ConnectionLimiter::Admission ConnectionLimiter::Acquire(std::string_view key, Lease* lease) {
@@ -25,6 +25,7 @@ ConnectionLimiter::Admission ConnectionLimiter::Acquire(std::string_view key, Le
     total_.fetch_sub(1, std::memory_order_relaxed);
     return Admission::kTotalFull;
   }
+  KeyCount* entry = nullptr;
   if (!key.empty()) {
     Shard& shard = ShardOf(key);
     std::lock_guard<std::mutex> lock(shard.mu);
@@ -34,19 +35,20 @@ ConnectionLimiter::Admission ConnectionLimiter::Acquire(std::string_view key, Le
       return Admission::kKeyFull;
     }
     ++it->second;
+    entry = &*it;
   }
   lease->Reset();
   lease->limiter_ = this;
-  lease->key_ = std::string(key);
+  lease->entry_ = entry;
   return Admission::kAdmitted;
 }
 
-void ConnectionLimiter::Release(const std::string& key) {
-  if (!key.empty()) {
-    Shard& shard = ShardOf(key);
+void ConnectionLimiter::Release(KeyCount* entry) {
+  if (entry) {
+    // The key is read outside the lock: the entry stays while this lease counts in it.
+    Shard& shard = ShardOf(entry->first);
     std::lock_guard<std::mutex> lock(shard.mu);
-    auto it = shard.open.find(key);
-    if (it != shard.open.end() && --it->second == 0) shard.open.erase(it);
+    if (--entry->second == 0) shard.open.erase(shard.open.find(entry->first));
   }
   total_.fetch_sub(1, std::memory_order_relaxed);
 }

@@ -14,12 +14,15 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 
 namespace nucleon {
 
 class ConnectionLimiter {
  public:
   enum class Admission { kAdmitted, kKeyFull, kTotalFull };
+  // A key and its open connections.
+  using KeyCount = std::pair<const std::string, size_t>;
 
   // Holds one place until destroyed (or moved from). Empty when refused.
   class Lease {
@@ -36,7 +39,11 @@ class ConnectionLimiter {
    private:
     friend class ConnectionLimiter;
     ConnectionLimiter* limiter_ = nullptr;
-    std::string key_;
+    // The key's count (a node of its shard's map, which stays put while the
+    // key has a connection open); null for a connection counted in the total
+    // only. A pointer rather than a copy of the key: tens of thousands of
+    // open connections each hold a lease.
+    KeyCount* entry_ = nullptr;
   };
 
   // 0 for either cap: no cap of that kind.
@@ -58,7 +65,7 @@ class ConnectionLimiter {
   };
   static constexpr size_t kShards = 16;
 
-  void Release(const std::string& key);
+  void Release(KeyCount* entry);
   Shard& ShardOf(std::string_view key) {
     return shards_[std::hash<std::string_view>{}(key) % kShards];
   }

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
 #include <vector>
 
 namespace nucleon {
@@ -56,6 +57,36 @@ TEST(ConnectionLimiterTest, AMovedLeaseReleasesOnce) {
   }
   EXPECT_EQ(limiter.total(), 0u);
   EXPECT_EQ(limiter.count("a"), 0u);
+}
+
+// A lease points at its key's count: other keys coming and going (the
+// shard's table growing and shrinking around it) leave it in place.
+TEST(ConnectionLimiterTest, ALeaseOutlivesOtherKeysComingAndGoing) {
+  ConnectionLimiter limiter(0, 2);
+  ConnectionLimiter::Lease a1, a2;
+  ASSERT_EQ(limiter.Acquire("a", &a1), Admission::kAdmitted);
+  {
+    std::vector<ConnectionLimiter::Lease> others(2000);
+    for (size_t i = 0; i < others.size(); ++i) {
+      ASSERT_EQ(limiter.Acquire("k" + std::to_string(i), &others[i]), Admission::kAdmitted);
+    }
+    ASSERT_EQ(limiter.Acquire("a", &a2), Admission::kAdmitted);
+    EXPECT_EQ(limiter.count("a"), 2u);
+    EXPECT_EQ(limiter.total(), 2002u);
+  }
+  EXPECT_EQ(limiter.total(), 2u);
+  EXPECT_EQ(limiter.count("k7"), 0u);
+  a2.Reset();
+  EXPECT_EQ(limiter.count("a"), 1u);
+  ConnectionLimiter::Lease a3;
+  EXPECT_EQ(limiter.Acquire("a", &a3), Admission::kAdmitted);
+  a1.Reset();
+  a3.Reset();
+  EXPECT_EQ(limiter.count("a"), 0u);
+  EXPECT_EQ(limiter.total(), 0u);
+  // The key starts afresh.
+  EXPECT_EQ(limiter.Acquire("a", &a1), Admission::kAdmitted);
+  EXPECT_EQ(limiter.count("a"), 1u);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <optional>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "core/crypto.h"
@@ -56,23 +57,19 @@ struct BodyStream {
 class WsSession;
 
 // The open tracking WebSockets, so that a stop can close each of them with
-// 1001 (going away) once what it sent is acked.
+// 1001 (going away) once what it sent is acked. A flat array: each session
+// knows its place, and the last one moves into a place that is given back.
 class WsSessions {
  public:
-  void Add(uint64_t id, std::weak_ptr<WsSession> session) {
-    std::lock_guard<std::mutex> lock(mu_);
-    open_.emplace(id, std::move(session));
-  }
-  void Remove(uint64_t id) {
-    std::lock_guard<std::mutex> lock(mu_);
-    open_.erase(id);
-  }
+  // A session's place is read and written under the lock only.
+  void Add(WsSession* session, std::weak_ptr<WsSession> weak);
+  void Remove(WsSession* session);
   std::vector<std::shared_ptr<WsSession>> Open() const {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<std::shared_ptr<WsSession>> out;
     out.reserve(open_.size());
-    for (const auto& [id, weak] : open_) {
-      if (auto session = weak.lock()) out.push_back(std::move(session));
+    for (const Slot& slot : open_) {
+      if (auto session = slot.weak.lock()) out.push_back(std::move(session));
     }
     return out;
   }
@@ -82,8 +79,13 @@ class WsSessions {
   }
 
  private:
+  struct Slot {
+    // Valid while listed: a session removes itself before it is gone.
+    WsSession* session;
+    std::weak_ptr<WsSession> weak;
+  };
   mutable std::mutex mu_;
-  std::unordered_map<uint64_t, std::weak_ptr<WsSession>> open_;
+  std::vector<Slot> open_;
 };
 
 struct Context {
@@ -103,8 +105,17 @@ struct Context {
   Router* router;
   Ingestor* ingestor;
   PresenceSink* presence;
+  // The app id a tracking socket is for, one string per app rather than one
+  // per socket; the apps are few, and their ids stay for the process's life.
+  const std::string& AppId(std::string_view app) const {
+    std::lock_guard<std::mutex> lock(apps_mu);
+    return *apps.emplace(app).first;
+  }
+
   ConnectionLimiter connections;
   mutable WsSessions sessions;
+  mutable std::mutex apps_mu;
+  mutable std::unordered_set<std::string> apps;
   std::atomic<bool> stopping{false};  // set before the open sockets are told to go away
   // Client addresses become keys through a hash salted per process, so that
   // not even the limiters' memory holds an address in the clear.
@@ -147,9 +158,9 @@ IpAddress RequestClient(const Context& ctx, const IpAddress& peer,
 }
 
 // The country of an address; only the two-letter code leaves this function.
-std::string CountryOf(const Context& ctx, const IpAddress& client) {
+std::string_view CountryOf(const Context& ctx, const IpAddress& client) {
   if (!ctx.options.geo) return {};
-  return std::string(ctx.options.geo->Country(client));
+  return ctx.options.geo->Country(client);
 }
 
 // The WebSocket write buffer: for a compressed message, and for any other.
@@ -163,22 +174,26 @@ uint64_t NextConnectionId() {
 
 class WsSession : public std::enable_shared_from_this<WsSession> {
  public:
-  WsSession(tcp::socket&& socket, const Context* ctx, std::string app, std::string country,
-            ConnectionLimiter::Lease lease)
+  WsSession(tcp::socket&& socket, const Context* ctx, const std::string& app,
+            std::string_view country, ConnectionLimiter::Lease lease)
       : ws_(std::move(socket)),
         ctx_(ctx),
-        app_(std::move(app)),
-        country_(std::move(country)),
+        app_(&app),
         id_(NextConnectionId()),
-        lease_(std::move(lease)) {}
+        lease_(std::move(lease)),
+        country_(CountryCodeId(country)) {}
 
   ~WsSession() {
-    ctx_->sessions.Remove(id_);
+    if (listed_) ctx_->sessions.Remove(this);
     if (ctx_->presence) ctx_->presence->Closed(id_);
   }
 
+  // Where the session is listed in WsSessions (under that one's lock).
+  uint32_t& place() { return place_; }
+
   void Start(http::request<http::string_body> req) {
-    ctx_->sessions.Add(id_, weak_from_this());
+    ctx_->sessions.Add(this, weak_from_this());
+    listed_ = true;
     going_away_ = ctx_->stopping.load();
     // Without keep-alive pings the idle timer restarts only when a read starts,
     // that is after each message: a socket that sends nothing (not even the
@@ -228,7 +243,8 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
   }
 
   void MaybeCloseGoingAway() {
-    if (!going_away_ || !accepted_ || closed_ || inflight_ > 0 || writing_ || !outbox_.empty()) {
+    if (!going_away_ || !accepted_ || closed_ || inflight_ > 0 || writing_ ||
+        (io_ && !io_->outbox.empty())) {
       return;
     }
     closed_ = true;
@@ -241,7 +257,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     // Going away: what was read is acked, nothing more is read.
     if (reading_ || closed_ || backing_off_ || going_away_) return;
     reading_ = true;
-    if (buffer_.size() == 0) {
+    if (!io_ || io_->buffer.size() == 0) {
       // Between messages no buffer waits: the first byte of the next one is
       // read into the session itself (Beast keeps the frame in its own read
       // buffer meanwhile), so an idle socket holds no message buffer.
@@ -249,13 +265,14 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
                           beast::bind_front_handler(&WsSession::OnFirstByte, shared_from_this()));
       return;
     }
-    ws_.async_read_some(buffer_, 64 * 1024,
+    ws_.async_read_some(io_->buffer, 64 * 1024,
                         beast::bind_front_handler(&WsSession::OnRead, shared_from_this()));
   }
 
   void OnFirstByte(beast::error_code ec, std::size_t n) {
     if (!ec && n > 0) {
-      buffer_.commit(net::buffer_copy(buffer_.prepare(n), net::buffer(&first_byte_, n)));
+      beast::flat_buffer& buffer = EnsureIo().buffer;
+      buffer.commit(net::buffer_copy(buffer.prepare(n), net::buffer(&first_byte_, n)));
     }
     OnRead(ec, n);
   }
@@ -272,15 +289,13 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       // A message that was on its way when this side began to close (going
       // away, or a refusal): it could not be acked any more, so it is not
       // stored either; the SDK sends it again to the next connection.
-      buffer_.clear();
-      buffer_.shrink_to_fit();
+      DropMessage();
       return;
     }
-    if (buffer_.size() > ctx_->options.max_body_bytes) {
-      LogWarn("app " + app_ + ": WebSocket message over the size limit; closing (1009)");
+    if (io_ && io_->buffer.size() > ctx_->options.max_body_bytes) {
+      LogWarn("app " + *app_ + ": WebSocket message over the size limit; closing (1009)");
       closed_ = true;
-      buffer_.clear();
-      buffer_.shrink_to_fit();
+      DropMessage();
       // async_close sends the close frame, then drains the rest of the
       // message until the client's close frame arrives.
       ws_.async_close(websocket::close_reason(websocket::close_code::too_big, "message too big"),
@@ -291,17 +306,17 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       DoRead();
       return;
     }
-    std::string message = beast::buffers_to_string(buffer_.data());
-    buffer_.clear();
-    buffer_.shrink_to_fit();
+    std::string message = io_ ? beast::buffers_to_string(io_->buffer.data()) : std::string();
+    DropMessage();
     ++inflight_;
     g_inflight.fetch_add(1);
     auto self = shared_from_this();
-    ctx_->ingestor->Ingest(app_, message, country_, id_, [self](const Status& st, std::string ack) {
-      net::post(self->ws_.get_executor(), [self, st, ack = std::move(ack)]() mutable {
-        self->OnIngested(st, std::move(ack));
-      });
-    });
+    ctx_->ingestor->Ingest(
+        *app_, message, CountryCodeName(country_), id_, [self](const Status& st, std::string ack) {
+          net::post(self->ws_.get_executor(), [self, st, ack = std::move(ack)]() mutable {
+            self->OnIngested(st, std::move(ack));
+          });
+        });
     if (inflight_ < ctx_->options.max_inflight_messages_per_socket) DoRead();
   }
 
@@ -314,7 +329,7 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
       // Storage is behind: stop reading this socket for a moment instead of
       // decoding more messages that would be refused too.
       if (!backing_off_) {
-        LogWarn("app " + app_ + ": message not acked: " + st.message());
+        LogWarn("app " + *app_ + ": message not acked: " + st.message());
         backing_off_ = true;
         if (!resume_) resume_ = std::make_unique<net::steady_timer>(ws_.get_executor());
         resume_->expires_after(std::chrono::seconds(1));
@@ -326,12 +341,12 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
     } else if (st.code() == StatusCode::kPayloadTooLarge && !closed_) {
       // Too many events in one message: like an oversized message, close with
       // 1009 so the client sees why instead of waiting for an ack.
-      LogWarn("app " + app_ + ": WebSocket message refused, closing (1009): " + st.message());
+      LogWarn("app " + *app_ + ": WebSocket message refused, closing (1009): " + st.message());
       closed_ = true;
       ws_.async_close(websocket::close_reason(websocket::close_code::too_big, "too many events"),
                       [self = shared_from_this()](beast::error_code) {});
     } else {
-      LogWarn("app " + app_ + ": malformed WebSocket message not acked: " + st.message());
+      LogWarn("app " + *app_ + ": malformed WebSocket message not acked: " + st.message());
     }
     g_inflight.fetch_sub(1);
     if (!closed_ && inflight_ < ctx_->options.max_inflight_messages_per_socket) DoRead();
@@ -340,62 +355,104 @@ class WsSession : public std::enable_shared_from_this<WsSession> {
 
   void Send(std::string text) {
     if (closed_) return;
-    outbox_.push_back(std::move(text));
+    EnsureIo().outbox.push_back(std::move(text));
     if (!writing_) DoWrite();
   }
 
   void DoWrite() {
     writing_ = true;
-    sending_ = std::move(outbox_.front());
-    outbox_.erase(outbox_.begin());
+    std::vector<std::string>& outbox = io_->outbox;
+    io_->sending = std::move(outbox.front());
+    outbox.erase(outbox.begin());
+    const std::string& sending = io_->sending;
     ws_.text(true);
     // With deflate negotiated Beast keeps a write buffer of the configured
     // size from the first message on. Only a compressed message (an ack over
     // the threshold, rare) uses it, a frame at a time: 512 bytes then, and the
     // smallest size allowed otherwise, so a socket whose acks are small holds
     // 8 bytes instead of 512.
-    ws_.write_buffer_bytes(sending_.size() >= ctx_->options.ws_deflate_min_size
+    ws_.write_buffer_bytes(sending.size() >= ctx_->options.ws_deflate_min_size
                                ? kWsWriteBufferBytes
                                : kWsSmallWriteBufferBytes);
-    ws_.async_write(net::buffer(sending_),
+    ws_.async_write(net::buffer(sending),
                     beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
   }
 
   void OnWrite(beast::error_code ec, std::size_t) {
     writing_ = false;
-    std::string().swap(sending_);
     if (ec) {
       closed_ = true;
-      outbox_.clear();
-      return;
+      io_->outbox.clear();
     }
-    if (!outbox_.empty()) return DoWrite();
-    MaybeCloseGoingAway();
+    if (!io_->outbox.empty()) return DoWrite();
+    io_->sending = std::string();
+    ReleaseIdleIo();
+    if (!ec) MaybeCloseGoingAway();
   }
 
+  // What a socket holds only while a message is read or an ack is due: made
+  // for the first, given back once both are done, so that an idle socket
+  // holds neither.
+  struct Io {
+    beast::flat_buffer buffer;  // the message being read
+    // Acks waiting to be written, oldest first (a vector: an empty deque
+    // already holds half a KiB, and a socket rarely has more than one ack
+    // due), and the one being written.
+    std::vector<std::string> outbox;
+    std::string sending;
+  };
+  Io& EnsureIo() {
+    if (!io_) io_ = std::make_unique<Io>();
+    return *io_;
+  }
+  // The message read so far is done with: its buffer goes.
+  void DropMessage() {
+    if (!io_) return;
+    io_->buffer = beast::flat_buffer();
+    ReleaseIdleIo();
+  }
+  void ReleaseIdleIo() {
+    if (io_ && !writing_ && io_->buffer.size() == 0 && io_->outbox.empty()) io_.reset();
+  }
+
+  // 104 bytes with libstdc++ and Boost 1.81 on x86-64; tens of
+  // thousands are open at once, so every member counts.
   websocket::stream<tcp::socket> ws_;
   const Context* ctx_;
-  std::string app_;
-  std::string country_;
+  const std::string* app_;  // interned in the context
   const uint64_t id_;
   ConnectionLimiter::Lease lease_;  // this connection's place under the connection caps
   // Ends a back-off while storage is behind; made at a socket's first.
   std::unique_ptr<net::steady_timer> resume_;
-  beast::flat_buffer buffer_;  // the message being read; released once it is whole
-  char first_byte_ = 0;        // the first byte of the next message
-  // Acks waiting to be written, oldest first (a vector: an empty deque
-  // already holds half a KiB, and a socket rarely has more than one ack due),
-  // and the one being written.
-  std::vector<std::string> outbox_;
-  std::string sending_;
-  bool writing_ = false;
+  std::unique_ptr<Io> io_;
   int inflight_ = 0;
-  bool reading_ = false;
-  bool closed_ = false;
-  bool backing_off_ = false;
-  bool accepted_ = false;
-  bool going_away_ = false;
+  uint32_t place_ = 0;      // in ctx_->sessions, while listed_
+  const uint16_t country_;  // CountryCodeId of the client's country
+  char first_byte_ = 0;     // the first byte of the next message
+  bool listed_ : 1 = false;
+  bool writing_ : 1 = false;
+  bool reading_ : 1 = false;
+  bool closed_ : 1 = false;
+  bool backing_off_ : 1 = false;
+  bool accepted_ : 1 = false;
+  bool going_away_ : 1 = false;
 };
+
+void WsSessions::Add(WsSession* session, std::weak_ptr<WsSession> weak) {
+  std::lock_guard<std::mutex> lock(mu_);
+  session->place() = static_cast<uint32_t>(open_.size());
+  open_.push_back(Slot{session, std::move(weak)});
+}
+
+void WsSessions::Remove(WsSession* session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint32_t place = session->place();
+  if (place + 1 < open_.size()) {
+    open_[place] = std::move(open_.back());
+    open_[place].session->place() = place;
+  }
+  open_.pop_back();
+}
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
@@ -537,9 +594,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       auto app = Router::TrackingSocketApp(req.target());
       if (!app) return WriteError(404, "no WebSocket endpoint at " + std::string(req.target()));
       if (!ctx_->router->AppExists(*app)) return WriteError(404, "unknown app " + *app);
-      std::string country = client ? CountryOf(*ctx_, *client) : std::string();
-      std::make_shared<WsSession>(stream_.release_socket(), ctx_, std::move(*app),
-                                  std::move(country), std::move(lease_))
+      const std::string_view country = client ? CountryOf(*ctx_, *client) : std::string_view();
+      std::make_shared<WsSession>(stream_.release_socket(), ctx_, ctx_->AppId(*app), country,
+                                  std::move(lease_))
           ->Start(std::move(req));
       return;
     }
@@ -554,7 +611,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
       request.headers.emplace_back(std::move(name), std::string(field.value()));
     }
     if (client) {
-      request.country = CountryOf(*ctx_, *client);
+      request.country = std::string(CountryOf(*ctx_, *client));
       request.client_key = AddressKey(*ctx_, *client);
     }
     if (peer_ && ctx_->options.trusted_proxies.Contains(*peer_)) {
@@ -637,12 +694,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     stream_.expires_after(std::chrono::seconds(30));
     auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
-    http::async_write_header(stream_, *sr,
-                             [self = shared_from_this(), res, sr, counted](beast::error_code ec,
-                                                                          std::size_t) {
-                               if (counted) g_inflight.fetch_sub(1);
-                               self->OnWrite(ec, res->keep_alive());
-                             });
+    http::async_write_header(
+        stream_, *sr,
+        [self = shared_from_this(), res, sr, counted](beast::error_code ec, std::size_t) {
+          if (counted) g_inflight.fetch_sub(1);
+          self->OnWrite(ec, res->keep_alive());
+        });
   }
 
   // A streamed answer (HttpResponse::stream): the header, then each piece
@@ -899,19 +956,21 @@ class HttpServer::Impl {
   }
 
   void DoAccept() {
-    acceptor_.async_accept(net::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
-      if (ec) {
-        if (ec == net::error::operation_aborted || !acceptor_.is_open()) return;
-        // Out of descriptors or memory: accepting again at once would spin.
-        accept_retry_.expires_after(std::chrono::milliseconds(100));
-        accept_retry_.async_wait([this](beast::error_code wait_ec) {
-          if (!wait_ec && acceptor_.is_open()) DoAccept();
-        });
-        return;
-      }
-      Admit(std::move(socket));
-      DoAccept();
-    });
+    acceptor_.async_accept(net::make_strand(ioc_),
+                           [this](beast::error_code ec, tcp::socket socket) {
+                             if (ec) {
+                               if (ec == net::error::operation_aborted || !acceptor_.is_open())
+                                 return;
+                               // Out of descriptors or memory: accepting again at once would spin.
+                               accept_retry_.expires_after(std::chrono::milliseconds(100));
+                               accept_retry_.async_wait([this](beast::error_code wait_ec) {
+                                 if (!wait_ec && acceptor_.is_open()) DoAccept();
+                               });
+                               return;
+                             }
+                             Admit(std::move(socket));
+                             DoAccept();
+                           });
   }
 
   void Admit(tcp::socket socket) {

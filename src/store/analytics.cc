@@ -29,12 +29,20 @@ double MeanSessionSeconds(const SessionDay& day) {
   return static_cast<double>(day.seconds) / static_cast<double>(std::max<int64_t>(1, day.sessions));
 }
 
-std::string UserDbId(std::string_view app_id, std::string_view user_key) {
+UserDbIdBytes UserDbIdOf(std::string_view app_id, std::string_view user_key) {
   std::string material(app_id);
   material.push_back('/');
   material.append(user_key);
-  Sha256Digest d = Sha256(material);
-  return HexEncode(d.data(), 12);
+  const Sha256Digest d = Sha256(material);
+  UserDbIdBytes id;
+  std::copy_n(d.begin(), id.size(), id.begin());
+  return id;
+}
+
+std::string UserDbIdText(const UserDbIdBytes& id) { return HexEncode(id.data(), id.size()); }
+
+std::string UserDbId(std::string_view app_id, std::string_view user_key) {
+  return UserDbIdText(UserDbIdOf(app_id, user_key));
 }
 
 }  // namespace nucleon

@@ -131,5 +131,10 @@ void CompleteFromInitContext(const Event& init_context, Event* e);
 // The opaque user id shown as `_id`/`userDbId`: the first 24 hex characters of
 // SHA-256(appId + "/" + userKey). The same on every backend.
 std::string UserDbId(std::string_view app_id, std::string_view user_key);
+// The same id as its 12 bytes, for what holds many of them in memory, and
+// back to the text UserDbId gives: UserDbIdText(UserDbIdOf(a, u)) == UserDbId(a, u).
+using UserDbIdBytes = std::array<uint8_t, 12>;
+UserDbIdBytes UserDbIdOf(std::string_view app_id, std::string_view user_key);
+std::string UserDbIdText(const UserDbIdBytes& id);
 
 }  // namespace nucleon
