@@ -382,13 +382,19 @@ struct ClickHouseReader::RollupPlan {
     if (!users_out.empty()) w += " AND user_h NOT IN (" + users_out + ")";
     return w;
   }
-  // Events of the range read as they are: the edges, and the excluded users'.
-  std::vector<std::string> RawWheres() const {
-    if (b_lo > b_hi) return {in_range};
+  // Events of the range read as they are: the edges, and the excluded
+  // users'. `by_user`: the latter, which `user_events` (ordered by user)
+  // holds in a few granules where `event_times` would be read whole.
+  struct RawRead {
+    std::string where;
+    bool by_user = false;
+  };
+  std::vector<RawRead> RawReads() const {
+    if (b_lo > b_hi) return {{in_range}};
     const std::string inside = "time >= " + std::to_string(b_lo * kBucketMs) + " AND time < " +
                                std::to_string((b_hi + 1) * kBucketMs);
-    std::vector<std::string> out = {in_range + " AND NOT (" + inside + ")"};
-    if (!users_out.empty()) out.push_back(inside + " AND user_h IN (" + users_out + ")");
+    std::vector<RawRead> out = {{in_range + " AND NOT (" + inside + ")"}};
+    if (!users_out.empty()) out.push_back({inside + " AND user_h IN (" + users_out + ")", true});
     return out;
   }
 };
@@ -529,9 +535,9 @@ Result<QuickGlanceCounts> ClickHouseReader::QuickGlance(std::string_view app, in
         "SELECT user_h, finalizeAggregation(inits) AS i, finalizeAggregation(errors) AS e FROM " +
         tables_("user_buckets") + " WHERE " + plan->RollupWhere());
   }
-  for (const std::string& where : plan->RawWheres()) {
+  for (const auto& raw : plan->RawReads()) {
     parts.push_back("SELECT user_h, toUInt64(type = 1) AS i, toUInt64(type = 3) AS e FROM " +
-                    Live(app, where, "type", "event_times"));
+                    Live(app, raw.where, "type", raw.by_user ? "user_events" : "event_times"));
   }
   // Both statements at once (as in Daily).
   const std::string counts_sql =
@@ -560,7 +566,7 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
   // whole inside a local hour and the range is read from event_times.
   if (off % 15 != 0) plan->b_hi = plan->b_lo - 1;
   const bool inside = plan->b_lo <= plan->b_hi;
-  const std::vector<std::string> raw = plan->RawWheres();
+  const std::vector<RollupPlan::RawRead> raw = plan->RawReads();
   DailyAnalytics out;
 
   // Users in range, active users per day, app starts per day and hour.
@@ -578,10 +584,10 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
                     " AS n FROM " +
                     tables_("user_buckets") + " WHERE " + plan->RollupWhere() + ")");
   }
-  for (const std::string& where : raw) {
+  for (const auto& r : raw) {
     parts.push_back("SELECT " + Day("time", off) + " AS d, user_h, " +
                     hours("time", "toUInt64(type = 1)") + " AS hs FROM " +
-                    Live(app, where, "time, type", "event_times"));
+                    Live(app, r.where, "time, type", r.by_user ? "user_events" : "event_times"));
   }
   const std::string days_sql = "SELECT d, uniqExact(user_h), sumForEach(hs) FROM (" +
                                UnionAll(parts) + ") GROUP BY d WITH TOTALS";
@@ -593,7 +599,7 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
   firsts += " GROUP BY user_h";
   if (!plan->users_out.empty()) {
     firsts += " UNION ALL SELECT user_h, min(time) AS f FROM " +
-              Live(app, "user_h IN (" + plan->users_out + ")", "time", "event_times") +
+              Live(app, "user_h IN (" + plan->users_out + ")", "time", "user_events") +
               " GROUP BY user_h";
   }
   const std::string fresh_sql = "SELECT " + Day("f", off) + " AS d, count() FROM (" + firsts +
@@ -607,9 +613,9 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
     parts.push_back(std::string("SELECT ") + kValues + " FROM " + tables_("init_values") +
                     " WHERE " + plan->RollupWhere());
   }
-  for (const std::string& where : raw) {
+  for (const auto& r : raw) {  // (the values are in event_times only)
     parts.push_back(std::string("SELECT ") + kValues + " FROM " +
-                    Live(app, where + " AND type = 1",
+                    Live(app, r.where + " AND type = 1",
                          "platform_n, language, version, country, ram_n", "event_times"));
   }
   const std::string breakdowns_sql =
