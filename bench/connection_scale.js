@@ -9,9 +9,10 @@
 //        [--out FILE]
 //
 // Starts build/nucleon on a fresh temporary data folder and a free loopback
-// port (within NUCLEON_TEST_PORTS=LO-HI when that is set), creates an app, then starts --processes client processes
-// (connection_client.js), each opening its share of the sockets from its own
-// slice of the source addresses 127.0.0.1..127.0.0.<addresses>, every device
+// port (within NUCLEON_TEST_PORTS=LO-HI when that is set), creates an app,
+// then starts --processes client processes (connection_client.js), each
+// opening its share of the sockets from its own slice of the source
+// addresses 127.0.0.1..127.0.0.<addresses>, every device
 // sending an `init`:
 //   - with --rate 0 (a storm, as after a restart) every process opens all its
 //     sockets at once; otherwise the total opening rate is --rate per second;
