@@ -903,6 +903,23 @@ TEST(ClickHouseSchemaTest, AVersion3DatabaseGainsTheAccountsTable) {
       << "one row for the new version, however often it is opened";
 }
 
+// A marker row in a rollup: still there after an upgrade when the upgrade
+// kept the rollups rather than rebuilding them.
+std::string MarkRollup(const ClickHouseTables& tables) {
+  return "INSERT INTO " + tables("user_buckets") +
+         " SELECT 'marker', 0, 0, sumState(toUInt64(0)), sumState(toUInt64(0)),"
+         " minState(toInt64(0)), maxState(toUInt64(0))";
+}
+
+// The rows of `table` matching `where`, as ClickHouse prints the count
+// ("3\n"), or the error.
+std::string CountRows(ClickHouseClient& client, const ClickHouseTables& tables,
+                      const std::string& table, const std::string& where) {
+  auto rows = client.Execute("SELECT count() FROM " + tables(table) + " WHERE " + where +
+                             " FORMAT TabSeparated");
+  return rows.ok() ? *rows : rows.status().ToString();
+}
+
 // A database of schema 4 (events, no rollups) gets its rollups from the rows
 // it holds when a node of this release opens it, and answers from them.
 TEST(ClickHouseSchemaTest, AVersion4DatabaseGetsRollupsOfTheRowsItHolds) {
@@ -982,18 +999,14 @@ TEST(ClickHouseSchemaTest, AVersion5DatabaseGetsItsNewTablesAndKeepsItsRollups) 
   std::vector<std::string> back = {
       "DROP TABLE " + tables("user_events_mv"), "DROP TABLE " + tables("user_events"),
       "ALTER TABLE " + tables("event_times") + " DROP COLUMN name",
-      "INSERT INTO " + tables("user_buckets") +
-          " SELECT 'marker', 0, 0, sumState(toUInt64(0)), sumState(toUInt64(0)),"
-          " minState(toInt64(0)), maxState(toUInt64(0))"};
+      MarkRollup(tables)};
   for (std::string& sql : RecordOnlyVersion(tables, 5)) back.push_back(std::move(sql));
   for (const std::string& sql : back) ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
   auto store = OpenEventStore(config);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   WaitUntilReady(**store);
   const auto count = [&](const std::string& table, const std::string& where) {
-    auto rows = (*client)->Execute("SELECT count() FROM " + tables(table) + " WHERE " + where +
-                                   " FORMAT TabSeparated");
-    return rows.ok() ? *rows : rows.status().ToString();
+    return CountRows(**client, tables, table, where);
   };
   EXPECT_EQ(count("user_events", "1"), "3\n");
   EXPECT_EQ(count("event_times", "name = 'E'"), "1\n");
@@ -1041,18 +1054,14 @@ TEST(ClickHouseSchemaTest, AVersion6DatabaseGetsThePropertyKeysOfItsEventsAndKee
   std::vector<std::string> back = {
       "DROP TABLE " + tables("event_times_mv"),
       "ALTER TABLE " + tables("event_times") + " DROP COLUMN prop_list",
-      "INSERT INTO " + tables("user_buckets") +
-          " SELECT 'marker', 0, 0, sumState(toUInt64(0)), sumState(toUInt64(0)),"
-          " minState(toInt64(0)), maxState(toUInt64(0))"};
+      MarkRollup(tables)};
   for (std::string& sql : RecordOnlyVersion(tables, 6)) back.push_back(std::move(sql));
   for (const std::string& sql : back) ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
   auto store = OpenEventStore(config);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   WaitUntilReady(**store);
   const auto count = [&](const std::string& table, const std::string& where) {
-    auto rows = (*client)->Execute("SELECT count() FROM " + tables(table) + " WHERE " + where +
-                                   " FORMAT TabSeparated");
-    return rows.ok() ? *rows : rows.status().ToString();
+    return CountRows(**client, tables, table, where);
   };
   EXPECT_EQ(count("event_times", "prop_list = '1,4:size'"), "1\n");
   EXPECT_EQ(count("user_buckets", "app = 'marker'"), "1\n") << "the rollups were kept";

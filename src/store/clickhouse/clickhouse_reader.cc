@@ -267,13 +267,10 @@ std::string ClickHouseReader::Live(std::string_view app, const std::string& wher
   // Not the rows of a deleted user stored before the delete. For one app the
   // join is on the user hash alone: a number key costs a row about a third
   // of what (app, user hash) does.
-  if (!app.empty()) {
-    return sql + ") ANY LEFT JOIN (SELECT user_h, max(ord) AS del_ord FROM " +
-           tables_("deletions") + " WHERE app = " + SqlQuote(app) +
-           " GROUP BY user_h) USING user_h WHERE ord > del_ord)";
-  }
-  sql += ") ANY LEFT JOIN (SELECT app, user_h, max(ord) AS del_ord FROM " + tables_("deletions") +
-         " GROUP BY app, user_h) USING app, user_h WHERE ord > del_ord)";
+  const std::string key = app.empty() ? "app, user_h" : "user_h";
+  sql += ") ANY LEFT JOIN (SELECT " + key + ", max(ord) AS del_ord FROM " + tables_("deletions");
+  if (!app.empty()) sql += " WHERE app = " + SqlQuote(app);
+  sql += " GROUP BY " + key + ") USING " + key + " WHERE ord > del_ord)";
   return sql;
 }
 
