@@ -486,6 +486,15 @@ TEST_P(EventStoreContractTest, PropertyKeysAreListedPerEventAndKindWhateverTheir
   values = store_->EventAttribute(kApp, day, "SAVED", "C:\\dir");
   ASSERT_TRUE(values.ok()) << values.status().ToString();
   EXPECT_EQ(DescribeCounts(*values), "[C:\\dir\\x] 1\n");
+  values = store_->EventAttribute(kApp, day, "init", "plan");
+  ASSERT_TRUE(values.ok()) << values.status().ToString();
+  EXPECT_EQ(DescribeCounts(*values), "[pro] 1\n") << "the app start's";
+  values = store_->EventAttribute(kApp, day, "SAVED", "only user-2");
+  ASSERT_TRUE(values.ok()) << values.status().ToString();
+  EXPECT_EQ(DescribeCounts(*values), "[x] 1\n");
+  values = store_->EventAttribute(kApp, QueryRange{kT0 + 3001, day.to_ms, 0}, "SAVED", "it's");
+  ASSERT_TRUE(values.ok()) << values.status().ToString();
+  EXPECT_TRUE(values->empty()) << "outside the range";
 
   // A deleted user's keys go with its events.
   store_->PrepareDeleteUser(kApp, "user-2");
@@ -497,10 +506,16 @@ TEST_P(EventStoreContractTest, PropertyKeysAreListedPerEventAndKindWhateverTheir
             "SAVED/number: [a,1:b] [größe]\n"
             "SAVED/string: [C:\\dir] [it's]\n"
             "init/string: [plan]\n");
+  values = store_->EventAttribute(kApp, day, "SAVED", "only user-2");
+  ASSERT_TRUE(values.ok()) << values.status().ToString();
+  EXPECT_TRUE(values->empty()) << "and its values";
   // Another app sees none of them.
   props = store_->EventProps("another-app", day);
   ASSERT_TRUE(props.ok());
   EXPECT_TRUE(props->empty());
+  values = store_->EventAttribute("another-app", day, "SAVED", "it's");
+  ASSERT_TRUE(values.ok()) << values.status().ToString();
+  EXPECT_TRUE(values->empty());
 }
 
 TEST_P(EventStoreContractTest, WhatWasAcknowledgedIsThereAfterAReopen) {
@@ -945,12 +960,12 @@ TEST(ClickHouseSchemaTest, AVersion4DatabaseGetsRollupsOfTheRowsItHolds) {
   const ClickHouseTables tables(config.clickhouse);
   // Back to version 4: no views, no rollups, version rows up to 4.
   std::vector<std::string> back;
-  for (const char* view : {"event_times_mv", "user_buckets_mv", "init_values_mv",
-                           "session_parts_mv", "session_beats_mv", "user_events_mv"}) {
+  for (const char* view : {"event_times_mv", "user_buckets_mv", "init_values_mv", "session_parts_mv",
+                           "session_beats_mv", "user_events_mv", "prop_values_mv"}) {
     back.push_back("DROP TABLE " + tables(view));
   }
-  for (const char* table :
-       {"event_times", "user_buckets", "init_values", "session_parts", "user_events"}) {
+  for (const char* table : {"event_times", "user_buckets", "init_values", "session_parts",
+                            "user_events", "prop_values"}) {
     back.push_back("DROP TABLE " + tables(table));
   }
   for (std::string& sql : RecordOnlyVersion(tables, 4)) back.push_back(std::move(sql));
@@ -1077,6 +1092,60 @@ TEST(ClickHouseSchemaTest, AVersion6DatabaseGetsThePropertyKeysOfItsEventsAndKee
   props = (*store)->EventProps(kApp, day);
   ASSERT_TRUE(props.ok()) << props.status().ToString();
   EXPECT_EQ(DescribeProps(*props), "OPENED/string: [from]\nSAVED/number: [size]\n");
+}
+
+// A database of schema 7 (no prop_values) gets the property values of the
+// events it holds; the rollups stay as they were.
+TEST(ClickHouseSchemaTest, AVersion7DatabaseGetsThePropertyValuesOfItsEventsAndKeepsItsRollups) {
+  if (!ClickHouseServer::Available()) GTEST_SKIP() << "clickhouse-server is not installed";
+  TempDir dir;
+  const StoreConfig config = ClickHouseConfig(dir.path(), "prop_values_upgrade");
+  const QueryRange day{kT0 - kT0 % kDayMs, kT0 - kT0 % kDayMs + kDayMs - 1, 0};
+  const auto saved = [](const std::string& id, int64_t t, const std::string& size) {
+    Event e = Make(EventType::kEvent, "SAVED", id, t);
+    e.payload_json = R"({"size":)" + size + "}";
+    e.props = {{"size", {PropValue::Kind::kNumber, size}}};
+    return e;
+  };
+  {
+    auto store = OpenEventStore(config);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    Event init = Init("1", kT0);
+    init.payload_json = R"({"plan":"pro"})";
+    init.props = {{"plan", {PropValue::Kind::kString, "pro"}}};
+    std::vector<uint8_t> inserted;
+    const std::vector<Event> events = {init, saved("2", kT0 + 1000, "2"),
+                                       saved("3", kT0 + 2000, "2")};
+    ASSERT_TRUE((*store)->Append(events, &inserted).ok());
+  }
+  auto client = ClickHouseClient::Create(ClientOptionsFor(config.clickhouse));
+  ASSERT_TRUE(client.ok());
+  const ClickHouseTables tables(config.clickhouse);
+  // Back to version 7; a marker row in a rollup shows whether the upgrade
+  // rebuilt it.
+  std::vector<std::string> back = {"DROP TABLE " + tables("prop_values_mv"),
+                                   "DROP TABLE " + tables("prop_values"), MarkRollup(tables)};
+  for (std::string& sql : RecordOnlyVersion(tables, 7)) back.push_back(std::move(sql));
+  for (const std::string& sql : back) ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
+  auto store = OpenEventStore(config);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  WaitUntilReady(**store);
+  const auto count = [&](const std::string& table, const std::string& where) {
+    return CountRows(**client, tables, table, where);
+  };
+  EXPECT_EQ(count("prop_values", "1"), "3\n");
+  EXPECT_EQ(count("prop_values", "ev = 'init' AND prop_keys = ['plan'] AND prop_texts = ['pro']"),
+            "1\n");
+  EXPECT_EQ(count("user_buckets", "app = 'marker'"), "1\n") << "the rollups were kept";
+  auto values = (*store)->EventAttribute(kApp, day, "SAVED", "size");
+  ASSERT_TRUE(values.ok()) << values.status().ToString();
+  EXPECT_EQ(DescribeCounts(*values), "[2] 2\n");
+  // New events get their values through the view again.
+  std::vector<uint8_t> inserted;
+  ASSERT_TRUE((*store)->Append(std::vector<Event>{saved("4", kT0 + 3000, "3")}, &inserted).ok());
+  values = (*store)->EventAttribute(kApp, day, "SAVED", "size");
+  ASSERT_TRUE(values.ok()) << values.status().ToString();
+  EXPECT_EQ(DescribeCounts(*values), "[2] 2\n[3] 1\n");
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "core/testing/temp_dir.h"
 #include "core/time_util.h"
 #include "store/clickhouse/clickhouse_client.h"
+#include "store/clickhouse/clickhouse_schema.h"
 #include "store/clickhouse/event_rows.h"
 #include "store/clickhouse/spool.h"
 #include "store/clickhouse/testing/clickhouse_server.h"
@@ -254,6 +255,65 @@ TEST_F(ClickHouseEventStoreTest, RowsAnEarlierReleaseSpooledKeepTheirPropertyVal
   ASSERT_TRUE(keys.ok()) << keys.status().ToString();
   ASSERT_EQ(keys->size(), 1u);
   EXPECT_EQ((*keys)[0].keys, std::vector<std::string>{"it's"});
+}
+
+// Once its mutations ran, a deleted user's rows are gone from every table
+// that holds rows by user (the derived tables and the rollups included) and
+// its session from the sessions' rollup; only the deletion row stays.
+TEST_F(ClickHouseEventStoreTest, ADeletedUsersRowsLeaveEveryTable) {
+  auto a = OpenNode(dir_a_.path());
+  ASSERT_TRUE(a);
+  std::vector<Event> events = Batch(6, 2, "gone-");
+  for (Event& e : events) {
+    e.payload_json = R"({"plan":"pro"})";
+    e.props = {{"plan", {PropValue::Kind::kString, "pro"}}};
+  }
+  EXPECT_EQ(Append(*a, events), std::vector<uint8_t>(events.size(), 1)) << "all stored";
+  EXPECT_EQ(Events(*a, 6), 6);
+  a->PrepareDeleteUser(kApp, "gone-user-0");
+  ASSERT_TRUE(a->DeleteUser(kApp, "gone-user-0").ok());
+
+  auto client = ClickHouseClient::Create(ClientOptionsFor(options_));
+  ASSERT_TRUE(client.ok());
+  const ClickHouseTables tables(options_);
+  auto listed = (*client)->Execute(
+      "SELECT table FROM system.columns WHERE database = " + SqlQuote(options_.database) +
+      " AND name = 'user_h' AND table != 'deletions' AND table IN (SELECT name FROM system.tables"
+      " WHERE database = " + SqlQuote(options_.database) +
+      " AND engine LIKE '%MergeTree') ORDER BY table FORMAT TabSeparated");
+  ASSERT_TRUE(listed.ok()) << listed.status().ToString();
+  std::vector<std::string> by_user;
+  for (size_t at = 0, nl; (nl = listed->find('\n', at)) != std::string::npos; at = nl + 1) {
+    by_user.push_back(listed->substr(at, nl - at));
+  }
+  for (const char* table : {"events", "event_times", "user_events", "prop_values", "user_buckets",
+                            "init_values"}) {
+    EXPECT_NE(std::find(by_user.begin(), by_user.end(), table), by_user.end()) << table;
+  }
+  const auto rows_of = [&](const std::string& user) {
+    std::string sql;
+    for (const std::string& table : by_user) {
+      sql += std::string(sql.empty() ? "" : " UNION ALL ") + "SELECT '" + table +
+             "' AS t, count() AS n FROM " + tables(table) +
+             " WHERE user_h = " + std::to_string(UserHash(kApp, user));
+    }
+    auto out = (*client)->Execute("SELECT t, n FROM (" + sql + ") WHERE n > 0 ORDER BY t" +
+                                  " FORMAT TabSeparated");
+    return out.ok() ? *out : out.status().ToString();
+  };
+  const auto sessions = [&] {
+    auto out = (*client)->Execute("SELECT uniqExact(sess_h) FROM " + tables("session_parts") +
+                                  " FORMAT TabSeparated");
+    return out.ok() ? *out : out.status().ToString();
+  };
+  std::string left;
+  for (int i = 0; i < 600; ++i) {
+    left = rows_of("gone-user-0") + sessions();
+    if (left == "1\n") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(left, "1\n") << "rows of the deleted user, then the sessions' parts";
+  EXPECT_NE(rows_of("gone-user-1"), "") << "the other user's rows stay";
 }
 
 }  // namespace

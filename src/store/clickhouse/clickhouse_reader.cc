@@ -757,13 +757,13 @@ Result<std::vector<ValueCount>> ClickHouseReader::EventAttribute(std::string_vie
                                                                  const QueryRange& range,
                                                                  std::string_view event,
                                                                  std::string_view attr) {
-  std::string which = "(type = 2 AND name = " + SqlQuote(event) + ")";
-  if (event == "init") which = "(" + which + " OR type = 1)";
-  auto rows = Query(
-      "SELECT text, count() FROM (SELECT k, text FROM " +
-      Live(app, Range(range.from_ms, range.to_ms) + " AND " + which, "prop_keys, prop_texts") +
-      " ARRAY JOIN prop_keys AS k, prop_texts AS text) WHERE k = " + SqlQuote(attr) +
-      " GROUP BY text");
+  // From prop_values: the range's rows of that event (or of the app
+  // starts) only.
+  auto rows = Query("SELECT text, count() FROM (SELECT k, text FROM " +
+                    Live(app, "ev = " + SqlQuote(event) + " AND " + Range(range.from_ms, range.to_ms),
+                         "prop_keys, prop_texts", "prop_values") +
+                    " ARRAY JOIN prop_keys AS k, prop_texts AS text) WHERE k = " + SqlQuote(attr) +
+                    " GROUP BY text");
   if (!rows.ok()) return rows.status();
   std::vector<ValueCount> out;
   for (const auto& r : *rows) out.push_back({r[0], Int(r[1])});
