@@ -960,8 +960,9 @@ TEST(ClickHouseSchemaTest, AVersion4DatabaseGetsRollupsOfTheRowsItHolds) {
   const ClickHouseTables tables(config.clickhouse);
   // Back to version 4: no views, no rollups, version rows up to 4.
   std::vector<std::string> back;
-  for (const char* view : {"event_times_mv", "user_buckets_mv", "init_values_mv", "session_parts_mv",
-                           "session_beats_mv", "user_events_mv", "prop_values_mv"}) {
+  for (const char* view :
+       {"event_times_mv", "user_buckets_mv", "init_values_mv", "session_parts_mv",
+        "session_beats_mv", "user_events_mv", "prop_values_mv"}) {
     back.push_back("DROP TABLE " + tables(view));
   }
   for (const char* table : {"event_times", "user_buckets", "init_values", "session_parts",
@@ -1013,8 +1014,7 @@ TEST(ClickHouseSchemaTest, AVersion5DatabaseGetsItsNewTablesAndKeepsItsRollups) 
   // row in a rollup shows whether the upgrade rebuilt it.
   std::vector<std::string> back = {
       "DROP TABLE " + tables("user_events_mv"), "DROP TABLE " + tables("user_events"),
-      "ALTER TABLE " + tables("event_times") + " DROP COLUMN name",
-      MarkRollup(tables)};
+      "ALTER TABLE " + tables("event_times") + " DROP COLUMN name", MarkRollup(tables)};
   for (std::string& sql : RecordOnlyVersion(tables, 5)) back.push_back(std::move(sql));
   for (const std::string& sql : back) ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
   auto store = OpenEventStore(config);
@@ -1068,8 +1068,7 @@ TEST(ClickHouseSchemaTest, AVersion6DatabaseGetsThePropertyKeysOfItsEventsAndKee
   // rebuilt it.
   std::vector<std::string> back = {
       "DROP TABLE " + tables("event_times_mv"),
-      "ALTER TABLE " + tables("event_times") + " DROP COLUMN prop_list",
-      MarkRollup(tables)};
+      "ALTER TABLE " + tables("event_times") + " DROP COLUMN prop_list", MarkRollup(tables)};
   for (std::string& sql : RecordOnlyVersion(tables, 6)) back.push_back(std::move(sql));
   for (const std::string& sql : back) ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
   auto store = OpenEventStore(config);

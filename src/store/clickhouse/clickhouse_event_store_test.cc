@@ -276,18 +276,19 @@ TEST_F(ClickHouseEventStoreTest, ADeletedUsersRowsLeaveEveryTable) {
   auto client = ClickHouseClient::Create(ClientOptionsFor(options_));
   ASSERT_TRUE(client.ok());
   const ClickHouseTables tables(options_);
-  auto listed = (*client)->Execute(
-      "SELECT table FROM system.columns WHERE database = " + SqlQuote(options_.database) +
-      " AND name = 'user_h' AND table != 'deletions' AND table IN (SELECT name FROM system.tables"
-      " WHERE database = " + SqlQuote(options_.database) +
-      " AND engine LIKE '%MergeTree') ORDER BY table FORMAT TabSeparated");
+  const std::string db = SqlQuote(options_.database);
+  const std::string merge_trees =
+      "SELECT name FROM system.tables WHERE database = " + db + " AND engine LIKE '%MergeTree'";
+  auto listed = (*client)->Execute("SELECT table FROM system.columns WHERE database = " + db +
+                                   " AND name = 'user_h' AND table != 'deletions' AND table IN (" +
+                                   merge_trees + ") ORDER BY table FORMAT TabSeparated");
   ASSERT_TRUE(listed.ok()) << listed.status().ToString();
   std::vector<std::string> by_user;
   for (size_t at = 0, nl; (nl = listed->find('\n', at)) != std::string::npos; at = nl + 1) {
     by_user.push_back(listed->substr(at, nl - at));
   }
-  for (const char* table : {"events", "event_times", "user_events", "prop_values", "user_buckets",
-                            "init_values"}) {
+  for (const char* table :
+       {"events", "event_times", "user_events", "prop_values", "user_buckets", "init_values"}) {
     EXPECT_NE(std::find(by_user.begin(), by_user.end(), table), by_user.end()) << table;
   }
   const auto rows_of = [&](const std::string& user) {

@@ -759,11 +759,12 @@ Result<std::vector<ValueCount>> ClickHouseReader::EventAttribute(std::string_vie
                                                                  std::string_view attr) {
   // From prop_values: the range's rows of that event (or of the app
   // starts) only.
-  auto rows = Query("SELECT text, count() FROM (SELECT k, text FROM " +
-                    Live(app, "ev = " + SqlQuote(event) + " AND " + Range(range.from_ms, range.to_ms),
-                         "prop_keys, prop_texts", "prop_values") +
-                    " ARRAY JOIN prop_keys AS k, prop_texts AS text) WHERE k = " + SqlQuote(attr) +
-                    " GROUP BY text");
+  auto rows =
+      Query("SELECT text, count() FROM (SELECT k, text FROM " +
+            Live(app, "ev = " + SqlQuote(event) + " AND " + Range(range.from_ms, range.to_ms),
+                 "prop_keys, prop_texts", "prop_values") +
+            " ARRAY JOIN prop_keys AS k, prop_texts AS text) WHERE k = " + SqlQuote(attr) +
+            " GROUP BY text");
   if (!rows.ok()) return rows.status();
   std::vector<ValueCount> out;
   for (const auto& r : *rows) out.push_back({r[0], Int(r[1])});
