@@ -786,6 +786,13 @@ Result<std::vector<UserSummary>> ClickHouseReader::Summaries(
   // The users' rows of user_events (a few granules each).
   const std::string theirs =
       "user_h IN " + NumberList(user_hashes) + " AND user_key IN " + QuoteList(keys);
+  // The props of each user's own init, props and userid events, later wins:
+  // read meanwhile (the statements below do not depend on them).
+  const std::string payloads_sql =
+      "SELECT user_key, payload FROM " +
+      Live(app, theirs + " AND type IN (1, 4, 5)", "user_key, payload, time", "user_events") +
+      " ORDER BY time, ord";
+  auto payloads_f = std::async(std::launch::async, [&] { return Query(payloads_sql); });
   // Which sessions each user is in, and when each user was created.
   auto links = Query("SELECT user_key, sess_h, device, min(time) FROM " +
                      Live(app, theirs, "user_key, sess_h, device, time", "user_events") +
@@ -809,12 +816,8 @@ Result<std::vector<UserSummary>> ClickHouseReader::Summaries(
     if (!rows.ok()) return rows.status();
     for (SessionRow& s : *rows) by_hash.emplace(s.hash, std::move(s));
   }
-  // The props of each user's own init, props and userid events, later wins.
   std::vector<std::map<std::string, std::string>> props(keys.size());
-  auto payloads =
-      Query("SELECT user_key, payload FROM " +
-            Live(app, theirs + " AND type IN (1, 4, 5)", "user_key, payload, time", "user_events") +
-            " ORDER BY time, ord");
+  auto payloads = payloads_f.get();
   if (!payloads.ok()) return payloads.status();
 
   for (size_t i = 0; i < keys.size(); ++i) {
@@ -1003,15 +1006,35 @@ Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int
       matching = known;
     }
   }
-  auto head = Query("SELECT (SELECT uniqExact(user_h) FROM (" + known +
-                    ")), (SELECT max(finalizeAggregation(last)) FROM " + tables_("session_parts") +
-                    " WHERE app = " + plan->app + ")");
-  if (!head.ok()) return head.status();
-  if (head->empty() || (*head)[0].size() != 2) return Status::Internal("users: unexpected row");
-  out.total = Int((*head)[0][0]);
-  const int64_t latest = Int((*head)[0][1]);
+  // The number of users and the latest session end, at once; the first
+  // page is ranked while the users are counted (a later page waits for the
+  // count: a page past the end needs no ranking).
+  const std::string total_sql = "SELECT uniqExact(user_h) FROM (" + known + ")";
+  const std::string latest_sql = "SELECT max(finalizeAggregation(last)) FROM " +
+                                 tables_("session_parts") + " WHERE app = " + plan->app;
+  auto total_f = std::async(std::launch::async, [&] { return Query(total_sql); });
+  auto latest_f = std::async(std::launch::async, [&] { return Query(latest_sql); });
+  bool total_known = false;
   const int64_t offset = (page - 1) * limit;
-  if (offset >= out.total) return out;
+  const auto past_the_end = [&]() -> Result<bool> {
+    if (!total_known) {
+      auto total = total_f.get();
+      if (!total.ok()) return total.status();
+      if (total->empty() || total->front().empty()) return Status::Internal("users: no count");
+      out.total = Int(total->front()[0]);
+      total_known = true;
+    }
+    return offset >= out.total;
+  };
+  if (offset > 0) {
+    auto past = past_the_end();
+    if (!past.ok()) return past.status();
+    if (*past) return out;
+  }
+  auto head = latest_f.get();
+  if (!head.ok()) return head.status();
+  if (head->empty() || head->front().empty()) return Status::Internal("users: unexpected row");
+  const int64_t latest = Int(head->front()[0]);
   const size_t need = static_cast<size_t>(offset + limit);
 
   // The users (matching) of the sessions that meet `restrict` (a condition
@@ -1084,6 +1107,9 @@ Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int
       if (ranked.size() >= need) break;
     }
   }
+  auto past = past_the_end();
+  if (!past.ok()) return past.status();
+  if (*past) return out;
   std::sort(ranked.begin(), ranked.end(),
             [](const Seen& a, const Seen& b) { return a.last_seen > b.last_seen; });
   if (static_cast<size_t>(offset) >= ranked.size()) return out;
