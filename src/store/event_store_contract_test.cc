@@ -935,6 +935,28 @@ std::string CountRows(ClickHouseClient& client, const ClickHouseTables& tables,
   return rows.ok() ? *rows : rows.status().ToString();
 }
 
+// Makes the database one of schema `version` (`back`, then `version` the
+// only one recorded), opens the store again, which upgrades it, and waits
+// until it reads; null (with the failure reported) when a step fails.
+std::unique_ptr<EventStore> ReopenFromVersion(const StoreConfig& config, ClickHouseClient& client,
+                                              const ClickHouseTables& tables,
+                                              std::vector<std::string> back, int version) {
+  for (std::string& sql : RecordOnlyVersion(tables, version)) back.push_back(std::move(sql));
+  for (const std::string& sql : back) {
+    if (!client.Execute(sql).ok()) {
+      ADD_FAILURE() << sql;
+      return nullptr;
+    }
+  }
+  auto store = OpenEventStore(config);
+  if (!store.ok()) {
+    ADD_FAILURE() << store.status().ToString();
+    return nullptr;
+  }
+  WaitUntilReady(**store);
+  return std::move(store).value();
+}
+
 // A database of schema 4 (events, no rollups) gets its rollups from the rows
 // it holds when a node of this release opens it, and answers from them.
 TEST(ClickHouseSchemaTest, AVersion4DatabaseGetsRollupsOfTheRowsItHolds) {
@@ -969,15 +991,12 @@ TEST(ClickHouseSchemaTest, AVersion4DatabaseGetsRollupsOfTheRowsItHolds) {
                             "user_events", "prop_values"}) {
     back.push_back("DROP TABLE " + tables(table));
   }
-  for (std::string& sql : RecordOnlyVersion(tables, 4)) back.push_back(std::move(sql));
-  for (const std::string& sql : back) ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
-  auto store = OpenEventStore(config);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
-  WaitUntilReady(**store);
-  auto glance = (*store)->QuickGlance(kApp, day.from_ms, day.to_ms);
+  auto store = ReopenFromVersion(config, **client, tables, std::move(back), 4);
+  ASSERT_TRUE(store);
+  auto glance = store->QuickGlance(kApp, day.from_ms, day.to_ms);
   ASSERT_TRUE(glance.ok()) << glance.status().ToString();
   EXPECT_EQ(Describe(*glance), "installs 2 users 2 starts 2 errors 1");
-  auto daily = (*store)->Daily(kApp, day);
+  auto daily = store->Daily(kApp, day);
   ASSERT_TRUE(daily.ok()) << daily.status().ToString();
   EXPECT_EQ(daily->users, 2);
   EXPECT_EQ(daily->new_users, (std::map<int64_t, int64_t>{{kT0 / kDayMs, 2}}));
@@ -988,8 +1007,8 @@ TEST(ClickHouseSchemaTest, AVersion4DatabaseGetsRollupsOfTheRowsItHolds) {
   // New rows reach the rollups through the views again.
   std::vector<uint8_t> inserted;
   const std::vector<Event> more = {Init("4", kT0 + 9000, "device-3", "s3", "user-3")};
-  ASSERT_TRUE((*store)->Append(more, &inserted).ok());
-  glance = (*store)->QuickGlance(kApp, day.from_ms, day.to_ms);
+  ASSERT_TRUE(store->Append(more, &inserted).ok());
+  glance = store->QuickGlance(kApp, day.from_ms, day.to_ms);
   ASSERT_TRUE(glance.ok());
   EXPECT_EQ(Describe(*glance), "installs 3 users 3 starts 3 errors 1");
 }
@@ -1015,18 +1034,15 @@ TEST(ClickHouseSchemaTest, AVersion5DatabaseGetsItsNewTablesAndKeepsItsRollups) 
   std::vector<std::string> back = {
       "DROP TABLE " + tables("user_events_mv"), "DROP TABLE " + tables("user_events"),
       "ALTER TABLE " + tables("event_times") + " DROP COLUMN name", MarkRollup(tables)};
-  for (std::string& sql : RecordOnlyVersion(tables, 5)) back.push_back(std::move(sql));
-  for (const std::string& sql : back) ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
-  auto store = OpenEventStore(config);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
-  WaitUntilReady(**store);
+  auto store = ReopenFromVersion(config, **client, tables, std::move(back), 5);
+  ASSERT_TRUE(store);
   const auto count = [&](const std::string& table, const std::string& where) {
     return CountRows(**client, tables, table, where);
   };
   EXPECT_EQ(count("user_events", "1"), "3\n");
   EXPECT_EQ(count("event_times", "name = 'E'"), "1\n");
   EXPECT_EQ(count("user_buckets", "app = 'marker'"), "1\n") << "the rollups were rebuilt";
-  auto users = (*store)->Users(kApp, 1, 10, "");
+  auto users = store->Users(kApp, 1, 10, "");
   ASSERT_TRUE(users.ok()) << users.status().ToString();
   ASSERT_EQ(users->total, 2);
   ASSERT_EQ(users->users.size(), 2u);
@@ -1037,8 +1053,8 @@ TEST(ClickHouseSchemaTest, AVersion5DatabaseGetsItsNewTablesAndKeepsItsRollups) 
   // New rows reach user_events through its view.
   std::vector<uint8_t> inserted;
   const std::vector<Event> more = {Init("4", kT0 + 9000, "device-3", "s3", "user-3")};
-  ASSERT_TRUE((*store)->Append(more, &inserted).ok());
-  auto details = (*store)->User(kApp, "user-3");  // a read waits for the rows to be forwarded
+  ASSERT_TRUE(store->Append(more, &inserted).ok());
+  auto details = store->User(kApp, "user-3");  // a read waits for the rows to be forwarded
   ASSERT_TRUE(details.ok()) << details.status().ToString();
   EXPECT_EQ(details->user.devices.size(), 1u);
   EXPECT_EQ(count("user_events", "1"), "4\n");
@@ -1069,17 +1085,14 @@ TEST(ClickHouseSchemaTest, AVersion6DatabaseGetsThePropertyKeysOfItsEventsAndKee
   std::vector<std::string> back = {
       "DROP TABLE " + tables("event_times_mv"),
       "ALTER TABLE " + tables("event_times") + " DROP COLUMN prop_list", MarkRollup(tables)};
-  for (std::string& sql : RecordOnlyVersion(tables, 6)) back.push_back(std::move(sql));
-  for (const std::string& sql : back) ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
-  auto store = OpenEventStore(config);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
-  WaitUntilReady(**store);
+  auto store = ReopenFromVersion(config, **client, tables, std::move(back), 6);
+  ASSERT_TRUE(store);
   const auto count = [&](const std::string& table, const std::string& where) {
     return CountRows(**client, tables, table, where);
   };
   EXPECT_EQ(count("event_times", "prop_list = '1,4:size'"), "1\n");
   EXPECT_EQ(count("user_buckets", "app = 'marker'"), "1\n") << "the rollups were kept";
-  auto props = (*store)->EventProps(kApp, day);
+  auto props = store->EventProps(kApp, day);
   ASSERT_TRUE(props.ok()) << props.status().ToString();
   EXPECT_EQ(DescribeProps(*props), "SAVED/number: [size]\n");
   // New events get their keys through the view again.
@@ -1087,8 +1100,8 @@ TEST(ClickHouseSchemaTest, AVersion6DatabaseGetsThePropertyKeysOfItsEventsAndKee
   more.payload_json = R"({"from":"menu"})";
   more.props = {{"from", {PropValue::Kind::kString, "menu"}}};
   std::vector<uint8_t> inserted;
-  ASSERT_TRUE((*store)->Append(std::vector<Event>{more}, &inserted).ok());
-  props = (*store)->EventProps(kApp, day);
+  ASSERT_TRUE(store->Append(std::vector<Event>{more}, &inserted).ok());
+  props = store->EventProps(kApp, day);
   ASSERT_TRUE(props.ok()) << props.status().ToString();
   EXPECT_EQ(DescribeProps(*props), "OPENED/string: [from]\nSAVED/number: [size]\n");
 }
@@ -1124,11 +1137,8 @@ TEST(ClickHouseSchemaTest, AVersion7DatabaseGetsThePropertyValuesOfItsEventsAndK
   // rebuilt it.
   std::vector<std::string> back = {"DROP TABLE " + tables("prop_values_mv"),
                                    "DROP TABLE " + tables("prop_values"), MarkRollup(tables)};
-  for (std::string& sql : RecordOnlyVersion(tables, 7)) back.push_back(std::move(sql));
-  for (const std::string& sql : back) ASSERT_TRUE((*client)->Execute(sql).ok()) << sql;
-  auto store = OpenEventStore(config);
-  ASSERT_TRUE(store.ok()) << store.status().ToString();
-  WaitUntilReady(**store);
+  auto store = ReopenFromVersion(config, **client, tables, std::move(back), 7);
+  ASSERT_TRUE(store);
   const auto count = [&](const std::string& table, const std::string& where) {
     return CountRows(**client, tables, table, where);
   };
@@ -1136,13 +1146,13 @@ TEST(ClickHouseSchemaTest, AVersion7DatabaseGetsThePropertyValuesOfItsEventsAndK
   EXPECT_EQ(count("prop_values", "ev = 'init' AND prop_keys = ['plan'] AND prop_texts = ['pro']"),
             "1\n");
   EXPECT_EQ(count("user_buckets", "app = 'marker'"), "1\n") << "the rollups were kept";
-  auto values = (*store)->EventAttribute(kApp, day, "SAVED", "size");
+  auto values = store->EventAttribute(kApp, day, "SAVED", "size");
   ASSERT_TRUE(values.ok()) << values.status().ToString();
   EXPECT_EQ(DescribeCounts(*values), "[2] 2\n");
   // New events get their values through the view again.
   std::vector<uint8_t> inserted;
-  ASSERT_TRUE((*store)->Append(std::vector<Event>{saved("4", kT0 + 3000, "3")}, &inserted).ok());
-  values = (*store)->EventAttribute(kApp, day, "SAVED", "size");
+  ASSERT_TRUE(store->Append(std::vector<Event>{saved("4", kT0 + 3000, "3")}, &inserted).ok());
+  values = store->EventAttribute(kApp, day, "SAVED", "size");
   ASSERT_TRUE(values.ok()) << values.status().ToString();
   EXPECT_EQ(DescribeCounts(*values), "[2] 2\n[3] 1\n");
 }
