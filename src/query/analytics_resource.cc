@@ -36,10 +36,12 @@ void WriteDailyCounts(JsonWriter& w, const DailyCounts& counts) {
 
 HttpResponse QuickGlanceResource(const ApiDeps& deps, std::string_view app) {
   const int64_t now = deps.now_ms();
-  auto current = deps.store->QuickGlance(app, now - kDayMs, now - 1);
-  if (!current.ok()) return ErrorResponse(current.status());
-  auto previous = deps.store->QuickGlance(app, now - 2 * kDayMs, now - kDayMs - 1);
-  if (!previous.ok()) return ErrorResponse(previous.status());
+  const TimeSpan periods[] = {{now - kDayMs, now - 1}, {now - 2 * kDayMs, now - kDayMs - 1}};
+  auto counts = deps.store->QuickGlances(app, periods);
+  if (!counts.ok()) return ErrorResponse(counts.status());
+  if (counts->size() != 2) return ErrorResponse(Status::Internal("quick glance: missing a period"));
+  const QuickGlanceCounts* current = &(*counts)[0];
+  const QuickGlanceCounts* previous = &(*counts)[1];
   JsonWriter w;
   w.BeginObject().Key("data").BeginObject();
   w.Key("installs").Int(current->installs);

@@ -31,6 +31,11 @@ struct QuickGlanceCounts {
   int64_t installs = 0, users = 0, app_starts = 0, errors = 0;
 };
 
+// An inclusive span of time, in ms.
+struct TimeSpan {
+  int64_t from_ms = 0, to_ms = 0;
+};
+
 // Day numbers are local days since 1970-01-01 in the query's time zone.
 struct DailyAnalytics {
   int64_t users = 0;

@@ -14,6 +14,15 @@ int64_t RetentionCutMs(int64_t now_ms, int days) {
   return (FloorDiv(now_ms, kDayMs) - days) * kDayMs;
 }
 
+Result<QuickGlanceCounts> EventStore::QuickGlance(std::string_view app_id, int64_t from_ms,
+                                                  int64_t to_ms) {
+  const TimeSpan period[] = {{from_ms, to_ms}};
+  auto counts = QuickGlances(app_id, period);
+  if (!counts.ok()) return counts.status();
+  if (counts->size() != 1) return Status::Internal("quick glance: no answer for the period");
+  return counts->front();
+}
+
 Status EventStore::SessionEnds(
     std::string_view app_id,
     const std::function<Status(const std::string&, const std::string&, int64_t)>& sink) {

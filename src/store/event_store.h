@@ -167,8 +167,12 @@ class EventStore {
   // results; whether the app exists is the catalog's business. Ranges are
   // inclusive; every number is as semantics.md defines it.
 
-  virtual Result<QuickGlanceCounts> QuickGlance(std::string_view app_id, int64_t from_ms,
-                                                int64_t to_ms) = 0;
+  // The quick glance's counts of each period, in order (the endpoint shows
+  // a day beside the day before: a backend may share work between them).
+  virtual Result<std::vector<QuickGlanceCounts>> QuickGlances(
+      std::string_view app_id, std::span<const TimeSpan> periods) = 0;
+  // One period's.
+  Result<QuickGlanceCounts> QuickGlance(std::string_view app_id, int64_t from_ms, int64_t to_ms);
   virtual Result<DailyAnalytics> Daily(std::string_view app_id, const QueryRange& range) = 0;
   // name -> local day -> count, over `event` events (or `error` events).
   virtual Result<DailyCounts> EventCounts(std::string_view app_id, const QueryRange& range,

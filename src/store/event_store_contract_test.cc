@@ -729,6 +729,23 @@ TEST(BackendsAgreeTest, QuickGlanceDailyAndUsersAtAnyRangeAndOffset) {
         EXPECT_EQ(Describe(*other_glance), Describe(*glance))
             << backends[i].name << " quick glance, " << what;
       }
+      // Several periods at once (the range, the span as long before it, and
+      // the range again) answer as each alone.
+      const int64_t length = range.to_ms - range.from_ms + 1;
+      const TimeSpan periods[] = {{range.from_ms, range.to_ms},
+                                  {range.from_ms - length, range.from_ms - 1},
+                                  {range.from_ms, range.to_ms}};
+      auto before = stores[0]->QuickGlance(kApp, periods[1].from_ms, periods[1].to_ms);
+      ASSERT_TRUE(before.ok()) << before.status().ToString();
+      for (size_t i = 0; i < stores.size(); ++i) {
+        auto all = stores[i]->QuickGlances(kApp, periods);
+        ASSERT_TRUE(all.ok()) << all.status().ToString();
+        ASSERT_EQ(all->size(), 3u);
+        EXPECT_EQ(Describe((*all)[0]), Describe(*glance)) << backends[i].name << " periods, " << what;
+        EXPECT_EQ(Describe((*all)[1]), Describe(*before))
+            << backends[i].name << " periods, the one before, " << what;
+        EXPECT_EQ(Describe((*all)[2]), Describe(*glance)) << backends[i].name << " periods, " << what;
+      }
     }
   };
   // Users list pages (last seen, then creation): users last seen at the

@@ -60,9 +60,9 @@ class EventStoreWrapper : public EventStore {
   }
   Result<StoreStats> Stats(std::string_view app_id) override { return target_->Stats(app_id); }
 
-  Result<QuickGlanceCounts> QuickGlance(std::string_view app_id, int64_t from_ms,
-                                        int64_t to_ms) override {
-    return target_->QuickGlance(app_id, from_ms, to_ms);
+  Result<std::vector<QuickGlanceCounts>> QuickGlances(
+      std::string_view app_id, std::span<const TimeSpan> periods) override {
+    return target_->QuickGlances(app_id, periods);
   }
   Result<DailyAnalytics> Daily(std::string_view app_id, const QueryRange& range) override {
     return target_->Daily(app_id, range);

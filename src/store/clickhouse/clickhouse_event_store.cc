@@ -443,10 +443,10 @@ class ClickHouseEventStore final : public EventStore {
     return Answer(reader_->Stats(app_id));
   }
 
-  Result<QuickGlanceCounts> QuickGlance(std::string_view app_id, int64_t from_ms,
-                                        int64_t to_ms) override {
+  Result<std::vector<QuickGlanceCounts>> QuickGlances(
+      std::string_view app_id, std::span<const TimeSpan> periods) override {
     NUCLEON_RETURN_IF_ERROR(ReadyToRead());
-    return Answer(reader_->QuickGlance(app_id, from_ms, to_ms));
+    return Answer(reader_->QuickGlances(app_id, periods));
   }
   Result<DailyAnalytics> Daily(std::string_view app_id, const QueryRange& range) override {
     NUCLEON_RETURN_IF_ERROR(ReadyToRead());

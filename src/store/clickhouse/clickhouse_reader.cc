@@ -44,9 +44,10 @@ std::string Day(const std::string& col, int offset_min) {
   return "(intDiv(" + x + ", 86400000) - (" + x + " % 86400000 < 0))";
 }
 
-std::string Hour(const std::string& col, int offset_min) {
+// The local hour, counted from the epoch.
+std::string HourIndex(const std::string& col, int offset_min) {
   const std::string x = "(" + col + " + " + std::to_string(int64_t{offset_min} * 60000) + ")";
-  return "intDiv(" + x + " - " + Day(col, offset_min) + " * 86400000, 3600000)";
+  return "(intDiv(" + x + ", 3600000) - (" + x + " % 3600000 < 0))";
 }
 
 std::string QuoteList(const std::vector<std::string>& values) {
@@ -367,11 +368,21 @@ struct ClickHouseReader::RollupPlan {
   int64_t cut_ms = 0;  // the app's retention cut; 0: none
   // The user_h read from the events and the sess_h rebuilt from them, as
   // what goes inside IN (...): a list of numbers or a subquery; "": none.
+  // The sessions are a subquery until ListSessions lists them.
   std::string users_out;
   std::string sessions_out;
+  bool sessions_listed = false;
   // The range: buckets [b_lo, b_hi] whole inside it (none when b_lo > b_hi).
   int64_t b_lo = 0, b_hi = -1;
   std::string in_range;  // over events: time in the range
+
+  // Makes the plan's range [from_ms, to_ms].
+  void Cover(int64_t from_ms, int64_t to_ms) {
+    in_range = Range(from_ms, to_ms);
+    b_lo = FloorDiv(from_ms + kBucketMs - 1, kBucketMs);
+    b_hi = FloorDiv(to_ms + 1, kBucketMs) - 1;
+    if (cut_ms > 0) b_lo = std::max(b_lo, cut_ms / kBucketMs);
+  }
 
   std::string RollupWhere() const {
     std::string w = "app = " + app + " AND bucket >= " + std::to_string(b_lo) +
@@ -401,7 +412,6 @@ Result<ClickHouseReader::RollupPlan> ClickHouseReader::PlanRollups(std::string_v
   RollupPlan plan;
   plan.app_id = std::string(app);
   plan.app = SqlQuote(app);
-  plan.in_range = Range(from_ms, to_ms);
   {
     std::lock_guard lock(retention_mu_);
     const int days = retention_.DaysFor(app);
@@ -443,38 +453,42 @@ Result<ClickHouseReader::RollupPlan> ClickHouseReader::PlanRollups(std::string_v
                        ") WHERE f < " + std::to_string(plan.cut_ms) +
                        " AND l >= " + std::to_string(plan.cut_ms));
   }
-  plan.users_out = UnionAll(users);
+  // The users now; the sessions (a scan of every session's users) only
+  // when a statement needs them, meanwhile the others run (ListSessions).
+  auto users_out = Listed(UnionAll(users));
+  if (!users_out.ok()) return users_out.status();
+  plan.users_out = *users_out;
   plan.sessions_out = UnionAll(sessions);
-  // Usually a short list (the sessions of a few deleted users): read once
-  // and written into the statements as numbers, rather than subqueries that
-  // ClickHouse would run again for every IN that names them.
-  if (!plan.users_out.empty() || !plan.sessions_out.empty()) {
-    std::vector<std::string> lists;
-    if (!plan.users_out.empty()) lists.push_back("SELECT 0, user_h FROM (" + plan.users_out + ")");
-    if (!plan.sessions_out.empty()) {
-      lists.push_back("SELECT 1, sess_h FROM (" + plan.sessions_out + ")");
-    }
-    auto rows = Query("SELECT DISTINCT * FROM (" + UnionAll(lists) + ") LIMIT " +
-                      std::to_string(kListedExclusions + 1));
-    if (!rows.ok()) return rows.status();
-    if (rows->size() <= kListedExclusions) {
-      std::vector<uint64_t> listed[2];
-      for (const auto& r : *rows) {
-        if (r.size() == 2) listed[r[0] == "1"].push_back(UInt(r[1]));
-      }
-      const auto numbers = [](const std::vector<uint64_t>& v) {
-        const std::string list = NumberList(v);  // "(1, 2)"
-        return v.empty() ? std::string() : list.substr(1, list.size() - 2);
-      };
-      plan.users_out = numbers(listed[0]);
-      plan.sessions_out = numbers(listed[1]);
-    }
-  }
 
-  plan.b_lo = FloorDiv(from_ms + kBucketMs - 1, kBucketMs);
-  plan.b_hi = FloorDiv(to_ms + 1, kBucketMs) - 1;
-  if (plan.cut_ms > 0) plan.b_lo = std::max(plan.b_lo, plan.cut_ms / kBucketMs);
+  plan.Cover(from_ms, to_ms);
   return plan;
+}
+
+Result<std::string> ClickHouseReader::Listed(const std::string& subquery) {
+  // Usually a short list (a few deleted users, their sessions): read once
+  // and written into the statements as numbers, rather than a subquery that
+  // ClickHouse would run again for every IN that names it.
+  if (subquery.empty()) return subquery;
+  auto rows = Query("SELECT DISTINCT * FROM (" + subquery + ") LIMIT " +
+                    std::to_string(kListedExclusions + 1));
+  if (!rows.ok()) return rows.status();
+  if (rows->size() > kListedExclusions) return subquery;
+  std::vector<uint64_t> listed;
+  for (const auto& r : *rows) {
+    if (r.size() == 1) listed.push_back(UInt(r[0]));
+  }
+  if (listed.empty()) return std::string();
+  const std::string list = NumberList(listed);  // "(1, 2)"
+  return list.substr(1, list.size() - 2);
+}
+
+Status ClickHouseReader::ListSessions(RollupPlan* plan) {
+  if (plan->sessions_listed) return Status::Ok();
+  auto listed = Listed(plan->sessions_out);
+  if (!listed.ok()) return listed.status();
+  plan->sessions_out = *listed;
+  plan->sessions_listed = true;
+  return Status::Ok();
 }
 
 std::string ClickHouseReader::MergedSessions(const std::string& app, const std::string& columns,
@@ -512,45 +526,61 @@ std::string ClickHouseReader::RollupSessions(const RollupPlan& plan) const {
   return out;
 }
 
-Result<int64_t> ClickHouseReader::RollupInstalls(const RollupPlan& plan, int64_t from_ms,
-                                                 int64_t to_ms) {
-  auto rows =
-      Query("SELECT count() FROM (SELECT dev_h, min(sstart) AS t FROM (" + RollupSessions(plan) +
-            ") GROUP BY dev_h) WHERE t >= " + std::to_string(from_ms) +
-            " AND t <= " + std::to_string(to_ms));
-  if (!rows.ok()) return rows.status();
-  return rows->empty() ? 0 : Int((*rows)[0][0]);
-}
-
-Result<QuickGlanceCounts> ClickHouseReader::QuickGlance(std::string_view app, int64_t from_ms,
-                                                        int64_t to_ms) {
+Result<std::vector<QuickGlanceCounts>> ClickHouseReader::QuickGlances(
+    std::string_view app, std::span<const TimeSpan> periods) {
+  std::vector<QuickGlanceCounts> out(periods.size());
+  if (periods.empty()) return out;
+  int64_t from_ms = periods[0].from_ms, to_ms = periods[0].to_ms;
+  for (const TimeSpan& p : periods) {
+    from_ms = std::min(from_ms, p.from_ms);
+    to_ms = std::max(to_ms, p.to_ms);
+  }
+  // One plan, one statement for the counts and one merge of the sessions
+  // for every period: each row read is tagged with its period.
   auto plan = PlanRollups(app, from_ms, to_ms);
   if (!plan.ok()) return plan.status();
   std::vector<std::string> parts;
-  if (plan->b_lo <= plan->b_hi) {
-    parts.push_back(
-        "SELECT user_h, finalizeAggregation(inits) AS i, finalizeAggregation(errors) AS e FROM " +
-        tables_("user_buckets") + " WHERE " + plan->RollupWhere());
-  }
-  for (const auto& raw : plan->RawReads()) {
-    parts.push_back("SELECT user_h, toUInt64(type = 1) AS i, toUInt64(type = 3) AS e FROM " +
-                    Live(app, raw.where, "type", raw.by_user ? "user_events" : "event_times"));
+  std::string installs;  // one count per period
+  for (size_t i = 0; i < periods.size(); ++i) {
+    RollupPlan period = *plan;
+    period.Cover(periods[i].from_ms, periods[i].to_ms);
+    const std::string tag = "SELECT toUInt32(" + std::to_string(i) + ") AS p, user_h, ";
+    if (period.b_lo <= period.b_hi) {
+      parts.push_back(tag + "finalizeAggregation(inits) AS i, finalizeAggregation(errors) AS e FROM " +
+                      tables_("user_buckets") + " WHERE " + period.RollupWhere());
+    }
+    for (const auto& raw : period.RawReads()) {
+      parts.push_back(tag + "toUInt64(type = 1) AS i, toUInt64(type = 3) AS e FROM " +
+                      Live(app, raw.where, "type", raw.by_user ? "user_events" : "event_times"));
+    }
+    installs += (i ? ", countIf(t >= " : "countIf(t >= ") + std::to_string(periods[i].from_ms) +
+                " AND t <= " + std::to_string(periods[i].to_ms) + ")";
   }
   // Both statements at once (as in Daily).
   const std::string counts_sql =
-      "SELECT uniqExact(user_h), sum(i), sum(e) FROM (" + UnionAll(parts) + ")";
+      "SELECT p, uniqExact(user_h), sum(i), sum(e) FROM (" + UnionAll(parts) + ") GROUP BY p";
   auto rows_f = std::async(std::launch::async, [&] { return Query(counts_sql); });
-  auto installs = RollupInstalls(*plan, from_ms, to_ms);
+  // Installs: the devices whose first session starts in the period.
+  const Status listed = ListSessions(&*plan);
+  auto firsts = listed.ok() ? Query("SELECT " + installs +
+                                    " FROM (SELECT dev_h, min(sstart) AS t FROM (" +
+                                    RollupSessions(*plan) + ") GROUP BY dev_h)")
+                            : Result<Rows>(listed);
   auto rows = rows_f.get();
   if (!rows.ok()) return rows.status();
-  if (!installs.ok()) return installs.status();
-  QuickGlanceCounts out;
-  if (!rows->empty() && (*rows)[0].size() == 3) {
-    out.users = Int((*rows)[0][0]);
-    out.app_starts = Int((*rows)[0][1]);
-    out.errors = Int((*rows)[0][2]);
+  if (!firsts.ok()) return firsts.status();
+  for (const auto& r : *rows) {
+    if (r.size() != 4) return Status::Internal("quick glance: unexpected row");
+    const size_t i = static_cast<size_t>(Int(r[0]));
+    if (i >= out.size()) return Status::Internal("quick glance: unknown period");
+    out[i].users = Int(r[1]);
+    out[i].app_starts = Int(r[2]);
+    out[i].errors = Int(r[3]);
   }
-  out.installs = *installs;
+  if (firsts->size() != 1 || firsts->front().size() != out.size()) {
+    return Status::Internal("quick glance: unexpected installs row");
+  }
+  for (size_t i = 0; i < out.size(); ++i) out[i].installs = Int(firsts->front()[i]);
   return out;
 }
 
@@ -566,34 +596,50 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
   const std::vector<RollupPlan::RawRead> raw = plan->RawReads();
   DailyAnalytics out;
 
-  // Users in range, active users per day, app starts per day and hour.
-  std::vector<std::string> parts;
-  const auto hours = [&](const std::string& t, const std::string& n) {
-    // [0, .., n, .., 0] with n at the local hour (ClickHouse 18 lambdas
-    // cannot read the row's columns).
-    const std::string h = Hour(t, off);
-    return "arrayConcat(arrayResize(emptyArrayUInt64(), " + h + "), [" + n +
-           "], arrayResize(emptyArrayUInt64(), 23 - " + h + "))";
-  };
+  // Users in range and active users per day; app starts per local hour
+  // apart (summing them per hour costs a fraction of carrying 24 counts
+  // along with every user and day).
+  std::vector<std::string> users, starts;
   if (inside) {
-    parts.push_back("SELECT " + Day("b", off) + " AS d, user_h, " + hours("b", "n") +
-                    " AS hs FROM (SELECT bucket * 900000 AS b, user_h, finalizeAggregation(inits)"
-                    " AS n FROM " +
-                    tables_("user_buckets") + " WHERE " + plan->RollupWhere() + ")");
+    const std::string rollup = " FROM (SELECT bucket * 900000 AS b, user_h, inits FROM " +
+                               tables_("user_buckets") + " WHERE " + plan->RollupWhere() + ")";
+    users.push_back("SELECT " + Day("b", off) + " AS d, user_h" + rollup);
+    starts.push_back("SELECT " + HourIndex("b", off) + " AS h, finalizeAggregation(inits) AS n" +
+                     rollup);
   }
   for (const auto& r : raw) {
-    parts.push_back("SELECT " + Day("time", off) + " AS d, user_h, " +
-                    hours("time", "toUInt64(type = 1)") + " AS hs FROM " +
-                    Live(app, r.where, "time, type", r.by_user ? "user_events" : "event_times"));
+    const char* table = r.by_user ? "user_events" : "event_times";
+    users.push_back("SELECT " + Day("time", off) + " AS d, user_h FROM " +
+                    Live(app, r.where, "time", table));
+    starts.push_back("SELECT " + HourIndex("time", off) + " AS h, toUInt64(1) AS n FROM " +
+                     Live(app, r.where + " AND type = 1", "time", table));
   }
-  const std::string days_sql = "SELECT d, uniqExact(user_h), sumForEach(hs) FROM (" +
-                               UnionAll(parts) + ") GROUP BY d WITH TOTALS";
+  const std::string days_sql = "SELECT d, uniqExact(user_h) FROM (" + UnionAll(users) +
+                               ") GROUP BY d WITH TOTALS";
+  const std::string hours_sql = "SELECT h, sum(n) FROM (" + UnionAll(starts) + ") GROUP BY h";
+
   // New users: whose first event (after the retention cut) is in range.
-  std::string firsts = "SELECT user_h, minMerge(first) AS f FROM " + tables_("user_buckets") +
-                       " WHERE app = " + plan->app;
-  if (plan->cut_ms > 0) firsts += " AND bucket >= " + std::to_string(plan->cut_ms / kBucketMs);
-  if (!plan->users_out.empty()) firsts += " AND user_h NOT IN (" + plan->users_out + ")";
-  firsts += " GROUP BY user_h";
+  std::string kept = "app = " + plan->app;
+  if (plan->cut_ms > 0) kept += " AND bucket >= " + std::to_string(plan->cut_ms / kBucketMs);
+  if (!plan->users_out.empty()) kept += " AND user_h NOT IN (" + plan->users_out + ")";
+  std::string firsts;
+  if (off % 15 == 0) {
+    // A user's first bucket is enough to place its first event in a local
+    // day, and in the range unless it is one of the range's two edge
+    // buckets: only there is the first event's time read (its state is
+    // several times dearer to merge than the bucket number).
+    const std::string lo = std::to_string(FloorDiv(range.from_ms, kBucketMs));
+    const std::string hi = std::to_string(FloorDiv(range.to_ms, kBucketMs));
+    firsts = "SELECT user_h, if(mb > " + lo + " AND mb < " + hi +
+             ", mb * 900000, ef) AS f FROM (SELECT user_h, min(bucket) AS mb FROM " +
+             tables_("user_buckets") + " WHERE " + kept + " GROUP BY user_h HAVING mb >= " + lo +
+             " AND mb <= " + hi + ") ANY LEFT JOIN (SELECT user_h, minMerge(first) AS ef FROM " +
+             tables_("user_buckets") + " WHERE " + kept + " AND bucket IN (" + lo + ", " + hi +
+             ") GROUP BY user_h) USING user_h";
+  } else {
+    firsts = "SELECT user_h, minMerge(first) AS f FROM " + tables_("user_buckets") + " WHERE " +
+             kept + " GROUP BY user_h";
+  }
   if (!plan->users_out.empty()) {
     firsts += " UNION ALL SELECT user_h, min(time) AS f FROM " +
               Live(app, "user_h IN (" + plan->users_out + ")", "time", "user_events") +
@@ -605,31 +651,44 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
 
   // Breakdowns: distinct users per value their app starts carried.
   constexpr const char* kValues = "user_h, platform_n, language, version, country, ram_n";
-  parts.clear();
+  std::vector<std::string> parts;
   if (inside) {
     parts.push_back(std::string("SELECT ") + kValues + " FROM " + tables_("init_values") +
                     " WHERE " + plan->RollupWhere());
   }
-  for (const auto& r : raw) {  // (the values are in event_times only)
+  for (const auto& r : raw) {
+    // The values are in event_times only, ordered by time: the excluded
+    // users' app starts are found there by their times, which user_events
+    // (ordered by user) lists in a few granules, so that only the granules
+    // holding those times are read rather than the whole range.
+    std::string where = r.where + " AND type = 1";
+    if (r.by_user) {
+      where += " AND time IN (SELECT time FROM " + tables_("user_events") + " WHERE app = " +
+               plan->app + " AND " + where + ")";
+    }
     parts.push_back(std::string("SELECT ") + kValues + " FROM " +
-                    Live(app, r.where + " AND type = 1",
-                         "platform_n, language, version, country, ram_n", "event_times"));
+                    Live(app, where, "platform_n, language, version, country, ram_n",
+                         "event_times"));
   }
   const std::string breakdowns_sql =
       "SELECT dim, val, uniqExact(user_h) FROM (" + UnionAll(parts) +
       ") ARRAY JOIN ['p', 'l', 'v', 'c', 'r'] AS dim, [platform_n, language, version, country,"
       " ram_n] AS val WHERE val != '' GROUP BY dim, val";
 
-  // The four statements at once: the answer takes as long as the slowest
+  // The five statements at once: the answer takes as long as the slowest
   // rather than their sum (ClickHouse runs each on threads of its own).
   auto days_f = std::async(std::launch::async, [&] { return Query(days_sql); });
+  auto hours_f = std::async(std::launch::async, [&] { return Query(hours_sql); });
   auto fresh_f = std::async(std::launch::async, [&] { return Query(fresh_sql); });
   auto breakdowns_f = std::async(std::launch::async, [&] { return Query(breakdowns_sql); });
-  auto sessions = SessionStats(*plan, range);
+  const Status listed = ListSessions(&*plan);
+  auto sessions = listed.ok() ? SessionStats(*plan, range) : Result<SessionStatsOf>(listed);
   auto days = days_f.get();
+  auto hours = hours_f.get();
   auto fresh = fresh_f.get();
   auto breakdowns = breakdowns_f.get();
-  for (const Status& st : {days.status(), fresh.status(), breakdowns.status(), sessions.status()}) {
+  for (const Status& st : {days.status(), hours.status(), fresh.status(), breakdowns.status(),
+                           sessions.status()}) {
     if (!st.ok()) return st;
   }
   bool totals = false;
@@ -638,27 +697,17 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
       totals = true;  // the blank line before the totals row
       continue;
     }
-    if (r.size() != 3) return Status::Internal("daily: unexpected row");
-    if (totals) {
-      out.users = Int(r[1]);
-      continue;
-    }
-    const int64_t day = Int(r[0]);
-    out.active_users[day] = Int(r[1]);
-    std::array<int64_t, 24> by_hour{};
-    std::string_view list = r[2];  // [a,b,...]
-    if (list.size() >= 2) list = list.substr(1, list.size() - 2);
-    int64_t usage = 0;
-    for (size_t h = 0; h < 24 && !list.empty(); ++h) {
-      const size_t comma = list.find(',');
-      by_hour[h] = Int(std::string(list.substr(0, comma)));
-      usage += by_hour[h];
-      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
-    }
-    if (usage > 0) {
-      out.usage[day] = usage;
-      out.hours[day] = by_hour;
-    }
+    if (r.size() != 2) return Status::Internal("daily: unexpected row");
+    (totals ? out.users : out.active_users[Int(r[0])]) = Int(r[1]);
+  }
+  for (const auto& r : *hours) {
+    if (r.size() != 2) return Status::Internal("daily: unexpected hour row");
+    const int64_t n = Int(r[1]);
+    if (n == 0) continue;
+    const int64_t h = Int(r[0]);
+    const int64_t day = FloorDiv(h, 24);
+    out.usage[day] += n;
+    out.hours[day][static_cast<size_t>(h - day * 24)] += n;
   }
 
   for (const auto& r : *fresh) out.new_users[Int(r[0])] = Int(r[1]);
@@ -714,6 +763,7 @@ Result<SessionDays> ClickHouseReader::SessionDaysOf(const RollupPlan& plan,
 Result<SessionDays> ClickHouseReader::SessionsByDay(std::string_view app, const QueryRange& range) {
   auto plan = PlanRollups(app, range.from_ms, range.to_ms);
   if (!plan.ok()) return plan.status();
+  NUCLEON_RETURN_IF_ERROR(ListSessions(&*plan));
   return SessionDaysOf(*plan, range);
 }
 
@@ -1031,6 +1081,7 @@ Result<UserList> ClickHouseReader::Users(std::string_view app, int64_t page, int
     if (!past.ok()) return past.status();
     if (*past) return out;
   }
+  NUCLEON_RETURN_IF_ERROR(ListSessions(&*plan));
   auto head = latest_f.get();
   if (!head.ok()) return head.status();
   if (head->empty() || head->front().empty()) return Status::Internal("users: unexpected row");

@@ -35,7 +35,8 @@ class ClickHouseReader {
   ClickHouseReader(ClickHouseClient* client, ClickHouseTables tables)
       : client_(client), tables_(std::move(tables)) {}
 
-  Result<QuickGlanceCounts> QuickGlance(std::string_view app, int64_t from_ms, int64_t to_ms);
+  Result<std::vector<QuickGlanceCounts>> QuickGlances(std::string_view app,
+                                                      std::span<const TimeSpan> periods);
   Result<DailyAnalytics> Daily(std::string_view app, const QueryRange& range);
   Result<DailyCounts> EventCounts(std::string_view app, const QueryRange& range, bool errors);
   Result<std::vector<EventPropKeys>> EventProps(std::string_view app, const QueryRange& range);
@@ -114,6 +115,12 @@ class ClickHouseReader {
   // sessions come from them for a range, and which from the events.
   struct RollupPlan;
   Result<RollupPlan> PlanRollups(std::string_view app, int64_t from_ms, int64_t to_ms);
+  // The plan's sessions rebuilt from the events, listed (before any
+  // statement that merges the sessions).
+  Status ListSessions(RollupPlan* plan);
+  // What a subquery of numbers gives, as a list for IN (...) when short; the
+  // subquery itself when long.
+  Result<std::string> Listed(const std::string& subquery);
   // One row per session of `app` (quoted) in session_parts, its parts
   // merged: sess_h, then `columns` (over the merged states), for the
   // sessions matching `where` (key columns only).
@@ -121,7 +128,6 @@ class ClickHouseReader {
                              const std::string& where = "") const;
   // Every session of the plan's app as (dev_h: its device's hash, sstart, send).
   std::string RollupSessions(const RollupPlan& plan) const;
-  Result<int64_t> RollupInstalls(const RollupPlan& plan, int64_t from_ms, int64_t to_ms);
   // Sessions starting in range by local day.
   Result<SessionDays> SessionDaysOf(const RollupPlan& plan, const QueryRange& range);
   // Both from one merge of the sessions: the devices whose first session

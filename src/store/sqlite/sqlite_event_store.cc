@@ -626,10 +626,17 @@ class SqliteEventStore final : public EventStore {
     });
   }
 
-  Result<QuickGlanceCounts> QuickGlance(std::string_view app_id, int64_t from_ms,
-                                        int64_t to_ms) override {
-    return Read<QuickGlanceCounts>(app_id, true, [&](int64_t app, const ReadTx& tx) {
-      return analytics_->QuickGlance(app, from_ms, to_ms, tx);
+  Result<std::vector<QuickGlanceCounts>> QuickGlances(
+      std::string_view app_id, std::span<const TimeSpan> periods) override {
+    using Counts = std::vector<QuickGlanceCounts>;
+    return Read<Counts>(app_id, true, [&](int64_t app, const ReadTx& tx) -> Result<Counts> {
+      Counts out;
+      for (const TimeSpan& p : periods) {
+        auto counts = analytics_->QuickGlance(app, p.from_ms, p.to_ms, tx);
+        if (!counts.ok()) return counts.status();
+        out.push_back(*counts);
+      }
+      return out;
     });
   }
 
