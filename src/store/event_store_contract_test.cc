@@ -1001,11 +1001,11 @@ TEST(ClickHouseSchemaTest, AVersion4DatabaseGetsRollupsOfTheRowsItHolds) {
   std::vector<std::string> back;
   for (const char* view :
        {"event_times_mv", "user_buckets_mv", "init_values_mv", "session_parts_mv",
-        "session_beats_mv", "user_events_mv", "prop_values_mv"}) {
+        "session_beats_mv", "user_events_mv", "prop_values_mv", "error_times_mv"}) {
     back.push_back("DROP TABLE " + tables(view));
   }
   for (const char* table : {"event_times", "user_buckets", "init_values", "session_parts",
-                            "user_events", "prop_values"}) {
+                            "user_events", "prop_values", "error_times"}) {
     back.push_back("DROP TABLE " + tables(table));
   }
   auto store = ReopenFromVersion(config, **client, tables, std::move(back), 4);
@@ -1152,8 +1152,10 @@ TEST(ClickHouseSchemaTest, AVersion7DatabaseGetsThePropertyValuesOfItsEventsAndK
   const ClickHouseTables tables(config.clickhouse);
   // Back to version 7; a marker row in a rollup shows whether the upgrade
   // rebuilt it.
-  std::vector<std::string> back = {"DROP TABLE " + tables("prop_values_mv"),
-                                   "DROP TABLE " + tables("prop_values"), MarkRollup(tables)};
+  std::vector<std::string> back = {
+      "DROP TABLE " + tables("prop_values_mv"), "DROP TABLE " + tables("prop_values"),
+      "DROP TABLE " + tables("error_times_mv"), "DROP TABLE " + tables("error_times"),
+      MarkRollup(tables)};
   auto store = ReopenFromVersion(config, **client, tables, std::move(back), 7);
   ASSERT_TRUE(store);
   const auto count = [&](const std::string& table, const std::string& where) {
@@ -1172,6 +1174,60 @@ TEST(ClickHouseSchemaTest, AVersion7DatabaseGetsThePropertyValuesOfItsEventsAndK
   values = store->EventAttribute(kApp, day, "SAVED", "size");
   ASSERT_TRUE(values.ok()) << values.status().ToString();
   EXPECT_EQ(DescribeCounts(*values), "[2] 2\n[3] 1\n");
+}
+
+// A database of schema 8 (no error_times) gets the errors of the events it
+// holds; the rollups stay as they were.
+TEST(ClickHouseSchemaTest, AVersion8DatabaseGetsTheErrorsOfItsEventsAndKeepsItsRollups) {
+  if (!ClickHouseServer::Available()) GTEST_SKIP() << "clickhouse-server is not installed";
+  TempDir dir;
+  const StoreConfig config = ClickHouseConfig(dir.path(), "error_times_upgrade");
+  const QueryRange day{kT0 - kT0 % kDayMs, kT0 - kT0 % kDayMs + kDayMs - 1, 0};
+  {
+    auto store = OpenEventStore(config);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    std::vector<uint8_t> inserted;
+    const std::vector<Event> events = {Init("1", kT0), Make(EventType::kError, "Crash", "2", kT0 + 1),
+                                       Make(EventType::kError, "Crash", "3", kT0 + 2),
+                                       Make(EventType::kEvent, "Crash", "4", kT0 + 3)};
+    ASSERT_TRUE((*store)->Append(events, &inserted).ok());
+  }
+  auto client = ClickHouseClient::Create(ClientOptionsFor(config.clickhouse));
+  ASSERT_TRUE(client.ok());
+  const ClickHouseTables tables(config.clickhouse);
+  std::vector<std::string> back = {"DROP TABLE " + tables("error_times_mv"),
+                                   "DROP TABLE " + tables("error_times"), MarkRollup(tables)};
+  auto store = ReopenFromVersion(config, **client, tables, std::move(back), 8);
+  ASSERT_TRUE(store);
+  const auto count = [&](const std::string& table, const std::string& where) {
+    return CountRows(**client, tables, table, where);
+  };
+  EXPECT_EQ(count("error_times", "name = 'Crash'"), "2\n") << "the errors, not the event";
+  EXPECT_EQ(count("user_buckets", "app = 'marker'"), "1\n") << "the rollups were kept";
+  const auto errors = [&] {
+    auto counts = store->EventCounts(kApp, day, true);
+    if (!counts.ok()) return counts.status().ToString();
+    std::string out;
+    for (const auto& [name, days] : *counts) {
+      for (const auto& [d, n] : days) out += name + " " + std::to_string(n) + "\n";
+    }
+    auto groups = store->ErrorGroups(kApp, day);
+    if (!groups.ok()) return groups.status().ToString();
+    for (const ErrorGroup& g : *groups) {
+      out += "group " + g.name + " " + std::to_string(g.count) + " by " + std::to_string(g.users) +
+             "\n";
+    }
+    return out;
+  };
+  EXPECT_EQ(errors(), "Crash 2\ngroup Crash 2 by 1\n");
+  // New errors reach the table through its view again.
+  std::vector<uint8_t> inserted;
+  ASSERT_TRUE(store
+                  ->Append(std::vector<Event>{Make(EventType::kError, "Crash", "5", kT0 + 4,
+                                                   "device-2", "s2", "user-2")},
+                           &inserted)
+                  .ok());
+  EXPECT_EQ(errors(), "Crash 3\ngroup Crash 3 by 2\n");
 }
 
 }  // namespace

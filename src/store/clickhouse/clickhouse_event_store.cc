@@ -414,6 +414,7 @@ class ClickHouseEventStore final : public EventStore {
                                         {"event_times", "time"},
                                         {"user_events", "time"},
                                         {"prop_values", "time"},
+                                        {"error_times", "time"},
                                         {"heartbeats", "r"},
                                         {"user_buckets", "bucket * 900000"},
                                         {"init_values", "bucket * 900000"},
@@ -551,7 +552,8 @@ class ClickHouseEventStore final : public EventStore {
         tables.cluster().empty() ? "" : " ON CLUSTER " + SqlIdentifier(tables.cluster());
     const std::string suffix = tables.cluster().empty() ? "" : "_local";
     std::vector<std::string> mutations;
-    for (const char* table : {"events", "event_times", "user_events", "prop_values"}) {
+    for (const char* table :
+         {"events", "event_times", "user_events", "prop_values", "error_times"}) {
       mutations.push_back("ALTER TABLE " + tables(table + suffix) + on_cluster +
                           " DELETE WHERE app = " + SqlQuote(app) + " AND user_h = " +
                           std::to_string(user_h) + " AND ord < " + std::to_string(ord));

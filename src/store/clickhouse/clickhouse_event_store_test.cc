@@ -268,6 +268,8 @@ TEST_F(ClickHouseEventStoreTest, ADeletedUsersRowsLeaveEveryTable) {
     e.payload_json = R"({"plan":"pro"})";
     e.props = {{"plan", {PropValue::Kind::kString, "pro"}}};
   }
+  events[4].type = EventType::kError;  // gone-user-0's, for error_times
+  events[4].name = "Crash";
   EXPECT_EQ(Append(*a, events), std::vector<uint8_t>(events.size(), 1)) << "all stored";
   EXPECT_EQ(Events(*a, 6), 6);
   a->PrepareDeleteUser(kApp, "gone-user-0");
@@ -288,7 +290,8 @@ TEST_F(ClickHouseEventStoreTest, ADeletedUsersRowsLeaveEveryTable) {
     by_user.push_back(listed->substr(at, nl - at));
   }
   for (const char* table :
-       {"events", "event_times", "user_events", "prop_values", "user_buckets", "init_values"}) {
+       {"events", "event_times", "user_events", "prop_values", "error_times", "user_buckets",
+        "init_values"}) {
     EXPECT_NE(std::find(by_user.begin(), by_user.end(), table), by_user.end()) << table;
   }
   const auto rows_of = [&](const std::string& user) {

@@ -771,8 +771,9 @@ Result<DailyCounts> ClickHouseReader::EventCounts(std::string_view app, const Qu
                                                   bool errors) {
   auto rows = Query(
       "SELECT name, " + Day("time", range.utc_offset_min) + " AS d, count() FROM " +
-      Live(app, Range(range.from_ms, range.to_ms) + (errors ? " AND type = 3" : " AND type = 2"),
-           "name, time", "event_times") +
+      (errors ? Live(app, Range(range.from_ms, range.to_ms), "name, time", "error_times")
+              : Live(app, Range(range.from_ms, range.to_ms) + " AND type = 2", "name, time",
+                     "event_times")) +
       " GROUP BY name, d");
   if (!rows.ok()) return rows.status();
   DailyCounts out;
@@ -947,7 +948,7 @@ Result<std::vector<UserSummary>> ClickHouseReader::Summaries(
 
 Result<std::vector<ErrorGroup>> ClickHouseReader::ErrorGroups(std::string_view app,
                                                               const QueryRange& range) {
-  // The groups from event_times (the range's granules only), then each
+  // The groups from error_times (the range's granules only), then each
   // group's sample, the latest error (equal times: stored last), by its
   // order: its device from user_events (by its user), then its row from
   // events (by its device), each a few granules. A sample gone in between
@@ -956,8 +957,7 @@ Result<std::vector<ErrorGroup>> ClickHouseReader::ErrorGroups(std::string_view a
     auto rows = Query(
         "SELECT name, count(), uniqExact(user_h), min(time), max(time),"
         " argMax(ord, (time, ord)), argMax(user_h, (time, ord)) FROM " +
-        Live(app, Range(range.from_ms, range.to_ms) + " AND type = 3", "name, time",
-             "event_times") +
+        Live(app, Range(range.from_ms, range.to_ms), "name, time", "error_times") +
         " GROUP BY name");
     if (!rows.ok()) return rows.status();
     std::vector<ErrorGroup> out;

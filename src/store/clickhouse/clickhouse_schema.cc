@@ -115,6 +115,11 @@ const TableSpec kTables[] = {
      "app String, ev String, time Int64, ord UInt64, user_h UInt64, prop_keys Array(String),"
      " prop_texts Array(String)",
      "(app, ev, time)", "user_h", nullptr, "", 8},
+    // The errors alone, in time order (v9): the error counts and groups read
+    // the range's errors, a small part of its events, rather than every
+    // event of the range.
+    {"error_times", "app String, time Int64, ord UInt64, user_h UInt64, name String",
+     "(app, time)", "user_h", nullptr, "", 9},
     // Rollups (v5, see ClickHouseReader): every column but the key is an
     // aggregate state, so rows of the same key merge in the background. Each
     // carries the largest order of the rows it sums: two inserts never give
@@ -159,6 +164,8 @@ const ViewSpec kViews[] = {
     {"prop_values_mv", "prop_values", "events",
      "SELECT app, if(type = 1, 'init', name) AS ev, time, ord, user_h, prop_keys, prop_texts"
      " FROM {source} WHERE type IN (1, 2) AND notEmpty(prop_keys)"},
+    {"error_times_mv", "error_times", "events",
+     "SELECT app, time, ord, user_h, name FROM {source} WHERE type = 3"},
     {"user_buckets_mv", "user_buckets", "events",
      "SELECT app, intDiv(time, 900000) - (time % 900000 < 0) AS bucket, user_h,"
      " sumState(toUInt64(type = 1)) AS inits, sumState(toUInt64(type = 3)) AS errors,"

@@ -80,7 +80,8 @@ Status EnsureClickHouseSchema(ClickHouseClient& client, const ClickHouseTables& 
 
 // The newest schema this build knows: 5 added the rollups and
 // `event_times`, 6 `user_events` and the name in `event_times`, 7 the
-// property keys in `event_times`, 8 `prop_values` (ClickHouseReader).
-inline constexpr int kClickHouseSchemaVersion = 8;
+// property keys in `event_times`, 8 `prop_values`, 9 `error_times`
+// (ClickHouseReader).
+inline constexpr int kClickHouseSchemaVersion = 9;
 
 }  // namespace nucleon
