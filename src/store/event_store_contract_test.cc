@@ -741,10 +741,12 @@ TEST(BackendsAgreeTest, QuickGlanceDailyAndUsersAtAnyRangeAndOffset) {
         auto all = stores[i]->QuickGlances(kApp, periods);
         ASSERT_TRUE(all.ok()) << all.status().ToString();
         ASSERT_EQ(all->size(), 3u);
-        EXPECT_EQ(Describe((*all)[0]), Describe(*glance)) << backends[i].name << " periods, " << what;
+        EXPECT_EQ(Describe((*all)[0]), Describe(*glance))
+            << backends[i].name << " periods, " << what;
         EXPECT_EQ(Describe((*all)[1]), Describe(*before))
             << backends[i].name << " periods, the one before, " << what;
-        EXPECT_EQ(Describe((*all)[2]), Describe(*glance)) << backends[i].name << " periods, " << what;
+        EXPECT_EQ(Describe((*all)[2]), Describe(*glance))
+            << backends[i].name << " periods, " << what;
       }
     }
   };
@@ -1152,10 +1154,10 @@ TEST(ClickHouseSchemaTest, AVersion7DatabaseGetsThePropertyValuesOfItsEventsAndK
   const ClickHouseTables tables(config.clickhouse);
   // Back to version 7; a marker row in a rollup shows whether the upgrade
   // rebuilt it.
-  std::vector<std::string> back = {
-      "DROP TABLE " + tables("prop_values_mv"), "DROP TABLE " + tables("prop_values"),
-      "DROP TABLE " + tables("error_times_mv"), "DROP TABLE " + tables("error_times"),
-      MarkRollup(tables)};
+  std::vector<std::string> back = {"DROP TABLE " + tables("prop_values_mv"),
+                                   "DROP TABLE " + tables("prop_values"),
+                                   "DROP TABLE " + tables("error_times_mv"),
+                                   "DROP TABLE " + tables("error_times"), MarkRollup(tables)};
   auto store = ReopenFromVersion(config, **client, tables, std::move(back), 7);
   ASSERT_TRUE(store);
   const auto count = [&](const std::string& table, const std::string& where) {
@@ -1187,7 +1189,8 @@ TEST(ClickHouseSchemaTest, AVersion8DatabaseGetsTheErrorsOfItsEventsAndKeepsItsR
     auto store = OpenEventStore(config);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     std::vector<uint8_t> inserted;
-    const std::vector<Event> events = {Init("1", kT0), Make(EventType::kError, "Crash", "2", kT0 + 1),
+    const std::vector<Event> events = {Init("1", kT0),
+                                       Make(EventType::kError, "Crash", "2", kT0 + 1),
                                        Make(EventType::kError, "Crash", "3", kT0 + 2),
                                        Make(EventType::kEvent, "Crash", "4", kT0 + 3)};
     ASSERT_TRUE((*store)->Append(events, &inserted).ok());

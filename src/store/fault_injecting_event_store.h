@@ -60,8 +60,8 @@ class EventStoreWrapper : public EventStore {
   }
   Result<StoreStats> Stats(std::string_view app_id) override { return target_->Stats(app_id); }
 
-  Result<std::vector<QuickGlanceCounts>> QuickGlances(
-      std::string_view app_id, std::span<const TimeSpan> periods) override {
+  Result<std::vector<QuickGlanceCounts>> QuickGlances(std::string_view app_id,
+                                                      std::span<const TimeSpan> periods) override {
     return target_->QuickGlances(app_id, periods);
   }
   Result<DailyAnalytics> Daily(std::string_view app_id, const QueryRange& range) override {

@@ -444,8 +444,8 @@ class ClickHouseEventStore final : public EventStore {
     return Answer(reader_->Stats(app_id));
   }
 
-  Result<std::vector<QuickGlanceCounts>> QuickGlances(
-      std::string_view app_id, std::span<const TimeSpan> periods) override {
+  Result<std::vector<QuickGlanceCounts>> QuickGlances(std::string_view app_id,
+                                                      std::span<const TimeSpan> periods) override {
     NUCLEON_RETURN_IF_ERROR(ReadyToRead());
     return Answer(reader_->QuickGlances(app_id, periods));
   }

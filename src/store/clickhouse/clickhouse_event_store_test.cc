@@ -289,9 +289,8 @@ TEST_F(ClickHouseEventStoreTest, ADeletedUsersRowsLeaveEveryTable) {
   for (size_t at = 0, nl; (nl = listed->find('\n', at)) != std::string::npos; at = nl + 1) {
     by_user.push_back(listed->substr(at, nl - at));
   }
-  for (const char* table :
-       {"events", "event_times", "user_events", "prop_values", "error_times", "user_buckets",
-        "init_values"}) {
+  for (const char* table : {"events", "event_times", "user_events", "prop_values", "error_times",
+                            "user_buckets", "init_values"}) {
     EXPECT_NE(std::find(by_user.begin(), by_user.end(), table), by_user.end()) << table;
   }
   const auto rows_of = [&](const std::string& user) {

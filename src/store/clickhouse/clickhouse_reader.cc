@@ -546,7 +546,8 @@ Result<std::vector<QuickGlanceCounts>> ClickHouseReader::QuickGlances(
     period.Cover(periods[i].from_ms, periods[i].to_ms);
     const std::string tag = "SELECT toUInt32(" + std::to_string(i) + ") AS p, user_h, ";
     if (period.b_lo <= period.b_hi) {
-      parts.push_back(tag + "finalizeAggregation(inits) AS i, finalizeAggregation(errors) AS e FROM " +
+      parts.push_back(tag +
+                      "finalizeAggregation(inits) AS i, finalizeAggregation(errors) AS e FROM " +
                       tables_("user_buckets") + " WHERE " + period.RollupWhere());
     }
     for (const auto& raw : period.RawReads()) {
@@ -562,10 +563,10 @@ Result<std::vector<QuickGlanceCounts>> ClickHouseReader::QuickGlances(
   auto rows_f = std::async(std::launch::async, [&] { return Query(counts_sql); });
   // Installs: the devices whose first session starts in the period.
   const Status listed = ListSessions(&*plan);
-  auto firsts = listed.ok() ? Query("SELECT " + installs +
-                                    " FROM (SELECT dev_h, min(sstart) AS t FROM (" +
-                                    RollupSessions(*plan) + ") GROUP BY dev_h)")
-                            : Result<Rows>(listed);
+  auto firsts = listed.ok()
+                    ? Query("SELECT " + installs + " FROM (SELECT dev_h, min(sstart) AS t FROM (" +
+                            RollupSessions(*plan) + ") GROUP BY dev_h)")
+                    : Result<Rows>(listed);
   auto rows = rows_f.get();
   if (!rows.ok()) return rows.status();
   if (!firsts.ok()) return firsts.status();
@@ -614,8 +615,8 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
     starts.push_back("SELECT " + HourIndex("time", off) + " AS h, toUInt64(1) AS n FROM " +
                      Live(app, r.where + " AND type = 1", "time", table));
   }
-  const std::string days_sql = "SELECT d, uniqExact(user_h) FROM (" + UnionAll(users) +
-                               ") GROUP BY d WITH TOTALS";
+  const std::string days_sql =
+      "SELECT d, uniqExact(user_h) FROM (" + UnionAll(users) + ") GROUP BY d WITH TOTALS";
   const std::string hours_sql = "SELECT h, sum(n) FROM (" + UnionAll(starts) + ") GROUP BY h";
 
   // New users: whose first event (after the retention cut) is in range.
@@ -663,12 +664,12 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
     // holding those times are read rather than the whole range.
     std::string where = r.where + " AND type = 1";
     if (r.by_user) {
-      where += " AND time IN (SELECT time FROM " + tables_("user_events") + " WHERE app = " +
-               plan->app + " AND " + where + ")";
+      where += " AND time IN (SELECT time FROM " + tables_("user_events") +
+               " WHERE app = " + plan->app + " AND " + where + ")";
     }
-    parts.push_back(std::string("SELECT ") + kValues + " FROM " +
-                    Live(app, where, "platform_n, language, version, country, ram_n",
-                         "event_times"));
+    parts.push_back(
+        std::string("SELECT ") + kValues + " FROM " +
+        Live(app, where, "platform_n, language, version, country, ram_n", "event_times"));
   }
   const std::string breakdowns_sql =
       "SELECT dim, val, uniqExact(user_h) FROM (" + UnionAll(parts) +
@@ -687,8 +688,8 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
   auto hours = hours_f.get();
   auto fresh = fresh_f.get();
   auto breakdowns = breakdowns_f.get();
-  for (const Status& st : {days.status(), hours.status(), fresh.status(), breakdowns.status(),
-                           sessions.status()}) {
+  for (const Status& st :
+       {days.status(), hours.status(), fresh.status(), breakdowns.status(), sessions.status()}) {
     if (!st.ok()) return st;
   }
   bool totals = false;
@@ -769,12 +770,12 @@ Result<SessionDays> ClickHouseReader::SessionsByDay(std::string_view app, const 
 
 Result<DailyCounts> ClickHouseReader::EventCounts(std::string_view app, const QueryRange& range,
                                                   bool errors) {
-  auto rows = Query(
-      "SELECT name, " + Day("time", range.utc_offset_min) + " AS d, count() FROM " +
-      (errors ? Live(app, Range(range.from_ms, range.to_ms), "name, time", "error_times")
-              : Live(app, Range(range.from_ms, range.to_ms) + " AND type = 2", "name, time",
-                     "event_times")) +
-      " GROUP BY name, d");
+  auto rows =
+      Query("SELECT name, " + Day("time", range.utc_offset_min) + " AS d, count() FROM " +
+            (errors ? Live(app, Range(range.from_ms, range.to_ms), "name, time", "error_times")
+                    : Live(app, Range(range.from_ms, range.to_ms) + " AND type = 2", "name, time",
+                           "event_times")) +
+            " GROUP BY name, d");
   if (!rows.ok()) return rows.status();
   DailyCounts out;
   for (const auto& r : *rows) out[r[0]][Int(r[1])] = Int(r[2]);

@@ -118,8 +118,8 @@ const TableSpec kTables[] = {
     // The errors alone, in time order (v9): the error counts and groups read
     // the range's errors, a small part of its events, rather than every
     // event of the range.
-    {"error_times", "app String, time Int64, ord UInt64, user_h UInt64, name String",
-     "(app, time)", "user_h", nullptr, "", 9},
+    {"error_times", "app String, time Int64, ord UInt64, user_h UInt64, name String", "(app, time)",
+     "user_h", nullptr, "", 9},
     // Rollups (v5, see ClickHouseReader): every column but the key is an
     // aggregate state, so rows of the same key merge in the background. Each
     // carries the largest order of the rows it sums: two inserts never give

@@ -626,8 +626,8 @@ class SqliteEventStore final : public EventStore {
     });
   }
 
-  Result<std::vector<QuickGlanceCounts>> QuickGlances(
-      std::string_view app_id, std::span<const TimeSpan> periods) override {
+  Result<std::vector<QuickGlanceCounts>> QuickGlances(std::string_view app_id,
+                                                      std::span<const TimeSpan> periods) override {
     using Counts = std::vector<QuickGlanceCounts>;
     return Read<Counts>(app_id, true, [&](int64_t app, const ReadTx& tx) -> Result<Counts> {
       Counts out;
