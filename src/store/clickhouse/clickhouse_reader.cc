@@ -5,6 +5,7 @@
 #include <charconv>
 #include <future>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 #include <unordered_map>
@@ -351,6 +352,8 @@ Result<std::vector<ClickHouseReader::SessionRow>> ClickHouseReader::LoadSessions
 namespace {
 
 constexpr int64_t kBucketMs = 900000;
+// The apps whose last list of rebuilt sessions is kept (WithListedSessions).
+constexpr size_t kListedApps = 1000;
 // Up to this many excluded users and sessions are listed in the statements.
 constexpr size_t kListedExclusions = 20000;
 
@@ -491,6 +494,43 @@ Status ClickHouseReader::ListSessions(RollupPlan* plan) {
   return Status::Ok();
 }
 
+Status ClickHouseReader::WithListedSessions(
+    RollupPlan* plan, const std::function<Status(const RollupPlan&)>& merge) {
+  if (plan->sessions_listed || plan->sessions_out.empty()) {
+    NUCLEON_RETURN_IF_ERROR(ListSessions(plan));
+    return merge(*plan);
+  }
+  // The list the app's last answer found, for the same exclusions.
+  const std::string key = plan->app_id + "\n" + plan->sessions_out;
+  std::optional<std::string> guess;
+  {
+    std::lock_guard lock(listed_mu_);
+    auto it = listed_.find(key);
+    if (it != listed_.end()) guess = it->second;
+  }
+  RollupPlan guessed;
+  std::future<Status> early;
+  if (guess) {
+    guessed = *plan;
+    guessed.sessions_out = *guess;
+    guessed.sessions_listed = true;
+    early = std::async(std::launch::async, [&] { return merge(guessed); });
+  }
+  const Status listed = ListSessions(plan);
+  if (listed.ok()) {
+    std::lock_guard lock(listed_mu_);
+    if (listed_.size() >= kListedApps && listed_.count(key) == 0) listed_.clear();
+    listed_[key] = plan->sessions_out;
+  }
+  if (early.valid()) {
+    const Status st = early.get();
+    if (!listed.ok()) return listed;
+    if (plan->sessions_out == guessed.sessions_out) return st;
+  }
+  if (!listed.ok()) return listed;
+  return merge(*plan);
+}
+
 std::string ClickHouseReader::MergedSessions(const std::string& app, const std::string& columns,
                                              const std::string& where) const {
   // FINAL merges each session's parts as they are read, in key order: three
@@ -562,14 +602,17 @@ Result<std::vector<QuickGlanceCounts>> ClickHouseReader::QuickGlances(
       "SELECT p, uniqExact(user_h), sum(i), sum(e) FROM (" + UnionAll(parts) + ") GROUP BY p";
   auto rows_f = std::async(std::launch::async, [&] { return Query(counts_sql); });
   // Installs: the devices whose first session starts in the period.
-  const Status listed = ListSessions(&*plan);
-  auto firsts = listed.ok()
-                    ? Query("SELECT " + installs + " FROM (SELECT dev_h, min(sstart) AS t FROM (" +
-                            RollupSessions(*plan) + ") GROUP BY dev_h)")
-                    : Result<Rows>(listed);
+  Rows firsts;
+  const Status merged = WithListedSessions(&*plan, [&](const RollupPlan& p) {
+    auto r = Query("SELECT " + installs + " FROM (SELECT dev_h, min(sstart) AS t FROM (" +
+                   RollupSessions(p) + ") GROUP BY dev_h)");
+    if (!r.ok()) return r.status();
+    firsts = std::move(*r);
+    return Status::Ok();
+  });
   auto rows = rows_f.get();
   if (!rows.ok()) return rows.status();
-  if (!firsts.ok()) return firsts.status();
+  if (!merged.ok()) return merged;
   for (const auto& r : *rows) {
     if (r.size() != 4) return Status::Internal("quick glance: unexpected row");
     const size_t i = static_cast<size_t>(Int(r[0]));
@@ -578,10 +621,10 @@ Result<std::vector<QuickGlanceCounts>> ClickHouseReader::QuickGlances(
     out[i].app_starts = Int(r[2]);
     out[i].errors = Int(r[3]);
   }
-  if (firsts->size() != 1 || firsts->front().size() != out.size()) {
+  if (firsts.size() != 1 || firsts.front().size() != out.size()) {
     return Status::Internal("quick glance: unexpected installs row");
   }
-  for (size_t i = 0; i < out.size(); ++i) out[i].installs = Int(firsts->front()[i]);
+  for (size_t i = 0; i < out.size(); ++i) out[i].installs = Int(firsts.front()[i]);
   return out;
 }
 
@@ -682,14 +725,17 @@ Result<DailyAnalytics> ClickHouseReader::Daily(std::string_view app, const Query
   auto hours_f = std::async(std::launch::async, [&] { return Query(hours_sql); });
   auto fresh_f = std::async(std::launch::async, [&] { return Query(fresh_sql); });
   auto breakdowns_f = std::async(std::launch::async, [&] { return Query(breakdowns_sql); });
-  const Status listed = ListSessions(&*plan);
-  auto sessions = listed.ok() ? SessionStats(*plan, range) : Result<SessionStatsOf>(listed);
+  Result<SessionStatsOf> sessions = SessionStatsOf{};
+  const Status merged = WithListedSessions(&*plan, [&](const RollupPlan& p) {
+    sessions = SessionStats(p, range);
+    return sessions.status();
+  });
   auto days = days_f.get();
   auto hours = hours_f.get();
   auto fresh = fresh_f.get();
   auto breakdowns = breakdowns_f.get();
   for (const Status& st :
-       {days.status(), hours.status(), fresh.status(), breakdowns.status(), sessions.status()}) {
+       {days.status(), hours.status(), fresh.status(), breakdowns.status(), merged}) {
     if (!st.ok()) return st;
   }
   bool totals = false;
@@ -764,8 +810,12 @@ Result<SessionDays> ClickHouseReader::SessionDaysOf(const RollupPlan& plan,
 Result<SessionDays> ClickHouseReader::SessionsByDay(std::string_view app, const QueryRange& range) {
   auto plan = PlanRollups(app, range.from_ms, range.to_ms);
   if (!plan.ok()) return plan.status();
-  NUCLEON_RETURN_IF_ERROR(ListSessions(&*plan));
-  return SessionDaysOf(*plan, range);
+  Result<SessionDays> days = SessionDays{};
+  NUCLEON_RETURN_IF_ERROR(WithListedSessions(&*plan, [&](const RollupPlan& p) {
+    days = SessionDaysOf(p, range);
+    return days.status();
+  }));
+  return days;
 }
 
 Result<DailyCounts> ClickHouseReader::EventCounts(std::string_view app, const QueryRange& range,

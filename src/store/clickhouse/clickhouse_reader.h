@@ -14,6 +14,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <mutex>
 #include <span>
 #include <string>
@@ -118,6 +119,15 @@ class ClickHouseReader {
   // The plan's sessions rebuilt from the events, listed (before any
   // statement that merges the sessions).
   Status ListSessions(RollupPlan* plan);
+  // Runs `merge` (statements that merge the sessions) with the plan's
+  // sessions listed. The list is read on every answer, but `merge` starts
+  // meanwhile with the list the app's last answer found, and runs again
+  // only when the list read now differs: usually the two at once rather
+  // than one after the other. Only a run with the list read now counts, so
+  // `merge` must leave nothing but its results, which a second run
+  // replaces.
+  Status WithListedSessions(RollupPlan* plan,
+                            const std::function<Status(const RollupPlan&)>& merge);
   // What a subquery of numbers gives, as a list for IN (...) when short; the
   // subquery itself when long.
   Result<std::string> Listed(const std::string& subquery);
@@ -142,6 +152,9 @@ class ClickHouseReader {
   mutable std::mutex duplicates_mu_;
   mutable std::vector<std::pair<std::string, uint64_t>> duplicates_;  // (app, ord)
   mutable int64_t duplicates_loaded_ms_ = 0;
+  std::mutex listed_mu_;
+  // App and unlisted sessions subquery -> the list last read.
+  std::map<std::string, std::string> listed_;  // under listed_mu_
   mutable std::mutex retention_mu_;
   RetentionPolicy retention_;  // under retention_mu_
 };
