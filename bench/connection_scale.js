@@ -5,14 +5,19 @@
 //
 //   node bench/connection_scale.js [--connections 8000] [--processes 4] [--addresses 40]
 //        [--deflate] [--rate 0] [--flow-seconds 30] [--events-per-sec 50000]
-//        [--interval 20000] [--live-samples 20] [--server-arg ARG]... [--nucleon PATH]
-//        [--out FILE]
+//        [--interval 20000] [--live-samples 20] [--warm-devices 0] [--client-nice 0]
+//        [--server-arg ARG]... [--nucleon PATH] [--out FILE]
 //
 // Starts build/nucleon on a fresh temporary data folder and a free loopback
 // port (within NUCLEON_TEST_PORTS=LO-HI when that is set), creates an app,
-// then starts --processes client processes (connection_client.js), each
+// with --warm-devices N first sends an `init` from each of N other devices
+// over HTTP (so that the store's caches, bounded by --cache-mb, hold what a
+// server that has been ingesting holds, and the RSS growth below is the
+// sockets' own), then starts --processes client processes (connection_client.js), each
 // opening its share of the sockets from its own slice of the source
-// addresses 127.0.0.1..127.0.0.<addresses>, every device
+// addresses 127.0.0.1..127.0.0.<addresses> (at scheduling priority
+// --client-nice, 0..19: with 19 the clients take only the CPU the server
+// leaves, as devices on other machines would), every device
 // sending an `init`:
 //   - with --rate 0 (a storm, as after a restart) every process opens all its
 //     sockets at once; otherwise the total opening rate is --rate per second;
@@ -45,7 +50,8 @@ const root = path.resolve(__dirname, '..');
 function parseArgs(argv) {
   const o = {
     connections: 8000, processes: 4, addresses: 40, deflate: false, rate: 0,
-    flowSeconds: 30, eventsPerSec: 50000, interval: 20000, liveSamples: 20, serverArgs: [],
+    flowSeconds: 30, eventsPerSec: 50000, interval: 20000, liveSamples: 20, warmDevices: 0, clientNice: 0,
+    serverArgs: [],
     nucleon: process.env.NUCLEON_BIN || path.join(root, 'build', 'nucleon'), out: '',
   };
   for (let i = 0; i < argv.length; i++) {
@@ -60,12 +66,15 @@ function parseArgs(argv) {
     else if (k === '--events-per-sec') o.eventsPerSec = Number(v());
     else if (k === '--interval') o.interval = Number(v());
     else if (k === '--live-samples') o.liveSamples = Number(v());
+    else if (k === '--warm-devices') o.warmDevices = Number(v());
+    else if (k === '--client-nice') o.clientNice = Number(v());
     else if (k === '--server-arg') o.serverArgs.push(v());
     else if (k === '--nucleon') o.nucleon = v();
     else if (k === '--out') o.out = v();
     else throw new Error(`unknown flag ${k} (see the header of bench/connection_scale.js)`);
   }
   if (o.addresses < o.processes || o.addresses > 254) throw new Error('--addresses must be in [processes, 254]');
+  if (!(Number.isInteger(o.clientNice) && o.clientNice >= 0 && o.clientNice <= 19)) throw new Error('--client-nice must be in [0, 19]');
   return o;
 }
 
@@ -89,12 +98,16 @@ function percentile(sorted, p) {
 }
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-function get(port, pathName, token) {
+// A request on the keep-alive agent: GET, or POST with a JSON body; resolves
+// with the status, the time to the end of the answer and the body.
+function send(port, pathName, token, body) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
+    const headers = token ? { authorization: `Bearer ${token}` } : {};
+    if (body !== undefined) headers['content-type'] = 'application/json';
     const req = http.request({
       host: '127.0.0.1', port, path: pathName, agent, timeout: 10000,
-      headers: token ? { authorization: `Bearer ${token}` } : {},
+      method: body === undefined ? 'GET' : 'POST', headers,
     }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
@@ -102,8 +115,26 @@ function get(port, pathName, token) {
     });
     req.on('timeout', () => req.destroy(new Error(`timeout ${pathName}`)));
     req.on('error', reject);
-    req.end();
+    req.end(body);
   });
+}
+
+// An `init` from each of `devices` devices (each its own user and session),
+// sent over HTTP in batches; every batch must be acked.
+async function warmStore(port, appId, devices) {
+  const batch = 1000;
+  for (let first = 0; first < devices; first += batch) {
+    const data = [];
+    for (let i = first; i < Math.min(devices, first + batch); i++) {
+      data.push({
+        type: 'init', id: i + 1, date: Date.now(), sessionId: `warm-s${i}`, userId: `warm-u${i}`,
+        deviceId: `warm-d${i}`, client: 'js', platform: 'Linux', osVersion: '6.1', locale: 'en',
+        payload: { plan: 'free' },
+      });
+    }
+    const r = await send(port, `/app/${appId}/track`, '', JSON.stringify({ data }));
+    if (r.status !== 200 || !/reportedIds/.test(r.body)) throw new Error(`warm-up batch answered ${r.status}: ${r.body.slice(0, 200)}`);
+  }
 }
 
 // The server's port: 0 (the kernel picks one, read back from the log) unless
@@ -156,7 +187,11 @@ async function main() {
   if (!port) throw new Error(`the server did not listen:\n${serverLog}`);
   const countPath = `/api/v1/apps/${appId}/live/users/count`;
   const usersPath = `/api/v1/apps/${appId}/live/users`;
-  for (let i = 0; i < 20; i++) await get(port, countPath, token);
+  if (o.warmDevices > 0) {
+    await warmStore(port, appId, o.warmDevices);
+    await sleep(2000);
+  }
+  for (let i = 0; i < 20; i++) await send(port, countPath, token);
   await sleep(500);
   const rssBefore = rssKiB(server.pid);
   const cpuBefore = cpuSeconds(server.pid);
@@ -176,8 +211,10 @@ async function main() {
       '--rate', String(o.rate / o.processes), '--interval', String(o.interval),
       '--max-seconds', String(120 + o.flowSeconds * 2)];
     if (o.deflate) args.push('--deflate');
-    // Each client process raises its own open-file limit to the hard maximum.
-    const child = spawn('/bin/sh', ['-c', 'ulimit -n "$(ulimit -Hn)" && exec "$0" "$@"', process.execPath, ...args],
+    // Each client process raises its own open-file limit to the hard maximum
+    // and runs at the priority asked for.
+    const child = spawn('/bin/sh', ['-c', `ulimit -n "$(ulimit -Hn)" && exec nice -n ${o.clientNice} "$0" "$@"`,
+      process.execPath, ...args],
       { stdio: ['pipe', 'pipe', 'inherit'] });
     clients.push(child);
     readline.createInterface({ input: child.stdout }).on('line', (line) => {
@@ -202,7 +239,7 @@ async function main() {
   const prober = (async () => {
     while (connecting) {
       try {
-        const r = await get(port, countPath, token);
+        const r = await send(port, countPath, token);
         during.push(r.status === 200 ? r.ms : 10000);
       } catch (_) { during.push(10000); }
       await sleep(20);
@@ -224,15 +261,15 @@ async function main() {
   // Live endpoints with every device present, and the floor of any API
   // request (the app's token checked, a small answer) for comparison.
   const live = { count: [], users: [], floor: [] };
-  for (let i = 0; i < o.liveSamples; i++) live.floor.push((await get(port, `/api/v1/apps/${appId}/live/events?limit=1`, token)).ms);
+  for (let i = 0; i < o.liveSamples; i++) live.floor.push((await send(port, `/api/v1/apps/${appId}/live/events?limit=1`, token)).ms);
   live.floor.sort((a, b) => a - b);
   let liveCount = null;
   let liveRows = null;
   for (let i = 0; i < o.liveSamples; i++) {
-    const c = await get(port, countPath, token);
+    const c = await send(port, countPath, token);
     live.count.push(c.ms);
     liveCount = JSON.parse(c.body).data;
-    const u = await get(port, usersPath, token);
+    const u = await send(port, usersPath, token);
     live.users.push(u.ms);
     liveRows = JSON.parse(u.body).data.length;
   }
@@ -255,6 +292,7 @@ async function main() {
   const merged = (key) => Math.max(...flow.map((r) => r[key] ?? 0));
   const summary = {
     connections: o.connections, processes: o.processes, addresses: o.addresses, deflate: o.deflate,
+    warmDevices: o.warmDevices, clientNice: o.clientNice,
     rate: o.rate || 'storm', opened, failed,
     initsUnacked: connected.reduce((s, r) => s + r.unacked, 0),
     setupPerSec: Math.round(opened / (openWall / 1000)), openWallMs: openWall,
