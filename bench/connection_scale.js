@@ -9,16 +9,15 @@
 //        [--server-arg ARG]... [--nucleon PATH] [--out FILE]
 //
 // Starts build/nucleon on a fresh temporary data folder and a free loopback
-// port (within NUCLEON_TEST_PORTS=LO-HI when that is set), creates an app,
-// with --warm-devices N first sends an `init` from each of N other devices
-// over HTTP (so that the store's caches, bounded by --cache-mb, hold what a
-// server that has been ingesting holds, and the RSS growth below is the
-// sockets' own), then starts --processes client processes (connection_client.js), each
-// opening its share of the sockets from its own slice of the source
-// addresses 127.0.0.1..127.0.0.<addresses> (at scheduling priority
-// --client-nice, 0..19: with 19 the clients take only the CPU the server
-// leaves, as devices on other machines would), every device
-// sending an `init`:
+// port (within NUCLEON_TEST_PORTS=LO-HI when that is set) and creates an app.
+// With --warm-devices N it then sends an `init` from each of N other devices
+// over HTTP, so that the store's caches (bounded by --cache-mb) hold what a
+// server that has been ingesting holds and the RSS growth below is the
+// sockets' own. Then --processes client processes (connection_client.js),
+// at scheduling priority --client-nice (0..19; with 19 they take only the CPU
+// the server leaves, as devices on other machines would), each open their
+// share of the sockets from their own slice of the source addresses
+// 127.0.0.1..127.0.0.<addresses>, every device sending an `init`:
 //   - with --rate 0 (a storm, as after a restart) every process opens all its
 //     sockets at once; otherwise the total opening rate is --rate per second;
 //   - meanwhile the driver times an API request (live/users/count) every 20 ms;
